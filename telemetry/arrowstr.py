@@ -1,0 +1,50 @@
+"""Zero-copy NumPy views of Arrow string arrays, for the kernels.
+
+Handles ``string`` and ``large_string``, sliced arrays (``array.offset``),
+absent validity bitmaps and read-only buffers. Chunked arrays are handled by
+the callers one chunk at a time.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+
+class StringViews(NamedTuple):
+    """``offsets[i]:offsets[i+1]`` are the bytes of row ``i`` in ``data``;
+    ``valid[i]`` is False for nulls. ``offsets`` has ``len + 1`` entries (int32 or
+    int64, as the array stores them); ``data`` is read-only uint8."""
+
+    offsets: np.ndarray
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def string_views(array: pa.Array) -> StringViews:
+    """Views of one Arrow string chunk; raises ``TypeError`` for other types."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string(array.type) or pa.types.is_binary(array.type):
+        offset_type = np.int32
+    elif pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type):
+        offset_type = np.int64
+    else:
+        raise TypeError(f"expected a string array, got {array.type}")
+    n = len(array)
+    validity, offsets_buf, data_buf = array.buffers()[:3]
+    if offsets_buf is None:  # an empty array may come without buffers
+        offsets = np.zeros(n + 1, dtype=offset_type)
+    else:
+        offsets = np.frombuffer(offsets_buf, dtype=offset_type)[array.offset : array.offset + n + 1]
+    if data_buf is None:
+        data = np.zeros(0, dtype=np.uint8)
+    else:
+        data = np.frombuffer(data_buf, dtype=np.uint8)
+    if array.null_count == 0:
+        valid = np.ones(n, dtype=np.bool_)
+    else:
+        valid = ~np.asarray(array.is_null(), dtype=np.bool_)
+    return StringViews(offsets, data, valid)

@@ -1,0 +1,64 @@
+"""The canonical record (SPEC section 2), defined once."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+DICT = pa.dictionary(pa.int32(), pa.string())
+
+CANONICAL = pa.schema(
+    [
+        pa.field("record_id", pa.string()),
+        pa.field("channel", DICT),
+        pa.field("direction", DICT),
+        pa.field("tenant", pa.string()),
+        pa.field("start_time", TS, nullable=False),
+        pa.field("answer_time", TS),
+        pa.field("end_time", TS),
+        pa.field("pdd_ms", pa.int32()),
+        pa.field("duration_ms", pa.int64()),
+        pa.field("source", pa.string()),
+        pa.field("destination", pa.string()),
+        pa.field("status", DICT),
+        pa.field("sip_code", pa.int16()),
+        pa.field("q850_cause", pa.int16()),
+        pa.field("route", pa.string()),
+        pa.field("source_ip", pa.string()),
+        pa.field("mos", pa.float32()),
+        pa.field("jitter_ms", pa.float32()),
+        pa.field("packet_loss_pct", pa.float32()),
+        pa.field("rtt_ms", pa.float32()),
+        pa.field("location", pa.string()),
+        pa.field("roaming", pa.bool_()),
+        pa.field("mno", pa.string()),
+        pa.field("device_type", pa.string()),
+    ]
+)
+
+COLUMNS = tuple(CANONICAL.names)
+
+#: Columns holding subscriber identifiers (pseudonymized, never passed through).
+IDENTIFIER_COLUMNS = ("source", "destination")
+
+CHANNELS = ("voice", "sms", "mms", "voicemail", "conference")
+VOICE_CHANNELS = ("voice", "voicemail", "conference")
+MESSAGE_CHANNELS = ("sms", "mms")
+DIRECTIONS = ("outbound", "inbound", "internal")
+VOICE_STATUSES = ("answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion")
+MESSAGE_FINAL_STATUSES = ("delivered", "undelivered", "expired", "rejected", "deleted")
+MESSAGE_PENDING_STATUSES = ("accepted", "enroute", "unknown")
+MESSAGE_STATUSES = MESSAGE_FINAL_STATUSES + MESSAGE_PENDING_STATUSES
+STATUSES = tuple(dict.fromkeys(VOICE_STATUSES + MESSAGE_STATUSES))
+
+#: Derived before hashing (SPEC section 3), appended to pseudonymized batches.
+DERIVED = pa.schema(
+    [
+        pa.field("dst_cc", pa.int16()),
+        pa.field("dst_region", pa.string()),
+        pa.field("dst_prefix", pa.string()),
+        pa.field("dst_prefix_name", pa.string()),
+    ]
+)
+
+PSEUDONYM = pa.binary(16)
