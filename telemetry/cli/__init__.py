@@ -16,7 +16,7 @@ import sys
 
 from telemetry.errors import TelemetryError
 
-COMMANDS = ("demo", "process", "generate", "pseudonym", "keys")
+COMMANDS = ("demo", "process", "generate", "pseudonym", "keys", "optout")
 
 
 class _Parser(argparse.ArgumentParser):

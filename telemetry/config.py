@@ -1,0 +1,102 @@
+"""Run options: defaults, ``telemetry.toml``, then explicit arguments.
+
+Precedence, lowest first: built-in defaults, the configuration file, keyword
+arguments or command-line flags. Unknown keys in the file are an error (a typo
+must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from telemetry.errors import ConfigError
+
+DEFAULT_CONFIG = "telemetry.toml"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a run can be told; the same names in the API, the CLI and the file."""
+
+    fmt: str = "auto"
+    region: str | None = None
+    window: str = "15m"
+    by: tuple[str, ...] = ("route", "dst_region")
+    k: int = 5
+    short_call_s: float = 6.0
+    rate_deck: str | None = None
+    opt_out: str | None = None
+    emit_records: bool = False
+    engine: str = "local"
+    threads: int = 0  # 0: one per core
+    batch_rows: int = 131072
+    extra: Mapping[str, Any] = field(default_factory=dict)  # sections other stages read (e.g. [alerts])
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Options)} - {"extra"}
+_SECTIONS = ("alerts", "serve", "mapping", "report")
+
+
+def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Read ``path`` (or ``./telemetry.toml`` if it exists and ``path`` is None)."""
+    if path is None:
+        if not Path(DEFAULT_CONFIG).is_file():
+            return {}
+        path = DEFAULT_CONFIG
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {os.fspath(path)} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - _FIELDS - set(_SECTIONS) - {"format"})
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {os.fspath(path)}; "
+            f"known: {', '.join(sorted(_FIELDS | set(_SECTIONS)))}"
+        )
+    if "format" in data:
+        data["fmt"] = data.pop("format")
+    return data
+
+
+def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> Options:
+    """Options from a loaded configuration and explicit (non-None) overrides."""
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for source in (config or {}, {k: v for k, v in overrides.items() if v is not None}):
+        for name, value in source.items():
+            if name in _SECTIONS:
+                extra[name] = value
+            elif name in _FIELDS:
+                values[name] = value
+            else:
+                raise TypeError(f"unknown option {name!r}")
+    if "by" in values:
+        values["by"] = _parse_by(values["by"])
+    opts = Options(**values, extra=extra)
+    if not isinstance(opts.k, int) or opts.k < 1:
+        raise ConfigError(f"k must be a whole number >= 1; got {opts.k!r}")
+    if opts.engine not in ("local", "dask"):
+        raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
+    if opts.threads < 0 or opts.batch_rows < 1:
+        raise ConfigError("threads must be >= 0 and batch_rows >= 1")
+    return opts
+
+
+def _parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(by, str):
+        parts = [p.strip() for p in by.split(",")]
+        return tuple(p for p in parts if p)
+    return tuple(by)
+
+
+def thread_count(opts: Options) -> int:
+    return opts.threads or os.cpu_count() or 1

@@ -1,0 +1,103 @@
+"""Engines: how batches are spread over threads or workers.
+
+Every engine runs the same :class:`Job` — read batches → :meth:`Job.work`
+(kernels → partial state per batch) → merge — and hands partial results to
+the pipeline in input order, so sinks see the same files whichever engine ran.
+An engine only decides where ``Job.work`` runs; the state merge is associative
+and commutative, so results do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from telemetry.config import Options
+from telemetry.keys import Keyring
+
+
+class Partial(NamedTuple):
+    """What one read batch contributes."""
+
+    state: Any  # telemetry.metrics state of the batch's good records
+    records: Any  # pa.RecordBatch of pseudonymized records, or None
+    rejects: list  # telemetry.readers.Reject
+    records_in: int
+    records_ok: int
+    opted_out: int
+
+
+@dataclass
+class Job:
+    """The per-batch work, built once per run and shipped to every worker."""
+
+    keyring: Keyring
+    options: Options
+    _ready: dict = field(default_factory=dict, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {"keyring": self.keyring, "options": self.options, "_ready": {}}
+
+    def _parts(self):
+        if not self._ready:
+            from telemetry.metrics import AggSpec
+            from telemetry.optout import OptOut
+            from telemetry.pseudonyms import Pseudonymizer
+            from telemetry.ratedeck import RateDeck
+
+            opts = self.options
+            self._ready.update(
+                pseudonymizer=Pseudonymizer(self.keyring, region=opts.region),
+                spec=AggSpec(window=opts.window, by=opts.by, short_call_s=opts.short_call_s),
+                deck=RateDeck.load(opts.rate_deck) if opts.rate_deck else None,
+                opt_out=OptOut.load(opts.opt_out) if opts.opt_out else None,
+            )
+        return self._ready
+
+    @property
+    def spec(self):
+        return self._parts()["spec"]
+
+    def prepare_only(self) -> None:
+        self._parts()
+
+    def work(self, read) -> Partial:
+        from telemetry.metrics import accumulate
+        from telemetry.prepare import prepare
+
+        parts = self._parts()
+        prepared = prepare(
+            read,
+            parts["pseudonymizer"],
+            rate_deck=parts["deck"],
+            opt_out=parts["opt_out"],
+            emit_records=self.options.emit_records,
+        )
+        state = accumulate(prepared.batch, parts["spec"])
+        n_in = read.batch.num_rows + len(read.rejects)
+        return Partial(
+            state,
+            prepared.records,
+            list(read.rejects) + prepared.rejects,
+            n_in,
+            prepared.batch.num_rows,
+            prepared.opted_out,
+        )
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, job: Job, reads: Iterator) -> Iterator[Partial]:
+        """Yield one Partial per read batch, in input order."""
+
+
+def get_engine(name: str, threads: int) -> Engine:
+    if name == "local":
+        from telemetry.engine.local import LocalEngine
+
+        return LocalEngine(threads)
+    from telemetry.errors import ConfigError
+
+    raise ConfigError(f"engine {name!r} is not available; use --engine local")

@@ -1,0 +1,112 @@
+"""One read batch → pseudonymized, derived batch ready for aggregation.
+
+This is the per-batch work every engine runs: choose the key epoch of each
+record, normalize and pseudonymize identifiers, derive the destination's
+calling code, region and rate-deck prefix, quarantine what cannot be
+pseudonymized and drop the records of opted-out subscribers (counted).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from telemetry.optout import OptOut
+from telemetry.pseudonyms import Pseudonymizer
+from telemetry.quarantine import mask_fields
+from telemetry.readers import ReadBatch, Reject
+
+#: Canonical columns that never reach aggregation or record output as they are.
+_CLEAR = ("record_id", "source", "destination", "source_ip", "location")
+
+
+class Prepared(NamedTuple):
+    batch: pa.RecordBatch  # for aggregation: pseudonyms + derived columns, no clear identifiers
+    records: pa.RecordBatch | None  # record-level output (--emit-records)
+    rejects: list[Reject]
+    opted_out: int
+
+
+def prepare(
+    read: ReadBatch,
+    pseudonymizer: Pseudonymizer,
+    *,
+    rate_deck=None,
+    opt_out: OptOut | None = None,
+    emit_records: bool = False,
+) -> Prepared:
+    batch = read.batch
+    n = batch.num_rows
+    key_index = pseudonymizer.epoch_index(batch.column("start_time"))
+    src = pseudonymizer.identifiers(batch.column("source"), key_index)
+    dst = pseudonymizer.identifiers(batch.column("destination"), key_index)
+    ip_column = batch.column("source_ip")
+    ip_invalid = np.zeros(n, dtype=np.bool_)
+    ip_pseudo = None
+    if emit_records and ip_column.null_count < n:
+        ip_pseudo, ip_invalid = pseudonymizer.ips(ip_column, key_index)
+
+    reasons = _reasons(key_index, src.reason, dst.reason, ip_invalid)
+    rejected = np.array([r is not None for r in reasons], dtype=np.bool_)
+    rejects = [
+        Reject(file=read.file, row=int(read.rows[i]), reason=reasons[i], fields=mask_fields(batch, i))
+        for i in np.flatnonzero(rejected)
+    ]
+
+    opted = np.zeros(n, dtype=np.bool_)
+    if opt_out is not None:
+        key_ids = pseudonymizer.keyring.key_ids()
+        opted = opt_out.matches(src.pseudonyms, key_index, key_ids) | opt_out.matches(
+            dst.pseudonyms, key_index, key_ids
+        )
+        opted &= ~rejected
+    keep = pa.array(~(rejected | opted))
+
+    derived = _derived(dst, rate_deck)
+    columns = {name: batch.column(name) for name in batch.schema.names if name not in _CLEAR}
+    columns["source"] = src.pseudonyms
+    columns["destination"] = dst.pseudonyms
+    columns.update(derived)
+    prepared = pa.RecordBatch.from_pydict(columns).filter(keep)
+
+    records = None
+    if emit_records:
+        from telemetry.numbering import Kind
+
+        rec = dict(columns)
+        rec["record_id"] = pseudonymizer.records(batch.column("record_id"), key_index)
+        rec["source_ip"] = ip_pseudo if ip_pseudo is not None else pa.nulls(n, pa.binary(16))
+        rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)
+        ids = np.asarray(pseudonymizer.keyring.key_ids() + [None], dtype=object)
+        rec["key_id"] = pa.array(ids[key_index], type=pa.string()).dictionary_encode()
+        records = pa.RecordBatch.from_pydict(rec).filter(keep)
+    return Prepared(prepared, records, rejects, int(opted.sum()))
+
+
+def _reasons(key_index, src_reason, dst_reason, ip_invalid) -> list[str | None]:
+    from telemetry.numbering import REASONS
+
+    out: list[str | None] = [None] * len(key_index)
+    problems = (key_index < 0) | (src_reason != 0) | (dst_reason != 0) | ip_invalid
+    for i in np.flatnonzero(problems):
+        if key_index[i] < 0:
+            out[i] = "no key epoch covers start_time (before the first epoch, or its key was shredded)"
+        elif src_reason[i]:
+            out[i] = f"source: {REASONS[int(src_reason[i])]}"
+        elif dst_reason[i]:
+            out[i] = f"destination: {REASONS[int(dst_reason[i])]}"
+        else:
+            out[i] = "source_ip: not an IPv4 or IPv6 address"
+    return out
+
+
+def _derived(dst, rate_deck) -> dict[str, pa.Array]:
+    cc = pa.array(dst.cc, mask=dst.cc == 0, type=pa.int16())
+    if rate_deck is not None:
+        prefix, name = rate_deck.lookup(dst.normalized)
+    else:
+        prefix = name = pa.nulls(len(dst.cc), pa.string())
+    return {"dst_cc": cc, "dst_region": dst.region, "dst_prefix": prefix, "dst_prefix_name": name}
+

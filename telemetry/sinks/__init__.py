@@ -1,0 +1,1 @@
+"""Sinks: where released metrics, run summaries and record outputs land."""

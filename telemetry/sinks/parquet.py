@@ -1,0 +1,49 @@
+"""Hive-partitioned Parquet (``date=YYYY-MM-DD``) for metrics and records.
+
+Partitions are by the UTC date of ``window_start`` (metrics) or
+``start_time`` (records). Files are written to a temporary name and renamed,
+so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def reset_dir(path: Path) -> Path:
+    """Empty ``path`` (a previous run's output) and create it."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _dates(table: pa.Table, time_column: str) -> np.ndarray:
+    days = pc.cast(table.column(time_column), pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.floor_divide(days.to_numpy(zero_copy_only=False), 86_400_000_000)
+
+
+def write_partitioned(table: pa.Table, root: Path, time_column: str, name: str) -> list[Path]:
+    """Write ``table`` under ``root/date=…/name.parquet``; one file per date."""
+    if table.num_rows == 0:
+        return []
+    day = _dates(table, time_column)
+    written = []
+    for d in np.unique(day):
+        part = table.filter(pa.array(day == d))
+        date = np.datetime_as_string(np.datetime64(int(d), "D"))
+        folder = root / f"date={date}"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name}.parquet"
+        tmp = folder / f".{name}.parquet.tmp"
+        pq.write_table(part, tmp, compression="zstd")
+        os.replace(tmp, target)
+        written.append(target)
+    return written

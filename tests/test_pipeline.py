@@ -1,0 +1,199 @@
+"""End to end: files in, pseudonymized records and metrics out, checked against
+an independent derivation (phonenumbers + hmac + HKDF written from RFC 5869)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+
+import numpy as np
+import phonenumbers
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import telemetry
+from tests.conftest import TEST_KEY, run_cli
+
+
+def hkdf_sha256(key: bytes, info: bytes, length: int = 32) -> bytes:
+    prk = hmac.new(b"\0" * 32, key, hashlib.sha256).digest()  # RFC 5869: empty salt = HashLen zeros
+    okm, block = b"", b""
+    for i in range(1, -(-length // 32) + 1):
+        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        okm += block
+    return okm[:length]
+
+
+def reference_pseudonym(identifier: str, region: str | None, domain: str = "subscriber") -> bytes:
+    subkey = hkdf_sha256(TEST_KEY, b"telemetry/v1/" + domain.encode())
+    text = identifier.strip()
+    if text.lower().startswith("sip:"):
+        user, host = text[4:].split(";")[0].split("@")
+        text = user if user.startswith("+") else f"sip:{user}@{host.lower()}"
+    if text.startswith("+") or text[:1].isdigit():
+        text = phonenumbers.format_number(
+            phonenumbers.parse(text, region), phonenumbers.PhoneNumberFormat.E164
+        )
+    return hmac.new(subkey, text.encode(), hashlib.sha256).digest()[:16]
+
+
+HEADER = ["record_id", "channel", "start_time", "answer_time", "duration_ms", "pdd_ms",
+          "source", "destination", "status", "sip_code", "route", "source_ip"]
+
+
+def _rows(n: int = 60) -> list[list]:
+    callers = ["+44 7700 900123", "07700 900124", "tel:+44-7700-900125", "anonymous",
+               "sip:+447700900126@gw.example.net;user=phone", "+1 202 555 0143", "sip:Ops@PBX.Example.NET"]
+    callees = ["+44 20 7946 0%03d" % i for i in range(12)] + ["+1 202 555 01%02d" % i for i in range(12)]
+    rows = []
+    for i in range(n):
+        answered = i % 3 != 0
+        rows.append([
+            f"call-{i}", "voice", f"2026-11-01T10:{i % 60:02d}:00Z",
+            f"2026-11-01T10:{i % 60:02d}:03Z" if answered else "",
+            str(60000 + i) if answered else "0", str(1500 + 10 * i),
+            callers[i % len(callers)], callees[i % len(callees)],
+            "answered" if answered else "busy", "200" if answered else "486",
+            "carrier-a" if i % 2 else "carrier-b", f"192.0.2.{i % 250}",
+        ])
+    return rows
+
+
+@pytest.fixture
+def cdr_csv(tmp_path):
+    path = tmp_path / "cdrs.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(_rows())
+    return path
+
+
+def test_records_output_matches_independent_pseudonyms(cdr_csv, tmp_path):
+    out = tmp_path / "out"
+    result = telemetry.process([cdr_csv], key=TEST_KEY, out=out, region="GB", emit_records=True, k=1)
+    records = pq.read_table(out / "records").sort_by("start_time")
+    assert records.schema.field("source").type == pa.binary(16)
+    assert records.schema.field("destination").type == pa.binary(16)
+    assert records.schema.field("record_id").type == pa.binary(16)
+    assert "location" not in records.schema.names
+    key_id = hashlib.sha256(b"telemetry-key-id" + TEST_KEY).digest()[:8].hex()
+    assert set(records.column("key_id").to_pylist()) == {key_id}
+    assert result.summary["key_id"] == key_id
+
+    expected = sorted(_rows(), key=lambda r: r[2])
+    by_id = {r[0]: r for r in expected}
+    record_ids = {reference_pseudonym(r[0], None, "record"): r for r in expected}
+    assert len(record_ids) == len(expected)
+    for rec in records.to_pylist():
+        row = record_ids[rec["record_id"]]
+        assert row is by_id[row[0]]
+        src = row[6]
+        if src == "anonymous":
+            assert rec["source"] is None and rec["source_withheld"]
+        else:
+            assert rec["source"] == reference_pseudonym(src, "GB")
+        assert rec["destination"] == reference_pseudonym(row[7], "GB")
+        net = ".".join(row[11].split(".")[:3]) + ".0/24"
+        assert rec["source_ip"] == reference_pseudonym(net, None, "ip")
+
+
+def test_same_number_same_pseudonym_as_source_and_destination():
+    a = telemetry.pseudonymize(["+44 7700 900123", "07700900123", "tel:+447700900123"], key=TEST_KEY, region="GB")
+    assert len(set(a)) == 1
+    assert a[0] == reference_pseudonym("+447700900123", None).hex()
+
+
+def test_summary_accounting_and_outputs(cdr_csv, tmp_path):
+    out = tmp_path / "out"
+    result = telemetry.process(cdr_csv, key=TEST_KEY, out=out, region="GB", k=2)
+    s = json.loads((out / "run.json").read_text())
+    for name in ("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late",
+                 "rows_released", "rows_withheld", "records_withheld", "key_id", "engine", "seconds",
+                 "records_per_second"):
+        assert name in s, name
+    assert s == result.summary
+    assert s["records_in"] == 60 == s["records_ok"] + s["records_quarantined"] + s["records_opted_out"]
+    assert s["records_quarantined"] == 0
+    dates = sorted(p.name for p in (out / "metrics").iterdir())
+    assert dates == ["date=2026-11-01"]
+    on_disk = pl.read_parquet(out / "metrics" / "**" / "*.parquet", hive_partitioning=True)
+    assert on_disk.height == result.metrics.height
+    assert int(result.metrics["attempts"].sum()) == 60 - s["records_withheld"]
+
+
+def test_national_number_without_region_is_quarantined(cdr_csv, tmp_path):
+    out = tmp_path / "out"
+    result = telemetry.process(cdr_csv, key=TEST_KEY, out=out, k=1)
+    s = result.summary
+    # rows whose caller is written nationally ("07700 900124") cannot be normalized
+    national = sum(1 for r in _rows() if r[6].startswith("0"))
+    assert s["records_quarantined"] == national
+    assert result.exit_code == 1
+    lines = (out / "quarantine" / "rejects.jsonl").read_text().splitlines()
+    assert len(lines) == national
+    reject = json.loads(lines[0])
+    assert reject["reason"] == "source: national number without a configured region"
+    assert reject["row"] >= 1 and reject["file"].endswith("cdrs.csv")
+
+
+def test_opt_out_of_caller_and_callee(cdr_csv, tmp_path):
+    listing = tmp_path / "optout.json"
+    from telemetry.keys import Keyring
+    from telemetry.optout import OptOut
+
+    keyring = Keyring.from_key(TEST_KEY)
+    opt = OptOut()
+    opt.add(keyring.current.key_id, telemetry.pseudonymize(["+447700900123", "+44 20 7946 0001"], key=TEST_KEY))
+    opt.save(listing)
+    result = telemetry.process(cdr_csv, key=TEST_KEY, region="GB", opt_out=str(listing), k=1)
+    rows = _rows()
+    expected = sum(1 for r in rows if r[6] == "+44 7700 900123" or r[7] == "+44 20 7946 0001")
+    assert expected > 0
+    assert result.summary["records_opted_out"] == expected
+    assert int(result.metrics["attempts"].sum()) == len(rows) - expected
+
+
+def test_cli_process_exit_codes(cdr_csv, tmp_path, key_env):
+    ok = run_cli("process", str(cdr_csv), "--out", str(tmp_path / "a"), "--region", "GB", env=key_env)
+    assert ok.returncode == 0, ok.stderr
+    assert "60 records" in ok.stdout
+    quarantined = run_cli("process", str(cdr_csv), "--out", str(tmp_path / "b"), env=key_env)
+    assert quarantined.returncode == 1
+    bad = run_cli("process", str(cdr_csv), "--out", str(tmp_path / "c"), "--window", "7x", env=key_env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "window" in bad.stderr
+    missing = run_cli("process", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "d"), env=key_env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    env = {k: v for k, v in key_env.items() if k != "TELEMETRY_KEY"}
+    nokey = run_cli("process", str(cdr_csv), "--out", str(tmp_path / "e"), env=env)
+    assert nokey.returncode == 2 and nokey.stderr.count("\n") == 1
+
+
+def test_cli_pseudonym_matches_api(key_env):
+    ids = ["+44 7700 900123", "anonymous", "MyBank"]
+    res = run_cli("pseudonym", "--region", "GB", *ids, env=key_env)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines == telemetry.pseudonymize(ids, key=TEST_KEY, region="GB")
+    assert lines[1] == "withheld" and len(lines[0]) == 32 and int(lines[0], 16) >= 0
+    err = run_cli("pseudonym", "07700 900123", env=key_env)
+    assert err.returncode == 2 and "identifier #1" in err.stderr and "7700" not in err.stderr
+
+
+def test_pseudonymize_arrow_keeps_nulls_and_withheld_as_null():
+    arr = pa.array(["+447700900123", None, "restricted"])
+    out = telemetry.pseudonymize(arr, key=TEST_KEY)
+    assert out.type == pa.binary(16)
+    assert out.to_pylist() == [reference_pseudonym("+447700900123", None), None, None]
+
+
+def test_split_invariance_across_batch_sizes_and_threads(cdr_csv):
+    base = telemetry.process(cdr_csv, key=TEST_KEY, region="GB", k=1, threads=1)
+    for rows, threads in ((7, 2), (1, 2), (13, 1)):
+        other = telemetry.process(cdr_csv, key=TEST_KEY, region="GB", k=1, threads=threads, batch_rows=rows)
+        assert other.metrics.equals(base.metrics)
+    assert np.isclose(base.metrics["attempts"].sum(), 60)
