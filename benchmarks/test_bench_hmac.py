@@ -1,0 +1,172 @@
+"""Pseudonym throughput: the HMAC kernel against Python's ``hmac`` and the SHA-NI bound.
+
+Run: ``.venv/bin/python -m pytest benchmarks/test_bench_hmac.py``. The kernel
+test records in ``extra_info`` (and prints) identifiers per second, the
+baseline's rate, their ratio, and the share of the SHA-NI bound: OpenSSL's
+``hashlib.sha256`` over 64 MiB gives compressions per second on this machine
+(with SHA-NI where the CPU has it); a pseudonym needs two compressions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+BASELINE_ROWS = 100_000
+
+
+def best_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.fixture(scope="session")
+def hashing():
+    from telemetry import hashing
+
+    hashing.hmac16(pa.array(["+15550100", "x" * 100]), hashing.midstates([bytes(32)]))  # compile
+    return hashing
+
+
+@pytest.fixture(scope="session")
+def python_hmac_rate(numbers_1m: pa.Array, bench_key: bytes) -> float:
+    """Identifiers per second of the plain per-row ``hmac`` loop, on a subset."""
+    values = numbers_1m.slice(0, BASELINE_ROWS).to_pylist()
+
+    def loop() -> None:
+        for v in values:
+            hmac.new(bench_key, v.encode(), hashlib.sha256).digest()
+
+    return BASELINE_ROWS / best_seconds(loop)
+
+
+@pytest.fixture(scope="session")
+def sha_ni_bound() -> float:
+    """Pseudonyms per second if each cost two compressions at OpenSSL's SHA-256 rate."""
+    buf = os.urandom(64 << 20)
+    seconds = best_seconds(lambda: hashlib.sha256(buf).digest())
+    return len(buf) / seconds / 64 / 2
+
+
+def _rate(benchmark, rows: int, fallback: Callable[[], object]) -> float:
+    stats = getattr(benchmark, "stats", None)
+    seconds = stats.stats.min if stats is not None else best_seconds(fallback)
+    return rows / seconds
+
+
+def test_hmac16_kernel(
+    benchmark, capsys, hashing, numbers_1m, bench_key, python_hmac_rate, sha_ni_bound
+) -> None:
+    states = hashing.midstates([bench_key])
+    result = benchmark.pedantic(
+        hashing.hmac16, args=(numbers_1m, states), rounds=5, iterations=1, warmup_rounds=1
+    )
+    for i in (0, 1, 12_345, len(numbers_1m) - 1):
+        value = numbers_1m[i].as_py().encode()
+        assert result[i].as_py() == hmac.new(bench_key, value, hashlib.sha256).digest()[:16]
+    rate = _rate(benchmark, len(numbers_1m), lambda: hashing.hmac16(numbers_1m, states))
+    info = {
+        "ids_per_s": round(rate),
+        "python_hmac_ids_per_s": round(python_hmac_rate),
+        "ratio_vs_python_hmac": round(rate / python_hmac_rate, 1),
+        "sha_ni_bound_ids_per_s": round(sha_ni_bound),
+        "sha_ni_share": round(rate / sha_ni_bound, 3),
+    }
+    benchmark.extra_info.update(info)
+    with capsys.disabled():
+        print(
+            f"\nhmac16: {rate / 1e6:.2f} M ids/s; "
+            f"python hmac: {python_hmac_rate / 1e6:.3f} M ids/s; "
+            f"ratio {info['ratio_vs_python_hmac']}x; "
+            f"SHA-NI bound {sha_ni_bound / 1e6:.2f} M ids/s; "
+            f"share {info['sha_ni_share']:.0%}"
+        )
+
+
+def test_hmac16_multikey(benchmark, hashing, numbers_1m, bench_key) -> None:
+    # Three epochs interleaved row by row: each lane gathers its own midstate.
+    states = hashing.midstates([bench_key, bench_key[::-1], bytes(32)])
+    key_index = (np.arange(len(numbers_1m)) % 3).astype(np.int16)
+    benchmark.pedantic(
+        hashing.hmac16,
+        args=(numbers_1m, states, key_index),
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info["ids_per_s"] = round(
+        _rate(benchmark, len(numbers_1m), lambda: hashing.hmac16(numbers_1m, states, key_index))
+    )
+
+
+def test_hmac16_long_identifiers(benchmark, hashing, bench_key) -> None:
+    # 60-120 byte SIP URIs: two or three inner blocks, the scalar path.
+    rng = np.random.default_rng(5)
+    values = pa.array(
+        [
+            f"sip:{'u' * int(k)}{i}@trunk-{i % 7}.carrier.example"
+            for i, k in enumerate(rng.integers(30, 90, 200_000))
+        ]
+    )
+    states = hashing.midstates([bench_key])
+    benchmark.pedantic(
+        hashing.hmac16, args=(values, states), rounds=3, iterations=1, warmup_rounds=1
+    )
+    benchmark.extra_info["ids_per_s"] = round(
+        _rate(benchmark, len(values), lambda: hashing.hmac16(values, states))
+    )
+
+
+def test_python_hmac_baseline(benchmark, numbers_1m, bench_key) -> None:
+    values = numbers_1m.slice(0, BASELINE_ROWS).to_pylist()
+
+    def loop() -> list[bytes]:
+        return [hmac.new(bench_key, v.encode(), hashlib.sha256).digest()[:16] for v in values]
+
+    benchmark.pedantic(loop, rounds=3, iterations=1)
+    benchmark.extra_info["rows"] = BASELINE_ROWS
+    benchmark.extra_info["ids_per_s"] = round(_rate(benchmark, BASELINE_ROWS, loop))
+
+
+def test_hmac_compile_time(benchmark) -> None:
+    # A fresh interpreter: import Numba and compile the kernel for string input.
+    code = (
+        "import pyarrow as pa; from telemetry import hashing; "
+        "hashing.hmac16(pa.array(['+15550100']), hashing.midstates([bytes(32)]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TELEMETRY_CACHE_DIR"}
+    benchmark.pedantic(
+        lambda: subprocess.run([sys.executable, "-c", code], check=True, env=env),
+        rounds=1,
+        iterations=1,
+    )
+
+
+def test_truncate_ips(benchmark) -> None:
+    from telemetry.ipaddr import truncate_ips
+
+    rng = np.random.default_rng(6)
+    v4 = [f"{a}.{b}.{c}.{d}:5060" for a, b, c, d in rng.integers(0, 256, (150_000, 4))]
+    v6 = [f"2001:db8:{a:x}::{b:x}" for a, b in rng.integers(0, 65536, (50_000, 2))]
+    values = pa.array(v4 + v6)
+    truncate_ips(values[:10])
+    networks, invalid = benchmark.pedantic(
+        truncate_ips, args=(values,), rounds=3, iterations=1, warmup_rounds=1
+    )
+    assert not invalid.any()
+    benchmark.extra_info["ids_per_s"] = round(
+        _rate(benchmark, len(values), lambda: truncate_ips(values))
+    )

@@ -1,0 +1,147 @@
+"""Group ids and per-group exact counters.
+
+Callers guarantee: key matrices are C-contiguous int64; per-row arrays have the
+same length; nulls are already replaced by the sentinels documented per kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kernels._jit import njit
+
+# Counter columns of the per-group int64 matrix. Status counters are indexed by
+# the status code (position in telemetry.schema.STATUSES) for the first
+# N_STATUS_COUNTED statuses; the pending message statuses are derived later.
+RECORDS = 0
+STATUS0 = 1
+N_STATUS_COUNTED = 11  # answered … congestion, delivered, undelivered, expired, deleted
+ANSWERED_CODE = 0
+SIP_N = 12
+SIP_3XX = 13
+SIP_AUTH = 14  # 401, 402, 407: excluded from the SER denominator (RFC 6076 4.6)
+SIP_200 = 15
+SEER_NUM = 16
+ISA_NUM = 17
+DUR_ANSWERED_MS = 18
+DUR_TOTAL_MS = 19
+SHORT = 20
+MOS_N = 21
+MOS_SUM = 22  # fixed point, 1e-6 units: integer sums are exact and order-independent
+LOSS_N = 23
+LOSS_SUM = 24
+N_COUNTERS = 25
+
+FIXED_POINT = 1e6
+# Magnitudes above this are not media measurements; skipping them also keeps
+# the fixed-point sums far from int64 overflow.
+FIXED_POINT_LIMIT = 1e6
+
+
+@njit
+def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
+    h = (h ^ v) * np.uint64(0xBF58476D1CE4E5B9)
+    return h ^ (h >> np.uint64(31))
+
+
+@njit
+def group_rows(keys):
+    """Dense group ids for the rows of ``keys`` (n × m int64), in order of first
+    appearance, and the first row of each group. Open addressing, O(n)."""
+    n, m = keys.shape
+    size = 2
+    while size < 2 * n:
+        size <<= 1
+    mask = size - 1
+    table = np.full(size, -1, np.int64)
+    gid = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    ng = 0
+    for i in range(n):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for j in range(m):
+            h = _mix(h, np.uint64(keys[i, j]))
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            g = table[slot]
+            if g < 0:
+                table[slot] = ng
+                first[ng] = i
+                gid[i] = ng
+                ng += 1
+                break
+            r = first[g]
+            same = True
+            for j in range(m):
+                if keys[r, j] != keys[i, j]:
+                    same = False
+                    break
+            if same:
+                gid[i] = g
+                break
+            slot = (slot + 1) & mask
+    return gid, first[:ng].copy()
+
+
+@njit
+def window_index(start_us, window_us):
+    """floor(start / window) for int64 microseconds (negative times floor down)."""
+    n = start_us.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        t = start_us[i]
+        q = t // window_us  # Numba follows Python: floor division
+        out[i] = q
+    return out
+
+
+@njit
+def accumulate_counts(gid, n_groups, status, sip, duration_ms, short_ms, mos, loss):
+    """Per-group counters. Sentinels: status -1 = none/unknown, sip -1 = null,
+    duration null = 0, mos/loss NaN = null."""
+    counts = np.zeros((n_groups, N_COUNTERS), np.int64)
+    for i in range(gid.shape[0]):
+        g = gid[i]
+        counts[g, RECORDS] += 1
+        s = status[i]
+        if s >= 0 and s < N_STATUS_COUNTED:
+            counts[g, STATUS0 + s] += 1
+        d = duration_ms[i]
+        counts[g, DUR_TOTAL_MS] += d
+        if s == ANSWERED_CODE:
+            counts[g, DUR_ANSWERED_MS] += d
+            if d < short_ms:
+                counts[g, SHORT] += 1
+        c = sip[i]
+        if c >= 0:
+            counts[g, SIP_N] += 1
+            if c >= 300 and c < 400:
+                counts[g, SIP_3XX] += 1
+            elif c == 401 or c == 402 or c == 407:
+                counts[g, SIP_AUTH] += 1
+            if c == 200:
+                counts[g, SIP_200] += 1
+            if c == 200 or c == 480 or c == 486 or c == 600 or c == 603:
+                counts[g, SEER_NUM] += 1
+            if c == 408 or c == 500 or c == 503 or c == 504:
+                counts[g, ISA_NUM] += 1
+        v = mos[i]
+        if math.isfinite(v) and abs(v) <= FIXED_POINT_LIMIT:
+            counts[g, MOS_N] += 1
+            counts[g, MOS_SUM] += np.int64(math.floor(v * FIXED_POINT + 0.5))
+        v = loss[i]
+        if math.isfinite(v) and abs(v) <= FIXED_POINT_LIMIT:
+            counts[g, LOSS_N] += 1
+            counts[g, LOSS_SUM] += np.int64(math.floor(v * FIXED_POINT + 0.5))
+    return counts
+
+
+@njit
+def add_rows(target, rows, index):
+    """target[index[i]] += rows[i]; ``index`` may repeat (many-to-one regrouping)."""
+    for i in range(rows.shape[0]):
+        t = index[i]
+        for j in range(rows.shape[1]):
+            target[t, j] += rows[i, j]

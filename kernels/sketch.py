@@ -1,0 +1,331 @@
+"""Mergeable per-group sketches: log-bucket quantile histograms and distinct sets.
+
+Quantile histograms are stored as sorted unique int64 keys ``group << 23 | code``
+with int64 counts, where ``code`` orders buckets by value (negative buckets,
+the zero bucket, positive buckets). Distinct sets are CSR arrays (``off``,
+``vals``) of sorted unique uint64 pseudonym prefixes per group, plus
+HyperLogLog registers for groups above the exact limit.
+
+Callers guarantee: key arrays are sorted and unique where a kernel says so;
+group ids are within ``n_groups``; ``vals`` are uint64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kernels._jit import njit
+
+# --- quantile histograms (DDSketch's logarithmic mapping) -------------------
+
+ALPHA = 0.005  # relative accuracy of a bucket's representative; half the 1% budget
+GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
+LN_GAMMA = math.log(GAMMA)
+INV_LN_GAMMA = 1.0 / LN_GAMMA
+CODE_BITS = 23
+CODE_MASK = (1 << CODE_BITS) - 1
+IDX_OFF = 1 << 20  # bucket indices are clipped to [-2^20, 2^20): beyond float64's range anyway
+ZERO_CODE = 1 << 21
+
+
+@njit
+def bucket_code(x):
+    # Only 0 has its own (exact) bucket: any other magnitude, subnormals included,
+    # gets a signed log index, so values below 1 keep the same relative accuracy.
+    a = abs(x)
+    if a == 0.0:
+        return ZERO_CODE
+    if math.isinf(a):
+        i = np.int64(IDX_OFF - 1)
+    else:
+        i = np.int64(math.ceil(math.log(a) * INV_LN_GAMMA))
+    if i < -IDX_OFF:
+        i = -IDX_OFF
+    elif i >= IDX_OFF:
+        i = IDX_OFF - 1
+    if x > 0:
+        return ZERO_CODE + 1 + (i + IDX_OFF)
+    return ZERO_CODE - 1 - (i + IDX_OFF)
+
+
+@njit
+def bucket_value(code):
+    """The representative 2·γ^i/(γ+1) of bucket (γ^(i-1), γ^i]: relative error ≤ ALPHA."""
+    if code == ZERO_CODE:
+        return 0.0
+    if code > ZERO_CODE:
+        i = code - ZERO_CODE - 1 - IDX_OFF
+        return 2.0 * math.exp(i * LN_GAMMA) / (GAMMA + 1.0)
+    i = ZERO_CODE - 1 - code - IDX_OFF
+    return -2.0 * math.exp(i * LN_GAMMA) / (GAMMA + 1.0)
+
+
+SMALL = 48  # segments up to this length are insertion-sorted: no allocation, few moves
+
+
+@njit
+def _insertion_sort2(c, w, a, b):
+    """Sort c[a:b] ascending, carrying w along."""
+    for i in range(a + 1, b):
+        cv = c[i]
+        wv = w[i]
+        j = i - 1
+        while j >= a and c[j] > cv:
+            c[j + 1] = c[j]
+            w[j + 1] = w[j]
+            j -= 1
+        c[j + 1] = cv
+        w[j + 1] = wv
+
+
+@njit
+def _grouped(gids, codes, weights, n_groups):
+    """Sorted unique keys ``g << CODE_BITS | code`` with summed weights. A stable
+    counting sort by group, then a sort only of segments not already in order:
+    linear when a whole sorted run moves to a new group (merges, renumbering)."""
+    n = gids.shape[0]
+    start = np.zeros(n_groups + 1, np.int64)
+    for i in range(n):
+        start[gids[i] + 1] += 1
+    for g in range(n_groups):
+        start[g + 1] += start[g]
+    fill = start[:-1].copy()
+    c = np.empty(n, np.int64)
+    w = np.empty(n, np.int64)
+    for i in range(n):
+        p = fill[gids[i]]
+        c[p] = codes[i]
+        w[p] = weights[i]
+        fill[gids[i]] += 1
+    out_k = np.empty(n, np.int64)
+    out_c = np.empty(n, np.int64)
+    k = 0
+    for g in range(n_groups):
+        a = start[g]
+        b = start[g + 1]
+        in_order = True
+        for t in range(a + 1, b):
+            if c[t] < c[t - 1]:
+                in_order = False
+                break
+        if not in_order and b - a <= SMALL:
+            _insertion_sort2(c, w, a, b)
+        elif not in_order and b - a < (1 << 20):
+            # pack (code, position) so one plain sort orders codes and finds their weights
+            packed = np.empty(b - a, np.int64)
+            for t in range(a, b):
+                packed[t - a] = (c[t] << 20) | (t - a)
+            packed.sort()
+            ws = w[a:b].copy()
+            for t in range(b - a):
+                c[a + t] = packed[t] >> 20
+                w[a + t] = ws[packed[t] & 0xFFFFF]
+        elif not in_order:
+            order = np.argsort(c[a:b], kind="mergesort")
+            cs = c[a:b][order]
+            ws = w[a:b][order]
+            c[a:b] = cs
+            w[a:b] = ws
+        for t in range(a, b):
+            key = (g << CODE_BITS) | c[t]
+            if k > 0 and out_k[k - 1] == key:
+                out_c[k - 1] += w[t]
+            else:
+                out_k[k] = key
+                out_c[k] = w[t]
+                k += 1
+    return out_k[:k].copy(), out_c[:k].copy()
+
+
+@njit
+def histogram(gid, values, n_groups):
+    """Histogram keys and counts of ``values`` (float64; NaN = absent) per group."""
+    n = 0
+    for i in range(values.shape[0]):
+        if not math.isnan(values[i]):
+            n += 1
+    gids = np.empty(n, np.int64)
+    codes = np.empty(n, np.int64)
+    k = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        if not math.isnan(v):
+            gids[k] = gid[i]
+            codes[k] = bucket_code(v)
+            k += 1
+    return _grouped(gids, codes, np.ones(n, np.int64), n_groups)
+
+
+@njit
+def regroup_histogram(keys, counts, gmap, n_groups):
+    """Move every bucket of group g to group gmap[g] (-1 drops it); sums duplicates."""
+    n = keys.shape[0]
+    gids = np.empty(n, np.int64)
+    codes = np.empty(n, np.int64)
+    kept = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        g = gmap[keys[i] >> CODE_BITS]
+        if g >= 0:
+            gids[m] = g
+            codes[m] = keys[i] & CODE_MASK
+            kept[m] = counts[i]
+            m += 1
+    return _grouped(gids[:m], codes[:m], kept[:m], n_groups)
+
+
+@njit
+def quantiles(keys, counts, n_groups, percents):
+    """Nearest-rank quantiles per group: the bucket holding rank ⌈p·n/100⌉.
+    Returns (values (n_groups × len(percents)), NaN where a group is empty; n per group)."""
+    out = np.full((n_groups, percents.shape[0]), np.nan)
+    totals = np.zeros(n_groups, np.int64)
+    for i in range(keys.shape[0]):
+        totals[keys[i] >> CODE_BITS] += counts[i]
+    i = 0
+    while i < keys.shape[0]:
+        g = keys[i] >> CODE_BITS
+        j = i
+        while j < keys.shape[0] and (keys[j] >> CODE_BITS) == g:
+            j += 1
+        n = totals[g]
+        for q in range(percents.shape[0]):
+            rank = (percents[q] * n + 99) // 100  # integer ceil: no float rounding at .0
+            if rank < 1:
+                rank = 1
+            seen = 0
+            for t in range(i, j):
+                seen += counts[t]
+                if seen >= rank:
+                    out[g, q] = bucket_value(keys[t] & CODE_MASK)
+                    break
+        i = j
+    return out, totals
+
+
+# --- distinct sets ---------------------------------------------------------------
+
+HLL_P = 14
+HLL_M = 1 << HLL_P
+HLL_Q = 64 - HLL_P
+
+
+@njit
+def distinct_build(gid, vals, n_groups):
+    """CSR of sorted unique ``vals`` per group from unsorted (gid, val) pairs."""
+    n = gid.shape[0]
+    sizes = np.zeros(n_groups + 1, np.int64)
+    for i in range(n):
+        sizes[gid[i] + 1] += 1
+    for g in range(n_groups):
+        sizes[g + 1] += sizes[g]
+    fill = sizes[:-1].copy()
+    buf = np.empty(n, np.uint64)
+    for i in range(n):
+        g = gid[i]
+        buf[fill[g]] = vals[i]
+        fill[g] += 1
+    off = np.zeros(n_groups + 1, np.int64)
+    k = 0
+    for g in range(n_groups):
+        a = sizes[g]
+        b = sizes[g + 1]
+        if b - a <= SMALL:
+            for i in range(a + 1, b):  # insertion sort: no allocation for small groups
+                v = buf[i]
+                j = i - 1
+                while j >= a and buf[j] > v:
+                    buf[j + 1] = buf[j]
+                    j -= 1
+                buf[j + 1] = v
+        else:
+            buf[a:b].sort()
+        for t in range(a, b):
+            if t == a or buf[t] != buf[k - 1]:
+                buf[k] = buf[t]
+                k += 1
+        off[g + 1] = k
+    return off, buf[:k].copy()
+
+
+@njit
+def csr_take(off, vals, groups):
+    """The sets of ``groups`` (in that order) as a new CSR."""
+    new_off = np.zeros(groups.shape[0] + 1, np.int64)
+    for t in range(groups.shape[0]):
+        g = groups[t]
+        new_off[t + 1] = new_off[t] + off[g + 1] - off[g]
+    out = np.empty(new_off[-1], np.uint64)
+    for t in range(groups.shape[0]):
+        g = groups[t]
+        out[new_off[t] : new_off[t + 1]] = vals[off[g] : off[g + 1]]
+    return new_off, out
+
+
+@njit
+def hll_add(regs, row, vals):
+    """Insert 64-bit uniform hashes into register row ``row``: index = top P bits,
+    rank = 1 + leading zeros of the remaining Q bits (Q + 1 when all are 0)."""
+    top = np.uint64(1) << np.uint64(63)
+    for t in range(vals.shape[0]):
+        v = vals[t]
+        idx = np.int64(v >> np.uint64(HLL_Q))
+        w = v << np.uint64(HLL_P)
+        rank = 1
+        while rank <= HLL_Q and (w & top) == 0:
+            rank += 1
+            w = w << np.uint64(1)
+        if rank > regs[row, idx]:
+            regs[row, idx] = rank
+
+
+@njit
+def _sigma(x):
+    if x == 1.0:
+        return np.inf
+    y = 1.0
+    z = x
+    while True:
+        x = x * x
+        z_old = z
+        z += x * y
+        y += y
+        if z == z_old:
+            return z
+
+
+@njit
+def _tau(x):
+    if x == 0.0 or x == 1.0:
+        return 0.0
+    y = 1.0
+    z = 1.0 - x
+    while True:
+        x = math.sqrt(x)
+        z_old = z
+        y *= 0.5
+        z -= (1.0 - x) ** 2 * y
+        if z == z_old:
+            return z / 3.0
+
+
+@njit
+def hll_estimate(regs):
+    """Ertl's improved raw estimator (arXiv:1702.01284, algorithm 6) per register
+    row: no bias tables, accurate from small to very large cardinalities."""
+    h = regs.shape[0]
+    out = np.empty(h, np.float64)
+    m = float(HLL_M)
+    hist = np.zeros(HLL_Q + 2, np.int64)
+    for r in range(h):
+        hist[:] = 0
+        for j in range(HLL_M):
+            hist[regs[r, j]] += 1
+        z = m * _tau(1.0 - hist[HLL_Q + 1] / m)
+        for k in range(HLL_Q, 0, -1):
+            z = 0.5 * (z + hist[k])
+        z = z + m * _sigma(hist[0] / m)
+        out[r] = m * m / (2.0 * math.log(2.0)) / z
+    return out

@@ -1,0 +1,534 @@
+"""Synthetic CDRs and MDRs: realistic enough to exercise every metric, fictional throughout.
+
+Deterministic for a seed. Eight routes of different quality (``carrier-f`` is the
+bad one: low ASR, long post-dial delay, poor MOS, slow and lossy SMS), nine
+destination regions with their own answer rates and round-trip times,
+Zipf-distributed callers, withheld callers, A2P senders (short codes and
+alphanumeric ids), voice statuses with consistent SIP codes and Q.850 causes,
+SMS delivery states with delivery latency, and a daily traffic curve.
+
+Numbers are valid for their region per ``phonenumbers`` but random: each pool
+varies the trailing digits of ``phonenumbers``' example numbers and keeps the
+valid ones (US numbers come from the fictional 555-01xx block). National
+notation is that of :data:`HOME_REGION` (``GB``) — pass ``--region GB`` when
+processing generated data. IP addresses come from the documentation ranges
+(RFC 5737, RFC 3849). Pools are built once per seed; records are index arrays
+into them, so generation is vectorized and streams batch by batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, STATUSES
+
+HOME_REGION = "GB"
+DEFAULT_START = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+@dataclass(frozen=True)
+class Carrier:
+    name: str
+    weight: float
+    asr: float  # answer-seizure ratio before the destination's own factor
+    pdd_ms: float  # median post-dial delay
+    mos: float
+    loss_pct: float  # mean packet loss of answered calls
+    short_calls: float  # share of answered calls under 6 s
+    congestion: float  # share of failures that are congestion (503)
+    delivery: float  # SMS delivery rate before the destination's factor
+    latency_s: float  # median SMS delivery latency
+
+
+CARRIERS = (
+    Carrier("carrier-a", 0.22, 0.62, 1800, 4.3, 0.2, 0.08, 0.05, 0.97, 2.0),
+    Carrier("carrier-b", 0.18, 0.58, 2200, 4.2, 0.3, 0.09, 0.07, 0.95, 3.0),
+    Carrier("carrier-c", 0.15, 0.55, 2600, 4.0, 0.5, 0.10, 0.08, 0.94, 4.0),
+    Carrier("carrier-d", 0.12, 0.60, 2000, 4.1, 0.4, 0.08, 0.06, 0.96, 2.5),
+    Carrier("carrier-e", 0.11, 0.50, 3200, 3.8, 0.8, 0.12, 0.12, 0.90, 6.0),
+    Carrier("carrier-f", 0.08, 0.28, 6500, 3.0, 3.0, 0.35, 0.40, 0.62, 45.0),  # the bad route
+    Carrier("carrier-g", 0.08, 0.57, 2400, 4.2, 0.3, 0.09, 0.06, 0.95, 3.0),
+    Carrier("carrier-h", 0.06, 0.53, 2900, 3.9, 0.6, 0.11, 0.10, 0.92, 5.0),
+)
+
+# region, share of destinations, answer/delivery factor, typical round-trip time (ms)
+REGIONS = (
+    ("GB", 0.44, 1.00, 25),
+    ("US", 0.14, 0.98, 90),
+    ("DE", 0.08, 1.02, 35),
+    ("FR", 0.07, 1.00, 35),
+    ("ES", 0.05, 0.97, 45),
+    ("IN", 0.09, 0.85, 170),
+    ("BR", 0.05, 0.90, 190),
+    ("NG", 0.05, 0.78, 210),
+    ("ZA", 0.03, 0.92, 180),
+)
+CHANNEL_MIX = {"voice": 0.60, "sms": 0.31, "mms": 0.02, "voicemail": 0.04, "conference": 0.03}
+DIRECTION_MIX = {"outbound": 0.70, "inbound": 0.25, "internal": 0.05}
+# failed voice calls: status, share (congestion's share comes from the carrier)
+FAILURES = (
+    ("busy", 0.30),
+    ("no_answer", 0.36),
+    ("rejected", 0.05),
+    ("cancelled", 0.18),
+    ("failed", 0.11),
+)
+# status → (SIP codes, Q.850 causes) drawn uniformly
+CODES = {
+    "answered": ((200,), (16,)),
+    "busy": ((486, 486, 486, 600), (17,)),
+    "no_answer": ((480, 480, 408), (19, 19, 18)),
+    "rejected": ((603,), (21,)),
+    "cancelled": ((487,), (16,)),
+    "failed": ((404, 484, 500, 502, 488), (1, 28, 38, 41, 127)),
+    "congestion": ((503,), (34, 42)),
+}
+MESSAGE_OUTCOMES = (
+    ("undelivered", 0.45),
+    ("expired", 0.18),
+    ("rejected", 0.15),
+    ("deleted", 0.02),
+    ("accepted", 0.06),
+    ("enroute", 0.11),
+    ("unknown", 0.03),
+)
+WITHHELD = ("anonymous", "restricted", "unknown", "Anonymous")
+SENDERS = (
+    "AcmeBank",
+    "ParcelCo",
+    "CityCouncil",
+    "Verify",
+    "ShopNow",
+    "60123",
+    "81010",
+    "72404",
+    "88022",
+)
+NOTATIONS = ("e164", "international", "national", "sip", "tel")
+NOTATION_MIX = (0.35, 0.20, 0.25, 0.12, 0.08)
+TENANTS = tuple(f"tenant-{i:02d}" for i in range(1, 13))
+MNOS = ("mno-red", "mno-blue", "mno-green", "mno-orange")
+DEVICES = ("smartphone", "landline", "feature_phone", "iot")
+
+
+# -- number pools -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pools:
+    subscribers: np.ndarray  # (len(NOTATIONS), S) object: home-region mobile numbers
+    destinations: np.ndarray  # (len(NOTATIONS), D) object: all regions, grouped
+    region_start: np.ndarray  # first index of each region in ``destinations`` (+ total)
+    subscriber_cdf: np.ndarray  # Zipf over subscribers
+    ips: np.ndarray  # object: v4 and v6 documentation addresses
+    cells: np.ndarray
+
+
+@functools.lru_cache(maxsize=4)
+def _pools(seed: int, subscribers: int = 8000, per_region: int = 1200) -> _Pools:
+    import phonenumbers
+
+    rng = np.random.default_rng([seed, 0x9E3779B9])
+    home = _numbers(phonenumbers, HOME_REGION, ("MOBILE",), subscribers, rng)
+    groups = [
+        _numbers(
+            phonenumbers,
+            region,
+            ("MOBILE", "FIXED_LINE"),
+            per_region * (3 if region == HOME_REGION else 1),
+            rng,
+        )
+        for region, *_ in REGIONS
+    ]
+    starts = np.cumsum([0] + [len(g) for g in groups])
+    ranks = np.arange(1, len(home) + 1, dtype=np.float64)
+    cdf = np.cumsum(1.0 / ranks**1.07)
+    v4 = [
+        f"{net}.{rng.integers(1, 255)}"
+        for net in ("192.0.2", "198.51.100", "203.0.113")
+        for _ in range(60)
+    ]
+    v6 = [f"2001:db8:{rng.integers(0, 0xFFFF):x}::{rng.integers(1, 0xFFFF):x}" for _ in range(80)]
+    return _Pools(
+        subscribers=_formats(phonenumbers, home),
+        destinations=_formats(phonenumbers, [n for g in groups for n in g]),
+        region_start=starts,
+        subscriber_cdf=cdf / cdf[-1],
+        ips=np.array(v4 + v6, dtype=object),
+        cells=np.array(
+            [f"cell-{i:04d}" for i in rng.choice(10000, 400, replace=False)], dtype=object
+        ),
+    )
+
+
+def _numbers(
+    phonenumbers, region: str, kinds: tuple[str, ...], count: int, rng: np.random.Generator
+) -> list:
+    """``count`` distinct valid numbers of ``region``, random trailing digits."""
+    if region == "US":  # the fictional 555-0100..0199 block, over several area codes
+        areas = (201, 202, 212, 303, 312, 415, 503, 617, 702, 713, 718, 805, 907, 917)
+        cands = [
+            phonenumbers.PhoneNumber(country_code=1, national_number=a * 10**7 + 5550100 + i)
+            for a in areas
+            for i in range(100)
+        ]
+        picked = [cands[i] for i in rng.permutation(len(cands))]
+        return [n for n in picked if phonenumbers.is_valid_number(n)][:count]
+    examples = [
+        phonenumbers.example_number_for_type(region, getattr(phonenumbers.PhoneNumberType, k))
+        for k in kinds
+    ]
+    out, seen = [], set()
+    for attempt in range(count * 6):
+        example = examples[attempt % len(examples)]
+        nsn = phonenumbers.national_significant_number(example)
+        k = min(6, len(nsn) - 3)
+        candidate = nsn[:-k] + f"{int(rng.integers(0, 10**k)):0{k}d}"
+        if candidate in seen:
+            continue
+        number = phonenumbers.PhoneNumber(
+            country_code=example.country_code, national_number=int(candidate)
+        )
+        if phonenumbers.is_valid_number(number):
+            seen.add(candidate)
+            out.append(number)
+            if len(out) == count:
+                break
+    return out
+
+
+def _formats(phonenumbers, numbers: list) -> np.ndarray:
+    fmt = phonenumbers.PhoneNumberFormat
+    table = np.empty((len(NOTATIONS), len(numbers)), dtype=object)
+    for j, n in enumerate(numbers):
+        e164 = f"+{n.country_code}{phonenumbers.national_significant_number(n)}"
+        home = phonenumbers.region_code_for_number(n) == HOME_REGION
+        table[0, j] = e164
+        table[1, j] = phonenumbers.format_number(n, fmt.INTERNATIONAL)
+        table[2, j] = phonenumbers.format_number(n, fmt.NATIONAL) if home else e164
+        table[3, j] = f"sip:{e164}@gw.example.net;user=phone"
+        table[4, j] = phonenumbers.format_number(n, fmt.RFC3966)
+    return table
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+def generate(
+    records: int,
+    *,
+    seed: int = 0,
+    start: dt.datetime | None = None,
+    hours: float = 24,
+    batch_rows: int = 262144,
+) -> Iterator[pa.RecordBatch]:
+    """``records`` synthetic records in the canonical schema, in start-time order,
+    as batches of at most ``batch_rows`` rows. ``start`` (default 2026-11-02 00:00
+    UTC; a naive datetime is UTC) and ``hours`` bound the start times."""
+    if records < 0:
+        raise ValueError("generate: records must not be negative")
+    if hours <= 0:
+        raise ValueError("generate: hours must be positive")
+    if batch_rows < 1:
+        raise ValueError("generate: batch_rows must be at least 1")
+    start = start or DEFAULT_START
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.timezone.utc)
+    start_us = int(start.timestamp() * 1_000_000)
+    pools = _pools(seed)
+    clock = _Clock(start, hours)
+    for first in range(0, records, batch_rows):
+        n = min(batch_rows, records - first)
+        rng = np.random.default_rng([seed, first])
+        yield _batch(n, first, records, rng, pools, clock, start_us, seed)
+
+
+class _Clock:
+    """Start times follow a daily curve (quiet night, morning and late-afternoon peaks)."""
+
+    def __init__(self, start: dt.datetime, hours: float) -> None:
+        minutes = max(1, int(round(hours * 60)))
+        hour_of_day = ((start.hour * 60 + start.minute + np.arange(minutes)) / 60.0) % 24
+        density = (
+            0.12
+            + np.exp(-((hour_of_day - 11) ** 2) / 8)
+            + 0.9 * np.exp(-((hour_of_day - 17) ** 2) / 6)
+        )
+        self.cdf = np.concatenate([[0.0], np.cumsum(density) / density.sum()])
+        self.edges_us = np.linspace(0, hours * 3600e6, minutes + 1)
+
+    def offsets_us(self, quantiles: np.ndarray) -> np.ndarray:
+        return np.interp(quantiles, self.cdf, self.edges_us).astype(np.int64)
+
+
+def _pick(rng: np.random.Generator, weights, n: int) -> np.ndarray:
+    p = np.asarray(weights, dtype=np.float64)
+    return np.searchsorted(np.cumsum(p / p.sum()), rng.random(n), side="right").clip(0, len(p) - 1)
+
+
+def _dictionary(
+    codes: np.ndarray, vocabulary: tuple[str, ...], mask: np.ndarray | None = None
+) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int32), mask=mask), pa.array(vocabulary, pa.string())
+    )
+
+
+def _batch(
+    n: int,
+    first: int,
+    total: int,
+    rng: np.random.Generator,
+    pools: _Pools,
+    clock: _Clock,
+    start_us: int,
+    seed: int,
+) -> pa.RecordBatch:
+    chan_names = list(CHANNEL_MIX)
+    channel = np.array([CHANNELS.index(c) for c in chan_names])[
+        _pick(rng, list(CHANNEL_MIX.values()), n)
+    ]
+    voice = np.isin(channel, [CHANNELS.index(c) for c in ("voice", "voicemail", "conference")])
+    direction = np.array([DIRECTIONS.index(d) for d in DIRECTION_MIX])[
+        _pick(rng, list(DIRECTION_MIX.values()), n)
+    ]
+    carrier = _pick(rng, [c.weight for c in CARRIERS], n)
+    region = _pick(rng, [r[1] for r in REGIONS], n)
+    tenant = _pick(rng, 1.0 / np.arange(1, len(TENANTS) + 1), n)
+
+    start = start_us + clock.offsets_us((first + np.arange(n) + rng.random(n)) / max(total, 1))
+
+    # who calls whom: subscribers (Zipf) on our side, destination pools on the far side
+    subscriber = np.searchsorted(pools.subscriber_cdf, rng.random(n), side="right").clip(
+        0, pools.subscribers.shape[1] - 1
+    )
+    lo, hi = pools.region_start[region], pools.region_start[region + 1]
+    far = lo + (rng.random(n) ** 1.6 * (hi - lo)).astype(np.int64)  # some far ends are busier
+    other = np.searchsorted(pools.subscriber_cdf, rng.random(n), side="right").clip(
+        0, pools.subscribers.shape[1] - 1
+    )
+    notation_a = _pick(rng, NOTATION_MIX, n)
+    notation_b = _pick(rng, NOTATION_MIX, n)
+    ours_a = pools.subscribers[notation_a, subscriber]
+    theirs = pools.destinations[notation_b, far]
+    ours_b = pools.subscribers[notation_b, other]
+    inbound = direction == DIRECTIONS.index("inbound")
+    internal = direction == DIRECTIONS.index("internal")
+    source = np.where(inbound, pools.destinations[notation_a, far], ours_a)
+    destination = np.where(
+        inbound, pools.subscribers[notation_b, subscriber], np.where(internal, ours_b, theirs)
+    )
+    withheld = voice & (rng.random(n) < 0.03)
+    source[withheld] = np.array(WITHHELD, dtype=object)[
+        rng.integers(0, len(WITHHELD), withheld.sum())
+    ]
+    a2p = ~voice & ~inbound & (rng.random(n) < 0.4)
+    source[a2p] = np.array(SENDERS, dtype=object)[
+        _pick(rng, 1.0 / np.arange(1, len(SENDERS) + 1), int(a2p.sum()))
+    ]
+
+    c_asr = np.array([c.asr for c in CARRIERS])[carrier] * np.array([r[2] for r in REGIONS])[region]
+    status = np.empty(n, dtype=np.int64)
+    # voice: answered, else a failure kind; congestion's share depends on the route
+    answered = voice & (rng.random(n) < c_asr)
+    kind = _pick(rng, [w for _, w in FAILURES], n)
+    fail = np.array([STATUSES.index(s) for s, _ in FAILURES])[kind]
+    congested = rng.random(n) < np.array([c.congestion for c in CARRIERS])[carrier]
+    fail = np.where(congested, STATUSES.index("congestion"), fail)
+    status[:] = np.where(answered, STATUSES.index("answered"), fail)
+    # messages: delivered, else another outcome (some not final yet)
+    c_del = np.array([c.delivery for c in CARRIERS])[carrier] * np.sqrt(
+        np.array([r[2] for r in REGIONS])[region]
+    )
+    delivered = rng.random(n) < c_del
+    outcome = np.array([STATUSES.index(s) for s, _ in MESSAGE_OUTCOMES])[
+        _pick(rng, [w for _, w in MESSAGE_OUTCOMES], n)
+    ]
+    status = np.where(voice, status, np.where(delivered, STATUSES.index("delivered"), outcome))
+
+    sip = np.zeros(n, dtype=np.int64)
+    q850 = np.zeros(n, dtype=np.int64)
+    for name, (sips, causes) in CODES.items():
+        rows = voice & (status == STATUSES.index(name))
+        k = int(rows.sum())
+        sip[rows] = np.array(sips)[rng.integers(0, len(sips), k)]
+        q850[rows] = np.array(causes)[rng.integers(0, len(causes), k)]
+    no_sip = ~voice | (rng.random(n) < 0.04)  # e.g. ISUP legs report only a cause
+    no_q850 = ~voice | (rng.random(n) < 0.10)
+
+    pdd = rng.lognormal(np.log(np.array([c.pdd_ms for c in CARRIERS])[carrier]), 0.45).clip(
+        80, 30000
+    )
+    no_pdd = ~voice | (rng.random(n) < 0.02)
+    ring = np.where(
+        status == STATUSES.index("no_answer"),
+        rng.uniform(20e3, 60e3, n),
+        rng.lognormal(np.log(7e3), 0.5, n),
+    )
+    ring = np.where(status == STATUSES.index("busy"), rng.uniform(200, 1500, n), ring)
+    answer = start + ((pdd + ring) * 1000).astype(np.int64)
+    short = rng.random(n) < np.array([c.short_calls for c in CARRIERS])[carrier]
+    talk = np.where(
+        short, rng.uniform(500, 5900, n), rng.lognormal(np.log(95e3), 0.9, n).clip(6000, 3 * 3600e3)
+    )
+    duration = np.where(answered, talk, 0).astype(np.int64)
+    latency = rng.lognormal(np.log(np.array([c.latency_s for c in CARRIERS])[carrier] * 1e6), 0.8)
+    latency = np.where(
+        status == STATUSES.index("expired"), rng.uniform(24, 72, n) * 3600e6, latency
+    )
+    latency = np.where(
+        status == STATUSES.index("rejected"), rng.uniform(0.1, 1.5, n) * 1e6, latency
+    )
+    pending = np.isin(status, [STATUSES.index(s) for s in ("accepted", "enroute", "unknown")])
+    end = np.where(
+        voice,
+        np.where(answered, answer + duration * 1000, answer),
+        start + latency.astype(np.int64),
+    )
+
+    media = answered & (rng.random(n) < 0.9)
+    mos = (np.array([c.mos for c in CARRIERS])[carrier] + rng.normal(0, 0.35, n)).clip(1.0, 4.5)
+    jitter = rng.gamma(2.0, 2.0 + 4.0 * (carrier == 5), n)
+    loss = rng.exponential(np.array([c.loss_pct for c in CARRIERS])[carrier]).clip(0, 100)
+    rtt = np.array([r[3] for r in REGIONS])[region] * rng.lognormal(0, 0.2, n)
+
+    ip = pools.ips[rng.integers(0, len(pools.ips), n)]
+    has_ip = voice & (rng.random(n) < 0.95)
+    cell = pools.cells[rng.integers(0, len(pools.cells), n)]
+    has_cell = rng.random(n) < 0.7
+    device = _pick(rng, (0.70, 0.12, 0.10, 0.08), n)
+    roaming = rng.random(n) < 0.04
+
+    ids = pc.cast(pa.array(first + np.arange(n, dtype=np.int64)), pa.string())
+    ids = pc.utf8_lpad(ids, 9, "0")
+    prefix = pa.array(np.where(voice, f"call-{seed}", f"msg-{seed}"), pa.string())
+    record_id = pc.binary_join_element_wise(prefix, ids, "-")
+
+    def f32(values, mask):
+        return pa.array(values.astype(np.float32), mask=mask)
+
+    columns = {
+        "record_id": record_id,
+        "channel": _dictionary(channel, CHANNELS),
+        "direction": _dictionary(direction, DIRECTIONS),
+        "tenant": pa.array(np.array(TENANTS, dtype=object)[tenant], pa.string()),
+        "start_time": pa.array(start, pa.int64()).cast(CANONICAL.field("start_time").type),
+        "answer_time": pa.array(answer, mask=~answered).cast(CANONICAL.field("answer_time").type),
+        "end_time": pa.array(end, mask=~voice & pending).cast(CANONICAL.field("end_time").type),
+        "pdd_ms": pa.array(pdd.astype(np.int32), mask=no_pdd),
+        "duration_ms": pa.array(duration, mask=~voice),
+        "source": pa.array(source, pa.string()),
+        "destination": pa.array(destination, pa.string()),
+        "status": _dictionary(status, STATUSES),
+        "sip_code": pa.array(sip.astype(np.int16), mask=no_sip),
+        "q850_cause": pa.array(q850.astype(np.int16), mask=no_q850),
+        "route": pa.array(np.array([c.name for c in CARRIERS], dtype=object)[carrier], pa.string()),
+        "source_ip": pa.array(np.where(has_ip, ip, None), pa.string()),
+        "mos": f32(mos, ~media),
+        "jitter_ms": f32(jitter, ~media),
+        "packet_loss_pct": f32(loss, ~media),
+        "rtt_ms": f32(rtt, ~media),
+        "location": pa.array(np.where(has_cell, cell, None), pa.string()),
+        "roaming": pa.array(roaming),
+        "mno": pa.array(
+            np.array(MNOS, dtype=object)[_pick(rng, (0.4, 0.3, 0.2, 0.1), n)], pa.string()
+        ),
+        "device_type": pa.array(np.array(DEVICES, dtype=object)[device], pa.string()),
+    }
+    return pa.RecordBatch.from_arrays([columns[name] for name in CANONICAL.names], schema=CANONICAL)
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def write(
+    path: str | os.PathLike,
+    records: int,
+    *,
+    fmt: str | None = None,
+    seed: int = 0,
+    start: dt.datetime | None = None,
+    hours: float = 24,
+    batch_rows: int = 262144,
+) -> int:
+    """Write ``records`` generated records to ``path`` as ``fmt`` (``parquet``, ``csv``
+    or ``jsonl``; None: from the extension). Returns the number of records written."""
+    path = os.fspath(path)
+    fmt = fmt or format_for(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"write: fmt must be one of {', '.join(FORMATS)}")
+    batches = generate(records, seed=seed, start=start, hours=hours, batch_rows=batch_rows)
+    written = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(path, CANONICAL, compression="zstd") as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                written += batch.num_rows
+        return written
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        with pcsv.CSVWriter(path, _text_schema()) as writer:
+            for batch in batches:
+                writer.write_batch(_as_text(batch))
+                written += batch.num_rows
+        return written
+    import polars as pl
+
+    with open(path, "wb") as handle:
+        for batch in batches:
+            pl.from_arrow(_as_text(batch)).write_ndjson(handle)
+            written += batch.num_rows
+    return written
+
+
+def format_for(path: str | os.PathLike) -> str:
+    """The generator format an output file name asks for."""
+    name = os.fspath(path).lower()
+    for suffix, fmt in (
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+        (".csv", "csv"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+    ):
+        if name.endswith(suffix):
+            return fmt
+    raise ValueError(
+        f"cannot tell the output format from {os.path.basename(name)!r}; "
+        "pass fmt (parquet, csv or jsonl)"
+    )
+
+
+def _text_schema() -> pa.Schema:
+    fields = []
+    for field in CANONICAL:
+        if pa.types.is_dictionary(field.type) or pa.types.is_timestamp(field.type):
+            fields.append(pa.field(field.name, pa.string()))
+        else:
+            fields.append(field)
+    return pa.schema(fields)
+
+
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Dictionaries decoded and times as ISO 8601 with ``Z``, for the text formats."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_dictionary(field.type):
+            column = column.dictionary_decode()
+        elif pa.types.is_timestamp(field.type):
+            column = pc.strftime(column, "%Y-%m-%dT%H:%M:%SZ")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=_text_schema())

@@ -1,0 +1,154 @@
+"""State → metric rows (SPEC section 4): ratios, means, percentiles, distincts.
+
+Every value is a deterministic function of the state's exact integers and
+histogram buckets, so the frame is identical bit for bit however the input was
+split or merged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from kernels import aggregate as agg
+from telemetry.metrics.spec import AggSpec
+from telemetry.metrics.state import OTHER_CODE, State
+from telemetry.schema import CHANNELS, MESSAGE_CHANNELS, STATUSES
+
+OTHER = "__other__"
+
+VOICE_COLUMNS = (
+    "attempts", "answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion",
+    "asr", "ner", "ser", "seer", "isa", "acd_s", "total_duration_s", "short_call_ratio",
+    "pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms", "mos_mean", "jitter_p95_ms", "packet_loss_mean_pct",
+)
+MESSAGE_COLUMNS = (
+    "submitted", "delivered", "undelivered", "expired", "deleted", "pending",
+    "delivery_rate", "dlr_rate", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+)  # ``rejected`` is shared with voice and sits among the voice columns
+DISTINCT_COLUMNS = ("distinct_sources", "distinct_destinations")
+_COUNT_NAMES = {
+    "attempts", "answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion",
+    "submitted", "delivered", "undelivered", "expired", "deleted", "pending",
+} | set(DISTINCT_COLUMNS)
+_MESSAGE_FINAL = ("delivered", "undelivered", "expired", "rejected", "deleted")
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def metric_columns(by: tuple[str, ...]) -> list[str]:
+    """Output column names in order."""
+    return ["window_start", "window_end", "channel", *by, *VOICE_COLUMNS, *MESSAGE_COLUMNS, *DISTINCT_COLUMNS]
+
+
+def schema(by: tuple[str, ...]) -> dict[str, pl.DataType]:
+    """Output dtypes: dimensions are strings (see docs/metrics.md), counts int64, the rest float64."""
+    out: dict[str, pl.DataType] = {
+        "window_start": pl.Datetime("us", "UTC"),
+        "window_end": pl.Datetime("us", "UTC"),
+        "channel": pl.String(),
+    }
+    out.update({name: pl.String() for name in by})
+    for name in (*VOICE_COLUMNS, *MESSAGE_COLUMNS, *DISTINCT_COLUMNS):
+        out[name] = pl.Int64() if name in _COUNT_NAMES else pl.Float64()
+    return out
+
+
+def dimension_text(value) -> str:
+    """How a dimension value is written in the output (bool → true/false, int → decimal)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
+    """One row per group, sorted by window_start, channel and the ``by`` columns
+    (as emitted: strings in byte order, nulls last)."""
+    if spec is not None and spec.key() != state.spec.key():
+        raise ValueError("spec differs from the spec the state was accumulated with")
+    by = state.spec.by
+    g = state.n_groups
+    c = state.counts
+    keys = state.keys
+    columns: dict[str, pa.Array] = {}
+    start = keys[:, 0] * state.spec.window_us
+    columns["window_start"] = pa.array(start, _TS)
+    columns["window_end"] = pa.array(start + state.spec.window_us, _TS)
+    columns["channel"] = pa.array(np.asarray(CHANNELS, dtype=object)[keys[:, 1]] if g else [], pa.string())
+    for j, name in enumerate(by):
+        table = np.asarray([dimension_text(v) for v in state.dims[j]] + [OTHER, None], dtype=object)
+        codes = keys[:, 2 + j]
+        codes = np.where(codes == OTHER_CODE, len(table) - 2, np.where(codes < 0, len(table) - 1, codes))
+        columns[name] = pa.array(table[codes] if g else [], pa.string())
+
+    message = np.isin(keys[:, 1], [CHANNELS.index(ch) for ch in MESSAGE_CHANNELS])
+    voice = ~message
+    records = c[:, agg.RECORDS]
+
+    def status(name: str) -> np.ndarray:
+        return c[:, agg.STATUS0 + STATUSES.index(name)]
+
+    def count(values: np.ndarray, rows: np.ndarray) -> pa.Array:
+        return pa.array(values.astype(np.int64), pa.int64(), mask=~rows)
+
+    def ratio(num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> pa.Array:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = num.astype(np.float64) / den.astype(np.float64)
+        return pa.array(value, pa.float64(), mask=~rows | (den == 0))
+
+    def floats(value: np.ndarray, rows: np.ndarray) -> pa.Array:
+        return pa.array(value, pa.float64(), mask=~rows | np.isnan(value))
+
+    answered = status("answered")
+    columns["attempts"] = count(records, voice)
+    for name in ("answered", "busy", "no_answer"):
+        columns[name] = count(status(name), voice)
+    columns["rejected"] = count(status("rejected"), np.ones(g, bool))
+    for name in ("cancelled", "failed", "congestion"):
+        columns[name] = count(status(name), voice)
+    columns["asr"] = ratio(answered, records, voice)
+    columns["ner"] = ratio(answered + status("busy") + status("no_answer") + status("rejected"), records, voice)
+    sip_n = c[:, agg.SIP_N]
+    columns["ser"] = ratio(c[:, agg.SIP_200], sip_n - c[:, agg.SIP_3XX] - c[:, agg.SIP_AUTH], voice)
+    columns["seer"] = ratio(c[:, agg.SEER_NUM], sip_n - c[:, agg.SIP_3XX], voice)
+    columns["isa"] = ratio(c[:, agg.ISA_NUM], sip_n, voice)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acd = c[:, agg.DUR_ANSWERED_MS].astype(np.float64) / answered / 1000.0
+    columns["acd_s"] = floats(np.where(answered > 0, acd, np.nan), voice)
+    columns["total_duration_s"] = floats(c[:, agg.DUR_TOTAL_MS].astype(np.float64) / 1000.0, voice)
+    columns["short_call_ratio"] = ratio(c[:, agg.SHORT], answered, voice)
+    pdd, _ = state.pdd.quantiles(g)
+    for q, name in enumerate(("pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms")):
+        columns[name] = floats(pdd[:, q], voice)
+    columns["mos_mean"] = _fixed_mean(c[:, agg.MOS_SUM], c[:, agg.MOS_N], voice)
+    jitter, _ = state.jitter.quantiles(g)
+    columns["jitter_p95_ms"] = floats(jitter[:, 1], voice)
+    columns["packet_loss_mean_pct"] = _fixed_mean(c[:, agg.LOSS_SUM], c[:, agg.LOSS_N], voice)
+
+    final = sum(status(name) for name in _MESSAGE_FINAL) if g else np.zeros(0, np.int64)
+    columns["submitted"] = count(records, message)
+    for name in ("delivered", "undelivered", "expired", "deleted"):
+        columns[name] = count(status(name), message)
+    columns["pending"] = count(records - final, message)
+    columns["delivery_rate"] = ratio(status("delivered"), records, message)
+    columns["dlr_rate"] = ratio(final, records, message)
+    latency, _ = state.latency.quantiles(g)
+    for q, name in enumerate(("latency_p50_s", "latency_p95_s", "latency_p99_s")):
+        columns[name] = floats(latency[:, q] / 1e6, message)
+
+    everyone = np.ones(g, bool)
+    columns["distinct_sources"] = count(state.sources.counts(), everyone)
+    columns["distinct_destinations"] = count(state.destinations.counts(), everyone)
+
+    order = metric_columns(by)
+    frame = pl.from_arrow(pa.table({name: columns[name] for name in order}))
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.cast(schema(by))  # pins dtypes for empty frames too
+    return frame.sort(["window_start", "channel", *by], nulls_last=True, maintain_order=True)
+
+
+def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """Mean of values summed in 1e-6 fixed point: exact sum, one rounding at the end."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = total.astype(np.float64) / agg.FIXED_POINT / n
+    return pa.array(value, pa.float64(), mask=~rows | (n == 0))

@@ -1,0 +1,69 @@
+"""What to aggregate: window length, grouping dimensions, short-call threshold."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Grouping dimensions a user may choose (SPEC section 4), in no particular order.
+DIMENSIONS = ("route", "tenant", "direction", "dst_cc", "dst_region", "dst_prefix", "mno", "roaming", "device_type")
+DEFAULT_BY = ("route", "dst_region")
+
+MIN_WINDOW = dt.timedelta(minutes=1)
+MAX_WINDOW = dt.timedelta(days=1)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def parse_window(window: dt.timedelta | str) -> int:
+    """Window length in microseconds from a timedelta or ``<int><s|m|h|d>`` ("90s", "15m")."""
+    if isinstance(window, str):
+        match = _WINDOW_RE.match(window.lower())
+        if match is None:
+            raise ValueError(
+                f"window must be a whole number followed by s, m, h or d (e.g. '15m', '1h'), got {window!r}"
+            )
+        window = dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if not isinstance(window, dt.timedelta):
+        raise TypeError(f"window must be a timedelta or a string like '15m', got {type(window).__name__}")
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValueError(f"window must be between 1 minute and 1 day, got {window}")
+    if window % dt.timedelta(seconds=1):
+        raise ValueError(f"window must be a whole number of seconds, got {window}")
+    return window // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class AggSpec:
+    """Groups are window × channel × ``by``; windows are aligned to the UNIX epoch in UTC."""
+
+    window: dt.timedelta | str = "15m"
+    by: Sequence[str] = DEFAULT_BY
+    short_call_s: float = 6.0
+    window_us: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_us", parse_window(self.window))
+        if isinstance(self.by, str):
+            raise TypeError(f"by must be a sequence of column names, not a string; allowed: {', '.join(DIMENSIONS)}")
+        by = tuple(self.by)
+        unknown = [name for name in by if name not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"by has unknown column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DIMENSIONS)}")
+        if len(set(by)) != len(by):
+            raise ValueError("by names a column twice; each dimension may appear once")
+        object.__setattr__(self, "by", by)
+        short = float(self.short_call_s)
+        if not short >= 0 or short == float("inf"):
+            raise ValueError(f"short_call_s must be a finite number of seconds >= 0, got {self.short_call_s!r}")
+        object.__setattr__(self, "short_call_s", short)
+
+    @property
+    def short_call_ms(self) -> float:
+        return self.short_call_s * 1000.0
+
+    def key(self) -> tuple:
+        """What two states must share to be merged."""
+        return (self.window_us, self.by, self.short_call_s)

@@ -1,0 +1,370 @@
+"""The mergeable aggregation state: :func:`accumulate` one prepared batch, then
+:meth:`State.merge` states in any grouping and order.
+
+A state holds, per group (window × channel × ``by`` values), exact int64
+counters, log-bucket histograms (PDD, jitter, message latency) and distinct
+sets of source and destination pseudonyms. Dimension values are dictionary
+codes into per-state value lists (code -1 = null, -2 = the roll-up value
+``__other__``); merging unifies the lists. Everything is NumPy arrays and
+Python lists, so a state pickles (Dask, stream checkpoints).
+
+This module compiles kernels on first use; ``telemetry.metrics`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kernels import aggregate as agg
+from telemetry.errors import InputError, SchemaError
+from telemetry.metrics.sketches import Distinct, Histogram
+from telemetry.metrics.spec import AggSpec
+from telemetry.schema import CHANNELS, STATUSES
+
+NULL_CODE = -1
+OTHER_CODE = -2
+_FIXED_KEYS = 2  # window index, channel code
+_DELIVERED = STATUSES.index("delivered")
+MAX_RUNS = 64  # unconsolidated runs a state may carry before merging folds them
+
+
+@dataclass
+class Run:
+    """One consolidated block of groups; see the module docstring."""
+
+    dims: list[list]  # per ``by`` column: the values its codes index
+    keys: np.ndarray  # (G, 2 + len(by)) int64: window index, channel code, dimension codes
+    counts: np.ndarray  # (G, kernels.aggregate.N_COUNTERS) int64
+    pdd: Histogram  # ms
+    jitter: Histogram  # ms
+    latency: Histogram  # µs, delivered messages
+    sources: Distinct
+    destinations: Distinct
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.keys.shape[0])
+
+    @classmethod
+    def empty(cls, n_dims: int) -> "Run":
+        return cls(
+            [[] for _ in range(n_dims)],
+            np.zeros((0, _FIXED_KEYS + n_dims), np.int64),
+            np.zeros((0, agg.N_COUNTERS), np.int64),
+            Histogram.empty(),
+            Histogram.empty(),
+            Histogram.empty(),
+            Distinct.empty(),
+            Distinct.empty(),
+        )
+
+    @classmethod
+    def union(cls, runs: list["Run"]) -> "Run":
+        """All runs' groups in one run: one pass, whatever the number of runs."""
+        dims = runs[0].dims
+        keys = [runs[0].keys]
+        for run in runs[1:]:
+            dims, recoded = _unify_dims(dims, run.dims, run.keys)
+            keys.append(recoded)
+        stacked = np.ascontiguousarray(np.vstack(keys))
+        gid, first = agg.group_rows(stacked)
+        n = len(first)
+        counts = np.zeros((n, agg.N_COUNTERS), np.int64)
+        agg.add_rows(counts, np.ascontiguousarray(np.vstack([r.counts for r in runs])), gid)
+        sizes = [r.n_groups for r in runs]
+        return Run(
+            dims,
+            stacked[first],
+            counts,
+            Histogram.union([r.pdd for r in runs], sizes, gid),
+            Histogram.union([r.jitter for r in runs], sizes, gid),
+            Histogram.union([r.latency for r in runs], sizes, gid),
+            Distinct.union([r.sources for r in runs], gid, n),
+            Distinct.union([r.destinations for r in runs], gid, n),
+        )
+
+    def take(self, groups: np.ndarray) -> "Run":
+        groups = np.asarray(groups, dtype=np.int64)
+        gmap = np.full(self.n_groups, -1, np.int64)
+        gmap[groups] = np.arange(len(groups), dtype=np.int64)
+        return Run(
+            self.dims,
+            self.keys[groups],
+            self.counts[groups],
+            self.pdd.regroup(gmap),
+            self.jitter.regroup(gmap),
+            self.latency.regroup(gmap),
+            self.sources.take(groups),
+            self.destinations.take(groups),
+        )
+
+    def regroup(self, new_keys: np.ndarray) -> "Run":
+        new_keys = np.ascontiguousarray(new_keys, dtype=np.int64)
+        gmap, first = agg.group_rows(new_keys)
+        n = len(first)
+        counts = np.zeros((n, agg.N_COUNTERS), np.int64)
+        agg.add_rows(counts, self.counts, gmap)
+        return Run(
+            self.dims,
+            new_keys[first],
+            counts,
+            self.pdd.regroup(gmap),
+            self.jitter.regroup(gmap),
+            self.latency.regroup(gmap),
+            self.sources.regroup(gmap, n),
+            self.destinations.regroup(gmap, n),
+        )
+
+
+class State:
+    """Per-group partial aggregates of one :class:`AggSpec`.
+
+    A state is a list of runs (batch states not yet consolidated): merging
+    appends runs, and consolidation — when more than MAX_RUNS pile up, or when
+    an array is read (finalize, release, pickling) — is one counting-sort pass
+    over all of them. Folding n batch states one by one therefore costs
+    O(N + N·n/MAX_RUNS), not a full copy of the state per merge.
+    Treat a state as immutable.
+    """
+
+    def __init__(self, spec: AggSpec, runs: list[Run]) -> None:
+        self.spec = spec
+        self._runs = [r for r in runs if r.n_groups]
+
+    @classmethod
+    def empty(cls, spec: AggSpec) -> "State":
+        return cls(spec, [])
+
+    def merge(self, other: "State") -> "State":
+        """The state of both inputs together; associative and commutative up to
+        group numbering, which :func:`finalize` does not expose."""
+        if not isinstance(other, State):
+            raise TypeError(f"other must be a State, got {type(other).__name__}")
+        if other.spec.key() != self.spec.key():
+            raise ValueError("other was accumulated with a different AggSpec (window, by or short_call_s); "
+                             "only states of the same spec merge")
+        runs = self._runs + other._runs
+        if len(runs) > MAX_RUNS:
+            runs = [Run.union(runs)]
+        return State(self.spec, runs)
+
+    def _core(self) -> Run:
+        if len(self._runs) != 1:
+            if not self._runs:
+                return Run.empty(len(self.spec.by))
+            runs = [Run.union(self._runs)]
+            self._runs = runs
+        return self._runs[0]
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "runs": [self._core()] if self._runs else []}
+
+    def __setstate__(self, data: dict) -> None:
+        self.spec = data["spec"]
+        self._runs = data["runs"]
+
+    dims = property(lambda self: self._core().dims)
+    keys = property(lambda self: self._core().keys)
+    counts = property(lambda self: self._core().counts)
+    pdd = property(lambda self: self._core().pdd)
+    jitter = property(lambda self: self._core().jitter)
+    latency = property(lambda self: self._core().latency)
+    sources = property(lambda self: self._core().sources)
+    destinations = property(lambda self: self._core().destinations)
+
+    @property
+    def n_groups(self) -> int:
+        return self._core().n_groups
+
+    @property
+    def records(self) -> int:
+        return sum(int(r.counts[:, agg.RECORDS].sum()) for r in self._runs)
+
+    def take(self, groups: np.ndarray) -> "State":
+        """The groups listed (increasing indices), renumbered in that order."""
+        return State(self.spec, [self._core().take(groups)])
+
+    def regroup(self, new_keys: np.ndarray) -> "State":
+        """Merge groups that share a row of ``new_keys`` (one row per current group)."""
+        return State(self.spec, [self._core().regroup(new_keys)])
+
+
+def merge(states: Iterable[State]) -> State:
+    """Merge any number of states (the same result as folding ``State.merge``)."""
+    items = list(states)
+    if not items:
+        raise ValueError("states must hold at least one State")
+    out = items[0]
+    for item in items[1:]:
+        out = out.merge(item)
+    return out
+
+
+def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
+    """The state of one prepared batch (canonical columns with 16-byte pseudonyms
+    in ``source``/``destination`` plus ``dst_*`` columns; any may be missing)."""
+    if not isinstance(spec, AggSpec):
+        raise TypeError(f"spec must be an AggSpec, got {type(spec).__name__}")
+    if isinstance(batch, pa.Table):
+        return merge([State.empty(spec)] + [accumulate(b, spec) for b in batch.to_batches()])
+    if not isinstance(batch, pa.RecordBatch):
+        raise TypeError(f"batch must be a pyarrow RecordBatch or Table, got {type(batch).__name__}")
+    n = batch.num_rows
+    if n == 0:
+        return State.empty(spec)
+    names = set(batch.schema.names)
+
+    def col(name: str) -> pa.Array | None:
+        if name not in names:
+            return None
+        arr = batch.column(name)
+        return None if pa.types.is_null(arr.type) else arr
+
+    start = _start_us(col("start_time"), n)
+    keys = np.empty((n, _FIXED_KEYS + len(spec.by)), np.int64)
+    keys[:, 0] = agg.window_index(start, np.int64(spec.window_us))
+    channel = _vocab_codes(col("channel"), CHANNELS, n)
+    unknown = (channel < 0) & _valid(col("channel"), n)
+    if unknown.any():
+        raise InputError(f"channel holds values outside {', '.join(CHANNELS)}; map them in the reader")
+    keys[:, 1] = np.where(channel < 0, 0, channel)  # SPEC 2: a missing channel means voice
+    dims = []
+    for j, name in enumerate(spec.by):
+        codes, values = _encode_dim(col(name), n)
+        keys[:, _FIXED_KEYS + j] = codes
+        dims.append(values)
+
+    gid, first = agg.group_rows(keys)
+    n_groups = len(first)
+    status = _vocab_codes(col("status"), STATUSES, n)
+    counts = agg.accumulate_counts(
+        gid,
+        n_groups,
+        status,
+        _ints(col("sip_code"), n, -1),
+        _ints(col("duration_ms"), n, 0),
+        spec.short_call_ms,
+        _floats(col("mos"), n),
+        _floats(col("packet_loss_pct"), n),
+    )
+    end = col("end_time")
+    latency = np.full(n, np.nan)
+    if end is not None:
+        end_us = _ints(end.cast(pa.timestamp("us", tz="UTC")), n, 0)
+        delivered = (status == _DELIVERED) & _valid(end, n)
+        latency[delivered] = (end_us[delivered] - start[delivered]).astype(np.float64)
+    return State(spec, [Run(
+        dims,
+        keys[first],
+        counts,
+        Histogram.build(gid, _floats(col("pdd_ms"), n), n_groups),
+        Histogram.build(gid, _floats(col("jitter_ms"), n), n_groups),
+        Histogram.build(gid, latency, n_groups),
+        _distinct(col("source"), gid, n_groups, "source"),
+        _distinct(col("destination"), gid, n_groups, "destination"),
+    )])
+
+
+# --- Arrow → NumPy -------------------------------------------------------------
+
+
+def _valid(arr: pa.Array | None, n: int) -> np.ndarray:
+    if arr is None:
+        return np.zeros(n, dtype=bool)
+    if arr.null_count == 0:
+        return np.ones(n, dtype=bool)
+    return np.asarray(arr.is_valid(), dtype=bool)
+
+
+def _start_us(arr: pa.Array | None, n: int) -> np.ndarray:
+    if arr is None:
+        raise SchemaError("the prepared batch has no start_time column")
+    if arr.null_count:
+        raise InputError("start_time has nulls; readers must quarantine such records")
+    if not pa.types.is_timestamp(arr.type):
+        raise SchemaError(f"start_time must be a timestamp, got {arr.type}")
+    return _ints(arr.cast(pa.timestamp("us", tz="UTC")), n, 0)
+
+
+def _ints(arr: pa.Array | None, n: int, null: int) -> np.ndarray:
+    if arr is None:
+        return np.full(n, null, np.int64)
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.cast(pa.int64())
+    return np.asarray(arr.fill_null(null).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _floats(arr: pa.Array | None, n: int) -> np.ndarray:
+    if arr is None:
+        return np.full(n, np.nan)
+    return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _vocab_codes(arr: pa.Array | None, vocab: tuple[str, ...], n: int) -> np.ndarray:
+    """Position of each value in ``vocab`` (dictionary or plain strings); -1 for null or unknown."""
+    if arr is None:
+        return np.full(n, -1, np.int64)
+    value_set = pa.array(vocab, pa.string())
+    if pa.types.is_dictionary(arr.type):
+        dictionary = arr.dictionary.cast(pa.string())
+        lut = np.append(_ints(pc.index_in(dictionary, value_set=value_set), len(dictionary), -1), -1)
+        return lut[_ints(arr.indices, n, -1)]  # index -1 (null) hits the appended -1
+    return _ints(pc.index_in(arr.cast(pa.string()), value_set=value_set), n, -1)
+
+
+def _encode_dim(arr: pa.Array | None, n: int) -> tuple[np.ndarray, list]:
+    if arr is None:
+        return np.full(n, NULL_CODE, np.int64), []
+    encoded = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
+    raw = encoded.dictionary.to_pylist()
+    values: list = []
+    seen: dict = {}
+    lut = np.empty(len(raw) + 1, np.int64)
+    for i, value in enumerate(raw):  # dictionaries are small; this is per distinct value, not per row
+        if value is None:
+            lut[i] = NULL_CODE
+        else:
+            lut[i] = seen.setdefault(value, len(values))
+            if lut[i] == len(values):
+                values.append(value)
+    lut[-1] = NULL_CODE
+    return lut[_ints(encoded.indices, n, -1)], values
+
+
+def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -> Distinct:
+    if arr is None:
+        return Distinct.empty(n_groups)
+    if not (pa.types.is_fixed_size_binary(arr.type) and arr.type.byte_width == 16):
+        raise SchemaError(f"{name} must hold 16-byte pseudonyms (fixed_size_binary(16)), got {arr.type}")
+    n = len(arr)
+    raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * 16 : (arr.offset + n) * 16]
+    # The first 8 bytes of an HMAC output are uniform: exact sets and HLL use them directly.
+    prefix = np.ascontiguousarray(raw.reshape(n, 16)[:, :8]).view("<u8").reshape(n)
+    valid = _valid(arr, n)
+    return Distinct.build(np.ascontiguousarray(gid[valid]), np.ascontiguousarray(prefix[valid]), n_groups)
+
+
+def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:
+    """Value lists covering both sides, and b's keys recoded into them."""
+    dims = []
+    b_keys = b_keys.copy()
+    for j, (a_vals, b_vals) in enumerate(zip(a_dims, b_dims)):
+        index = {v: i for i, v in enumerate(a_vals)}
+        merged = list(a_vals)
+        lut = np.empty(len(b_vals) + 2, np.int64)
+        for i, value in enumerate(b_vals):
+            code = index.get(value)
+            if code is None:
+                code = index[value] = len(merged)
+                merged.append(value)
+            lut[i] = code
+        lut[-2], lut[-1] = OTHER_CODE, NULL_CODE  # negative codes index from the end: -2 → OTHER, -1 → NULL
+        col = b_keys[:, _FIXED_KEYS + j]
+        b_keys[:, _FIXED_KEYS + j] = lut[col]
+        dims.append(merged)
+    return dims, b_keys

@@ -1,0 +1,68 @@
+"""The k-threshold release rule (SPEC section 5) with the ``__other__`` roll-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from kernels import aggregate as agg
+from telemetry.metrics.frame import finalize
+from telemetry.metrics.spec import AggSpec
+from telemetry.metrics.state import OTHER_CODE, State
+
+
+@dataclass
+class Released:
+    """What may leave the processor, and what the rule held back.
+
+    ``rows_withheld``/``records_withheld`` count groups (at the configured
+    grouping) and their records that appear in no released row;
+    ``rows_rolled_up`` counts groups below k that were published inside a
+    released ``__other__`` row.
+    """
+
+    metrics: pl.DataFrame
+    rows_released: int
+    rows_withheld: int
+    records_withheld: int
+    rows_rolled_up: int
+    k: int
+
+
+def passes(state: State, k: int) -> np.ndarray:
+    """Groups with at least k distinct sources and k distinct destinations."""
+    return (state.sources.counts() >= k) & (state.destinations.counts() >= k)
+
+
+def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
+    """Rows with ≥ k distinct sources and destinations as they are; the others
+    merged (as states) per window, channel and coarser dimensions into a row whose
+    last ``by`` column is ``__other__``, itself released only if it reaches k."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    k = int(k)
+    if spec is not None and spec.key() != state.spec.key():
+        raise ValueError("spec differs from the spec the state was accumulated with")
+    ok = passes(state, k)
+    released = state.take(np.flatnonzero(ok))
+    below = state.take(np.flatnonzero(~ok))
+    records = below.counts[:, agg.RECORDS]
+    rolled_up = 0
+    withheld_rows = below.n_groups
+    withheld_records = int(records.sum())
+    if state.spec.by and below.n_groups:
+        keys = below.keys.copy()
+        keys[:, -1] = OTHER_CODE
+        rollup = below.regroup(keys)
+        # which below-k groups landed in a roll-up that reaches k
+        gmap, _ = agg.group_rows(np.ascontiguousarray(keys))
+        rollup_ok = passes(rollup, k)
+        published = rollup_ok[gmap]
+        rolled_up = int(published.sum())
+        withheld_rows = int((~published).sum())
+        withheld_records = int(records[~published].sum())
+        released = released.merge(rollup.take(np.flatnonzero(rollup_ok)))
+    metrics = finalize(released)
+    return Released(metrics, metrics.height, withheld_rows, withheld_records, rolled_up, k)

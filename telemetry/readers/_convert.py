@@ -1,0 +1,373 @@
+"""Raw input columns → canonical columns, with a verdict for every row.
+
+Shared by every reader: a reader hands over the canonical columns it found
+(text, or already typed as in Parquet) and gets back the canonical batch plus,
+per row, whether it fits and the first reason it does not. Conversion is
+vectorized with Arrow compute; a cast that fails for some rows is retried on
+halves so only the bad rows are lost (:func:`_cast`).
+
+Accepted values (documented in docs/ as the input contract):
+
+- times: ISO 8601 ``YYYY-MM-DD[T ]hh:mm:ss[.ffffff][Z|±hh[:mm]]`` — without a zone
+  the time is UTC; more than 6 fraction digits are truncated to microseconds —
+  or Unix epoch seconds (up to 11 integer digits, optional fraction);
+- integers: optional sign and decimal digits (no hex, no exponent); ``pdd_ms`` and
+  ``duration_ms`` must not be negative, ``sip_code`` is 100–699, ``q850_cause`` 0–127;
+- floats: decimal or exponent notation, finite; ``mos`` 1–5, ``packet_loss_pct``
+  0–100, ``jitter_ms`` and ``rtt_ms`` not negative;
+- ``roaming``: true/false, yes/no, t/f, y/n, 1/0 in any case;
+- ``channel``, ``direction``, ``status``: the SPEC 2.1 vocabulary in any case, with
+  blanks, hyphens and underscores interchangeable, plus the spellings in
+  :mod:`telemetry.status`; an empty ``channel`` is ``voice``; an empty ``status``
+  is derived from ``sip_code`` / ``q850_cause`` when those are present;
+- empty text is null; ``answer_time`` and ``end_time`` must not precede ``start_time``.
+
+Reasons name the column and the rule, never the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.quarantine import masked
+from telemetry.readers import ReadBatch, Reject
+from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, STATUSES, TS
+from telemetry.status import (
+    CHANNEL_ALIASES,
+    DIRECTION_ALIASES,
+    STATUS_ALIASES,
+    fold,
+    status_from_codes,
+)
+
+TEXT = (
+    "record_id",
+    "tenant",
+    "source",
+    "destination",
+    "route",
+    "source_ip",
+    "location",
+    "mno",
+    "device_type",
+)
+TIMES = ("start_time", "answer_time", "end_time")
+INTS: dict[str, tuple[pa.DataType, int, int | None]] = {
+    "pdd_ms": (pa.int32(), 0, 2**31 - 1),
+    "duration_ms": (pa.int64(), 0, None),
+    "sip_code": (pa.int16(), 100, 699),
+    "q850_cause": (pa.int16(), 0, 127),
+}
+FLOATS: dict[str, tuple[float, float | None]] = {
+    "mos": (1.0, 5.0),
+    "jitter_ms": (0.0, None),
+    "packet_loss_pct": (0.0, 100.0),
+    "rtt_ms": (0.0, None),
+}
+VOCABULARIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "channel": (CHANNELS, CHANNEL_ALIASES),
+    "direction": (DIRECTIONS, DIRECTION_ALIASES),
+    "status": (STATUSES, STATUS_ALIASES),
+}
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+_ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
+_ZONE = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
+_EPOCH = r"^\d{1,11}(\.\d{1,9})?$"
+_INT = r"^[+-]?\d+$"
+_FLOAT = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
+class Verdict:
+    """Per-row outcome: ``bad[i]`` and the first reason found for row ``i``."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=np.bool_)
+        self.reasons = np.empty(n, dtype=object)
+
+    def flag(self, mask: Any, reason: str) -> None:
+        mask = _np_bool(mask)
+        new = mask & ~self.bad
+        if new.any():
+            self.reasons[new] = reason
+            self.bad |= new
+
+
+def to_canonical(
+    columns: Mapping[str, pa.Array], n: int, verdict: Verdict | None = None
+) -> tuple[pa.RecordBatch, Verdict]:
+    """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
+    are ignored), and the verdict (``verdict`` may carry rows a reader already flagged)."""
+    verdict = verdict or Verdict(n)
+    out: dict[str, pa.Array] = {}
+    for field in CANONICAL:
+        name = field.name
+        raw = columns.get(name)
+        if raw is None:
+            if name in VOCABULARIES:  # every batch indexes the full vocabulary
+                vocabulary = pa.array(VOCABULARIES[name][0], pa.string())
+                out[name] = pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), vocabulary)
+            else:
+                out[name] = pa.nulls(n, field.type)
+            continue
+        if isinstance(raw, pa.ChunkedArray):
+            raw = raw.combine_chunks()
+        if name in TEXT:
+            out[name] = _text(raw, name, verdict)
+        elif name in TIMES:
+            out[name] = _time(raw, name, verdict)
+        elif name in INTS:
+            out[name] = _int(raw, name, verdict)
+        elif name in FLOATS:
+            out[name] = _float(raw, name, verdict)
+        elif name == "roaming":
+            out[name] = _bool(raw, name, verdict)
+        else:
+            out[name] = _vocabulary(raw, name, verdict)
+
+    if "channel" not in columns or out["channel"].null_count:
+        out["channel"] = _fill_dictionary(out["channel"], CHANNELS.index("voice"))
+    status = out["status"]
+    if status.null_count and ("sip_code" in columns or "q850_cause" in columns):
+        answered = None
+        if "answer_time" in columns:
+            answered = ~np.asarray(out["answer_time"].is_null(), dtype=np.bool_)
+        derived = status_from_codes(out["sip_code"], out["q850_cause"], answered)
+        # both index the full STATUSES dictionary, so rows combine by index
+        out["status"] = pa.DictionaryArray.from_arrays(
+            pc.coalesce(status.indices, derived.indices), status.dictionary
+        )
+
+    start = out["start_time"]
+    verdict.flag(start.is_null(), "start_time: missing")
+    for later in ("answer_time", "end_time"):
+        if later in columns:
+            verdict.flag(pc.less(out[later], start), f"{later}: before start_time")
+    return pa.RecordBatch.from_arrays([out[f.name] for f in CANONICAL], schema=CANONICAL), verdict
+
+
+def split(
+    file: str,
+    rows: np.ndarray,
+    batch: pa.RecordBatch,
+    verdict: Verdict,
+    raw: Mapping[str, pa.Array],
+    rejects: list[Reject] | None = None,
+    fields_of: Callable[[int], Mapping[str, Any]] | None = None,
+) -> ReadBatch:
+    """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
+    of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals."""
+    rejects = list(rejects or [])
+    if not verdict.bad.any():
+        return ReadBatch(batch, rows, rejects, file)
+    names = [name for name in CANONICAL.names if name in raw]
+    for i in np.flatnonzero(verdict.bad):
+        if fields_of is not None:
+            fields = fields_of(int(i))
+        else:
+            fields = {name: raw[name][int(i)].as_py() for name in names}
+        rejects.append(Reject(file, int(rows[i]), str(verdict.reasons[i]), masked(fields)))
+    rejects.sort(key=lambda r: r.row)
+    keep = ~verdict.bad
+    return ReadBatch(batch.filter(pa.array(keep)), rows[keep], rejects, file)
+
+
+# -- per kind ---------------------------------------------------------------------------------
+
+
+def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    """Text as ``string``, empty → null. Binary input is checked for UTF-8 here."""
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    if pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type):
+        raw = _utf8(raw, name, verdict)
+    elif not pa.types.is_string(raw.type):
+        try:
+            raw = pc.cast(raw, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            verdict.flag(raw.is_valid(), f"{name}: wrong type")
+            return pa.nulls(len(raw), pa.string())
+    empty = pc.fill_null(pc.equal(raw, ""), False)
+    if pc.any(empty).as_py():
+        raw = pc.if_else(empty, pa.scalar(None, pa.string()), raw)
+    return raw
+
+
+def _utf8(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    try:
+        return pc.cast(raw, pa.string())
+    except pa.ArrowInvalid:
+        pass
+    bad = np.zeros(len(raw), dtype=np.bool_)
+    for i, value in enumerate(raw.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+    verdict.flag(bad, f"{name}: not valid UTF-8")
+    return pc.cast(pc.if_else(pa.array(bad), pa.scalar(None, raw.type), raw), pa.string())
+
+
+def _trimmed(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    return pc.utf8_trim_whitespace(_text(raw, name, verdict))
+
+
+def _time(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    if pa.types.is_timestamp(raw.type):
+        if raw.type.tz is None:  # a naive time is UTC
+            raw = pc.cast(raw, pa.timestamp("us"), safe=False)
+        return pc.cast(raw, TS, safe=False)
+    text = _trimmed(raw, name, verdict)
+    reason = f"{name}: not an ISO 8601 time or epoch seconds"
+    epoch = pc.fill_null(pc.match_substring_regex(text, _EPOCH), False)
+    iso = pc.fill_null(pc.match_substring_regex(text, _ISO), False)
+    verdict.flag(_np_bool(text.is_valid()) & ~_np_bool(epoch) & ~_np_bool(iso), reason)
+
+    iso_text = pc.if_else(iso, text, pa.scalar(None, pa.string()))
+    iso_text = pc.replace_substring_regex(iso_text, r"^(\d{4}-\d{2}-\d{2}) ", r"\1T")
+    iso_text = pc.replace_substring_regex(iso_text, r"(\.\d{6})\d+", r"\1")
+    iso_text = pc.replace_substring_regex(iso_text, r"z$", "Z")
+    zoned = pc.fill_null(pc.match_substring_regex(iso_text, _ZONE), False)
+    with_zone, bad_z = _cast(pc.if_else(zoned, iso_text, pa.scalar(None, pa.string())), TS)
+    naive, bad_n = _cast(
+        pc.if_else(zoned, pa.scalar(None, pa.string()), iso_text), pa.timestamp("us")
+    )
+    verdict.flag(bad_z | bad_n, reason)
+    result = pc.if_else(zoned, with_zone, pc.cast(naive, TS))
+
+    if pc.any(epoch).as_py():
+        seconds = pc.cast(pc.if_else(epoch, text, pa.scalar(None, pa.string())), pa.float64())
+        micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+        result = pc.if_else(epoch, pc.cast(micros, TS), result)
+    return result
+
+
+def _int(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    target, low, high = INTS[name]
+    if pa.types.is_integer(raw.type):
+        values, failed = _cast(raw, pa.int64())
+        verdict.flag(failed, f"{name}: out of range")
+    elif pa.types.is_floating(raw.type):
+        whole = pc.fill_null(pc.equal(pc.floor(raw), raw), True)
+        verdict.flag(~_np_bool(whole), f"{name}: not an integer")
+        values, failed = _cast(pc.if_else(whole, raw, pa.scalar(None, raw.type)), pa.int64())
+        verdict.flag(failed, f"{name}: out of range")
+    else:
+        text = _trimmed(raw, name, verdict)
+        ok = pc.fill_null(pc.match_substring_regex(text, _INT), True)
+        verdict.flag(~_np_bool(ok), f"{name}: not an integer")
+        values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.int64())
+        verdict.flag(failed, f"{name}: out of range")
+    too_low = pc.fill_null(pc.less(values, low), False)
+    verdict.flag(too_low, f"{name}: negative" if low == 0 else f"{name}: out of range")
+    out_of_range = too_low
+    if high is not None:
+        too_high = pc.fill_null(pc.greater(values, high), False)
+        verdict.flag(too_high, f"{name}: out of range")
+        out_of_range = pc.or_(too_low, too_high)
+    return pc.cast(pc.if_else(out_of_range, pa.scalar(None, pa.int64()), values), target)
+
+
+def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    low, high = FLOATS[name]
+    if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
+        values = pc.cast(raw, pa.float64())
+    else:
+        text = _trimmed(raw, name, verdict)
+        ok = pc.fill_null(pc.match_substring_regex(text, _FLOAT), True)
+        verdict.flag(~_np_bool(ok), f"{name}: not a number")
+        values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+        verdict.flag(failed, f"{name}: not a number")
+    bad = pc.invert(pc.is_finite(values))
+    bad = pc.or_(bad, pc.less(values, low))
+    if high is not None:
+        bad = pc.or_(bad, pc.greater(values, high))
+    bad = pc.fill_null(bad, False)
+    verdict.flag(bad, f"{name}: out of range")
+    return pc.cast(pc.if_else(bad, pa.scalar(None, pa.float64()), values), pa.float32())
+
+
+def _bool(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
+    if pa.types.is_boolean(raw.type):
+        return raw
+    text = pc.utf8_lower(_trimmed(raw, name, verdict))
+    true = pc.is_in(text, pa.array(sorted(_TRUE)))
+    false = pc.is_in(text, pa.array(sorted(_FALSE)))
+    verdict.flag(
+        _np_bool(text.is_valid()) & ~_np_bool(true) & ~_np_bool(false), f"{name}: not true or false"
+    )
+    return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+
+
+def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
+    vocabulary, aliases = VOCABULARIES[name]
+    encoded = (
+        raw if pa.types.is_dictionary(raw.type) else pc.dictionary_encode(_text(raw, name, verdict))
+    )
+    words = encoded.dictionary
+    if not (pa.types.is_string(words.type) or pa.types.is_large_string(words.type)):
+        words = _text(words, name, Verdict(len(words)))  # non-text words simply do not match
+    lookup = np.array(
+        [_word_index(w, vocabulary, aliases) for w in words.to_pylist()], dtype=np.int32
+    )
+    idx = (
+        encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        if len(encoded)
+        else np.zeros(0, np.int64)
+    )
+    known = ~np.asarray(encoded.indices.is_null(), dtype=np.bool_)
+    mapped = lookup[idx] if len(lookup) else np.full(len(encoded), -1, dtype=np.int32)
+    verdict.flag(known & (mapped == -1), f"{name}: not a known {name} value")
+    mapped = np.where(known & (mapped >= 0), mapped, -1).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(
+        pa.array(mapped, mask=mapped < 0, type=pa.int32()), pa.array(vocabulary, pa.string())
+    )
+
+
+def _word_index(word: str | None, vocabulary: tuple[str, ...], aliases: dict[str, str]) -> int:
+    """Index in ``vocabulary``; -2 for an empty word (null), -1 for an unknown one."""
+    if word is None:
+        return -2
+    key = fold(word)
+    if not key:
+        return -2
+    canonical = aliases.get(key)
+    return vocabulary.index(canonical) if canonical is not None else -1
+
+
+def _fill_dictionary(array: pa.DictionaryArray, index: int) -> pa.DictionaryArray:
+    indices = array.indices.fill_null(index)
+    return pa.DictionaryArray.from_arrays(indices, array.dictionary)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """``array`` cast to ``target``; rows that fail become null and are marked."""
+    try:
+        return pc.cast(array, target), np.zeros(len(array), dtype=np.bool_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(array) == 1:
+            return pa.nulls(1, target), np.ones(1, dtype=np.bool_)
+    half = len(array) // 2
+    left, bad_left = _cast(array.slice(0, half), target)
+    right, bad_right = _cast(array.slice(half), target)
+    return pa.concat_arrays([left, right]), np.concatenate([bad_left, bad_right])
+
+
+def _np_bool(mask: Any) -> np.ndarray:
+    if isinstance(mask, np.ndarray):
+        return mask.astype(np.bool_, copy=False)
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    if isinstance(mask, pa.Array):
+        return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return np.asarray(mask, dtype=np.bool_)

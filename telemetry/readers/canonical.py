@@ -1,0 +1,471 @@
+"""The canonical formats: Parquet, CSV with a header row, JSON lines.
+
+Column names are the SPEC's (CSV headers are matched case-insensitively after
+trimming); other columns are not read at all, so free text never enters the
+process. Row numbers are 1-based data rows: for CSV the header does not count
+and a quoted field may span lines; for JSON lines the row is the line number and
+blank lines are not records; for Parquet it is the row's position in the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.errors import InputError
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers._convert import Verdict, split, to_canonical
+from telemetry.schema import CANONICAL
+
+_NAMES = frozenset(CANONICAL.names)
+_DELIMITERS = (",", ";", "\t", "|")
+_HEAD_BYTES = 1 << 20
+_CSV_BLOCK = 2 << 20  # ~230 MB peak RSS for a 1 M-row file; 12 MiB blocks took ~500 MB
+_MAX_LINE = 16 << 20
+_REPLACEMENT = "\ufffd"  # a JSON line longer than this is rejected, not held in memory
+
+
+# -- Parquet -------------------------------------------------------------------------------------
+
+
+def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+    except (pa.ArrowException, OSError):
+        raise InputError(
+            f"{path} is not a readable Parquet file; pass --format if it is another format"
+        ) from None
+    present = [name for name in CANONICAL.names if name in names]
+    if "start_time" not in present:
+        raise InputError(
+            f"{path} has no start_time column; see the canonical schema (SPEC section 2)"
+        )
+    done = 0
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=present)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError):
+            raise InputError(f"{path}: Parquet data is damaged after row {done}") from None
+        n = batch.num_rows
+        raw = {name: batch.column(name) for name in present}
+        rows = np.arange(done + 1, done + n + 1, dtype=np.int64)
+        done += n
+        converted, verdict = to_canonical(raw, n)
+        yield split(path, rows, converted, verdict, raw)
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+
+
+def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    import pyarrow.csv as pcsv
+
+    header = _csv_header(path, options.delimiter)
+    if header is None:
+        return  # an empty file holds no records
+    names, delimiter = header
+    positions = {name: i for i, name in enumerate(names) if name in _NAMES}
+    wanted = [f"c{i}" for i in positions.values()]
+    rejects: list[Reject] = []
+    numbers = _RowNumbers()
+
+    def invalid(row: Any) -> str:
+        number = row.number - 1  # pyarrow counts the header row
+        numbers.skip(number)
+        text = row.text or ""
+        if text.count('"') % 2:
+            reason = "unterminated quoted field"
+        else:
+            reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
+        rejects.append(Reject(path, number, reason, {}))
+        return "skip"
+
+    # pyarrow reads ahead several blocks: peak memory grows with the block, not the file
+    block = options.block_bytes or _CSV_BLOCK
+    try:
+        stream = _Utf8Repaired(path)
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    try:
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(
+                use_threads=False,
+                block_size=block,
+                skip_rows=1,
+                column_names=[f"c{i}" for i in range(len(names))],
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=True,
+                ignore_empty_lines=True,
+                invalid_row_handler=invalid,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={c: pa.string() for c in wanted},
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError):
+        stream.close()
+        raise InputError(
+            f"{path}: cannot parse as CSV; pass --format if it is another format"
+        ) from None
+    with stream:
+        yield from _csv_batches(path, reader, positions, numbers, rejects)
+
+
+def _csv_batches(
+    path: str, reader: Any, positions: dict[str, int], numbers: _RowNumbers, rejects: list[Reject]
+) -> Iterator[ReadBatch]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except (pa.ArrowException, OSError):
+            # pyarrow's message may quote the row; say only where
+            raise InputError(
+                f"{path}: CSV parse error after data row {numbers.next - 1} "
+                "(a row larger than the block size?)"
+            ) from None
+        n = batch.num_rows
+        raw = {name: batch.column(f"c{i}") for name, i in positions.items()}
+        rows = numbers.take(n)
+        verdict = Verdict(n)
+        for name, column in raw.items():
+            verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
+        converted, verdict = to_canonical(raw, n, verdict)
+        yield split(path, rows, converted, verdict, raw, rejects)
+        rejects.clear()
+    if rejects:
+        yield ReadBatch(_empty(), np.zeros(0, np.int64), list(rejects), path)
+
+
+class _Utf8Repaired:
+    """A binary stream of the file with invalid UTF-8 replaced by U+FFFD.
+
+    pyarrow decodes a row's text before handing it to ``invalid_row_handler`` and
+    aborts the whole file when that fails, so the bytes are repaired on the way in
+    and rows holding U+FFFD are rejected as not valid UTF-8 afterwards."""
+
+    def __init__(self, path: str) -> None:
+        self._raw = open(path, "rb")
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = bytearray()
+        self._eof = False
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._buffer) < size):
+            chunk = self._raw.read(1 << 20)
+            self._eof = not chunk
+            self._buffer += self._decoder.decode(chunk, final=self._eof).encode("utf-8")
+        if size < 0:
+            size = len(self._buffer)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._raw.close()
+        self.closed = True
+
+    def __enter__(self) -> _Utf8Repaired:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _empty() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=CANONICAL)
+
+
+class _RowNumbers:
+    """Data row numbers of good CSV rows: consecutive, minus the rows pyarrow skipped."""
+
+    def __init__(self) -> None:
+        self.next = 1
+        self.skipped: list[int] = []
+
+    def skip(self, number: int) -> None:
+        self.skipped.append(number)
+
+    def take(self, n: int) -> np.ndarray:
+        pending = np.array([s for s in self.skipped if s >= self.next], dtype=np.int64)
+        candidates = np.arange(self.next, self.next + n + len(pending), dtype=np.int64)
+        rows = candidates[~np.isin(candidates, pending)][:n]
+        if n:
+            self.next = int(rows[-1]) + 1
+        self.skipped = [s for s in self.skipped if s >= self.next]
+        return rows
+
+
+def _csv_header(path: str, delimiter: str | None) -> tuple[list[str], str] | None:
+    """(column names, delimiter) from the first line, or None for an empty file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    if not head.strip():
+        return None
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if line.startswith(codecs.BOM_UTF8):
+        line = line[len(codecs.BOM_UTF8) :]
+    hint = f"{path} is not canonical CSV: the first line must be a header with a start_time column"
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(hint + " (it is not UTF-8 text)") from None
+    for candidate in (delimiter,) if delimiter else _DELIMITERS:
+        names = _header_names(text, candidate)
+        if names is not None and "start_time" in names:
+            seen = [n for n in names if n in _NAMES]
+            if len(seen) != len(set(seen)):
+                raise InputError(f"{path}: the header names a canonical column twice")
+            return names, candidate
+    raise InputError(hint + "; pass --format for a vendor format")
+
+
+def _header_names(text: str, delimiter: str) -> list[str] | None:
+    try:
+        row = next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        return None
+    return [name.strip().lower() for name in row]
+
+
+def _sniff_csv(head: bytes) -> bool:
+    line = head.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(codecs.BOM_UTF8)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return any("start_time" in (_header_names(text, d) or []) for d in _DELIMITERS)
+
+
+# -- JSON lines ----------------------------------------------------------------------------------
+
+
+def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    block = max(1, min(batch_rows, 16384))  # lines parsed at once: bounds memory, not speed
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    with handle:
+        lines = _lines(handle)
+        first = True
+        while True:
+            chunk = [item for _, item in zip(range(block), lines, strict=False)]
+            if not chunk:
+                return
+            part = _json_block(path, chunk)
+            if first and part.objects == 0:
+                raise InputError(
+                    f"{path} is not JSON lines: none of its first {len(chunk)} records "
+                    "is a JSON object; "
+                    "pass --format if it is another format"
+                )
+            first = False
+            yield part.read
+
+
+def _lines(handle) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of non-blank lines; bytes None for an over-long line."""
+    number = 0
+    while True:
+        line = handle.readline(_MAX_LINE)
+        if not line:
+            return
+        number += 1
+        if len(line) == _MAX_LINE and not line.endswith(b"\n"):
+            while True:  # drop the rest of the line without holding it
+                rest = handle.readline(_MAX_LINE)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        if line.strip():
+            yield number, line
+
+
+class _JsonPart(NamedTuple):
+    read: ReadBatch
+    objects: int  # lines that were JSON objects
+
+
+def _json_block(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart:
+    return _json_block_arrow(path, chunk) or _json_block_python(path, chunk)
+
+
+def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart | None:
+    """The fast path: pyarrow parses the whole block. It gives up (None) on anything
+    unusual — a bad line, a type that changes between rows, a nested canonical value —
+    and the line-by-line path then says which rows are at fault."""
+    import io
+
+    import pyarrow.json as pjson
+
+    if any(line is None for _, line in chunk):
+        return None
+    data = b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in chunk)
+    try:
+        table = pjson.read_json(
+            io.BytesIO(data),
+            read_options=pjson.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        )
+    except (pa.ArrowException, OSError):
+        return None
+    if table.num_rows != len(chunk):
+        return None
+    raw: dict[str, pa.Array] = {}
+    for name in CANONICAL.names:
+        if name not in table.column_names:
+            continue
+        column = table.column(name).combine_chunks()
+        if pa.types.is_nested(column.type):
+            return None
+        if not pa.types.is_null(column.type):
+            raw[name] = column
+    n = table.num_rows
+    converted, verdict = to_canonical(raw, n)
+    rows = np.fromiter((number for number, _ in chunk), dtype=np.int64, count=n)
+    return _JsonPart(split(path, rows, converted, verdict, raw), n)
+
+
+def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart:
+    rejects: list[Reject] = []
+    rows: list[int] = []
+    objects: list[dict] = []
+    size = len(chunk)
+    values: dict[str, list[Any]] = {name: [None] * size for name in CANONICAL.names}
+    nested: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for number, line in chunk:
+        if line is None:
+            rejects.append(Reject(path, number, f"line longer than {_MAX_LINE >> 20} MiB", {}))
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            rejects.append(Reject(path, number, "not valid UTF-8", {}))
+            continue
+        except (ValueError, RecursionError):
+            rejects.append(Reject(path, number, "not valid JSON", {}))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(Reject(path, number, "not a JSON object", {}))
+            continue
+        index = len(rows)
+        rows.append(number)
+        objects.append(obj)
+        for key, value in obj.items():
+            column = values.get(key)
+            if column is None or value is None:
+                continue
+            seen.add(key)
+            kind = type(value)
+            if kind is str:
+                column[index] = value
+            elif kind is int:
+                column[index] = str(value)
+            elif kind is dict or kind is list:
+                nested.append((index, key))
+            else:
+                column[index] = _json_text(value)
+    n = len(rows)
+    present = [name for name in CANONICAL.names if name in seen]
+    raw = {name: pa.array(values[name][:n], type=pa.string()) for name in present}
+    verdict = Verdict(n)
+    for index, name in nested:
+        flags = np.zeros(n, dtype=np.bool_)
+        flags[index] = True
+        verdict.flag(flags, f"{name}: nested value where a scalar belongs")
+    converted, verdict = to_canonical(raw, n, verdict)
+
+    def fields(i: int) -> dict[str, Any]:
+        return {name: _shown(objects[i].get(name)) for name in present}
+
+    read = split(path, np.asarray(rows, dtype=np.int64), converted, verdict, raw, rejects, fields)
+    return _JsonPart(read, n)
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 2**63:
+            return str(int(value))
+        return repr(value)
+    return None
+
+
+def _shown(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _sniff_jsonl(head: bytes) -> bool:
+    line = head.removeprefix(codecs.BOM_UTF8).lstrip().split(b"\n", 1)[0]
+    if not line.startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+register(
+    ReaderFormat(
+        "parquet",
+        read_parquet,
+        (".parquet", ".pq"),
+        lambda head: head.startswith(b"PAR1"),
+        "Apache Parquet in the canonical schema",
+    )
+)
+register(
+    ReaderFormat(
+        "csv", read_csv, (".csv",), _sniff_csv, "CSV with a header row of canonical column names"
+    )
+)
+register(
+    ReaderFormat(
+        "jsonl",
+        read_jsonl,
+        (".jsonl", ".ndjson", ".json"),
+        _sniff_jsonl,
+        "JSON lines: one object per line with canonical keys",
+    )
+)

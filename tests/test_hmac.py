@@ -1,0 +1,322 @@
+"""HMAC-SHA256 pseudonym kernel against RFC 4231 and a slow per-row reference.
+
+The reference is ``cryptography``'s HMAC one row at a time; the kernel must
+agree on every Arrow layout the pipeline can hand it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.vectorfiles import load_vectors
+
+hashing = pytest.importorskip("telemetry.hashing")
+from kernels import sha256 as ksha  # noqa: E402  (after the skip: imports Numba)
+
+KEYS = [bytes(range(1, 33)), bytes(range(33, 65)), b"\xa5" * 32]
+#: Row counts shrink when the kernels run as plain Python (NUMBA_DISABLE_JIT=1, for coverage).
+BIG = 300 if os.environ.get("NUMBA_DISABLE_JIT", "0") != "0" else 20_000
+
+
+def ref_hmac(key: bytes, value: str | bytes | None, size: int = 16) -> bytes | None:
+    """The slow twin: one HMAC per row."""
+    if value is None:
+        return None
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    mac = crypto_hmac.HMAC(key, hashes.SHA256())
+    mac.update(data)
+    return mac.finalize()[:size]
+
+
+def ref_rows(values, keys, key_index=None) -> list[bytes | None]:
+    out = []
+    for i, v in enumerate(values):
+        k = 0 if key_index is None else int(key_index[i])
+        out.append(None if k < 0 or keys[k] is None else ref_hmac(keys[k], v))
+    return out
+
+
+def fictional_numbers(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        rng.choice(["+1555010", "+447700900", "+4477009001"])
+        + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 3)))
+        for _ in range(n)
+    ]
+
+
+# -- published vectors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "vector", load_vectors("rfc-4231-sha256.txt"), ids=lambda v: "case" + v["COUNT"]
+)
+def test_rfc4231(vector: dict[str, str]) -> None:
+    key = bytes.fromhex(vector["Key"])
+    data = bytes.fromhex(vector["Data"])
+    expected = bytes.fromhex(vector["HMAC-SHA-256"])
+    states = hashing.midstates([key])
+    full = hashing.hmac_digests(pa.array([data], pa.binary()), states, size=32)
+    assert full[0].as_py()[: len(expected)] == expected
+    assert hashing.hmac16(pa.array([data], pa.binary()), states)[0].as_py() == expected[:16]
+
+
+def test_long_key_is_hashed_first() -> None:
+    key = bytes(range(100))
+    assert np.array_equal(
+        hashing.midstates([key]), hashing.midstates([hashlib.sha256(key).digest()])
+    )
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 63, 64, 119, 120, 200, 1000])
+def test_compress_is_sha256(length: int) -> None:
+    # The scalar compression alone, driven as plain SHA-256 from the IV.
+    msg = bytes((7 * i + 3) & 0xFF for i in range(length))
+    padded = msg + b"\x80" + b"\x00" * ((55 - length) % 64) + (8 * length).to_bytes(8, "big")
+    state = ksha.IV256.copy()
+    w = np.zeros(64, dtype=np.uint32)
+    for blk in range(0, len(padded), 64):
+        w[:16] = np.frombuffer(padded[blk : blk + 64], dtype=">u4")
+        ksha.compress(state, w)
+    assert state.astype(">u4").tobytes() == hashlib.sha256(msg).digest()
+
+
+# -- random cross-checks against cryptography --------------------------------------------
+
+
+def test_every_length_0_to_200() -> None:
+    rng = random.Random(1)
+    values = [
+        "".join(rng.choice("+0123456789abcdefXYZ@.:") for _ in range(n))
+        for n in range(201)
+        for _ in range(3)
+    ]
+    rng.shuffle(values)  # interleave one-block (lane) and multi-block (scalar) rows
+    result = hashing.hmac16(pa.array(values), hashing.midstates([KEYS[0]]))
+    assert result.type == pa.binary(16)
+    assert result.to_pylist() == ref_rows(values, KEYS[:1])
+
+
+def test_non_ascii_nulls_and_empty() -> None:
+    values = [
+        "+15550123",
+        None,
+        "",
+        "Müller",
+        "短信发送者",
+        "🙂" * 20,
+        None,
+        "é" * 28,
+        "é" * 27 + "a",
+        "",
+    ] * 11
+    result = hashing.hmac16(pa.array(values), hashing.midstates([KEYS[1]]))
+    assert result.to_pylist() == ref_rows(values, KEYS[1:2])
+    assert result.null_count == 22
+
+
+def test_many_rows_mixed_keys() -> None:
+    values = fictional_numbers(3000)
+    for i in range(0, 3000, 17):
+        values[i] = "sip:" + "x" * (i % 90) + "@carrier.example"
+    rng = np.random.default_rng(3)
+    key_index = rng.integers(-1, 3, size=3000).astype(np.int16)
+    states = hashing.midstates(KEYS)
+    result = hashing.hmac16(pa.array(values), states, key_index)
+    assert result.to_pylist() == ref_rows(values, KEYS, key_index)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8])
+def test_key_index_dtypes(dtype) -> None:
+    values = fictional_numbers(100)
+    key_index = (np.arange(100) % 2).astype(dtype)
+    result = hashing.hmac16(pa.array(values), hashing.midstates(KEYS[:2]), key_index)
+    assert result.to_pylist() == ref_rows(values, KEYS[:2], key_index)
+
+
+def test_shredded_key_gives_null() -> None:
+    values = fictional_numbers(200)
+    keys = [KEYS[0], None, KEYS[2]]
+    key_index = np.arange(200) % 3
+    result = hashing.hmac16(pa.array(values), hashing.midstates(keys), key_index)
+    assert result.to_pylist() == ref_rows(values, keys, key_index)
+    assert result.null_count == len(range(1, 200, 3))
+
+
+def test_same_number_same_pseudonym_and_epochs_differ() -> None:
+    values = ["+15550142"] * 70 + ["+15550142" + "0" * 60]
+    key_index = np.array([0] * 35 + [1] * 35 + [0], dtype=np.int32)
+    result = hashing.hmac16(pa.array(values), hashing.midstates(KEYS[:2]), key_index).to_pylist()
+    assert len(set(result[:35])) == 1 and len(set(result[35:70])) == 1
+    assert result[0] != result[35]
+
+
+def test_sliced_large_string_and_chunks() -> None:
+    values = fictional_numbers(500) + [None, "", "x" * 130]
+    random.Random(5).shuffle(values)
+    states = hashing.midstates([KEYS[2]])
+    expected = ref_rows(values, [KEYS[2]])
+    base = pa.array(values)
+    for array in (base, base.cast(pa.large_string())):
+        sliced = array.slice(37, 400)
+        assert hashing.hmac16(sliced, states).to_pylist() == expected[37:437]
+        chunked = pa.chunked_array(
+            [array.slice(0, 10), array.slice(10, 0), array.slice(10, 200), array.slice(210)]
+        )
+        result = hashing.hmac16(chunked, states)
+        assert isinstance(result, pa.FixedSizeBinaryArray)
+        assert result.to_pylist() == expected
+
+
+def test_chunked_with_key_index_spanning_chunks() -> None:
+    values = fictional_numbers(300)
+    key_index = np.repeat(np.array([0, 1, -1], dtype=np.int16), 100)
+    chunked = pa.chunked_array([pa.array(values[:150]), pa.array(values[150:])])
+    result = hashing.hmac16(chunked, hashing.midstates(KEYS[:2]), key_index)
+    assert result.to_pylist() == ref_rows(values, KEYS[:2], key_index)
+
+
+def test_read_only_buffers() -> None:
+    values = fictional_numbers(100)
+    raw = b"".join(v.encode() for v in values)
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int32)
+    array = pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(raw)]
+    )
+    assert hashing.hmac16(array, hashing.midstates([KEYS[0]])).to_pylist() == ref_rows(
+        values, KEYS[:1]
+    )
+
+
+def test_dictionary_and_null_typed_input() -> None:
+    values = fictional_numbers(80)
+    states = hashing.midstates([KEYS[0]])
+    assert hashing.hmac16(pa.array(values).dictionary_encode(), states).to_pylist() == ref_rows(
+        values, KEYS[:1]
+    )
+    assert hashing.hmac16(pa.nulls(5), states).to_pylist() == [None] * 5
+
+
+def test_empty_input() -> None:
+    result = hashing.hmac16(pa.array([], pa.string()), hashing.midstates([KEYS[0]]))
+    assert len(result) == 0 and result.type == pa.binary(16)
+
+
+def test_hex32() -> None:
+    values = fictional_numbers(40) + [None]
+    result = hashing.hmac16(pa.array(values), hashing.midstates([KEYS[0]]))
+    expected = [None if r is None else r.hex() for r in ref_rows(values, KEYS[:1])]
+    assert hashing.hex32(result) == expected
+    assert hashing.hex32(result.slice(3, 20)) == expected[3:23]
+    assert all(h is None or (len(h) == 32 and h == h.lower()) for h in expected)
+
+
+# -- property tests: Arrow edge cases -------------------------------------------------------
+
+identifiers = st.one_of(
+    st.none(), st.text(max_size=80), st.text(alphabet="+0123456789", max_size=16)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(identifiers, max_size=150),
+    cut=st.integers(0, 150),
+    start=st.integers(0, 20),
+    large=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_arrow_layouts(values, cut, start, large, seed) -> None:
+    array = pa.array(values, pa.large_string() if large else pa.string())
+    cut = min(cut, len(values))
+    start = min(start, len(values))
+    key_index = (
+        np.random.default_rng(seed).integers(-1, 2, size=len(values) - start).astype(np.int32)
+    )
+    states = hashing.midstates(KEYS[:2])
+    sliced = array.slice(start)
+    expected = ref_rows(values[start:], KEYS[:2], key_index)
+    assert hashing.hmac16(sliced, states, key_index).to_pylist() == expected
+    chunked = pa.chunked_array([array.slice(0, cut), array.slice(cut)], type=array.type)
+    assert hashing.hmac16(chunked, states).to_pylist() == ref_rows(values, KEYS[:2])
+
+
+# -- threads, validation -------------------------------------------------------------------------
+
+
+def test_two_threads_concurrently() -> None:
+    states = hashing.midstates(KEYS)
+    inputs = [fictional_numbers(BIG, seed=s) for s in (11, 12)]
+    arrays = [pa.array(v) for v in inputs]
+    indexes = [np.full(BIG, t, dtype=np.int16) for t in (0, 2)]
+    expected = [hashing.hmac16(a, states, k) for a, k in zip(arrays, indexes)]
+    for t in range(2):  # the single-threaded result is itself checked against the reference
+        assert expected[t].to_pylist()[:500] == ref_rows(inputs[t][:500], [KEYS[2 * t]])
+    barrier = threading.Barrier(2)
+    mismatches: list[int] = []
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            if not hashing.hmac16(arrays[t], states, indexes[t]).equals(expected[t]):
+                mismatches.append(t)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert mismatches == []
+
+
+def test_midstates_validation() -> None:
+    with pytest.raises(TypeError, match="subkeys"):
+        hashing.midstates(b"\x00" * 32)
+    with pytest.raises(TypeError, match=r"subkeys\[1\]"):
+        hashing.midstates([b"\x00" * 32, "not bytes"])
+    with pytest.raises(ValueError, match="subkeys"):
+        hashing.midstates([])
+
+
+def test_hmac16_validation() -> None:
+    states = hashing.midstates(KEYS[:2])
+    values = pa.array(["+15550100", "+15550101"])
+    with pytest.raises(TypeError, match="values"):
+        hashing.hmac16(["+15550100"], states)
+    with pytest.raises(TypeError, match="values"):
+        hashing.hmac16(pa.array([1, 2]), states)
+    with pytest.raises(ValueError, match="states"):
+        hashing.hmac16(values, states[:, 0])
+    with pytest.raises(ValueError, match="states"):
+        hashing.hmac16(values, states.astype(np.int64))
+    with pytest.raises(ValueError, match="key_index"):
+        hashing.hmac16(values, states, np.zeros(3, dtype=np.int16))
+    with pytest.raises(ValueError, match="key_index"):
+        hashing.hmac16(values, states, np.array([0, 2], dtype=np.int16))
+    with pytest.raises(TypeError, match="key_index"):
+        hashing.hmac16(values, states, np.zeros(2, dtype=np.float64))
+    with pytest.raises(TypeError, match="pseudonyms"):
+        hashing.hex32(pa.array([b"x" * 32], pa.binary(32)))
+
+
+def test_errors_do_not_echo_values() -> None:
+    secret = "+15550199"
+    with pytest.raises(ValueError) as info:
+        hashing.hmac16(
+            pa.array([secret]), hashing.midstates([KEYS[0]]), np.array([5], dtype=np.int16)
+        )
+    assert secret not in str(info.value)
+    with pytest.raises(TypeError) as info2:
+        hashing.midstates([KEYS[0], 12345])
+    assert KEYS[0].hex() not in str(info2.value)

@@ -1,0 +1,331 @@
+"""Unit tests of identifier normalization (telemetry.numbering, kernels/e164.py)
+and of the regex compiler it rests on (telemetry.regexdfa)."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+
+import numpy as np
+import phonenumbers
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import e164
+from telemetry import regexdfa
+from telemetry.errors import ConfigError
+from telemetry.numbering import REASONS, Kind, check_region, normalize
+
+
+def one(text: str | None, region: str | None = "GB"):
+    r = normalize(pa.array([text], type=pa.string()), region)
+    return r.ids[0].as_py(), Kind(int(r.kind[0])), int(r.reason[0]), int(r.cc[0]), r.region[0].as_py()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "anonymous", "Anonymous", "UNKNOWN", "restricted", "Withheld", "private", "unavailable",
+     "sip:anonymous@anonymous.invalid", '"Anonymous" <sip:anonymous@anonymous.invalid>',
+     "sip:Restricted@pbx.example.com", "sip:caller@anonymous.invalid", "tel:unknown", " \tanonymous\n"],
+)  # fmt: skip
+def test_withheld(text):
+    assert one(text)[:3] == (None, Kind.WITHHELD, 0)
+
+
+@pytest.mark.parametrize(
+    "text, region, expected, cc, iso",
+    [
+        ("+44 7700 900123", None, "+447700900123", 44, None),
+        ("+44-7700-900123", "US", "+447700900123", 44, None),
+        ("+44 (0)7700 900123", None, "+447700900123", 44, None),
+        ("(020) 7946 0123", "GB", "+442079460123", 44, "GB"),
+        ("020 7946 0123", "GB", "+442079460123", 44, "GB"),
+        ("00 44 20 7946 0123", "GB", "+442079460123", 44, "GB"),
+        ("011 44 20 7946 0123", "US", "+442079460123", 44, "GB"),
+        ("810 44 20 7946 0123", "RU", "+442079460123", 44, "GB"),
+        ("8~10 44 20 7946 0123", "RU", "+442079460123", 44, "GB"),  # '~' goes to the fallback
+        ("201.555.0123", "US", "+12015550123", 1, "US"),
+        ("1 (201) 555-0123", "US", "+12015550123", 1, "US"),
+        ("201/555/0123", "US", "+12015550123", 1, "US"),
+        ("+1 246 234 5678", None, "+12462345678", 1, "BB"),
+        ("234 5678", "BB", "+12462345678", 1, "BB"),  # transform rule ([2-9]\d{6})$ -> 246\1
+        ("+7 701 123 4567", None, "+77011234567", 7, "KZ"),
+        ("8 (495) 123-45-67", "RU", "+74951234567", 7, "RU"),
+        ("+39 06 698 12345", None, "+390669812345", 39, "VA"),
+        ("+39 02 1234 5678", None, "+390212345678", 39, "IT"),
+        ("0 11 15 2345 6789", "AR", "+5491123456789", 54, "AR"),
+        ("(11) 92345-6789", "BR", "+5511923456789", 55, "BR"),
+        ("03-1234-5678", "JP", "+81312345678", 81, "JP"),
+        ("tel:+1-201-555-0123", None, "+12015550123", 1, "US"),
+        ("tel:+44-20-7946-0123;ext=12", None, "+442079460123", 44, "GB"),
+        ("tel:20-7946-0123;phone-context=+44", None, "+442079460123", 44, "GB"),
+        ("sip:+12015550123@gw.example.com;user=phone", None, "+12015550123", 1, "US"),
+        ("<sip:+12015550123@gw.example.com>", None, "+12015550123", 1, "US"),
+        ("sip:02079460123@gw.example.com", "GB", "+442079460123", 44, "GB"),
+        ("sip:+44-20-7946-0123@gw.example.com;user=phone", None, "+442079460123", 44, "GB"),
+        ("\uff10\uff12\uff10 \uff17\uff19\uff14\uff16 \uff10\uff11\uff12\uff13", "GB", "+442079460123", 44, "GB"),
+        ("+800 1234 5678", None, "+80012345678", 800, "001"),
+    ],
+)
+def test_phone_numbers(text, region, expected, cc, iso):
+    assert one(text, region) == (expected, Kind.PHONE, 0, cc, iso)
+    ref = phonenumbers.parse(text if not text.startswith(("sip", "<sip")) else expected, region)
+    assert phonenumbers.format_number(ref, phonenumbers.PhoneNumberFormat.E164) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sip:Alice@Example.COM", "sip:Alice@example.com"),
+        ("sips:alice@EXAMPLE.com:5061;transport=tls?subject=x", "sip:alice@example.com"),
+        ('"Alice Smith" <sip:alice:secret@PBX.Example.org;lr>', "sip:alice@pbx.example.org"),
+        ("sip:bob@[2001:DB8::1]:5060", "sip:bob@[2001:db8::1]"),
+        ("SIP:carol@example.com", "sip:carol@example.com"),
+        ("sip:1234@pbx.example.com", "sip:1234@pbx.example.com"),  # an extension, not a number
+        ("sip:pbx.example.com", "sip:pbx.example.com"),
+    ],
+)
+def test_sip_uris(text, expected):
+    assert one(text, None)[:3] == (expected, Kind.SIP, 0)
+
+
+@pytest.mark.parametrize(
+    "text, region, kind",
+    [
+        ("112", "GB", Kind.SHORT),
+        ("12345", None, Kind.SHORT),
+        ("840 840", "GB", Kind.SHORT),
+        ("123456", "US", Kind.SHORT),
+        ("MyBank", "GB", Kind.ALPHANUMERIC),
+        ("  MyBank ", "GB", Kind.ALPHANUMERIC),
+        ("1-800-FLOWERS", "US", Kind.ALPHANUMERIC),
+        ("*21#", "GB", Kind.SHORT),  # via the fallback: 2 digits, no +
+        ("-", "GB", Kind.ALPHANUMERIC),
+    ],
+)
+def test_short_and_alphanumeric_kept_trimmed(text, region, kind):
+    assert one(text, region)[:2] == (text.strip(), kind)
+
+
+def test_short_code_limit_follows_the_region():
+    # Germany has 4-digit national numbers: only 3 digits are a short code there
+    assert one("1234", "DE")[1] == Kind.PHONE
+    assert one("123", "DE")[1] == Kind.SHORT
+    assert one("123456", "GB")[1] == Kind.SHORT
+
+
+@pytest.mark.parametrize(
+    "text, region, reason",
+    [
+        ("020 7946 0123", None, 1),
+        ("07700 900123", None, 1),
+        ("sip:02079460123@gw.example.com", None, 1),
+        ("+999 1234 5678", None, 2),
+        ("+12", "GB", 5),
+        ("+1", None, 5),
+        ("tel:;phone-context=+44", None, 5),
+        ("+44 1" + "2" * 30, None, 4),
+    ],
+)
+def test_errors_carry_a_reason_without_the_value(text, region, reason):
+    ids, kind, code, cc, iso = one(text, region)
+    assert (ids, kind, code, cc, iso) == (None, Kind.ERROR, reason, 0, None)
+    digits = "".join(c for c in text if c.isdigit())
+    assert digits[-4:] not in REASONS[reason]
+
+
+def test_nulls_and_kinds_line_up():
+    values = pa.array(["+442079460123", None, "anonymous", "sip:a@b.example", "112", "MyBank", "0207946012", None])
+    r = normalize(values, None)
+    assert r.kind.tolist() == [2, 0, 1, 3, 4, 5, 6, 0]
+    assert r.ids.to_pylist() == ["+442079460123", None, None, "sip:a@b.example", "112", "MyBank", None, None]
+    assert r.region.to_pylist() == ["GB"] + [None] * 7
+    assert r.cc.dtype == np.int16 and r.kind.dtype == np.int8 and r.reason.dtype == np.int8
+    assert r.ids.type == pa.string() and r.region.type == pa.string()
+
+
+def _ids(values, region="GB"):
+    r = normalize(values, region)
+    return r.ids.to_pylist(), r.kind.tolist(), r.cc.tolist(), r.region.to_pylist()
+
+
+SAMPLE = ["+44 20 7946 0123", None, "020 7946 0124", "sip:X@Y.example", "anonymous", "112", "+1 201 555 0123"]
+
+
+def test_sliced_chunked_large_and_dictionary_inputs_agree():
+    expected = _ids(pa.array(SAMPLE))
+    big = pa.array(["pad"] * 3 + SAMPLE + ["pad"])
+    assert _ids(big.slice(3, len(SAMPLE))) == expected
+    assert _ids(pa.array(SAMPLE, type=pa.large_string())) == expected
+    assert _ids(pa.array(SAMPLE).dictionary_encode()) == expected
+    chunked = pa.chunked_array([pa.array(SAMPLE[:2]), pa.array([], type=pa.string()), pa.array(SAMPLE[2:])])
+    assert _ids(chunked) == expected
+    assert _ids(pa.chunked_array([], type=pa.string())) == ([], [], [], [])
+    assert _ids(pa.array([], type=pa.string())) == ([], [], [], [])
+
+
+def test_fallback_rows_mix_with_kernel_rows():
+    values = pa.array(["+44 20 7946 0123", "\uff0b44 20 7946 0125", None, "8~10 1 201 555 0123", "112"])
+    ids, kinds, _, regions = _ids(values, "RU")
+    assert ids == ["+442079460123", "+442079460125", None, "+12015550123", "112"]
+    assert kinds == [2, 2, 0, 2, 4]
+    assert regions == ["GB", "GB", None, "US", None]
+
+
+def test_wrong_arguments():
+    with pytest.raises(TypeError):
+        normalize(pa.array([1, 2]))
+    with pytest.raises(TypeError):
+        normalize(["+442079460123"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown region"):
+        normalize(pa.array(["1"]), "XX")
+    assert check_region("gb") == "GB" and check_region(None) is None
+
+
+def test_kernel_constants_match_the_recipe():
+    assert [e164.NULL, e164.WITHHELD, e164.PHONE, e164.SIP, e164.SHORT, e164.ALPHANUMERIC, e164.ERROR] == [
+        int(k) for k in Kind
+    ]
+    assert sorted(REASONS) == [0, e164.R_NO_REGION, e164.R_BAD_CC, e164.R_TOO_SHORT, e164.R_TOO_LONG, e164.R_NOT_NUMBER]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=20), st.sampled_from([None, "GB", "US", "BR"]))
+def test_never_raises_and_e164_is_well_formed(values, region):
+    r = normalize(pa.array(values, type=pa.string()), region)
+    ids = r.ids.to_pylist()
+    for value, text, kind, cc in zip(values, ids, r.kind.tolist(), r.cc.tolist()):
+        if value is None:
+            assert kind == Kind.NULL and text is None
+        elif kind == Kind.PHONE:
+            assert re.fullmatch(r"\+[1-9]\d{2,19}", text), text
+            assert text[1:].startswith(str(cc))
+        elif kind in (Kind.WITHHELD, Kind.ERROR):
+            assert text is None
+        else:
+            assert text
+
+
+PHONE_ALPHABET = st.text(alphabet="0123456789+ -()./", min_size=1, max_size=22)
+
+
+@settings(max_examples=400, deadline=None)
+@given(PHONE_ALPHABET, st.sampled_from([None, "GB", "US", "DE", "JP", "BR", "AR", "RU", "BB", "JE"]))
+def test_phone_notation_matches_phonenumbers(text, region):
+    _, kind, _, _, _ = got = one(text, region)
+    if kind in (Kind.SHORT, Kind.ALPHANUMERIC, Kind.WITHHELD):
+        return  # our own rules (documented): short digit strings, no digits, blank
+    try:
+        n = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        assert kind == Kind.ERROR, got
+        return
+    ref = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+    assert got == (ref, Kind.PHONE, 0, n.country_code, phonenumbers.region_code_for_number(n))
+
+
+def test_two_threads_get_the_same_results():
+    rng = random.Random(3)
+    values = pa.array(
+        [rng.choice(["+44 20 7946 %04d", "(020) 7946 %04d", "sip:u%d@h.example", "+1 201 555 %04d"]) % rng.randrange(10_000)
+         for _ in range(20_000)]
+    )  # fmt: skip
+    expected = normalize(values, "GB")
+    results = [None, None]
+
+    def work(k):
+        results[k] = normalize(values, "GB")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        assert r.ids.equals(expected.ids) and r.region.equals(expected.region)
+        assert (r.kind == expected.kind).all() and (r.cc == expected.cc).all()
+
+
+# --------------------------------------------------------------------------- regexdfa
+def _metadata_patterns():
+    from phonenumbers import PhoneMetadata
+
+    out = []
+    for region in ["GB", "US", "DE", "AR", "BR", "JP", "RU", "IT", "BB", "JE", "AU", "IN"]:
+        m = PhoneMetadata.metadata_for_region(region)
+        for desc in (m.general_desc, m.fixed_line, m.mobile, m.toll_free):
+            if desc is not None and desc.national_number_pattern:
+                out.append(desc.national_number_pattern)
+    return out
+
+
+def _walk(dfa, digits):
+    s = 1
+    for ch in digits:
+        s = int(dfa.trans[s, int(ch)])
+    return dfa.accepts[s]
+
+
+def test_dfa_fullmatch_agrees_with_re():
+    rng = random.Random(5)
+    for pattern in _metadata_patterns():
+        dfa = regexdfa.build_dfa([(pattern, "t", False)])
+        compiled = re.compile(pattern)
+        for _ in range(300):
+            digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 13)))
+            assert ("t" in _walk(dfa, digits)) == bool(compiled.fullmatch(digits)), (pattern, digits)
+
+
+def test_dfa_prefix_latch_agrees_with_re_match():
+    rng = random.Random(6)
+    patterns = ["06698", "1[03-79]|[2-9]", "658|876", "", "7"]
+    dfa = regexdfa.build_dfa([(p, k, True) for k, p in enumerate(patterns)])
+    for _ in range(2000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 8)))
+        expected = {k for k, p in enumerate(patterns) if re.match(p, digits)}
+        assert set(_walk(dfa, digits)) == expected, digits
+
+
+def _run_program(pattern, digits):
+    prog, groups = regexdfa.compile_program(pattern)
+    prog = np.asarray(prog, dtype=np.int32)
+    caps = np.full(e164.CAPS, -1, dtype=np.int64)
+    stack = np.zeros((e164.STACK, 2 + e164.CAPS), dtype=np.int64)
+    x = np.array([int(c) for c in digits] + [0], dtype=np.uint8)
+    end = e164._vm(prog, 0, x, len(digits), caps, stack)
+    return end, [(int(caps[2 * g]), int(caps[2 * g + 1])) for g in range(1, groups + 1)]
+
+
+def test_programs_reproduce_re_match_ends_and_groups():
+    from phonenumbers import PhoneMetadata
+    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+
+    patterns = set()
+    for region in SUPPORTED_REGIONS:
+        m = PhoneMetadata.metadata_for_region(region)
+        for p in (m.national_prefix_for_parsing, m.international_prefix):
+            if p:
+                patterns.add(p)
+    rng = random.Random(8)
+    for pattern in sorted(patterns):
+        compiled = re.compile(pattern)
+        for _ in range(60):
+            digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 14)))
+            if rng.random() < 0.5:  # start with something the pattern accepts
+                digits = "".join(rng.choice("0189") for _ in range(rng.randint(1, 4))) + digits
+            end, groups = _run_program(pattern, digits)
+            m = compiled.match(digits)
+            if m is None:
+                assert end == -1, (pattern, digits)
+            else:
+                assert end == m.end(), (pattern, digits)
+                assert groups == [m.span(g) if m.group(g) is not None else (-1, -1) for g in range(1, compiled.groups + 1)]
+
+
+def test_unsupported_syntax_fails_loudly():
+    for bad in ["a", "\\w", "[^1]", "1*", "1+"]:
+        with pytest.raises(ValueError):
+            regexdfa.compile_program(bad)

@@ -1,0 +1,638 @@
+"""Canonical readers: round trips, bad rows with row numbers and reasons, accounting,
+format detection, the status table of SPEC 2.1, and fuzzed inputs."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry.errors import InputError
+from telemetry.generate import generate, write
+from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs
+from telemetry.readers import canonical as canonical_reader
+from telemetry.schema import CANONICAL
+from telemetry.status import status_from_codes
+
+UTC = dt.timezone.utc
+
+
+def read_all(paths, fmt="auto", **kw):
+    parts = list(open_inputs([str(p) for p in paths], fmt, **kw))
+    table = pa.Table.from_batches([p.batch for p in parts], schema=CANONICAL)
+    rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
+    rejects = [r for p in parts for r in p.rejects]
+    return parts, table, rows, rejects
+
+
+def accounted(rows, rejects, total):
+    """Every data row 1..total is in exactly one place."""
+    return sorted(list(rows) + [r.row for r in rejects]) == list(range(1, total + 1))
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return pa.Table.from_batches(list(generate(3000, seed=11, batch_rows=1000)))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_round_trip(tmp_path, generated, fmt):
+    path = tmp_path / f"cdrs.{fmt}"
+    assert write(path, 3000, seed=11, batch_rows=1000) == 3000
+    parts, table, rows, rejects = read_all([path], batch_rows=700)
+    assert rejects == []
+    assert table.schema == CANONICAL
+    assert table.equals(generated)
+    assert rows.tolist() == list(range(1, 3001))
+    sizes = [p.batch.num_rows for p in parts]
+    assert sizes == [700] * 4 + [200]
+    assert all(p.batch.schema == CANONICAL and p.file == str(path) for p in parts)
+
+
+def test_batches_are_sliced_views_of_any_size(tmp_path):
+    path = tmp_path / "c.csv"
+    write(path, 1000, seed=2)
+    for batch_rows in (1, 7, 999, 1000, 5000):
+        parts, table, rows, rejects = read_all(
+            [path], batch_rows=batch_rows, options=ReaderOptions(block_bytes=4096)
+        )
+        sizes = [p.batch.num_rows for p in parts]
+        assert sum(sizes) == 1000 and rows.tolist() == list(range(1, 1001))
+        assert all(s == batch_rows for s in sizes[:-1]) and 0 < sizes[-1] <= batch_rows
+
+
+def test_several_files_keep_their_names_and_numbering(tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.jsonl"
+    write(a, 50, seed=1)
+    write(b, 30, seed=2)
+    parts = list(open_inputs([a, b], batch_rows=40))
+    assert [(p.file, p.batch.num_rows) for p in parts] == [(str(a), 40), (str(a), 10), (str(b), 30)]
+    assert parts[2].rows.tolist() == list(range(1, 31))
+
+
+# -- CSV: bad rows of every kind ----------------------------------------------------------------
+
+HEADER = (
+    "record_id,channel,direction,start_time,answer_time,pdd_ms,duration_ms,source,destination,"
+    "status,sip_code,q850_cause,mos,roaming,notes"
+)
+GOOD = (
+    "r{i},voice,outbound,2026-11-01T10:00:00Z,2026-11-01T10:00:04Z,1200,60000,+1 202 555 0143,"
+    "+44 20 7946 0001,answered,200,16,4.1,false,free text {i}"
+)
+BAD_CSV = [  # (line, reason)
+    ("r,voice,outbound,,,1200,0,+1 202 555 0143,x,busy,486,,,,", "start_time: missing"),
+    (
+        "r,voice,outbound,yesterday,,1200,0,+1 202 555 0143,x,busy,486,,,,",
+        "start_time: not an ISO 8601",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00,,1200,0,a,x,busy,486,,,,", "start_time: not an ISO 8601"),
+    (
+        "r,voice,outbound,2026-13-01T10:00:00Z,,1200,0,a,x,busy,486,,,,",
+        "start_time: not an ISO 8601",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,12.5,0,a,x,busy,486,,,,", "pdd_ms: not an integer"),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,0x10,0,a,x,busy,486,,,,", "pdd_ms: not an integer"),
+    (
+        "r,voice,outbound,2026-11-01T10:00:00Z,,99999999999,0,a,x,busy,486,,,,",
+        "pdd_ms: out of range",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,-1,a,x,busy,486,,,,", "duration_ms: negative"),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,abc,,,,", "sip_code: not an integer"),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,999,,,,", "sip_code: out of range"),
+    ("r,fax,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,,,", "channel: not a known channel"),
+    (
+        "r,voice,sideways,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,,,",
+        "direction: not a known direction",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,lost,486,,,,", "status: not a known status"),
+    (
+        "r,voice,outbound,2026-11-01T10:00:00Z,2026-11-01T09:59:59Z,100,0,a,x,answered,200,,,,",
+        "answer_time: before start_time",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,7,,", "mos: out of range"),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,good,,", "mos: not a number"),
+    (
+        "r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,,maybe,",
+        "roaming: not true or false",
+    ),
+    ("r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy", "expected 15 columns, found 10"),
+    (
+        "r,voice,outbound,2026-11-01T10:00:00Z,,100,0,a,x,busy,486,,,,,extra",
+        "expected 15 columns, found 16",
+    ),
+]
+
+
+def _bad_csv(tmp_path, trailer: bytes = b""):
+    """Good rows with the bad rows interleaved; returns (path, {row: reason}, good rows)."""
+    lines, expected, good = [HEADER], {}, []
+    row = 0
+    for line, reason in BAD_CSV:
+        for _ in range(2):
+            row += 1
+            lines.append(GOOD.format(i=row))
+            good.append(row)
+        row += 1
+        lines.append(line)
+        expected[row] = reason
+    path = tmp_path / "bad.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode() + trailer)
+    return path, expected, good
+
+
+@pytest.mark.parametrize("block", [None, 300])
+def test_csv_bad_rows_quarantined_with_row_and_reason(tmp_path, block):
+    path, expected, good = _bad_csv(tmp_path)
+    parts, table, rows, rejects = read_all(
+        [path], batch_rows=5, options=ReaderOptions(block_bytes=block)
+    )
+    assert rows.tolist() == good
+    assert {r.row: r.reason for r in rejects}.keys() == expected.keys()
+    for r in rejects:
+        assert r.reason.startswith(expected[r.row]) and r.file == str(path)
+    assert table.column("record_id").to_pylist() == [f"r{i}" for i in good]
+    assert "notes" not in table.schema.names
+    assert all("notes" not in r.fields for r in rejects)
+
+
+def test_csv_non_utf8_and_unterminated_quote(tmp_path):
+    path, expected, good = _bad_csv(tmp_path)
+    data = path.read_bytes()
+    n = len(expected) + len(good)
+    data += b"r,voice,outbound,2026-11-01T10:00:00Z,,100,0,\xff\xfe\x41,x,busy,486,,,,\n"
+    data += (GOOD.format(i=n + 2) + "\n").encode()
+    data += b"r,voice,\xc3\x28,too few columns\n"  # pyarrow alone would abort the file here
+    data += (GOOD.format(i=n + 4) + "\n").encode()
+    data += b'r,voice,outbound,2026-11-01T10:00:00Z,,100,0,"+1 202 555 0143,x,busy,486,,,,\n'
+    path.write_bytes(data)
+    parts, table, rows, rejects = read_all([path])
+    reasons = {r.row: r.reason for r in rejects}
+    assert reasons[n + 1] == "source: not valid UTF-8"
+    assert reasons[n + 3] == "expected 15 columns, found 4"
+    assert reasons[n + 5] == "unterminated quoted field"
+    assert rows.tolist() == good + [n + 2, n + 4]
+    assert accounted(rows, rejects, n + 5)
+    assert "\ufffd" in [r for r in rejects if r.row == n + 1][0].fields["source"]  # shown, masked
+
+
+def test_csv_row_numbers_count_records_not_lines(tmp_path):
+    """A quoted field spanning lines is one row; the numbering follows the csv module."""
+    rows_in = []
+    for i in range(400):
+        note = "line one\nline two" if i % 7 == 0 else "plain"
+        rows_in.append(
+            [
+                f"r{i}",
+                f"2026-11-01T10:{i % 60:02d}:00Z",
+                "+1 202 555 0143",
+                note,
+                "-5" if i % 11 == 0 else "10",
+            ]
+        )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["record_id", "start_time", "source", "notes", "duration_ms"])
+    writer.writerows(rows_in)
+    path = tmp_path / "multi.csv"
+    path.write_text(buf.getvalue())
+    for block in (512, 4096, None):
+        parts, table, rows, rejects = read_all(
+            [path], batch_rows=64, options=ReaderOptions(block_bytes=block)
+        )
+        assert [r.row for r in rejects] == [i + 1 for i in range(400) if i % 11 == 0]
+        assert rows.tolist() == [i + 1 for i in range(400) if i % 11]
+        assert table.column("record_id").to_pylist() == [f"r{i}" for i in range(400) if i % 11]
+
+
+def test_csv_header_variants(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf Start_Time ;SOURCE;Channel\r\n2026-11-01 10:00:00;+1 202 555 0143;SMS\r\n"
+        b"1793527200.5;x;\r\n"
+    )
+    parts, table, rows, rejects = read_all([path])
+    assert rejects == [] and rows.tolist() == [1, 2]
+    assert table.column("channel").to_pylist() == ["sms", "voice"]
+    assert table.column("start_time").to_pylist() == [
+        dt.datetime(2026, 11, 1, 10, tzinfo=UTC),
+        dt.datetime.fromtimestamp(1793527200.5, UTC),
+    ]
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert read_all([empty])[0] == []
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("start_time,source\n")
+    assert read_all([header_only])[1].num_rows == 0
+
+    no_start = tmp_path / "nostart.csv"
+    no_start.write_text("time,source\n2026-11-01T10:00:00Z,x\n")
+    with pytest.raises(InputError, match="start_time"):
+        read_all([no_start])
+    twice = tmp_path / "twice.csv"
+    twice.write_text("start_time,source,Source\n2026-11-01T10:00:00Z,x,y\n")
+    with pytest.raises(InputError, match="twice"):
+        read_all([twice])
+
+
+TIMES = [  # text → expected UTC
+    ("2026-11-01T10:00:00Z", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),
+    ("2026-11-01T10:00:00", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),  # naive = UTC
+    ("2026-11-01 10:00:00.25", dt.datetime(2026, 11, 1, 10, 0, 0, 250000, tzinfo=UTC)),
+    ("2026-11-01T12:00:00+02:00", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),
+    ("2026-11-01T05:00:00-0500", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),
+    ("2026-11-01T10:00:00.123456789z", dt.datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=UTC)),
+    (" 2026-11-01T10:00:00Z ", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),
+    ("1793527200", dt.datetime(2026, 11, 1, 10, tzinfo=UTC)),  # epoch seconds
+]
+
+
+def test_time_notations(tmp_path):
+    path = tmp_path / "times.csv"
+    path.write_text("start_time\n" + "\n".join(f'"{t}"' for t, _ in TIMES) + "\n")
+    _, table, _, rejects = read_all([path])
+    assert rejects == []
+    assert table.column("start_time").to_pylist() == [want for _, want in TIMES]
+
+
+def test_status_derived_when_absent_and_vocabulary_folded(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text(
+        "start_time,sip_code,q850_cause,status,answer_time,direction,channel\n"
+        "2026-11-01T10:00:00Z,200,,,2026-11-01T10:00:01Z,Outbound,Voice\n"
+        "2026-11-01T10:00:00Z,486,17,,,INBOUND,\n"
+        "2026-11-01T10:00:00Z,,34,,,internal,voicemail\n"
+        "2026-11-01T10:00:00Z,,16,,,,\n"
+        "2026-11-01T10:00:00Z,404,,NO ANSWER,,,\n"
+        "2026-11-01T10:00:00Z,,,,,,SMS\n"
+        "2026-11-01T10:00:00Z,,,DELIVRD,,,sms\n"
+        "2026-11-01T10:00:00Z,,,no-answer,,,\n"
+    )
+    _, table, _, rejects = read_all([path])
+    assert rejects == []
+    assert table.column("status").to_pylist() == [
+        "answered",
+        "busy",
+        "congestion",
+        "cancelled",
+        "no_answer",
+        None,
+        "delivered",
+        "no_answer",
+    ]
+    assert table.column("direction").to_pylist() == [
+        "outbound",
+        "inbound",
+        "internal",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert table.column("channel").to_pylist() == [
+        "voice",
+        "voice",
+        "voicemail",
+        "voice",
+        "voice",
+        "sms",
+        "sms",
+        "voice",
+    ]
+    assert table.schema == CANONICAL
+
+
+# -- JSON lines --------------------------------------------------------------------------------
+
+GOOD_JSON = {
+    "record_id": "m{i}",
+    "channel": "sms",
+    "start_time": "2026-11-01T10:00:00Z",
+    "end_time": 1793527205,
+    "source": "AcmeAlerts",
+    "destination": "+44 7700 900123",
+    "status": "delivered",
+    "text": "free text must not survive",
+}
+BAD_JSON = [
+    ('{"channel": "sms"}', "start_time: missing"),
+    ("not json at all", "not valid JSON"),
+    ("[1, 2, 3]", "not a JSON object"),
+    ('{"start_time": "2026-11-01T10:00:00Z", "duration_ms": 1.5}', "duration_ms: not an integer"),
+    ('{"start_time": "2026-11-01T10:00:00Z", "duration_ms": -3}', "duration_ms: negative"),
+    ('{"start_time": "2026-11-01T10:00:00Z", "pdd_ms": "soon"}', "pdd_ms: not an integer"),
+    (
+        '{"start_time": "2026-11-01T10:00:00Z", "source": {"number": "+1 202 555 0143"}}',
+        "source: nested value",
+    ),
+    ('{"start_time": "2026-11-01T10:00:00Z", "status": "lost"}', "status: not a known status"),
+    (
+        '{"start_time": "2026-11-01T10:00:00Z", "end_time": "2026-11-01T09:00:00Z"}',
+        "end_time: before start_time",
+    ),
+    (
+        '{"start_time": "2026-11-01T10:00:00Z", "roaming": "sometimes"}',
+        "roaming: not true or false",
+    ),
+    ('{"start_time": 20261101}', None),  # a number: epoch seconds, accepted
+]
+
+
+def test_jsonl_bad_rows_quarantined_with_line_numbers(tmp_path):
+    lines, expected, good = [], {}, []
+    for line, reason in BAD_JSON:
+        lines.append(json.dumps({**GOOD_JSON, "record_id": f"m{len(lines) + 1}"}))
+        good.append(len(lines))
+        lines.append("")  # blank lines are not records but keep line numbers
+        lines.append(line)
+        if reason is None:
+            good.append(len(lines))
+        else:
+            expected[len(lines)] = reason
+    lines.append('{"start_time": "2026-11-01T10:00:00Z", "source": "\xff"}')
+    path = tmp_path / "m.jsonl"
+    path.write_bytes("\n".join(lines).encode().replace("\xff".encode(), b"\xff") + b"\n")
+    expected[len(lines)] = "not valid UTF-8"
+    parts, table, rows, rejects = read_all([path], batch_rows=4)
+    assert rows.tolist() == good
+    assert {r.row for r in rejects} == set(expected)
+    for r in rejects:
+        assert r.reason.startswith(expected[r.row])
+    assert "text" not in table.schema.names and all("text" not in r.fields for r in rejects)
+    nested = [r for r in rejects if r.reason.startswith("source")][0]
+    assert not any(ch.isdigit() for ch in nested.fields["source"])
+
+
+def test_jsonl_fast_and_line_paths_agree():
+    lines = [
+        json.dumps(d).encode() + b"\n"
+        for d in [
+            {
+                "start_time": "2026-11-01T10:00:00+01:00",
+                "pdd_ms": 900,
+                "mos": 4,
+                "roaming": True,
+                "channel": "SMS",
+            },
+            {
+                "start_time": "2026-11-01 10:00:00.5",
+                "duration_ms": 60000.0,
+                "sip_code": 486,
+                "roaming": False,
+            },
+            {
+                "start_time": "1793527200.25",
+                "source": "+44 7700 900123",
+                "status": "NO ANSWER",
+                "q850_cause": 19,
+            },
+            {"start_time": "2026-11-01T10:00:00Z", "answer_time": "2026-11-01T09:00:00Z"},
+            {"start_time": "2026-11-01T10:00:00Z", "pdd_ms": -1, "unknown": {"deep": [1]}},
+        ]
+    ]
+    chunk = [(i + 1, line) for i, line in enumerate(lines)]
+    fast = canonical_reader._json_block_arrow("f.jsonl", chunk)
+    slow = canonical_reader._json_block_python("f.jsonl", chunk)
+    assert fast is not None
+    assert fast.read.batch.equals(slow.read.batch)
+    assert fast.read.rows.tolist() == slow.read.rows.tolist() == [1, 2, 3]
+    assert [(r.row, r.reason) for r in fast.read.rejects] == [
+        (r.row, r.reason) for r in slow.read.rejects
+    ]
+    # a type that changes between rows (a number where a string was) leaves it to the line path
+    mixed = chunk + [(6, b'{"start_time": 1793527200}\n')]
+    assert canonical_reader._json_block_arrow("f.jsonl", mixed) is None
+    assert canonical_reader._json_block("f.jsonl", mixed).read.rows.tolist() == [1, 2, 3, 6]
+
+
+def test_jsonl_that_is_not_jsonl(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text("hello\nworld\n")
+    with pytest.raises(InputError, match="not JSON lines"):
+        read_all([path])
+
+
+# -- Parquet -----------------------------------------------------------------------------------
+
+
+def test_parquet_of_text_columns_and_other_types(tmp_path):
+    table = pa.table(
+        {
+            "start_time": pa.array(
+                [dt.datetime(2026, 11, 1, 10), None, dt.datetime(2026, 11, 1, 11)],
+                pa.timestamp("ns"),
+            ),
+            "duration_ms": pa.array(["60000", "5", "-1"]),
+            "sip_code": pa.array([200, 486, 70000], pa.int64()),
+            "channel": pa.array(["Voice", "sms", "voice"]).dictionary_encode(),
+            "free_text": ["a", "b", "c"],
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path)
+    _, out, rows, rejects = read_all([path])
+    assert rows.tolist() == [1]
+    assert [(r.row, r.reason) for r in rejects] == [
+        (2, "start_time: missing"),
+        (3, "duration_ms: negative"),
+    ]
+    assert out.column("start_time").to_pylist() == [dt.datetime(2026, 11, 1, 10, tzinfo=UTC)]
+    assert out.column("duration_ms").to_pylist() == [60000] and out.column(
+        "sip_code"
+    ).to_pylist() == [200]
+    assert out.schema == CANONICAL
+
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="Parquet"):
+        read_all([damaged])
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+
+def test_detect_format(tmp_path, generated):
+    assert set(FORMATS) >= {"parquet", "csv", "jsonl"}
+    cases = {}
+    for name, fmt in [
+        ("a.parquet", "parquet"),
+        ("a.PQ", "parquet"),
+        ("a.csv", "csv"),
+        ("a.jsonl", "jsonl"),
+        ("a.ndjson", "jsonl"),
+        ("a.json", "jsonl"),
+    ]:
+        path = tmp_path / name
+        write(path, 5, fmt=fmt)
+        cases[path] = fmt
+    # content decides when the extension says nothing or is wrong
+    for src, name in [
+        ("a.parquet", "pq.dat"),
+        ("a.csv", "csv.txt"),
+        ("a.jsonl", "j.log"),
+        ("a.parquet", "wrong.csv"),
+    ]:
+        (tmp_path / name).write_bytes((tmp_path / src).read_bytes())
+        cases[tmp_path / name] = cases[tmp_path / src]
+    for path, fmt in cases.items():
+        assert detect_format(path) == fmt, path.name
+    garbage = tmp_path / "garbage.dat"
+    garbage.write_bytes(b"\x00\x01 nothing to see")
+    with pytest.raises(InputError, match="cannot tell the format"):
+        detect_format(garbage)
+    with pytest.raises(InputError, match="cannot open"):
+        detect_format(tmp_path / "missing.csv")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_bytes(b"\x00\x01 nothing to see")
+    assert detect_format(bad_csv) == "csv"  # its reader then says what is wrong
+    with pytest.raises(InputError):
+        read_all([bad_csv])
+    with pytest.raises(InputError, match="unknown input format"):
+        read_all([bad_csv], fmt="excel")
+
+
+# -- SPEC 2.1 status table ---------------------------------------------------------------------
+
+SPEC_SIP = {
+    200: "answered",
+    486: "busy",
+    600: "busy",
+    480: "no_answer",
+    408: "no_answer",
+    603: "rejected",
+    487: "cancelled",
+    503: "congestion",
+    404: "failed",
+    500: "failed",
+    302: "failed",
+    484: "failed",
+    202: "answered",
+}
+SPEC_Q850 = {
+    17: "busy",
+    18: "no_answer",
+    19: "no_answer",
+    21: "rejected",
+    34: "congestion",
+    42: "congestion",
+    1: "failed",
+    38: "failed",
+    127: "failed",
+    16: "answered",
+    31: "answered",
+}
+
+
+def test_status_from_codes_matches_spec_table():
+    sip = list(SPEC_SIP)
+    got = status_from_codes(pa.array(sip, pa.int16()), None).to_pylist()
+    assert got == [SPEC_SIP[c] for c in sip]
+    q = list(SPEC_Q850)
+    assert status_from_codes(None, np.array(q)).to_pylist() == [SPEC_Q850[c] for c in q]
+    # the SIP code wins; nulls stay null; a normal release without answer is a cancel
+    both = status_from_codes(
+        pa.array([486, None, None, 200, None]),
+        pa.array([16, 17, None, 21, 16]),
+        answered=np.array([False, False, False, True, False]),
+    )
+    assert both.to_pylist() == ["busy", "busy", None, "answered", "cancelled"]
+    assert both.type == CANONICAL.field("status").type
+
+
+# -- fuzz: arbitrary input never crashes, every row is accounted for ---------------------------
+
+FIELD = st.text(
+    alphabet=st.characters(blacklist_characters='\n\r"', blacklist_categories=("Cs",)), max_size=12
+)
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(FIELD, st.sampled_from(["2026-11-01T10:00:00Z", "1793527200", "-1", "sms"])),
+            min_size=1,
+            max_size=5,
+        ),
+        max_size=30,
+    )
+)
+def test_fuzz_csv_rows_accounted(tmp_path_factory, records):
+    path = tmp_path_factory.mktemp("fz") / "f.csv"
+    lines = [",".join(r) for r in records]
+    lines = [line for line in lines if line]  # pyarrow skips empty lines: they are not rows
+    path.write_bytes(("start_time,duration_ms,channel,source\n" + "\n".join(lines) + "\n").encode())
+    parts, table, rows, rejects = read_all(
+        [path], batch_rows=4, options=ReaderOptions(block_bytes=256)
+    )
+    assert accounted(rows, rejects, len(lines))
+    assert table.schema == CANONICAL and table.column("start_time").null_count == 0
+
+
+@FUZZ
+@given(
+    st.binary(max_size=400),
+    st.sampled_from([b"", b"start_time,source\n", b"\xef\xbb\xbfstart_time;pdd_ms\n"]),
+)
+def test_fuzz_csv_bytes(tmp_path_factory, body, header):
+    path = tmp_path_factory.mktemp("fz") / "f.csv"
+    path.write_bytes(header + body)
+    try:
+        parts, table, rows, rejects = read_all(
+            [path], fmt="csv", batch_rows=3, options=ReaderOptions(block_bytes=128)
+        )
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    numbers = sorted(list(rows) + [r.row for r in rejects])
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert table.schema == CANONICAL
+
+
+JSON_LINE = st.one_of(
+    st.binary(max_size=40).filter(lambda b: b"\n" not in b),
+    st.dictionaries(
+        st.sampled_from(["start_time", "pdd_ms", "source", "status", "x"]),
+        st.one_of(
+            st.none(),
+            st.integers(-(10**20), 10**20),
+            st.floats(),
+            st.text(max_size=8),
+            st.booleans(),
+            st.just("2026-11-01T10:00:00Z"),
+            st.lists(st.integers(), max_size=2),
+        ),
+        max_size=4,
+    ).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@FUZZ
+@given(st.lists(JSON_LINE, max_size=25))
+def test_fuzz_jsonl_lines_accounted(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("fz") / "f.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    try:
+        parts, table, rows, rejects = read_all([path], fmt="jsonl", batch_rows=4)
+    except InputError as exc:
+        assert "not JSON lines" in str(exc)
+        return
+    records = [i + 1 for i, line in enumerate(lines) if line.strip()]
+    assert sorted(list(rows) + [r.row for r in rejects]) == records
+    assert table.schema == CANONICAL

@@ -1,0 +1,129 @@
+"""Sketch accuracy against exact answers, and merge == sketch of the union."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import sketch as k
+from telemetry.metrics.sketches import EXACT_LIMIT, Distinct, Histogram
+
+PCTS = np.array([1, 10, 25, 50, 75, 90, 95, 99, 100], dtype=np.int64)
+
+
+def nearest_rank(values: np.ndarray, percent: int) -> float:
+    ordered = np.sort(values)
+    rank = max(1, -(-percent * len(ordered) // 100))
+    return float(ordered[rank - 1])
+
+
+DISTRIBUTIONS = {
+    "lognormal": lambda rng, n: rng.lognormal(7.0, 1.2, n),
+    "uniform": lambda rng, n: rng.uniform(0, 10_000, n),
+    "with_zeros": lambda rng, n: np.where(rng.random(n) < 0.3, 0.0, rng.exponential(800, n)),
+    "integers_ms": lambda rng, n: rng.integers(0, 20_000, n).astype(np.float64),
+    "below_one": lambda rng, n: rng.uniform(0, 1e-3, n),
+    "negative": lambda rng, n: rng.normal(0, 100, n),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_quantile_relative_error_within_one_percent(name):
+    rng = np.random.default_rng(42)
+    values = DISTRIBUTIONS[name](rng, 200_000)
+    gid = rng.integers(0, 3, len(values))
+    hist = Histogram.build(gid, values)
+    got, n = hist.quantiles(3, PCTS)
+    worst = 0.0
+    for g in range(3):
+        exact_values = values[gid == g]
+        assert n[g] == len(exact_values)
+        for q, p in enumerate(PCTS):
+            exact = nearest_rank(exact_values, int(p))
+            err = abs(got[g, q] - exact) / abs(exact) if exact else abs(got[g, q])
+            worst = max(worst, err)
+    print(f"{name}: worst relative error {worst:.4%}")
+    assert worst <= 0.01
+
+
+def test_histogram_nan_is_absent_and_empty_group_is_nan():
+    hist = Histogram.build(np.array([0, 0, 2]), np.array([np.nan, 5.0, np.nan]))
+    values, n = hist.quantiles(3)
+    assert list(n) == [1, 0, 0]
+    assert abs(values[0, 0] - 5.0) <= 0.05 and np.isnan(values[1]).all() and np.isnan(values[2]).all()
+
+
+def test_histogram_merge_equals_histogram_of_union():
+    rng = np.random.default_rng(1)
+    values = rng.lognormal(5, 2, 50_000)
+    values[::7] = 0.0
+    gid = rng.integers(0, 20, len(values))
+    whole = Histogram.build(gid, values)
+    cut = 20_000
+    a = Histogram.build(gid[:cut], values[:cut])
+    b = Histogram.build(gid[cut:], values[cut:])
+    merged = Histogram.union([a, b], [20, 20], np.tile(np.arange(20, dtype=np.int64), 2))
+    np.testing.assert_array_equal(merged.keys, whole.keys)
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+    # the other side numbered differently: its group j is this side's group 19 - j
+    flip = np.arange(20, dtype=np.int64)[::-1].copy()
+    parts = [Histogram.build(flip[gid[cut:]], values[cut:], 20), Histogram.build(gid[:cut], values[:cut], 20)]
+    again = Histogram.union(parts, [20, 20], np.concatenate([np.arange(20, dtype=np.int64), flip]))
+    np.testing.assert_array_equal(again.regroup(flip).keys, whole.keys)
+
+
+def _hashes(rng, n: int) -> np.ndarray:
+    return rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000, 1_000_000])
+def test_distinct_estimate_within_two_percent(n):
+    rng = np.random.default_rng(n)
+    vals = _hashes(rng, n)
+    vals = np.concatenate([vals, vals[: n // 2]])  # repeats must not count
+    d = Distinct.build(np.zeros(len(vals), np.int64), vals, 1)
+    assert list(d.hll_groups) == [0] and len(d.vals) == 0
+    estimate = int(d.counts()[0])
+    err = abs(estimate - n) / n
+    print(f"distinct {n:>9,}: estimate {estimate:,}, relative error {err:.3%}")
+    assert err <= 0.02
+
+
+def test_distinct_exact_up_to_limit():
+    rng = np.random.default_rng(3)
+    vals = _hashes(rng, EXACT_LIMIT)
+    sizes = [0, 1, 1024, EXACT_LIMIT]
+    gid = np.repeat(np.arange(4, dtype=np.int64), sizes)
+    values = np.concatenate([vals[:s] for s in sizes])
+    d = Distinct.build(gid, np.concatenate([values, values]), 4)  # each value twice
+    assert list(d.counts()) == sizes and len(d.hll_groups) == 0
+
+
+def test_distinct_merge_equals_sketch_of_union_across_the_limit():
+    rng = np.random.default_rng(5)
+    n = 3 * EXACT_LIMIT
+    vals = _hashes(rng, n)
+    gid = rng.integers(0, 3, n)
+    gid[: 2 * EXACT_LIMIT] = 0  # group 0 goes over the limit only after merging
+    whole = Distinct.build(gid, vals, 3)
+    perm = rng.permutation(n)
+    parts = np.array_split(perm, 5)
+    merged = Distinct.build(gid[parts[0]], vals[parts[0]], 3)
+    for p in parts[1:]:
+        merged = Distinct.union([merged, Distinct.build(gid[p], vals[p], 3)], np.tile(np.arange(3, dtype=np.int64), 2), 3)
+    for name in ("off", "vals", "hll_groups", "hll_regs"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    regrouped = whole.regroup(np.array([0, 0, 1], np.int64), 2)
+    direct = Distinct.build(np.where(gid == 2, 1, 0), vals, 2)
+    np.testing.assert_array_equal(regrouped.hll_regs, direct.hll_regs)
+    np.testing.assert_array_equal(regrouped.counts(), direct.counts())
+
+
+def test_bucket_representatives_bound_the_relative_error():
+    xs = np.concatenate([np.geomspace(1e-300, 1e300, 20_001), -np.geomspace(1e-12, 1e12, 1001)])
+    for x in xs:
+        rep = k.bucket_value(k.bucket_code(x))
+        assert abs(rep - x) <= k.ALPHA * abs(x) * (1 + 1e-9), x
+    assert k.bucket_value(k.bucket_code(0.0)) == 0.0
+    codes = [k.bucket_code(x) for x in np.sort(np.concatenate([xs, [0.0]]))]
+    assert codes == sorted(codes)  # bucket codes order like the values
