@@ -15,7 +15,6 @@ _EXPORTS = {
     "process": "telemetry.pipeline",
     "pseudonymize": "telemetry.pseudonyms",
     "Keyring": "telemetry.keys",
-    "generate": "telemetry.generate",
     "warmup": "telemetry.pseudonyms",
     "TelemetryError": "telemetry.errors",
     "ConfigError": "telemetry.errors",

@@ -31,10 +31,12 @@ def hkdf_sha256(key: bytes, info: bytes, length: int = 32) -> bytes:
 def reference_pseudonym(identifier: str, region: str | None, domain: str = "subscriber") -> bytes:
     subkey = hkdf_sha256(TEST_KEY, b"telemetry/v1/" + domain.encode())
     text = identifier.strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:].split(";")[0]
     if text.lower().startswith("sip:"):
         user, host = text[4:].split(";")[0].split("@")
         text = user if user.startswith("+") else f"sip:{user}@{host.lower()}"
-    if text.startswith("+") or text[:1].isdigit():
+    if domain == "subscriber" and (text.startswith("+") or text[:1].isdigit()):
         text = phonenumbers.format_number(
             phonenumbers.parse(text, region), phonenumbers.PhoneNumberFormat.E164
         )

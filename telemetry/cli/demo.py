@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import polars as pl
-
 DEMO_REGION = "GB"  # the generator writes national numbers in this region's notation
 
 
@@ -44,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def route_table(metrics: pl.DataFrame, summary: dict) -> str:
+def route_table(metrics, summary: dict) -> str:
     """Top routes by attempts over the whole run, voice and messaging side by side."""
+    import polars as pl
+
     voice = (
         metrics.filter(pl.col("channel").is_in(["voice", "voicemail", "conference"]))
         .group_by("route")
