@@ -125,6 +125,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         "rows_released": released.rows_released,
         "rows_withheld": released.rows_withheld,
         "records_withheld": released.records_withheld,
+        "rows_rolled_up": released.rows_rolled_up,
         "key_id": keyring.current.key_id,
         "key_ids": keyring.key_ids(),
         "engine": engine.name,

@@ -199,3 +199,22 @@ def test_split_invariance_across_batch_sizes_and_threads(cdr_csv):
         other = telemetry.process(cdr_csv, key=TEST_KEY, region="GB", k=1, threads=threads, batch_rows=rows)
         assert other.metrics.equals(base.metrics)
     assert np.isclose(base.metrics["attempts"].sum(), 60)
+
+
+def test_cli_optout_then_process(cdr_csv, tmp_path, key_env):
+    listing = tmp_path / "optout.json"
+    added = run_cli("optout", "add", "--list", str(listing), "--region", "GB", env=key_env,
+                    input="07700 900124\n+44 20 7946 0003\n")
+    assert added.returncode == 0, added.stderr
+    assert "added 2 pseudonym(s)" in added.stdout
+    text = listing.read_text()
+    assert "7700" not in text and "7946" not in text
+    res = run_cli("process", str(cdr_csv), "--out", str(tmp_path / "o"), "--region", "GB",
+                  "--opt-out", str(listing), "--k", "1", env=key_env)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "o" / "run.json").read_text())
+    expected = sum(1 for r in _rows() if r[6] == "07700 900124" or r[7] == "+44 20 7946 0003")
+    assert summary["records_opted_out"] == expected > 0
+    removed = run_cli("optout", "remove", "--list", str(listing), "--region", "GB", "+447700900124",
+                      env=key_env)
+    assert removed.returncode == 0 and "removed 1 pseudonym(s)" in removed.stdout
