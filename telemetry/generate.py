@@ -460,13 +460,19 @@ def write(
     hours: float = 24,
     batch_rows: int = 262144,
 ) -> int:
-    """Write ``records`` generated records to ``path`` as ``fmt`` (``parquet``, ``csv``
-    or ``jsonl``; None: from the extension). Returns the number of records written."""
+    """Write ``records`` generated records to ``path`` as ``fmt`` (``parquet``, ``csv``,
+    ``jsonl``, or any registered reader format with a writer; None: from the
+    extension). Returns the number of records written."""
     path = os.fspath(path)
     fmt = fmt or format_for(path)
-    if fmt not in FORMATS:
-        raise ValueError(f"write: fmt must be one of {', '.join(FORMATS)}")
     batches = generate(records, seed=seed, start=start, hours=hours, batch_rows=batch_rows)
+    if fmt not in FORMATS:
+        from telemetry.readers import get_format
+
+        writer = get_format(fmt).write if fmt != "auto" else None
+        if writer is None:
+            raise ValueError(f"write: no generator for format {fmt!r}")
+        return writer(batches, path)
     written = 0
     if fmt == "parquet":
         import pyarrow.parquet as pq

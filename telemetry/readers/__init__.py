@@ -74,6 +74,8 @@ class ReaderFormat:
     :class:`InputError` for a file that is not of this format at all.
     ``extensions``: lower-case file suffixes, with the dot (``.csv``).
     ``sniff(head)``: True when the first bytes of a file look like this format.
+    ``write(batches, path) -> int``: writes canonical batches as a file of this
+    format (used by ``telemetry generate --format``); returns the records written.
     """
 
     name: str
@@ -81,6 +83,7 @@ class ReaderFormat:
     extensions: tuple[str, ...] = ()
     sniff: Callable[[bytes], bool] | None = None
     description: str = ""
+    write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
