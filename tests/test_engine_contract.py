@@ -8,8 +8,6 @@ plain loop over the batches.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -20,6 +18,7 @@ from telemetry.generate import generate
 from telemetry.keys import Keyring
 from telemetry.metrics import release
 from telemetry.readers import ReadBatch
+from tests.concurrency import failures_in_threads
 from tests.conftest import TEST_KEY
 
 
@@ -89,18 +88,10 @@ class EngineContract:
     def test_two_runs_at_once(self, setup):
         """Two pipelines in one process (e.g. a notebook and a server) share kernels safely."""
         job, reads, expected = setup
-        results = [None, None]
-
-        def go(i):
-            results[i] = _metrics(list(self.engine().run(job, iter(reads))), job)
-
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
         reference = _metrics(expected, job)
-        assert all(r.equals(reference) for r in results)
+        assert failures_in_threads(
+            lambda t: _metrics(list(self.engine().run(job, iter(reads))), job).equals(reference), rounds=2
+        ) == []
 
 
 class TestLocalOneThread(EngineContract):

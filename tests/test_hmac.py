@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import threading
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +18,11 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.concurrency import failures_in_threads
 from tests.vectorfiles import load_vectors
 
-hashing = pytest.importorskip("telemetry.hashing")
-from kernels import sha256 as ksha  # noqa: E402  (after the skip: imports Numba)
+from telemetry import hashing  # noqa: E402
+from kernels import sha256 as ksha  # noqa: E402
 
 KEYS = [bytes(range(1, 33)), bytes(range(33, 65)), b"\xa5" * 32]
 #: Row counts shrink when the kernels run as plain Python (NUMBA_DISABLE_JIT=1, for coverage).
@@ -263,21 +263,9 @@ def test_two_threads_concurrently() -> None:
     expected = [hashing.hmac16(a, states, k) for a, k in zip(arrays, indexes)]
     for t in range(2):  # the single-threaded result is itself checked against the reference
         assert expected[t].to_pylist()[:500] == ref_rows(inputs[t][:500], [KEYS[2 * t]])
-    barrier = threading.Barrier(2)
-    mismatches: list[int] = []
-
-    def work(t: int) -> None:
-        barrier.wait()
-        for _ in range(10):
-            if not hashing.hmac16(arrays[t], states, indexes[t]).equals(expected[t]):
-                mismatches.append(t)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert mismatches == []
+    assert failures_in_threads(
+        lambda t: hashing.hmac16(arrays[t], states, indexes[t]).equals(expected[t])
+    ) == []
 
 
 def test_midstates_validation() -> None:

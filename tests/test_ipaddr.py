@@ -6,7 +6,6 @@ import ipaddress
 import os
 import random
 import re
-import threading
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ipaddr = pytest.importorskip("telemetry.ipaddr")
+from tests.concurrency import failures_in_threads
+
+from telemetry import ipaddr  # noqa: E402
 
 _SPACE = " \t\n\r\x0b\x0c"
 #: Row counts shrink when the kernels run as plain Python (NUMBA_DISABLE_JIT=1, for coverage).
@@ -202,22 +203,11 @@ def test_two_threads_concurrently() -> None:
     expected = [ipaddr.truncate_ips(a) for a in arrays]
     for t in range(2):
         check(values[t][:300])
-    barrier = threading.Barrier(2)
-    mismatches: list[int] = []
+    def agrees(t: int) -> bool:
+        networks, invalid = ipaddr.truncate_ips(arrays[t])
+        return networks.equals(expected[t][0]) and np.array_equal(invalid, expected[t][1])
 
-    def work(t: int) -> None:
-        barrier.wait()
-        for _ in range(10):
-            networks, invalid = ipaddr.truncate_ips(arrays[t])
-            if not (networks.equals(expected[t][0]) and np.array_equal(invalid, expected[t][1])):
-                mismatches.append(t)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert mismatches == []
+    assert failures_in_threads(agrees) == []
 
 
 def test_validation() -> None:
