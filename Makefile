@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean debian-tools
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -15,11 +15,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/telemetry demo
 
-test: $(STAMP)
+test: $(STAMP) debian-tools
 	$(BIN)/python -m pytest -q
 
+# Writes benchmarks/RESULTS.md (the one generated file kept in git); --memory adds the
+# minutes-long 10 M / 40 M peak-RSS run that CI leaves out.
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops \
+		--benchmark-sort=name --results benchmarks/RESULTS.md --memory
+
+# promtool (Debian prometheus) and chromium for tests/test_serve.py, test_alerts.py, test_report.py
+debian-tools:
+	@command -v promtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus chromium fonts-dejavu-core; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
+
+# atheris harnesses of the message readers (fuzz/): FUZZ_SECONDS in total, split evenly
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz: $(STAMP)
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python fuzz/run.py

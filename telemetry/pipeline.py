@@ -69,7 +69,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     from telemetry.engine import Job, get_engine
     from telemetry.metrics import release
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import open_inputs
+    from telemetry.readers import ReaderOptions, open_inputs
 
     for path in paths:
         if not os.path.isfile(path):
@@ -96,7 +96,9 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     state = None
-    reads = open_inputs(paths, opts.fmt, batch_rows=opts.batch_rows)
+    reads = open_inputs(
+        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra)
+    )
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in

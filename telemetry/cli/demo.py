@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"metrics:  {out / 'metrics'}/date=*/part-0.parquet (hive-partitioned)")
     print(f"summary:  {out / 'run.json'}")
+    from telemetry.sinks.report import write_report
+
+    print(f"report:   {write_report(out, out / 'report.html')}")
     return 0
 
 

@@ -88,6 +88,7 @@ class ReaderFormat:
 
 _REGISTRY: dict[str, ReaderFormat] = {}
 _SNIFF_BYTES = 65536
+_GENERIC = ("parquet", "csv", "jsonl")  # the canonical formats (readers/canonical.py)
 
 
 def register(fmt: ReaderFormat) -> None:
@@ -111,7 +112,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
     The extension decides when its format's sniffer agrees (or it has none); when
     it disagrees, or the extension is unknown, the content decides if exactly one
-    format recognizes it. Otherwise :class:`InputError`.
+    format recognizes it. Otherwise :class:`InputError`. A vendor format that alone
+    recognizes the content wins over a canonical extension (``.csv``, ``.jsonl``).
     """
     path = os.fspath(path)
     try:
@@ -120,6 +122,15 @@ def detect_format(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     by_ext = _by_extension(path)
+    # a vendor sniffer checks vendor fields; the canonical ones accept any header with
+    # start_time or any JSON object, so a vendor match beats a generic extension
+    vendor = [
+        f.name
+        for f in _REGISTRY.values()
+        if f.name not in _GENERIC and f.sniff is not None and head and f.sniff(head)
+    ]
+    if len(vendor) == 1 and (by_ext is None or by_ext.name in _GENERIC):
+        return vendor[0]
     if by_ext is not None and (by_ext.sniff is None or not head or by_ext.sniff(head)):
         return by_ext.name
     matches = [f.name for f in _REGISTRY.values() if f.sniff is not None and f.sniff(head)]

@@ -27,13 +27,16 @@ Reasons name the column and the rule, never the value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import csv
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
 from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, STATUSES, TS
@@ -371,3 +374,137 @@ def _np_bool(mask: Any) -> np.ndarray:
     if isinstance(mask, pa.Array):
         return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
     return np.asarray(mask, dtype=np.bool_)
+
+
+# -- vendor text formats (headerless or vendor-headed CSV, local times) -------------------------
+
+_NAIVE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_UNSIGNED = r"^\+?\d+$"
+_DECIMAL = r"^\+?(\d+(\.\d*)?|\.\d+)$"
+
+
+def setting(options: Any, fmt: str, name: str, default: Any = None) -> Any:
+    """A vendor reader's setting: ``options.extra[fmt][name]``, else ``options.extra[name]``
+    (one ``--timezone`` serves every format), else ``default``."""
+    extra = getattr(options, "extra", None) or {}
+    own = extra.get(fmt)
+    if isinstance(own, Mapping) and own.get(name) is not None:
+        return own[name]
+    value = extra.get(name)
+    return default if value is None else value
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA zone Arrow knows, else :class:`ConfigError`."""
+    from telemetry.errors import ConfigError
+
+    try:
+        pc.assume_timezone(pa.array([0], pa.timestamp("s")), timezone=str(name))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+        raise ConfigError(
+            f"unknown time zone {name!r}; pass an IANA name such as Europe/London or UTC"
+        ) from None
+    return str(name)
+
+
+def local_time(raw: pa.Array, name: str, verdict: Verdict, timezone: str) -> pa.Array:
+    """Times without a zone (``YYYY-MM-DD hh:mm:ss[.ffffff]``) read as wall-clock time in
+    ``timezone`` (in a DST fold the earlier instant; a time in a DST gap becomes
+    the instant the gap ends); zoned ISO times and epoch seconds as :func:`to_canonical` reads them.
+    Returns ``timestamp[us, UTC]``; unreadable or impossible times are flagged."""
+    text = _trimmed(raw, name, verdict)
+    naive = pc.fill_null(pc.match_substring_regex(text, _NAIVE), False)
+    other = _time(pc.if_else(naive, pa.scalar(None, pa.string()), text), name, verdict)
+    if not pc.any(naive).as_py():
+        return other
+    iso = pc.replace_substring_regex(
+        pc.if_else(naive, text, pa.scalar(None, pa.string())), r"^(\d{4}-\d{2}-\d{2}) ", r"\1T"
+    )
+    wall, bad = _cast(iso, pa.timestamp("us"))
+    verdict.flag(bad, f"{name}: not a valid date and time")
+    zoned = pc.assume_timezone(wall, timezone=timezone, ambiguous="earliest", nonexistent="latest")
+    return pc.if_else(naive, pc.cast(zoned, TS), other)
+
+
+def milliseconds(raw: pa.Array, name: str, verdict: Verdict, scale: int) -> pa.Array:
+    """A non-negative count (``scale`` 1000 for whole or decimal seconds, 1 for
+    milliseconds) as int64 milliseconds; ``name`` is the vendor column in reasons."""
+    text = _trimmed(raw, name, verdict)
+    pattern = _DECIMAL if scale > 1 else _UNSIGNED
+    ok = pc.fill_null(pc.match_substring_regex(text, pattern), True)
+    negative = pc.fill_null(pc.match_substring_regex(text, r"^-\s*(\d+(\.\d*)?|\.\d+)$"), False)
+    verdict.flag(negative, f"{name}: negative")
+    verdict.flag(~_np_bool(ok), f"{name}: not a number")
+    values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    verdict.flag(failed, f"{name}: not a number")
+    huge = pc.fill_null(pc.greater(values, 2**53 / scale), False)
+    verdict.flag(huge, f"{name}: out of range")
+    values = pc.if_else(huge, pa.scalar(None, pa.float64()), values)
+    return pc.cast(pc.round(pc.multiply(values, float(scale))), pa.int64())
+
+
+def csv_records(
+    path: str, delimiter: str = ","
+) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(record number, fields, None)`` per CSV record of a vendor file, or
+    ``(record number, None, reason)`` for one that cannot be parsed. Numbers are
+    1-based over non-blank records, so every record is counted once; a quoted
+    field may span lines. Invalid UTF-8 and broken quoting reject that record
+    only; an unterminated quote at the end (a file still being written) rejects
+    the last record. Memory is bounded by the csv module's field size limit."""
+    try:
+        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    with handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        number = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                number += 1
+                text = str(exc)
+                if "unexpected end of data" in text:
+                    reason = "unterminated quoted field"
+                elif "field larger" in text:
+                    reason = "field longer than the CSV field size limit"
+                else:
+                    reason = "malformed CSV quoting"
+                yield number, None, reason
+                continue
+            except OSError as exc:
+                raise InputError(f"{path}: read error after record {number}: {exc.strerror}")
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line is not a record
+            number += 1
+            if number == 1 and fields[0].startswith("\ufeff"):
+                fields[0] = fields[0][1:]
+            if any(not f.isascii() and _SURROGATE.search(f) for f in fields):
+                yield number, None, "not valid UTF-8"
+                continue
+            yield number, fields, None
+
+
+def blocks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size``."""
+    block: list[Any] = []
+    for item in items:
+        block.append(item)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def first_csv_record(head: bytes) -> list[str] | None:
+    """The first CSV record of a file's first bytes (for sniffers), or None."""
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").lstrip("\r\n")
+    try:
+        return next(csv.reader(text.splitlines()[:1]), None)
+    except csv.Error:
+        return None

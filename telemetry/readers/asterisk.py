@@ -1,0 +1,227 @@
+"""Asterisk ``cdr_csv`` (``Master.csv``): headerless CSV, one record per call.
+
+Column order as ``cdr/cdr_csv.c`` (``build_csv_record``) writes it: accountcode,
+src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata, start, answer,
+end, duration, billsec, disposition, amaflags — 16 columns; then ``uniqueid``
+(``loguniqueid``, 17), ``userfield`` (``loguserfield``, 18) and peeraccount,
+linkedid, sequence (``newcdrcolumns``, 21; 19 when uniqueid and userfield are
+off). A 17-column file is read as 16 + uniqueid, the common setting.
+
+Strings are quoted with ``"`` doubled inside, integers bare (quoted ones are
+accepted). Times are ``YYYY-MM-DD hh:mm:ss`` in the PBX's local time unless
+``usegmtime``: the ``timezone`` reader setting says which (default UTC).
+
+Mapping: accountcode → tenant, src → source, dst → destination, uniqueid →
+record_id, disposition → status, billsec × 1000 → duration_ms, the peer of
+``dstchannel`` → route (``PJSIP/carrier-a-0000001b`` → ``carrier-a``). ``clid``
+(caller name), ``lastdata`` (dial strings) and ``userfield`` are free text and are
+never read into a column; dcontext, channel, lastapp, amaflags, peeraccount,
+linkedid and sequence are dropped too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers._convert import (
+    Verdict,
+    blocks,
+    check_timezone,
+    csv_records,
+    first_csv_record,
+    local_time,
+    milliseconds,
+    setting,
+    split,
+    to_canonical,
+)
+from telemetry.schema import VOICE_CHANNELS
+
+WIDTHS = (16, 17, 18, 19, 21)
+_BLOCK = 16384
+(ACCOUNTCODE, SRC, DST, DCONTEXT, CLID, CHANNEL, DSTCHANNEL, LASTAPP, LASTDATA) = range(9)
+(START, ANSWER, END, DURATION, BILLSEC, DISPOSITION, AMAFLAGS, UNIQUEID) = range(9, 17)
+DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION")
+
+# tech/peer-suffix: a SIP/PJSIP/IAX2 channel is the peer plus a hex or decimal counter;
+# DAHDI channels name a span or channel (``DAHDI/i1/<number>-1`` holds a dialled
+# number, so only the span is kept); Local/ channels are not trunks.
+_PEER = re.compile(
+    r"^(?:PJSIP|SIP|IAX2|IAX|H323|OOH323|MGCP|SKINNY|UNISTIM|MOTIF)/(.+)-[0-9a-fA-F]+$"
+)
+_DAHDI = re.compile(r"^(?:DAHDI|Zap)/(i?\d+)[-/]")
+
+
+def route_of(channel: str | None) -> str | None:
+    """The trunk or peer a destination channel name points at, or None."""
+    if not channel:
+        return None
+    name = channel.split(";", 1)[0].split("<", 1)[0].strip()  # ;1 of Local, <ZOMBIE>
+    match = _PEER.match(name)
+    if match:
+        return match.group(1)
+    match = _DAHDI.match(name)
+    if match:
+        return f"DAHDI/{match.group(1)}"
+    return None
+
+
+def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
+    for block in blocks(csv_records(path), max(1, min(batch_rows, _BLOCK))):
+        yield _block(path, block, timezone)
+
+
+def _block(path: str, block: list, timezone: str) -> ReadBatch:
+    rejects: list[Reject] = []
+    rows: list[int] = []
+    good: list[list[str]] = []
+    for number, fields, reason in block:
+        if fields is None:
+            rejects.append(Reject(path, number, reason, {}))
+        elif len(fields) not in WIDTHS:
+            found = len(fields)
+            rejects.append(
+                Reject(path, number, f"expected 16, 17, 18, 19 or 21 columns, found {found}", {})
+            )
+        else:
+            rows.append(number)
+            good.append(fields)
+    n = len(good)
+
+    def column(i: int) -> pa.Array:
+        return pa.array([f[i] for f in good], pa.string())
+
+    def optional(i: int) -> pa.Array:
+        return pa.array([f[i] if len(f) in (17, 18, 21) else "" for f in good], pa.string())
+
+    verdict = Verdict(n)
+    text = {
+        "tenant": column(ACCOUNTCODE),
+        "source": column(SRC),
+        "destination": column(DST),
+        "record_id": optional(UNIQUEID) if n else pa.array([], pa.string()),
+        "start_time": column(START),
+        "answer_time": column(ANSWER),
+        "end_time": column(END),
+        "status": column(DISPOSITION),
+    }
+    raw = dict(text)
+    raw["start_time"] = local_time(text["start_time"], "start", verdict, timezone)
+    raw["answer_time"] = local_time(text["answer_time"], "answer", verdict, timezone)
+    raw["end_time"] = local_time(text["end_time"], "end", verdict, timezone)
+    milliseconds(column(DURATION), "duration", verdict, 1000)  # checked, not kept
+    raw["duration_ms"] = milliseconds(column(BILLSEC), "billsec", verdict, 1000)
+    raw["route"] = pa.array([route_of(f[DSTCHANNEL]) for f in good], pa.string())
+    raw["status"] = pc.utf8_upper(pc.utf8_trim_whitespace(text["status"]))
+    known = pc.fill_null(pc.is_in(raw["status"], pa.array(DISPOSITIONS)), False)
+    verdict.flag(~np.asarray(known, dtype=bool), "disposition: not an Asterisk disposition")
+    batch, verdict = to_canonical(raw, n, verdict)
+
+    def fields_of(i: int) -> dict[str, str | None]:
+        return {name: text[name][i].as_py() for name in text} | {
+            "route": raw["route"][i].as_py()
+        }
+
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+_DISPOSITION_OF = {
+    "answered": "ANSWERED",
+    "busy": "BUSY",
+    "no_answer": "NO ANSWER",
+    "cancelled": "NO ANSWER",  # Asterisk records a caller who gives up as NO ANSWER
+    "rejected": "FAILED",
+    "failed": "FAILED",
+    "congestion": "CONGESTION",
+}
+
+
+def write_asterisk(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    """Voice records of ``batches`` as a 21-column Master.csv (``usegmtime=yes``,
+    ``loguniqueid``, ``loguserfield``, ``newcdrcolumns``); message records have no
+    Asterisk form and are skipped. Returns the records written."""
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for batch in batches:
+            for row in batch.to_pylist():
+                if row["channel"] not in VOICE_CHANNELS:
+                    continue
+                written += 1
+                out.write(_line(row, written))
+    return written
+
+
+def _line(row: dict, seq: int) -> str:
+    start, answer, end = row["start_time"], row["answer_time"], row["end_time"]
+    end = end or answer or start
+    duration = max(0, int(end.timestamp()) - int(start.timestamp()))
+    billsec = ((row["duration_ms"] or 0) + 500) // 1000 if answer else 0
+    uniqueid = row["record_id"] or f"{int(start.timestamp())}.{seq}"
+    route = row["route"]
+    inbound = row["direction"] == "inbound"
+    dst = row["destination"] or ""
+    fields = [
+        _q(row["tenant"]),
+        _q(row["source"]),
+        _q(dst),
+        _q("from-trunk" if inbound else "from-internal"),
+        _q(f'"" <{row["source"] or ""}>'),
+        _q(f"PJSIP/{route or 'office'}-{seq:08x}" if inbound else f"PJSIP/office-{seq:08x}"),
+        _q(f"PJSIP/{route}-{seq + 1:08x}" if route and not inbound else ""),
+        _q("Dial"),
+        _q(f"PJSIP/{dst}@{route},60,tT" if route else ""),
+        _q(_stamp(start)),
+        _q(_stamp(answer)),
+        _q(_stamp(end)),
+        str(duration),
+        str(billsec),
+        _q(_DISPOSITION_OF.get(row["status"], "FAILED")),
+        _q("DOCUMENTATION"),
+        _q(uniqueid),
+        _q(""),
+        _q(""),
+        _q(uniqueid),
+        str(seq),
+    ]
+    return ",".join(fields) + "\n"
+
+
+def _q(value: str | None) -> str:
+    return '"' + (value or "").replace('"', '""') + '"'
+
+
+def _stamp(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def sniff_asterisk(head: bytes) -> bool:
+    """The first record has an Asterisk width, a time in column 10 and a disposition."""
+    fields = first_csv_record(head)
+    return (
+        fields is not None
+        and len(fields) in WIDTHS
+        and re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", fields[START].strip()) is not None
+        and fields[DISPOSITION].strip().upper() in DISPOSITIONS
+    )
+
+
+register(
+    ReaderFormat(
+        "asterisk",
+        read_asterisk,
+        ("master.csv",),
+        sniff_asterisk,
+        "Asterisk cdr_csv Master.csv (16, 17, 18, 19 or 21 columns, no header)",
+        write_asterisk,
+    )
+)

@@ -1,0 +1,307 @@
+"""FreeSWITCH ``mod_cdr_csv``: headerless CSV laid out by a template of channel variables.
+
+The layout is the template's list of ``${variable}`` names, given as the
+``template`` reader setting — the template text from ``cdr_csv.conf.xml``
+(``"${a}","${b}"``) or the names separated by commas — and by default the vanilla
+``example`` template of ``cdr_csv.conf.xml``: caller_id_name, caller_id_number,
+destination_number, context, start_stamp, answer_stamp, end_stamp, duration,
+billsec, hangup_cause, uuid, bleg_uuid, accountcode, read_codec, write_codec.
+
+Understood variables (any others, and caller_id_name, are dropped):
+
+- caller_id_number → source, destination_number → destination, uuid → record_id,
+  accountcode → tenant, direction → direction, sip_gateway_name → route,
+  sip_received_ip → source_ip, rtp_audio_in_mos → mos;
+- start/answer/end as ``*_uepoch`` (µs), ``*_epoch`` (s) or ``*_stamp`` (local time,
+  the ``timezone`` setting, default UTC), preferred in that order; an epoch of 0
+  means "did not happen";
+- billmsec, else billsec × 1000 → duration_ms; duration is checked but not kept;
+- hangup_cause (names of ``switch_types.h``) and hangup_cause_q850 → q850_cause;
+  sip_term_status → sip_code; the status follows from them by SPEC 2.1, and
+  FreeSWITCH's own causes (ORIGINATOR_CANCEL, LOSE_RACE, …) by
+  :data:`telemetry.status.HANGUP_CAUSE_STATUS`;
+- progressmsec / progress_mediamsec (ms from start to 180 / 183; 0 = none), the
+  earlier one, else answermsec → pdd_ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.errors import ConfigError
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers._convert import (
+    Verdict,
+    blocks,
+    check_timezone,
+    csv_records,
+    first_csv_record,
+    local_time,
+    milliseconds,
+    setting,
+    split,
+    to_canonical,
+)
+from telemetry.schema import VOICE_CHANNELS
+from telemetry.status import HANGUP_CAUSE_STATUS, Q850_CAUSES
+
+EXAMPLE = (
+    "caller_id_name",
+    "caller_id_number",
+    "destination_number",
+    "context",
+    "start_stamp",
+    "answer_stamp",
+    "end_stamp",
+    "duration",
+    "billsec",
+    "hangup_cause",
+    "uuid",
+    "bleg_uuid",
+    "accountcode",
+    "read_codec",
+    "write_codec",
+)
+_TEXT = {
+    "caller_id_number": "source",
+    "destination_number": "destination",
+    "uuid": "record_id",
+    "accountcode": "tenant",
+    "direction": "direction",
+    "sip_gateway_name": "route",
+    "sip_received_ip": "source_ip",
+    "rtp_audio_in_mos": "mos",
+    "sip_term_status": "sip_code",
+    "hangup_cause_q850": "q850_cause",
+}
+_BLOCK = 16384
+_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def template_names(template: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Variable names of a template: its text, comma-separated names or a sequence."""
+    if template is None:
+        return EXAMPLE
+    if isinstance(template, str):
+        names = _VARIABLE.findall(template) if "${" in template else template.split(",")
+    else:
+        names = list(template)
+    names = [str(n).strip() for n in names]
+    if not names or not all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names):
+        raise ConfigError(
+            "the FreeSWITCH template must list channel variable names, e.g. "
+            "caller_id_number,destination_number,start_stamp,... or the template text"
+        )
+    return tuple(names)
+
+
+def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    names = template_names(setting(options, "freeswitch", "template"))
+    timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
+    for block in blocks(csv_records(path), max(1, min(batch_rows, _BLOCK))):
+        yield _block(path, block, names, timezone)
+
+
+def _block(path: str, block: list, names: tuple[str, ...], timezone: str) -> ReadBatch:
+    rejects: list[Reject] = []
+    rows: list[int] = []
+    good: list[list[str]] = []
+    for number, fields, reason in block:
+        if fields is None:
+            rejects.append(Reject(path, number, reason, {}))
+        elif len(fields) != len(names):
+            reason = f"expected {len(names)} columns (the template), found {len(fields)}"
+            rejects.append(Reject(path, number, reason, {}))
+        else:
+            rows.append(number)
+            good.append(fields)
+    n = len(good)
+    where = {name: i for i, name in enumerate(names)}
+
+    def column(name: str) -> pa.Array | None:
+        i = where.get(name)
+        return None if i is None else pa.array([f[i] for f in good], pa.string())
+
+    verdict = Verdict(n)
+    raw: dict[str, pa.Array] = {}
+    shown: dict[str, pa.Array] = {}
+    for variable, canonical in _TEXT.items():
+        values = column(variable)
+        if values is not None:
+            raw[canonical] = shown[canonical] = values
+    for moment in ("start", "answer", "end"):
+        canonical = f"{moment}_time"
+        value = _moment(column, moment, canonical, verdict, timezone)
+        if value is not None:
+            raw[canonical], shown[canonical] = value
+    billmsec, billsec = column("billmsec"), column("billsec")
+    if column("duration") is not None:
+        milliseconds(column("duration"), "duration", verdict, 1000)
+    if billmsec is not None:
+        raw["duration_ms"] = milliseconds(billmsec, "billmsec", verdict, 1)
+    elif billsec is not None:
+        raw["duration_ms"] = milliseconds(billsec, "billsec", verdict, 1000)
+    pdd = _pdd(column, verdict)
+    if pdd is not None:
+        raw["pdd_ms"] = pdd
+    cause = column("hangup_cause")
+    if cause is not None:
+        _hangup(cause, raw, verdict)
+    batch, verdict = to_canonical(raw, n, verdict)
+
+    def fields_of(i: int) -> dict[str, str | None]:
+        return {name: values[i].as_py() for name, values in shown.items()}
+
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+
+
+def _moment(column, moment: str, canonical: str, verdict: Verdict, timezone: str):
+    """(time, text shown in rejects) from the most precise variable present, or None."""
+    for suffix, scale in (("_uepoch", 6), ("_epoch", 0)):
+        text = column(moment + suffix)
+        if text is not None:
+            text = pc.utf8_trim_whitespace(text)
+            # an epoch of 0 is FreeSWITCH's "never", e.g. answer_epoch of an unanswered call
+            never = pc.fill_null(pc.match_substring_regex(text, r"^0+$"), False)
+            text = pc.if_else(never, "", text)
+            if scale:
+                text = pc.replace_substring_regex(text, r"^(\d+)(\d{6})$", r"\1.\2")
+            return local_time(text, moment + suffix, verdict, timezone), text
+    text = column(moment + "_stamp")
+    if text is None:
+        return None
+    return local_time(text, moment + "_stamp", verdict, timezone), text
+
+
+def _pdd(column, verdict: Verdict) -> pa.Array | None:
+    candidates = []
+    for name in ("progressmsec", "progress_mediamsec"):
+        text = column(name)
+        if text is not None:
+            ms = milliseconds(text, name, verdict, 1)
+            candidates.append(pc.if_else(pc.equal(ms, 0), pa.scalar(None, pa.int64()), ms))
+    pdd = pc.min_element_wise(*candidates) if candidates else None
+    answer = column("answermsec")
+    if answer is not None:
+        ms = milliseconds(answer, "answermsec", verdict, 1)
+        ms = pc.if_else(pc.equal(ms, 0), pa.scalar(None, pa.int64()), ms)
+        pdd = ms if pdd is None else pc.coalesce(pdd, ms)
+    return pdd
+
+
+def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict) -> None:
+    """Q.850 value and, for FreeSWITCH's own causes, the status the name implies."""
+    names = pc.utf8_upper(pc.utf8_trim_whitespace(cause)).to_pylist()
+    codes = [Q850_CAUSES.get(name) if name else None for name in names]
+    status = [HANGUP_CAUSE_STATUS.get(name) if name else None for name in names]
+    unknown = [bool(name) and c is None and s is None for name, c, s in zip(names, codes, status)]
+    verdict.flag(np.asarray(unknown, dtype=bool), "hangup_cause: not a FreeSWITCH hangup cause")
+    by_name = pa.array(codes, pa.int64())
+    if "q850_cause" in raw:  # the numeric variable wins; the name fills its gaps
+        text = pc.utf8_trim_whitespace(raw["q850_cause"])
+        raw["q850_cause"] = pc.coalesce(
+            pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text),
+            pc.cast(by_name, pa.string()),
+        )
+    else:
+        raw["q850_cause"] = by_name
+    raw["status"] = pa.array(status, pa.string())
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+_CAUSE_OF = {
+    "answered": "NORMAL_CLEARING",
+    "busy": "USER_BUSY",
+    "no_answer": "NO_ANSWER",
+    "rejected": "CALL_REJECTED",
+    "cancelled": "ORIGINATOR_CANCEL",
+    "failed": "NORMAL_TEMPORARY_FAILURE",
+    "congestion": "NORMAL_CIRCUIT_CONGESTION",
+}
+_NAME_OF = {code: name for name, code in Q850_CAUSES.items()}
+_STATUS_OF_Q850 = {16: "answered", 17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+
+
+def hangup_cause_for(status: str | None, q850: int | None) -> str:
+    """The hangup_cause FreeSWITCH would log for a call of ``status`` and Q.850 cause."""
+    name = _NAME_OF.get(q850) if q850 is not None else None
+    if status == "cancelled" or name is None:
+        return _CAUSE_OF.get(status or "failed", "NORMAL_TEMPORARY_FAILURE")
+    if status in ("failed", "congestion") or _STATUS_OF_Q850.get(q850) == status:
+        return name
+    return _CAUSE_OF.get(status, "NORMAL_TEMPORARY_FAILURE")
+
+
+def write_freeswitch(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    """Voice records of ``batches`` in the ``example`` template, times in UTC (what a
+    switch running in UTC writes); message records are skipped."""
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for batch in batches:
+            for row in batch.to_pylist():
+                if row["channel"] not in VOICE_CHANNELS:
+                    continue
+                written += 1
+                out.write(_line(row))
+    return written
+
+
+def _line(row: dict) -> str:
+    start, answer, end = row["start_time"], row["answer_time"], row["end_time"]
+    end = end or answer or start
+    duration = max(0, int(end.timestamp()) - int(start.timestamp()))
+    billsec = ((row["duration_ms"] or 0) + 500) // 1000 if answer else 0
+    values = {
+        "caller_id_name": "",
+        "caller_id_number": row["source"],
+        "destination_number": row["destination"],
+        "context": "public" if row["direction"] == "inbound" else "default",
+        "start_stamp": _stamp(start),
+        "answer_stamp": _stamp(answer),
+        "end_stamp": _stamp(end),
+        "duration": str(duration),
+        "billsec": str(billsec),
+        "hangup_cause": hangup_cause_for(row["status"], row["q850_cause"]),
+        "uuid": row["record_id"],
+        "bleg_uuid": "",
+        "accountcode": row["tenant"],
+        "read_codec": "PCMA",
+        "write_codec": "PCMA",
+    }
+    return ",".join('"' + (values[n] or "").replace('"', '""') + '"' for n in EXAMPLE) + "\n"
+
+
+def _stamp(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def sniff_freeswitch(head: bytes) -> bool:
+    """The first record fits the ``example`` template: 15 fields, a start stamp and a
+    hangup cause name."""
+    fields = first_csv_record(head)
+    if fields is None or len(fields) != len(EXAMPLE):
+        return False
+    cause = fields[EXAMPLE.index("hangup_cause")].strip().upper()
+    stamp = fields[EXAMPLE.index("start_stamp")].strip()
+    return bool(re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", stamp)) and (
+        cause in Q850_CAUSES or cause in HANGUP_CAUSE_STATUS
+    )
+
+
+register(
+    ReaderFormat(
+        "freeswitch",
+        read_freeswitch,
+        (),
+        sniff_freeswitch,
+        "FreeSWITCH mod_cdr_csv (the example template, or the template setting)",
+        write_freeswitch,
+    )
+)

@@ -1,0 +1,286 @@
+"""Kamailio ``acc`` dialog-based CDRs: a CSV export of the ``acc_cdrs`` table.
+
+With ``modparam("acc", "cdr_enable", 1)`` the acc module writes one CDR per
+dialog into ``acc_cdrs``: ``id``, ``start_time``, ``end_time``, ``duration``
+(names set by ``cdr_start_id``, ``cdr_end_id``, ``cdr_duration_id``) plus the
+columns named in ``cdr_extra`` (``name=$pv;…``). This reader takes that table as
+CSV with a header row — ``mysql -B`` / ``psql --csv`` / ``SELECT … INTO OUTFILE``
+with the column names on the first line, comma, semicolon, tab or ``|`` separated.
+
+Expected columns (matched case-insensitively):
+
+- ``start_time``, ``end_time``: ``YYYY-MM-DD hh:mm:ss[.fff]`` in the ``timezone``
+  setting (default UTC; the database stores the proxy's local time), or epoch seconds;
+- ``duration``: seconds, decimals allowed (``float(10,3)``), → duration_ms;
+- extra columns, by their usual names from the acc documentation and
+  ``kamailio.cfg`` examples: ``callid``/``call_id`` → record_id;
+  ``src_user``/``from_user``/``caller`` → source; ``dst_user``/``to_user``/
+  ``dst_ouser``/``ruri_user``/``callee`` → destination; ``sip_code``/``code`` →
+  sip_code; ``src_ip``/``source_ip`` → source_ip; ``route``/``gateway``/
+  ``dst_gw``/``carrier``/``trunk`` → route; ``tenant``/``accountcode``/
+  ``account`` → tenant; ``direction``, ``pdd_ms``, ``mos`` by their own names.
+  The ``columns`` setting (``{"my_column": "canonical_name"}``) maps other names.
+  Every other column (``id``, ``sip_reason``, domains, user agents…) is dropped.
+
+A dialog CDR starts when the dialog is confirmed (200 OK), so for an answered
+call ``start_time`` is the answer time: it becomes both start_time and
+answer_time, and the setup time before it is not known. With ``cdr_on_failed``
+unanswered dialogs are logged too: a row is answered when its SIP code is 2xx,
+or, without a sip_code column, when its duration is positive. The status
+follows from the SIP code (SPEC 2.1); without one, answered rows are answered
+and the others failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.errors import ConfigError, InputError
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers._convert import (
+    Verdict,
+    blocks,
+    check_timezone,
+    csv_records,
+    local_time,
+    milliseconds,
+    setting,
+    split,
+    to_canonical,
+)
+from telemetry.schema import CANONICAL, VOICE_CHANNELS
+
+COLUMNS: dict[str, str] = {
+    "callid": "record_id",
+    "call_id": "record_id",
+    "src_user": "source",
+    "from_user": "source",
+    "caller": "source",
+    "dst_user": "destination",
+    "to_user": "destination",
+    "dst_ouser": "destination",
+    "ruri_user": "destination",
+    "callee": "destination",
+    "sip_code": "sip_code",
+    "code": "sip_code",
+    "src_ip": "source_ip",
+    "source_ip": "source_ip",
+    "route": "route",
+    "gateway": "route",
+    "dst_gw": "route",
+    "carrier": "route",
+    "trunk": "route",
+    "tenant": "tenant",
+    "accountcode": "tenant",
+    "account": "tenant",
+    "direction": "direction",
+    "pdd_ms": "pdd_ms",
+    "mos": "mos",
+}
+_TIMES = ("start_time", "end_time", "duration")
+_DELIMITERS = (",", ";", "\t", "|")
+_BLOCK = 16384
+
+
+def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
+    timezone = check_timezone(setting(options, "kamailio", "timezone", "UTC"))
+    mapping = _mapping(setting(options, "kamailio", "columns", {}))
+    records = csv_records(path, delimiter=_delimiter(path))
+    header = next(records, None)
+    if header is None:
+        return
+    _, names, reason = header
+    if names is None:
+        raise InputError(f"{path}: the header row of the acc_cdrs export cannot be read ({reason})")
+    names = [n.strip().lower() for n in names]
+    missing = [c for c in _TIMES if c not in names]
+    if missing:
+        raise InputError(
+            f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; "
+            "pass --format for another format"
+        )
+    where: dict[str, int] = {c: names.index(c) for c in _TIMES}
+    for i, name in enumerate(names):
+        canonical = mapping.get(name)
+        if canonical is not None and canonical not in where:
+            where[canonical] = i
+    # record numbers count data rows: the header is not a record
+    data = ((number - 1, fields, why) for number, fields, why in records)
+    for block in blocks(data, max(1, min(batch_rows, _BLOCK))):
+        yield _block(path, block, len(names), where, timezone)
+
+
+def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
+    mapping = dict(COLUMNS)
+    for name, canonical in dict(extra or {}).items():
+        if canonical not in CANONICAL.names:
+            raise ConfigError(
+                f"kamailio column mapping: {canonical!r} is not a canonical column (SPEC section 2)"
+            )
+        mapping[str(name).strip().lower()] = canonical
+    return mapping
+
+
+def _delimiter(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            line = handle.readline(1 << 16)
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    counts = {d: line.count(d.encode()) for d in _DELIMITERS}
+    return max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def _block(path: str, block: list, width: int, where: dict[str, int], timezone: str) -> ReadBatch:
+    rejects: list[Reject] = []
+    rows: list[int] = []
+    good: list[list[str]] = []
+    for number, fields, reason in block:
+        if fields is None:
+            rejects.append(Reject(path, number, reason, {}))
+        elif len(fields) != width:
+            reason = f"expected {width} columns, found {len(fields)}"
+            rejects.append(Reject(path, number, reason, {}))
+        else:
+            rows.append(number)
+            good.append(fields)
+    n = len(good)
+    text = {name: pa.array([f[i] for f in good], pa.string()) for name, i in where.items()}
+    verdict = Verdict(n)
+    raw = {k: v for k, v in text.items() if k not in _TIMES}
+    start = local_time(text["start_time"], "start_time", verdict, timezone)
+    raw["start_time"] = start
+    raw["end_time"] = local_time(text["end_time"], "end_time", verdict, timezone)
+    duration = milliseconds(text["duration"], "duration", verdict, 1000)
+    positive = pc.fill_null(pc.greater(duration, 0), False)
+    if "sip_code" in text:
+        code = pc.utf8_trim_whitespace(text["sip_code"])
+        known = pc.fill_null(pc.not_equal(code, ""), False)
+        success = pc.fill_null(pc.match_substring_regex(code, r"^2\d\d$"), False)
+        answered = pc.if_else(known, success, positive)
+    else:
+        known = pa.array([False] * n, pa.bool_())
+        answered = positive
+    # without a SIP code the dialog's confirmation (a positive duration) is the only evidence
+    raw["status"] = pc.if_else(
+        known,
+        pa.scalar(None, pa.string()),
+        pc.if_else(answered, pa.scalar("answered"), pa.scalar("failed")),
+    )
+    raw["answer_time"] = pc.if_else(answered, start, pa.scalar(None, start.type))
+    raw["duration_ms"] = pc.if_else(answered, duration, pa.scalar(0, pa.int64()))
+    batch, verdict = to_canonical(raw, n, verdict)
+
+    def fields_of(i: int) -> dict[str, str | None]:
+        return {name: values[i].as_py() for name, values in text.items() if name != "duration"}
+
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+HEADER = (
+    "id",
+    "start_time",
+    "end_time",
+    "duration",
+    "callid",
+    "src_user",
+    "src_domain",
+    "src_ip",
+    "dst_user",
+    "dst_domain",
+    "sip_code",
+    "sip_reason",
+    "route",
+)
+DEFAULT_SIP = {
+    "answered": 200,
+    "busy": 486,
+    "no_answer": 480,
+    "rejected": 603,
+    "cancelled": 487,
+    "failed": 500,
+    "congestion": 503,
+}
+_REASONS = {200: "OK", 486: "Busy Here", 480: "Temporarily Unavailable", 487: "Request Terminated"}
+
+
+def write_kamailio(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    """Voice records of ``batches`` as an ``acc_cdrs`` CSV export with ``cdr_on_failed``
+    and the extra columns of :data:`HEADER`, times in UTC; message records are skipped."""
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(",".join(HEADER) + "\n")
+        for batch in batches:
+            for row in batch.to_pylist():
+                if row["channel"] not in VOICE_CHANNELS:
+                    continue
+                written += 1
+                out.write(_line(row, written))
+    return written
+
+
+def _line(row: dict, number: int) -> str:
+    answer = row["answer_time"]
+    begin = answer or row["start_time"]
+    end = row["end_time"] or begin
+    sip = row["sip_code"] or DEFAULT_SIP.get(row["status"], 500)
+    duration = (row["duration_ms"] or 0) / 1000 if answer else 0.0
+    values = [
+        str(number),
+        _stamp(begin),
+        _stamp(end),
+        f"{duration:.3f}",
+        row["record_id"] or "",
+        row["source"] or "",
+        "pbx.example.org",
+        row["source_ip"] or "",
+        row["destination"] or "",
+        "sip.example.net",
+        str(sip),
+        _REASONS.get(sip, "Failure"),
+        row["route"] or "",
+    ]
+    return ",".join(_q(v) for v in values) + "\n"
+
+
+def _q(value: str) -> str:
+    if any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _stamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def sniff_kamailio(head: bytes) -> bool:
+    """A header naming start_time, end_time and duration and no other canonical time."""
+    line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode("utf-8").lower()
+    except UnicodeDecodeError:
+        return False
+    for d in _DELIMITERS:
+        names = {n.strip().strip('"') for n in text.split(d)}
+        if {"start_time", "end_time", "duration"} <= names and "answer_time" not in names:
+            return True
+    return False
+
+
+register(
+    ReaderFormat(
+        "kamailio",
+        read_kamailio,
+        ("acc_cdrs.csv",),
+        sniff_kamailio,
+        "Kamailio acc dialog CDRs: CSV export of acc_cdrs with a header row",
+        write_kamailio,
+    )
+)

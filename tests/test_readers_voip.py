@@ -1,0 +1,433 @@
+"""Asterisk, FreeSWITCH and Kamailio CDR readers: fixtures written from each format's
+source, generate → write → read round trips against an independent per-row reference,
+bad rows, and bounded fuzzing of every parser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry.errors import ConfigError, InputError
+from telemetry.generate import generate
+from telemetry.readers import ReaderOptions, detect_format, get_format, open_inputs
+from telemetry.readers.asterisk import route_of
+from telemetry.readers.freeswitch import EXAMPLE, template_names
+from telemetry.schema import CANONICAL
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "voip"
+VOICE = ("voice", "voicemail", "conference")
+UTC = dt.timezone.utc
+
+
+def read_all(path, fmt: str, batch_rows: int = 4, **extra):
+    """(good rows as dicts with their row number, rejects) of one file."""
+    good, rejects = [], []
+    for part in open_inputs([path], fmt, batch_rows=batch_rows, options=ReaderOptions(extra=extra)):
+        for number, row in zip(part.rows.tolist(), part.batch.to_pylist(), strict=True):
+            good.append({"row": number, **row})
+        rejects.extend(part.rejects)
+    return good, rejects
+
+
+def load_expected(name: str) -> list[dict]:
+    lines = (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def shown(value):
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def check_fixture(csv_name: str, fmt: str, **extra) -> None:
+    good, rejects = read_all(FIXTURES / csv_name, fmt, **extra)
+    assert rejects == []
+    expected = load_expected(csv_name.replace(".csv", ".expected.jsonl"))
+    assert [g["row"] for g in good] == [e["row"] for e in expected]
+    for got, want in zip(good, expected, strict=True):
+        assert {k: shown(got[k]) for k in want} == want
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+def test_asterisk_fixture_all_widths_in_local_time() -> None:
+    check_fixture("asterisk_master.csv", "asterisk", timezone="Europe/London")
+
+
+def test_asterisk_drops_free_text() -> None:
+    good, _ = read_all(FIXTURES / "asterisk_master.csv", "asterisk")
+    text = json.dumps([{k: shown(v) for k, v in g.items()} for g in good])
+    for free in ("Alice", "Carol", "note, with a comma", "Dial", "tT", "DOCUMENTATION"):
+        assert free not in text
+
+
+def test_freeswitch_example_template_fixture() -> None:
+    check_fixture("freeswitch_example.csv", "freeswitch")
+    good, _ = read_all(FIXTURES / "freeswitch_example.csv", "freeswitch")
+    assert "Alice" not in json.dumps([{k: shown(v) for k, v in g.items()} for g in good])
+
+
+def test_freeswitch_custom_template_fixture() -> None:
+    template = (FIXTURES / "freeswitch_custom.template").read_text(encoding="utf-8")
+    check_fixture("freeswitch_custom.csv", "freeswitch", template=template)
+    # the same layout given as a comma-separated list of names
+    names = ",".join(template_names(template))
+    check_fixture("freeswitch_custom.csv", "freeswitch", template=names)
+
+
+def test_kamailio_fixture() -> None:
+    check_fixture("kamailio_acc_cdrs.csv", "kamailio")
+
+
+def test_kamailio_semicolons_mapping_and_timezone() -> None:
+    check_fixture(
+        "kamailio_semicolon.csv",
+        "kamailio",
+        kamailio={"timezone": "Europe/London", "columns": {"gw": "route"}},
+    )
+
+
+def test_template_names() -> None:
+    assert template_names(None) == EXAMPLE
+    assert template_names('"${a}","${b_c}"') == ("a", "b_c")
+    assert template_names(" a , b ") == ("a", "b")
+    assert template_names(["x", "y"]) == ("x", "y")
+    with pytest.raises(ConfigError):
+        template_names("a,b c")
+
+
+@pytest.mark.parametrize(
+    ("channel", "route"),
+    [
+        ("PJSIP/carrier-a-0000001b", "carrier-a"),
+        ("SIP/carrier-b-0000abcd", "carrier-b"),
+        ("IAX2/voipms-12345", "voipms"),
+        ("DAHDI/i1/+447700900126-5", "DAHDI/i1"),
+        ("DAHDI/4-1", "DAHDI/4"),
+        ("Local/+15550199@from-internal-00000001;1", None),
+        ("PJSIP/carrier-a-0000001b<ZOMBIE>", "carrier-a"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_route_of(channel, route) -> None:
+    assert route_of(channel) == route
+
+
+def test_daylight_saving_fold_takes_the_earlier_instant(tmp_path) -> None:
+    line = (
+        '"","+15550100","+447700900123","x","","PJSIP/a-1","PJSIP/b-2","Dial","",'
+        '"2026-10-25 01:30:00","","2026-10-25 01:30:10",10,0,"NO ANSWER","DOCUMENTATION"\n'
+    )
+    path = tmp_path / "Master.csv"
+    path.write_text(line, encoding="utf-8")
+    good, rejects = read_all(path, "asterisk", timezone="Europe/London")
+    assert rejects == []
+    assert good[0]["start_time"] == dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
+def test_unknown_timezone_is_a_config_error() -> None:
+    for fmt in ("asterisk", "freeswitch", "kamailio"):
+        name = {"asterisk": "asterisk_master.csv", "freeswitch": "freeswitch_example.csv"}.get(
+            fmt, "kamailio_acc_cdrs.csv"
+        )
+        with pytest.raises(ConfigError, match="time zone"):
+            read_all(FIXTURES / name, fmt, timezone="Mars/Olympus")
+
+
+def test_kamailio_without_time_columns_is_an_input_error(tmp_path) -> None:
+    path = tmp_path / "acc.csv"
+    path.write_text("id,callid\n1,x\n", encoding="utf-8")
+    with pytest.raises(InputError, match="acc_cdrs"):
+        read_all(path, "kamailio")
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+SIP_STATUS = {486: "busy", 600: "busy", 480: "no_answer", 408: "no_answer", 603: "rejected"}
+SIP_STATUS |= {487: "cancelled", 503: "congestion"}
+DEFAULT_SIP = {"answered": 200, "busy": 486, "no_answer": 480, "rejected": 603}
+DEFAULT_SIP |= {"cancelled": 487, "failed": 500, "congestion": 503}
+ASTERISK_STATUS = {"cancelled": "no_answer", "rejected": "failed"}
+Q850_STATUS = {16: "answered", 17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+DEFAULT_Q850 = {"answered": 16, "busy": 17, "no_answer": 19, "rejected": 21}
+DEFAULT_Q850 |= {"failed": 41, "congestion": 34}
+
+
+def _second(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(microsecond=0) if value else None
+
+
+def _billed(row: dict) -> int:
+    return (((row["duration_ms"] or 0) + 500) // 1000) * 1000 if row["answer_time"] else 0
+
+
+def _blank() -> dict:
+    return {name: None for name in CANONICAL.names} | {"channel": "voice"}
+
+
+def expect_asterisk(row: dict) -> dict:
+    return _blank() | {
+        "record_id": row["record_id"],
+        "tenant": row["tenant"],
+        "source": row["source"],
+        "destination": row["destination"],
+        "start_time": _second(row["start_time"]),
+        "answer_time": _second(row["answer_time"]),
+        "end_time": _second(row["end_time"] or row["answer_time"] or row["start_time"]),
+        "duration_ms": _billed(row),
+        "status": ASTERISK_STATUS.get(row["status"], row["status"]),
+        "route": None if row["direction"] == "inbound" else row["route"],
+    }
+
+
+def expect_freeswitch(row: dict) -> dict:
+    status, q850 = row["status"], row["q850_cause"]
+    if status == "cancelled":
+        q850 = None  # ORIGINATOR_CANCEL is FreeSWITCH's own cause, not Q.850
+    elif q850 is None or not (
+        status in ("failed", "congestion") or Q850_STATUS.get(q850) == status
+    ):
+        q850 = DEFAULT_Q850[status]
+    return _blank() | {
+        "record_id": row["record_id"],
+        "tenant": row["tenant"],
+        "source": row["source"],
+        "destination": row["destination"],
+        "start_time": _second(row["start_time"]),
+        "answer_time": _second(row["answer_time"]),
+        "end_time": _second(row["end_time"] or row["answer_time"] or row["start_time"]),
+        "duration_ms": _billed(row),
+        "status": status,
+        "q850_cause": q850,
+    }
+
+
+def expect_kamailio(row: dict) -> dict:
+    sip = row["sip_code"] or DEFAULT_SIP[row["status"]]
+    answered = 200 <= sip < 300
+    begin = _second(row["answer_time"] or row["start_time"])
+    return _blank() | {
+        "record_id": row["record_id"],
+        "source": row["source"],
+        "destination": row["destination"],
+        "source_ip": row["source_ip"],
+        "route": row["route"],
+        "start_time": begin,
+        "answer_time": begin if answered else None,
+        "end_time": _second(row["end_time"]) or begin,
+        "duration_ms": row["duration_ms"] if answered else 0,
+        "sip_code": sip,
+        "status": "answered" if answered else SIP_STATUS.get(sip, "failed"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expect"),
+    [
+        ("asterisk", expect_asterisk),
+        ("freeswitch", expect_freeswitch),
+        ("kamailio", expect_kamailio),
+    ],
+)
+def test_generate_write_read_round_trip(tmp_path, fmt, expect) -> None:
+    generated = [r for b in generate(3000, seed=7, batch_rows=1000) for r in b.to_pylist()]
+    path = tmp_path / f"cdrs.{fmt}"
+    written = get_format(fmt).write(generate(3000, seed=7, batch_rows=1000), str(path))
+    voice = [r for r in generated if r["channel"] in VOICE]
+    assert written == len(voice) > 1000
+    good, rejects = read_all(path, fmt, batch_rows=700)
+    assert rejects == []
+    assert [g.pop("row") for g in good] == list(range(1, written + 1))
+    for got, row in zip(good, voice, strict=True):
+        assert got == expect(row)
+
+
+@pytest.mark.parametrize("fmt", ["asterisk", "freeswitch", "kamailio"])
+def test_auto_detects_written_files(tmp_path, fmt) -> None:
+    path = tmp_path / "export.csv"
+    get_format(fmt).write(generate(50, seed=1), str(path))
+    if fmt == "kamailio":  # a header with start_time is canonical CSV unless the name says
+        path = path.rename(tmp_path / "acc_cdrs.csv")
+    assert detect_format(path) == fmt
+
+
+def test_master_csv_name_does_not_override_freeswitch_content(tmp_path) -> None:
+    path = tmp_path / "Master.csv"
+    path.write_bytes((FIXTURES / "freeswitch_example.csv").read_bytes())
+    assert detect_format(path) == "freeswitch"
+
+
+# -- bad rows -------------------------------------------------------------------------------------
+
+AST_OK = (
+    '"acme","+15550100","+447700900123","from-internal","","PJSIP/a-1","PJSIP/carrier-a-2",'
+    '"Dial","","2026-12-01 10:00:00","{answer}","2026-12-01 10:01:00",{duration},{billsec},'
+    '"ANSWERED","DOCUMENTATION"'
+)
+
+
+def ast_line(answer="2026-12-01 10:00:05", duration="60", billsec="55") -> str:
+    return AST_OK.format(answer=answer, duration=duration, billsec=billsec)
+
+
+def test_asterisk_bad_rows_are_rejected_with_reasons(tmp_path) -> None:
+    lines = [
+        ast_line(),
+        '"acme","+15550100","+447700900123","x","y"',
+        ast_line().replace("2026-12-01 10:00:00", "2026-02-30 10:00:00"),
+        ast_line(billsec="abc"),
+        ast_line(duration="-5"),
+        ast_line(answer="2026-12-01 09:59:00"),
+        ast_line().replace("ANSWERED", "MAYBE"),
+        ast_line(),
+    ]
+    data = "\n".join(lines).encode() + b"\n"
+    data += ast_line().replace("+15550100", "+1555\xff0100").encode("latin-1") + b"\n"
+    data += b'"acme","+15550100","+4477009'  # a record still being written
+    path = tmp_path / "Master.csv"
+    path.write_bytes(data)
+    good, rejects = read_all(path, "asterisk", batch_rows=3)
+    assert [g["row"] for g in good] == [1, 8]
+    reasons = {r.row: r.reason for r in rejects}
+    assert reasons == {
+        2: "expected 16, 17, 18, 19 or 21 columns, found 5",
+        3: "start: not a valid date and time",
+        4: "billsec: not a number",
+        5: "duration: negative",
+        6: "answer_time: before start_time",
+        7: "disposition: not an Asterisk disposition",
+        9: "not valid UTF-8",
+        10: "unterminated quoted field",
+    }
+    assert all(r.file == str(path) for r in rejects)
+    third = next(r for r in rejects if r.row == 3)
+    assert third.fields["source"] == "+" + "*" * 8
+    assert third.fields["destination"] == "+" + "*" * 12
+    for r in rejects:
+        assert "555" not in r.reason and "7700" not in r.reason
+        assert "555" not in json.dumps(r.fields)
+
+
+def test_freeswitch_bad_rows(tmp_path) -> None:
+    ok = (FIXTURES / "freeswitch_example.csv").read_text(encoding="utf-8").splitlines()[0]
+    lines = [
+        ok,
+        ok.replace('"124","120"', '"124","-3"'),
+        ok.replace("NORMAL_CLEARING", "MADE_UP_CAUSE"),
+        ok.replace('"2026-12-01 09:00:04"', '"2026-13-01 09:00:04"'),
+        ok.replace('"PCMU","PCMU"', '"PCMU"'),
+    ]
+    path = tmp_path / "fs.csv"
+    path.write_text("\n".join(lines) + '\n"unterminated,', encoding="utf-8")
+    good, rejects = read_all(path, "freeswitch")
+    assert [g["row"] for g in good] == [1]
+    assert {r.row: r.reason for r in rejects} == {
+        2: "billsec: negative",
+        3: "hangup_cause: not a FreeSWITCH hangup cause",
+        4: "answer_stamp: not a valid date and time",
+        5: "expected 15 columns (the template), found 14",
+        6: "unterminated quoted field",
+    }
+
+
+def test_kamailio_bad_rows(tmp_path) -> None:
+    text = (FIXTURES / "kamailio_acc_cdrs.csv").read_text(encoding="utf-8").splitlines()
+    header, ok = text[0], text[1]
+    lines = [
+        header,
+        ok,
+        ok.replace("60.000", "sixty"),
+        ok.replace(",200,", ",999,"),
+        ok.replace("2026-12-01 09:01:05", "2026-12-01 08:00:00"),
+        ok + ",extra",
+    ]
+    path = tmp_path / "acc_cdrs.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good, rejects = read_all(path, "kamailio")
+    assert [g["row"] for g in good] == [1]
+    assert {r.row: r.reason for r in rejects} == {
+        2: "duration: not a number",
+        3: "sip_code: out of range",
+        4: "end_time: before start_time",
+        5: "expected 12 columns, found 13",
+    }
+
+
+# -- fuzz -----------------------------------------------------------------------------------------
+
+SEEDS = {
+    "asterisk": (FIXTURES / "asterisk_master.csv").read_bytes().splitlines(),
+    "freeswitch": (FIXTURES / "freeswitch_example.csv").read_bytes().splitlines(),
+    "kamailio": (FIXTURES / "kamailio_acc_cdrs.csv").read_bytes().splitlines()[1:],
+}
+HEADER = (FIXTURES / "kamailio_acc_cdrs.csv").read_bytes().splitlines()[0]
+noise = st.binary(max_size=40) | st.text(alphabet='",;\n\r -:.0123456789AZaz\xe9', max_size=60).map(
+    lambda s: s.encode("utf-8")
+)
+
+
+@st.composite
+def files(draw, fmt: str) -> bytes:
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        base = draw(st.sampled_from(SEEDS[fmt]))
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            lines.append(base)
+        elif choice == 1:  # splice noise into a real record
+            at = draw(st.integers(0, len(base)))
+            lines.append(base[:at] + draw(noise) + base[at:])
+        elif choice == 2:
+            lines.append(base[: draw(st.integers(0, len(base)))])
+        else:
+            lines.append(draw(noise))
+    body = b"\n".join(lines)
+    return HEADER + b"\n" + body if fmt == "kamailio" else body
+
+
+def check_accounted(fmt: str, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "input.csv")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        try:
+            good, rejects = read_all(path, fmt, batch_rows=3)
+        except InputError:
+            return
+    numbers = sorted([g["row"] for g in good] + [r.row for r in rejects])
+    assert numbers == list(range(1, len(numbers) + 1))  # each record exactly once
+    for r in rejects:
+        assert "\n" not in r.reason and "555" not in r.reason
+
+
+FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(files("asterisk"))
+def test_fuzz_asterisk(data: bytes) -> None:
+    check_accounted("asterisk", data)
+
+
+@FUZZ
+@given(files("freeswitch"))
+def test_fuzz_freeswitch(data: bytes) -> None:
+    check_accounted("freeswitch", data)
+
+
+@FUZZ
+@given(files("kamailio"))
+def test_fuzz_kamailio(data: bytes) -> None:
+    check_accounted("kamailio", data)
