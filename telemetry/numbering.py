@@ -97,13 +97,50 @@ def short_max(region: str | None) -> int:
     return min(SHORT_MAX, tables().min_length[region] - 1)
 
 
-def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> Normalized:
-    """Normalize identifiers; ``region`` is the default for national notation."""
+class Memo:
+    """The normalization kernel's memory of values it has parsed (input bytes →
+    result), reusable across batches normalized with one region: CDRs name the
+    same subscribers over and over, so a long run parses each one about once.
+
+    It holds clear identifiers, so it lives only as long as its owner (one run's
+    :class:`telemetry.pseudonyms.Pseudonymizer`, one per thread) and is never
+    written anywhere. Not thread-safe: one memo per thread.
+    """
+
+    def __init__(self, slots: int = 1 << 20, arena_bytes: int = 32 << 20) -> None:
+        if slots < 2 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two")
+        self.slots = np.full(slots, -1, dtype=np.int64)
+        self.meta = np.empty((slots // 2, 6), dtype=np.int32)
+        self.arena = np.empty(arena_bytes, dtype=np.uint8)
+        self.fill = np.zeros(2, dtype=np.int64)  # entries, arena bytes used
+
+    @classmethod
+    def for_batch(cls, n: int) -> "Memo":
+        """A one-off memo sized for ``n`` rows (repeats within one call only)."""
+        slots = 1024
+        while slots < 2 * n and slots < 1 << 17:
+            slots *= 2
+        return cls(slots, min(8 << 20, 24 * slots))
+
+    def make_room(self) -> None:
+        """Forget everything once three quarters full, so new values are remembered again."""
+        if 4 * self.fill[0] >= 3 * len(self.meta) or 4 * self.fill[1] >= 3 * len(self.arena):
+            self.slots.fill(-1)
+            self.fill[:] = 0
+
+
+def normalize(
+    values: pa.Array | pa.ChunkedArray, region: str | None = None, *, memo: Memo | None = None
+) -> Normalized:
+    """Normalize identifiers; ``region`` is the default for national notation.
+    ``memo`` (optional) carries parsed values over from earlier calls with the
+    same region (see :class:`Memo`)."""
     region = check_region(region)
     if isinstance(values, pa.ChunkedArray):
-        chunks = [_normalize_chunk(c, region) for c in values.chunks]
+        chunks = [_normalize_chunk(c, region, memo) for c in values.chunks]
         if not chunks:
-            chunks = [_normalize_chunk(pa.array([], type=pa.string()), region)]
+            chunks = [_normalize_chunk(pa.array([], type=pa.string()), region, memo)]
         if len(chunks) == 1:
             return chunks[0]
         return Normalized(
@@ -115,10 +152,10 @@ def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> 
         )
     if not isinstance(values, pa.Array):
         raise TypeError(f"values must be a pyarrow string array, got {type(values).__name__}")
-    return _normalize_chunk(values, region)
+    return _normalize_chunk(values, region, memo)
 
 
-def _normalize_chunk(array: pa.Array, region: str | None) -> Normalized:
+def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> Normalized:
     from kernels.e164 import normalize_strings
     from telemetry.arrowstr import string_views
     from telemetry.phonemeta import tables
@@ -138,6 +175,10 @@ def _normalize_chunk(array: pa.Array, region: str | None) -> Normalized:
     cc = np.empty(n, dtype=np.int16)
     region_idx = np.empty(n, dtype=np.int16)
     dm = t.region_meta[region] if region is not None else -1
+    if memo is None:
+        memo = Memo.for_batch(n)
+    else:
+        memo.make_room()
     normalize_strings(
         views.offsets,
         views.data,
@@ -151,6 +192,10 @@ def _normalize_chunk(array: pa.Array, region: str | None) -> Normalized:
         reason,
         cc,
         region_idx,
+        memo.slots,
+        memo.meta,
+        memo.arena,
+        memo.fill,
     )
     fallback = np.flatnonzero(kind == _FALLBACK)
     texts: list[str | None] = []

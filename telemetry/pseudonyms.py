@@ -7,6 +7,7 @@ is the notebook-facing function of SPEC section 7.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -39,6 +40,13 @@ class Pseudonymizer:
         self.keyring = keyring
         self.region = check_region(region)
         self._states = {d: midstates(keyring.subkeys(d)) for d in DOMAINS}
+        self._local = threading.local()  # one normalization memo per thread
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _local=threading.local())
 
     def epoch_index(self, start_time: pa.Array) -> np.ndarray:
         """Index of the key epoch covering each record's start time (-1: none)."""
@@ -46,13 +54,61 @@ class Pseudonymizer:
         return self.keyring.epoch_index(micros)
 
     def identifiers(self, values: pa.Array, key_index: np.ndarray | None = None) -> Identifiers:
-        """Normalize subscriber identifiers and pseudonymize them."""
-        from telemetry.hashing import hmac16
-        from telemetry.numbering import normalize
+        """Normalize subscriber identifiers and pseudonymize them.
 
-        norm = normalize(values, self.region)
-        pseudo = hmac16(norm.ids, self._states["subscriber"], key_index)
-        return Identifiers(pseudo, norm.kind, norm.reason, norm.cc, norm.region, norm.ids)
+        The work is done once per distinct value of the batch (CDRs name the same
+        subscribers over and over) and per key epoch present, then gathered per row.
+        """
+        import pyarrow.compute as pc
+
+        from telemetry.hashing import hmac16
+        from telemetry.numbering import Kind, Memo, normalize
+
+        if isinstance(values, pa.ChunkedArray):
+            values = pa.concat_arrays(
+                [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in values.chunks]
+            ) if values.num_chunks else pa.array([], pa.string())
+        encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+        n, distinct = len(encoded), len(encoded.dictionary)
+        # row → entry of the distinct values; null rows → an extra entry that stays null
+        row = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+        memo = getattr(self._local, "memo", None)
+        if memo is None:
+            memo = self._local.memo = Memo()
+        norm = normalize(encoded.dictionary, self.region, memo=memo)
+
+        keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
+        if n and keys.min() == keys.max():  # one epoch: the common case, no sort
+            epochs, slot = keys[:1], np.zeros(n, np.int64)
+        else:
+            epochs, slot = np.unique(keys, return_inverse=True)
+        digests = np.zeros((len(epochs), distinct + 1, 16), np.uint8)
+        ok = np.zeros((len(epochs), distinct + 1), np.bool_)
+        for e, epoch in enumerate(epochs.tolist()):
+            if epoch < 0:
+                continue  # no key covers these rows: null
+            hashed = hmac16(norm.ids, self._states["subscriber"], np.full(distinct, epoch, np.int32))
+            if distinct:
+                digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], np.uint8).reshape(distinct, 16)
+                ok[e, :distinct] = np.asarray(hashed.is_valid(), np.bool_)
+        flat = slot.reshape(n) * (distinct + 1) + row
+        valid = ok.reshape(-1)[flat]
+        nulls = n - int(np.count_nonzero(valid))
+        pseudo = pa.Array.from_buffers(
+            pa.binary(16),
+            n,
+            [
+                None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little")),
+                pa.py_buffer(digests.reshape(-1, 16)[flat]),
+            ],
+            null_count=nulls,
+        )
+        kind = np.append(norm.kind, np.int8(Kind.NULL))[row]
+        reason = np.append(norm.reason, np.int8(0))[row]
+        cc = np.append(norm.cc, np.int16(0))[row]
+        region = pa.concat_arrays([norm.region, pa.nulls(1, pa.string())]).take(row)
+        normalized = pa.DictionaryArray.from_arrays(encoded.indices, norm.ids)
+        return Identifiers(pseudo, kind, reason, cc, region, normalized)
 
     def ips(self, values: pa.Array, key_index: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
         """Pseudonyms of the truncated networks of IP addresses, and the invalid mask."""

@@ -100,6 +100,9 @@ class RateDeck:
         from kernels.trie import longest_prefix
         from telemetry.arrowstr import string_views
 
+        if isinstance(e164, pa.DictionaryArray):  # look each distinct value up once
+            prefix, name = self.lookup(e164.dictionary)
+            return prefix.take(e164.indices), name.take(e164.indices)
         chunks = e164.chunks if isinstance(e164, pa.ChunkedArray) else [e164]
         parts = []
         for chunk in chunks:

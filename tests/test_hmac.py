@@ -11,6 +11,7 @@ import os
 import random
 
 import numpy as np
+import phonenumbers
 import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -308,3 +309,29 @@ def test_errors_do_not_echo_values() -> None:
     with pytest.raises(TypeError) as info2:
         hashing.midstates([KEYS[0], 12345])
     assert KEYS[0].hex() not in str(info2.value)
+
+
+def test_pseudonymizer_hashes_distinct_values_once_with_each_rows_epoch() -> None:
+    # identifiers() works per distinct value and epoch, then gathers: it must equal
+    # one HMAC per row under that row's epoch subkey, nulls and missing keys included.
+    from datetime import datetime, timezone
+
+    from telemetry.keys import Keyring
+    from telemetry.pseudonyms import Pseudonymizer
+
+    keyring = Keyring.from_key(KEYS[0]).rotate(datetime(2026, 1, 1, tzinfo=timezone.utc), key=KEYS[1])
+    keyring = keyring.rotate(datetime(2026, 6, 1, tzinfo=timezone.utc), key=KEYS[2])
+    keyring = keyring.shred(keyring.key_ids()[1])
+    subkeys = [keyring.subkeys("subscriber")[i] for i in range(3)]
+    rng = np.random.default_rng(5)
+    pool = [f"+44 7700 900{i:03d}" for i in range(25)] + [f"+1 201 555 01{i:02d}" for i in range(25)]
+    values = [pool[int(i)] if i >= 0 else None for i in rng.integers(-1, 50, size=2000)]
+    engine = Pseudonymizer(keyring, region="GB")
+    for key_index in (rng.integers(-1, 3, size=2000), np.full(2000, 2), np.full(2000, -1)):
+        result = engine.identifiers(pa.array(values), key_index.astype(np.int16))
+        normalized = [None if v is None else v.replace(" ", "") for v in values]  # E.164 less spaces
+        assert result.pseudonyms.to_pylist() == ref_rows(normalized, subkeys, key_index)
+        plain = engine.identifiers(pa.array(values).dictionary_encode(), key_index.astype(np.int16))
+        assert plain.pseudonyms.equals(result.pseudonyms)
+        regions = {v: phonenumbers.region_code_for_number(phonenumbers.parse(v)) for v in pool}
+        assert result.region.to_pylist() == [None if v is None else regions[v] for v in values]

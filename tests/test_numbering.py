@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kernels import e164
 from telemetry import regexdfa
 from telemetry.errors import ConfigError
-from telemetry.numbering import REASONS, Kind, check_region, normalize
+from telemetry.numbering import REASONS, Kind, Memo, check_region, normalize
 
 
 def one(text: str | None, region: str | None = "GB"):
@@ -165,6 +165,26 @@ def test_sliced_chunked_large_and_dictionary_inputs_agree():
     assert _ids(chunked) == expected
     assert _ids(pa.chunked_array([], type=pa.string())) == ([], [], [], [])
     assert _ids(pa.array([], type=pa.string())) == ([], [], [], [])
+
+
+def test_a_memo_kept_across_calls_changes_nothing_even_when_it_fills_up():
+    rng = random.Random(7)
+    pool = [f"+44 7700 900{i:03d}" for i in range(400)] + [f"0121 496 0{i:03d}" for i in range(300)]
+    pool += ["anonymous", "sip:Alice@Example.COM", "112", "AcmeBank", "+999 1234", "\uff0b44 20 7946 0125", "0"]
+    memo = Memo(slots=256, arena_bytes=4096)  # fills within a few calls: exercises forgetting
+    seen_full = False
+    for _ in range(12):
+        values = pa.array([rng.choice(pool) if rng.random() > 0.05 else None for _ in range(300)])
+        with_memo = normalize(values, "GB", memo=memo)
+        without = normalize(values, "GB")
+        seen_full |= 4 * int(memo.fill[0]) >= 3 * len(memo.meta) or 4 * int(memo.fill[1]) >= 3 * len(memo.arena)
+        assert with_memo.ids.equals(without.ids)
+        assert with_memo.region.equals(without.region)
+        for name in ("kind", "reason", "cc"):
+            assert np.array_equal(getattr(with_memo, name), getattr(without, name))
+    assert seen_full
+    with pytest.raises(ValueError):
+        Memo(slots=1000)
 
 
 def test_fallback_rows_mix_with_kernel_rows():

@@ -95,6 +95,8 @@ class Verdict:
         self.reasons = np.empty(n, dtype=object)
 
     def flag(self, mask: Any, reason: str) -> None:
+        if isinstance(mask, (pa.Array, pa.ChunkedArray)) and not pc.any(mask).as_py():
+            return  # the common case, decided without materializing the mask
         mask = _np_bool(mask)
         new = mask & ~self.bad
         if new.any():
@@ -196,9 +198,8 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             verdict.flag(raw.is_valid(), f"{name}: wrong type")
             return pa.nulls(len(raw), pa.string())
-    empty = pc.fill_null(pc.equal(raw, ""), False)
-    if pc.any(empty).as_py():
-        raw = pc.if_else(empty, pa.scalar(None, pa.string()), raw)
+    if pc.any(pc.equal(raw, "")).as_py():
+        raw = pc.if_else(pc.fill_null(pc.equal(raw, ""), False), pa.scalar(None, pa.string()), raw)
     return raw
 
 
@@ -255,6 +256,10 @@ def _time(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
 def _int(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     target, low, high = INTS[name]
     if pa.types.is_integer(raw.type):
+        bounds = pc.min_max(raw)
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if lo is None or (lo >= low and (high is None or hi <= high)):
+            return pc.cast(raw, target)  # typed input within range: nothing to check per row
         values, failed = _cast(raw, pa.int64())
         verdict.flag(failed, f"{name}: out of range")
     elif pa.types.is_floating(raw.type):
@@ -282,6 +287,12 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     low, high = FLOATS[name]
     if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
         values = pc.cast(raw, pa.float64())
+        bounds = pc.min_max(values)
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if lo is None or (
+            pc.all(pc.is_finite(values)).as_py() and lo >= low and (high is None or hi <= high)
+        ):
+            return pc.cast(raw, pa.float32())  # typed input within range: nothing to check per row
     else:
         text = _trimmed(raw, name, verdict)
         ok = pc.fill_null(pc.match_substring_regex(text, _FLOAT), True)
