@@ -232,7 +232,14 @@ def distinct_build(gid, vals, n_groups):
     for g in range(n_groups):
         a = sizes[g]
         b = sizes[g + 1]
-        if b - a <= SMALL:
+        in_order = True  # a group from one part of a merge arrives sorted already
+        for t in range(a + 1, b):
+            if buf[t] < buf[t - 1]:
+                in_order = False
+                break
+        if in_order:
+            pass
+        elif b - a <= SMALL:
             for i in range(a + 1, b):  # insertion sort: no allocation for small groups
                 v = buf[i]
                 j = i - 1
@@ -262,6 +269,16 @@ def csr_take(off, vals, groups):
         g = groups[t]
         out[new_off[t] : new_off[t + 1]] = vals[off[g] : off[g + 1]]
     return new_off, out
+
+
+@njit
+def hll_max_rows(out, rows, regs):
+    """out[rows[i]] = max(out[rows[i]], regs[i]) register by register."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(regs.shape[1]):
+            if regs[i, j] > out[r, j]:
+                out[r, j] = regs[i, j]
 
 
 @njit

@@ -62,14 +62,17 @@ def prepare(
             dst.pseudonyms, key_index, key_ids
         )
         opted &= ~rejected
-    keep = pa.array(~(rejected | opted))
+    dropped = rejected | opted
+    keep = pa.array(~dropped) if dropped.any() else None  # None: every row stays, nothing to copy
 
     derived = _derived(dst, rate_deck)
     columns = {name: batch.column(name) for name in batch.schema.names if name not in _CLEAR}
     columns["source"] = src.pseudonyms
     columns["destination"] = dst.pseudonyms
     columns.update(derived)
-    prepared = pa.RecordBatch.from_pydict(columns).filter(keep)
+    prepared = pa.RecordBatch.from_pydict(columns)
+    if keep is not None:
+        prepared = prepared.filter(keep)
 
     records = None
     if emit_records:
@@ -81,7 +84,9 @@ def prepare(
         rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)
         ids = np.asarray(pseudonymizer.keyring.key_ids() + [None], dtype=object)
         rec["key_id"] = pa.array(ids[key_index], type=pa.string()).dictionary_encode()
-        records = pa.RecordBatch.from_pydict(rec).filter(keep)
+        records = pa.RecordBatch.from_pydict(rec)
+        if keep is not None:
+            records = records.filter(keep)
     return Prepared(prepared, records, rejects, int(opted.sum()))
 
 

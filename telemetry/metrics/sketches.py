@@ -157,5 +157,5 @@ def _combine_hll(groups: np.ndarray, regs: np.ndarray) -> tuple[np.ndarray, np.n
     if len(uniq) == len(groups):
         return uniq.astype(np.int64), regs[np.argsort(groups, kind="stable")]
     out = _regs(len(uniq))
-    np.maximum.at(out, inverse, regs)
+    k.hll_max_rows(out, inverse.astype(np.int64), regs)
     return uniq.astype(np.int64), out
