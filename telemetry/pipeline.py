@@ -97,7 +97,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     state = None
     reads = open_inputs(
-        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra)
+        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
     )
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)

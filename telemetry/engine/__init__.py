@@ -59,6 +59,11 @@ class Job:
     def spec(self):
         return self._parts()["spec"]
 
+    @property
+    def columns(self) -> frozenset[str] | None:
+        """Canonical columns this job reads (None: all, for ``emit_records``)."""
+        return None if self.options.emit_records else self.spec.input_columns()
+
     def prepare_only(self) -> None:
         self._parts()
 

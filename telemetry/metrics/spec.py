@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 #: Grouping dimensions a user may choose (SPEC section 4), in no particular order.
 DIMENSIONS = ("route", "tenant", "direction", "dst_cc", "dst_region", "dst_prefix", "mno", "roaming", "device_type")
 DEFAULT_BY = ("route", "dst_region")
+#: Canonical input columns every aggregation reads (status derivation included);
+#: ``dst_*`` dimensions come from ``destination``, the others are read as they are.
+MEASURED = (
+    "start_time", "answer_time", "end_time", "channel", "status", "sip_code", "q850_cause",
+    "duration_ms", "pdd_ms", "mos", "jitter_ms", "packet_loss_pct", "source", "destination",
+)  # fmt: skip
 
 MIN_WINDOW = dt.timedelta(minutes=1)
 MAX_WINDOW = dt.timedelta(days=1)
@@ -63,6 +69,10 @@ class AggSpec:
     @property
     def short_call_ms(self) -> float:
         return self.short_call_s * 1000.0
+
+    def input_columns(self) -> frozenset[str]:
+        """The canonical columns aggregation with this spec reads: a reader may skip the rest."""
+        return frozenset(MEASURED) | {name for name in self.by if not name.startswith("dst_")}
 
     def key(self) -> tuple:
         """What two states must share to be merged."""

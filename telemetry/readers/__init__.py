@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from telemetry.errors import InputError
+from telemetry.errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,16 @@ class ReaderOptions:
     tab or ``|``). ``block_bytes``: CSV parse block (default 2 MiB);
     a row must fit in one block.
     ``extra``: format-specific settings for vendor readers (by format name).
+    ``columns``: the canonical columns the caller will use (None: all). A reader
+    that can skip columns (Parquet, canonical CSV) leaves the others unread and
+    null: data a job does not need is never decoded nor checked (data
+    minimization, and the speed that comes with it).
     """
 
     delimiter: str | None = None
     block_bytes: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    columns: frozenset[str] | None = None
 
 
 Reader = Callable[[str, int, ReaderOptions], Iterator[ReadBatch]]
@@ -76,6 +81,9 @@ class ReaderFormat:
     ``sniff(head)``: True when the first bytes of a file look like this format.
     ``write(batches, path) -> int``: writes canonical batches as a file of this
     format (used by ``telemetry generate --format``); returns the records written.
+    ``settings``: the names the reader looks up with ``_convert.setting`` (in
+    :attr:`ReaderOptions.extra`), each with a check raising :class:`ConfigError`
+    for a bad value, so a run fails on a typo before it reads anything.
     """
 
     name: str
@@ -84,6 +92,7 @@ class ReaderFormat:
     sniff: Callable[[bytes], bool] | None = None
     description: str = ""
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
+    settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
@@ -107,13 +116,56 @@ def get_format(name: str) -> ReaderFormat:
         ) from None
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    """The format of ``path`` from its extension, checked against its first bytes.
+def writable_formats() -> tuple[str, ...]:
+    """Registered formats that can also be written (``telemetry generate --format``)."""
+    return tuple(name for name, fmt in _REGISTRY.items() if fmt.write is not None)
 
-    The extension decides when its format's sniffer agrees (or it has none); when
-    it disagrees, or the extension is unknown, the content decides if exactly one
-    format recognizes it. Otherwise :class:`InputError`. A vendor format that alone
-    recognizes the content wins over a canonical extension (``.csv``, ``.jsonl``).
+
+def is_setting(name: str) -> bool:
+    """Whether ``name`` is a reader setting (``timezone``…) or a format's own section."""
+    return name in _REGISTRY or any(name in fmt.settings for fmt in _REGISTRY.values())
+
+
+def check_settings(extra: Mapping[str, Any]) -> None:
+    """:class:`ConfigError` unless every reader setting in ``extra`` is valid: a name at
+    the top level for every format that takes it, a ``[format]`` section's names for
+    that format. Keys that are neither (other stages' sections) are left alone."""
+    for key, value in extra.items():
+        fmt = _REGISTRY.get(key)
+        if fmt is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"[{key}] must be a table of reader settings")
+            unknown = sorted(str(name) for name in value if name not in fmt.settings)
+            if unknown:
+                known = ", ".join(fmt.settings) or "none"
+                raise ConfigError(
+                    f"unknown setting(s) {', '.join(unknown)} in [{key}]; known: {known}"
+                )
+            for name, setting in value.items():
+                _check(fmt.settings[name], setting, f"[{key}] {name}")
+        else:
+            takers = [f.settings[key] for f in _REGISTRY.values() if key in f.settings]
+            for check in dict.fromkeys(takers):  # one check per distinct rule
+                _check(check, value, key)
+
+
+def _check(check: Callable[[Any], Any], value: Any, where: str) -> None:
+    try:
+        check(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} has the wrong type; see docs/formats.md") from None
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of ``path`` from its content, with its name as the tie-breaker.
+
+    A vendor format (anything but Parquet, CSV and JSON lines) whose sniffer alone
+    recognizes the first bytes wins, whatever the extension: the canonical sniffers
+    accept any header with ``start_time`` or any JSON object, so they decide only
+    when no vendor does. A name that points at a vendor format (``Master.csv``)
+    decides when its sniffer agrees, or when nothing else recognizes the content
+    (its reader then says precisely what is wrong); so do ``.parquet`` and an empty
+    file's extension. Otherwise :class:`InputError` asking for ``--format``.
     """
     path = os.fspath(path)
     try:
@@ -121,28 +173,47 @@ def detect_format(path: str | os.PathLike) -> str:
             head = handle.read(_SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
-    by_ext = _by_extension(path)
-    # a vendor sniffer checks vendor fields; the canonical ones accept any header with
-    # start_time or any JSON object, so a vendor match beats a generic extension
-    vendor = [
-        f.name
-        for f in _REGISTRY.values()
-        if f.name not in _GENERIC and f.sniff is not None and head and f.sniff(head)
-    ]
-    if len(vendor) == 1 and (by_ext is None or by_ext.name in _GENERIC):
-        return vendor[0]
-    if by_ext is not None and (by_ext.sniff is None or not head or by_ext.sniff(head)):
+    by_ext = format_by_name(path)
+    if not head:
+        if by_ext is not None:
+            return by_ext.name
+        raise _undetected(path, "it is empty")
+    if by_ext is not None and by_ext.name not in _GENERIC and _recognizes(by_ext, head):
         return by_ext.name
-    matches = [f.name for f in _REGISTRY.values() if f.sniff is not None and f.sniff(head)]
-    if len(matches) == 1:
-        return matches[0]
-    if by_ext is not None and not matches:
-        return by_ext.name  # let its reader say precisely what is wrong
-    raise InputError(f"cannot tell the format of {path}; pass --format ({', '.join(_REGISTRY)})")
+    vendors = [f.name for f in _REGISTRY.values() if f.name not in _GENERIC and _recognizes(f, head)]
+    if len(vendors) > 1:
+        raise _undetected(path, f"it could be {' or '.join(vendors)}")
+    if vendors:
+        return vendors[0]
+    generic = [name for name in _GENERIC if _recognizes(_REGISTRY[name], head)]
+    if by_ext is not None and by_ext.name in generic:
+        return by_ext.name
+    if len(generic) == 1:
+        return generic[0]
+    if by_ext is None:
+        raise _undetected(path, "no format recognizes its first bytes")
+    if by_ext.name in _TEXT_CONTAINERS:
+        why = f"its content fits neither its extension ({by_ext.description}) nor another format"
+        raise _undetected(path, why)
+    return by_ext.name
 
 
-def _by_extension(path: str) -> ReaderFormat | None:
-    name = os.path.basename(path).lower()
+_TEXT_CONTAINERS = ("csv", "jsonl")  # .csv or .json says how a file is written, not what it is
+
+
+def _recognizes(fmt: ReaderFormat, head: bytes) -> bool:
+    return fmt.sniff is not None and fmt.sniff(head)
+
+
+def _undetected(path: str, why: str) -> InputError:
+    return InputError(
+        f"cannot tell the format of {path}: {why}; pass --format, one of {', '.join(_REGISTRY)}"
+    )
+
+
+def format_by_name(path: str | os.PathLike) -> ReaderFormat | None:
+    """The format a file name points at (the longest matching registered suffix), or None."""
+    name = os.path.basename(os.fspath(path)).lower()
     best: tuple[int, ReaderFormat] | None = None
     for fmt in _REGISTRY.values():
         for ext in fmt.extensions:

@@ -36,6 +36,10 @@ _REPLACEMENT = "\ufffd"  # a JSON line longer than this is rejected, not held in
 # -- Parquet -------------------------------------------------------------------------------------
 
 
+def _wanted(name: str, options: ReaderOptions) -> bool:
+    return options.columns is None or name in options.columns or name == "start_time"
+
+
 def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     import pyarrow.parquet as pq
 
@@ -46,8 +50,8 @@ def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator
         raise InputError(
             f"{path} is not a readable Parquet file; pass --format if it is another format"
         ) from None
-    present = [name for name in CANONICAL.names if name in names]
-    if "start_time" not in present:
+    present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
+    if "start_time" not in names:
         raise InputError(
             f"{path} has no start_time column; see the canonical schema (SPEC section 2)"
         )
@@ -78,7 +82,7 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
     if header is None:
         return  # an empty file holds no records
     names, delimiter = header
-    positions = {name: i for i, name in enumerate(names) if name in _NAMES}
+    positions = {name: i for i, name in enumerate(names) if name in _NAMES and _wanted(name, options)}
     wanted = [f"c{i}" for i in positions.values()]
     rejects: list[Reject] = []
     numbers = _RowNumbers()
@@ -446,6 +450,62 @@ def _sniff_jsonl(head: bytes) -> bool:
         return False
 
 
+# -- writing (telemetry generate) ----------------------------------------------------------------
+
+
+def write_parquet(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    import pyarrow.parquet as pq
+
+    written = 0
+    with pq.ParquetWriter(path, CANONICAL, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            written += batch.num_rows
+    return written
+
+
+def write_csv(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    import pyarrow.csv as pcsv
+
+    written = 0
+    with pcsv.CSVWriter(path, _TEXT_SCHEMA) as writer:
+        for batch in batches:
+            writer.write_batch(_as_text(batch))
+            written += batch.num_rows
+    return written
+
+
+def write_jsonl(batches: Iterator[pa.RecordBatch], path: str) -> int:
+    import polars as pl
+
+    written = 0
+    with open(path, "wb") as handle:
+        for batch in batches:
+            pl.from_arrow(_as_text(batch)).write_ndjson(handle)
+            written += batch.num_rows
+    return written
+
+
+_TEXT_SCHEMA = pa.schema(
+    pa.field(f.name, pa.string())
+    if pa.types.is_dictionary(f.type) or pa.types.is_timestamp(f.type)
+    else f
+    for f in CANONICAL
+)
+
+
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Dictionaries decoded and times as ISO 8601 with ``Z``, for the text formats."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_dictionary(field.type):
+            column = column.dictionary_decode()
+        elif pa.types.is_timestamp(field.type):
+            column = pc.strftime(column, "%Y-%m-%dT%H:%M:%SZ")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=_TEXT_SCHEMA)
+
+
 register(
     ReaderFormat(
         "parquet",
@@ -453,11 +513,17 @@ register(
         (".parquet", ".pq"),
         lambda head: head.startswith(b"PAR1"),
         "Apache Parquet in the canonical schema",
+        write_parquet,
     )
 )
 register(
     ReaderFormat(
-        "csv", read_csv, (".csv",), _sniff_csv, "CSV with a header row of canonical column names"
+        "csv",
+        read_csv,
+        (".csv",),
+        _sniff_csv,
+        "CSV with a header row of canonical column names, start_time among them",
+        write_csv,
     )
 )
 register(
@@ -467,5 +533,6 @@ register(
         (".jsonl", ".ndjson", ".json"),
         _sniff_jsonl,
         "JSON lines: one object per line with canonical keys",
+        write_jsonl,
     )
 )
