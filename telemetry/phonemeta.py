@@ -58,13 +58,69 @@ _tables: Tables | None = None
 
 
 def tables() -> Tables:
-    """The tables, built on first use (about a second) and shared afterwards."""
+    """The tables, built on first use and shared afterwards. Building takes a few
+    hundred milliseconds, so the result is kept beside the compiled kernels (see
+    kernels/_jit.py), keyed on the phonenumbers version and on the code that builds
+    and reads it: a stale copy can never be loaded."""
     global _tables
     if _tables is None:
         with _lock:
             if _tables is None:
-                _tables = _build()
+                path = _cache_path()
+                _tables = _load(path) if path else None
+                if _tables is None:
+                    _tables = _build()
+                    if path:
+                        _save(_tables, path)
     return _tables
+
+
+def _cache_path() -> str:
+    import hashlib
+    import os
+
+    import phonenumbers
+
+    from kernels import e164
+    from kernels._jit import CACHE_DIR
+
+    if not CACHE_DIR:
+        return ""
+    digest = hashlib.sha256(phonenumbers.__version__.encode())
+    for module in (__file__, regexdfa.__file__, e164.__file__):
+        with open(module, "rb") as handle:
+            digest.update(handle.read())
+    return os.path.join(CACHE_DIR, f"phonemeta-{digest.hexdigest()[:24]}.npz")
+
+
+_KERNEL_NAMES = ("meta", "ccinfo", "gtrans", "rtrans", "prog")
+
+
+def _load(path: str) -> Tables | None:
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            kernel = tuple(np.ascontiguousarray(data[name]) for name in _KERNEL_NAMES)
+            rest = json.loads(bytes(data["rest"]).decode())
+    except Exception:  # noqa: BLE001 — absent, partial or damaged (zip, header, JSON): build instead
+        return None
+    return Tables(kernel, rest["region_names"], rest["region_meta"], rest["min_length"])
+
+
+def _save(t: Tables, path: str) -> None:
+    import json
+    import os
+
+    rest = json.dumps({"region_names": t.region_names, "region_meta": t.region_meta, "min_length": t.min_length})
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **dict(zip(_KERNEL_NAMES, t.kernel)), rest=np.frombuffer(rest.encode(), np.uint8))
+        os.replace(tmp, path)
+    except OSError:  # an unwritable cache only costs the build next time
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _pattern(desc) -> str | None:

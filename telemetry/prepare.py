@@ -48,12 +48,12 @@ def prepare(
     if emit_records and ip_column.null_count < n:
         ip_pseudo, ip_invalid = pseudonymizer.ips(ip_column, key_index)
 
-    reasons = _reasons(key_index, src.reason, dst.reason, ip_invalid)
-    rejected = np.array([r is not None for r in reasons], dtype=np.bool_)
+    rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
     rejects = [
-        Reject(file=read.file, row=int(read.rows[i]), reason=reasons[i], fields=mask_fields(batch, i))
-        for i in np.flatnonzero(rejected)
-    ]
+        Reject(file=read.file, row=int(read.rows[i]), reason=_reason(i, key_index, src.reason, dst.reason),
+               fields=mask_fields(batch, i))
+        for i in np.flatnonzero(rejected).tolist()
+    ]  # fmt: skip
 
     opted = np.zeros(n, dtype=np.bool_)
     if opt_out is not None:
@@ -90,21 +90,17 @@ def prepare(
     return Prepared(prepared, records, rejects, int(opted.sum()))
 
 
-def _reasons(key_index, src_reason, dst_reason, ip_invalid) -> list[str | None]:
+def _reason(i: int, key_index, src_reason, dst_reason) -> str:
+    """Why rejected row ``i`` could not be pseudonymized (the first problem found)."""
     from telemetry.numbering import REASONS
 
-    out: list[str | None] = [None] * len(key_index)
-    problems = (key_index < 0) | (src_reason != 0) | (dst_reason != 0) | ip_invalid
-    for i in np.flatnonzero(problems):
-        if key_index[i] < 0:
-            out[i] = "no key epoch covers start_time (before the first epoch, or its key was shredded)"
-        elif src_reason[i]:
-            out[i] = f"source: {REASONS[int(src_reason[i])]}"
-        elif dst_reason[i]:
-            out[i] = f"destination: {REASONS[int(dst_reason[i])]}"
-        else:
-            out[i] = "source_ip: not an IPv4 or IPv6 address"
-    return out
+    if key_index[i] < 0:
+        return "no key epoch covers start_time (before the first epoch, or its key was shredded)"
+    if src_reason[i]:
+        return f"source: {REASONS[int(src_reason[i])]}"
+    if dst_reason[i]:
+        return f"destination: {REASONS[int(dst_reason[i])]}"
+    return "source_ip: not an IPv4 or IPv6 address"
 
 
 def _derived(dst, rate_deck) -> dict[str, pa.Array]:

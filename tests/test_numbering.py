@@ -349,3 +349,20 @@ def test_unsupported_syntax_fails_loudly():
     for bad in ["a", "\\w", "[^1]", "1*", "1+"]:
         with pytest.raises(ValueError):
             regexdfa.compile_program(bad)
+
+
+def test_numbering_tables_cached_on_disk_load_exactly_and_a_damaged_copy_is_ignored(tmp_path):
+    from telemetry import phonemeta
+
+    built = phonemeta._build()
+    path = str(tmp_path / "phonemeta.npz")
+    phonemeta._save(built, path)
+    loaded = phonemeta._load(path)
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(built.kernel, loaded.kernel))
+    assert (loaded.region_names, loaded.region_meta, loaded.min_length) == (
+        built.region_names, built.region_meta, built.min_length)  # fmt: skip
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\0" * 64)
+    assert phonemeta._load(path) is None
+    assert phonemeta._load(str(tmp_path / "absent.npz")) is None
