@@ -3,6 +3,11 @@
 Precedence, lowest first: built-in defaults, the configuration file, keyword
 arguments or command-line flags. Unknown keys in the file are an error (a typo
 must not silently fall back to a default).
+
+Reader settings (docs/formats.md) go to :attr:`Options.extra` with the other
+stages' sections: a name at the top level (``timezone``, ``template``) serves every
+format that takes it, a ``[format]`` section (``[asterisk]``, ``[kamailio]``…) one
+format. An explicit ``timezone=`` / ``--timezone`` overrides both kinds from the file.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from telemetry.errors import ConfigError
@@ -36,7 +42,8 @@ class Options:
     engine: str = "local"
     threads: int = 0  # 0: one per core
     batch_rows: int = 131072
-    extra: Mapping[str, Any] = field(default_factory=dict)  # sections other stages read (e.g. [alerts])
+    # sections other stages read ([alerts], [mapping]…) and reader settings (timezone, [asterisk]…)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Options)} - {"extra"}
@@ -56,11 +63,14 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
         raise ConfigError(f"configuration file {os.fspath(path)} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - _FIELDS - set(_SECTIONS) - {"format"})
+    unknown = sorted(
+        k for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"} if not _readers().is_setting(k)
+    )
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in {os.fspath(path)}; "
-            f"known: {', '.join(sorted(_FIELDS | set(_SECTIONS)))}"
+            f"unknown key(s) {', '.join(unknown)} in {os.fspath(path)}; known: "
+            f"{', '.join(sorted(_FIELDS | set(_SECTIONS)))}, reader settings and "
+            "[format] sections (docs/formats.md)"
         )
     if "format" in data:
         data["fmt"] = data.pop("format")
@@ -71,14 +81,28 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
     """Options from a loaded configuration and explicit (non-None) overrides."""
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    for source in (config or {}, {k: v for k, v in overrides.items() if v is not None}):
+    readers: dict[str, Any] = {}
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    for source in (config or {}, explicit):
         for name, value in source.items():
             if name in _SECTIONS:
                 extra[name] = value
             elif name in _FIELDS:
                 values[name] = value
+            elif _readers().is_setting(name):
+                readers[name] = dict(value) if isinstance(value, Mapping) else value
             else:
                 raise TypeError(f"unknown option {name!r}")
+    # an explicit setting (--timezone) also wins over the same name in a file's [format]
+    if readers:
+        formats = _readers().FORMATS
+        file_sections = [v for k, v in readers.items() if k in formats and k not in explicit]
+        for name in explicit.keys() & readers.keys():
+            for section in file_sections:
+                if isinstance(section, dict):
+                    section.pop(name, None)
+        _readers().check_settings(readers)
+        extra.update(readers)
     if "by" in values:
         values["by"] = _parse_by(values["by"])
     opts = Options(**values, extra=extra)
@@ -89,6 +113,13 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
     if opts.threads < 0 or opts.batch_rows < 1:
         raise ConfigError("threads must be >= 0 and batch_rows >= 1")
     return opts
+
+
+def _readers() -> ModuleType:
+    """The reader registry, imported only when a reader setting is met."""
+    import telemetry.readers
+
+    return telemetry.readers
 
 
 def _parse_by(by: str | Sequence[str]) -> tuple[str, ...]:

@@ -32,7 +32,6 @@ from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, STATUSES
 
 HOME_REGION = "GB"
 DEFAULT_START = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
-FORMATS = ("parquet", "csv", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -460,81 +459,30 @@ def write(
     hours: float = 24,
     batch_rows: int = 262144,
 ) -> int:
-    """Write ``records`` generated records to ``path`` as ``fmt`` (``parquet``, ``csv``,
-    ``jsonl``, or any registered reader format with a writer; None: from the
+    """Write ``records`` generated records to ``path`` as ``fmt`` (any registered reader
+    format with a writer — :func:`telemetry.readers.writable_formats`; None: from the
     extension). Returns the number of records written."""
+    from telemetry.readers import get_format, writable_formats
+
     path = os.fspath(path)
     fmt = fmt or format_for(path)
+    if fmt not in writable_formats():
+        raise ValueError(
+            f"write: no writer for format {fmt!r}; one of {', '.join(writable_formats())}"
+        )
     batches = generate(records, seed=seed, start=start, hours=hours, batch_rows=batch_rows)
-    if fmt not in FORMATS:
-        from telemetry.readers import get_format
-
-        writer = get_format(fmt).write if fmt != "auto" else None
-        if writer is None:
-            raise ValueError(f"write: no generator for format {fmt!r}")
-        return writer(batches, path)
-    written = 0
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with pq.ParquetWriter(path, CANONICAL, compression="zstd") as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-                written += batch.num_rows
-        return written
-    if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        with pcsv.CSVWriter(path, _text_schema()) as writer:
-            for batch in batches:
-                writer.write_batch(_as_text(batch))
-                written += batch.num_rows
-        return written
-    import polars as pl
-
-    with open(path, "wb") as handle:
-        for batch in batches:
-            pl.from_arrow(_as_text(batch)).write_ndjson(handle)
-            written += batch.num_rows
-    return written
+    return get_format(fmt).write(batches, path)
 
 
 def format_for(path: str | os.PathLike) -> str:
-    """The generator format an output file name asks for."""
-    name = os.fspath(path).lower()
-    for suffix, fmt in (
-        (".parquet", "parquet"),
-        (".pq", "parquet"),
-        (".csv", "csv"),
-        (".jsonl", "jsonl"),
-        (".ndjson", "jsonl"),
-        (".json", "jsonl"),
-    ):
-        if name.endswith(suffix):
-            return fmt
-    raise ValueError(
-        f"cannot tell the output format from {os.path.basename(name)!r}; "
-        "pass fmt (parquet, csv or jsonl)"
-    )
+    """The format an output file name asks for: its extension (``.parquet``, ``.csv``,
+    ``.jsonl``…) or a vendor's file name (``Master.csv``)."""
+    from telemetry.readers import format_by_name, writable_formats
 
-
-def _text_schema() -> pa.Schema:
-    fields = []
-    for field in CANONICAL:
-        if pa.types.is_dictionary(field.type) or pa.types.is_timestamp(field.type):
-            fields.append(pa.field(field.name, pa.string()))
-        else:
-            fields.append(field)
-    return pa.schema(fields)
-
-
-def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Dictionaries decoded and times as ISO 8601 with ``Z``, for the text formats."""
-    columns = []
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_dictionary(field.type):
-            column = column.dictionary_decode()
-        elif pa.types.is_timestamp(field.type):
-            column = pc.strftime(column, "%Y-%m-%dT%H:%M:%SZ")
-        columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=_text_schema())
+    fmt = format_by_name(path)
+    if fmt is None or fmt.name not in writable_formats():
+        raise ValueError(
+            f"cannot tell the output format from {os.path.basename(os.fspath(path))!r}; "
+            f"pass fmt ({', '.join(writable_formats())})"
+        )
+    return fmt.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Iterator
 
 from telemetry.errors import ConfigError, InputError
 
@@ -20,8 +21,9 @@ def register(sub) -> None:
     p.add_argument(
         "--format",
         dest="fmt",
-        choices=("parquet", "csv", "jsonl"),
-        help="output format (default: from the file extension)",
+        choices=_Writable(),
+        metavar="FMT",
+        help="output format, one of %(choices)s (default: from the file name)",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
@@ -31,6 +33,19 @@ def register(sub) -> None:
         "--hours", type=float, default=24.0, metavar="H", help="time span in hours (default 24)"
     )
     p.set_defaults(func=run)
+
+
+class _Writable:
+    """The formats with a writer, as argparse choices; looked up in the reader registry
+    only when used, so building the parser for another command imports no reader."""
+
+    def __iter__(self) -> Iterator[str]:
+        from telemetry.readers import writable_formats
+
+        return iter(writable_formats())
+
+    def __contains__(self, name: object) -> bool:
+        return name in tuple(self)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         fmt = args.fmt or format_for(args.out)
     except ValueError:
         raise ConfigError(
-            f"cannot tell the format of {args.out} from its extension; pass --format"
+            f"cannot tell the format of {args.out} from its name; pass --format FMT"
         ) from None
     start = None
     if args.start:
@@ -58,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         n = write(args.out, args.records, fmt=fmt, seed=args.seed, start=start, hours=args.hours)
     except OSError as exc:
         raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    left_out = args.records - n  # e.g. messages, which a switch's CDR file cannot hold
+    skipped = f"; {left_out:,} of a channel {fmt} does not hold left out" if left_out else ""
     print(
         f"wrote {n:,} synthetic records to {args.out} "
-        f"({fmt}; national numbers in GB notation: use --region GB)"
+        f"({fmt}{skipped}; national numbers in GB notation: use --region GB)"
     )
     return 0

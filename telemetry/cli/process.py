@@ -31,10 +31,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="worker threads (default: one per core)")
     p.add_argument("--emit-records", action="store_true", default=None,
                    help="also write pseudonymized records to DIR/records/")
+    p.add_argument("--timezone", metavar="TZ",
+                   help="IANA zone of vendor times written without one, e.g. Europe/London "
+                   "(default UTC; see docs/formats.md)")
+    p.add_argument("--template", metavar="A,B,C",
+                   help="FreeSWITCH mod_cdr_csv template: its variable names in order "
+                   "(default: the example template)")
 
 
 def options_from_args(args: argparse.Namespace) -> dict:
-    names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads", "emit_records")
+    names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
+             "emit_records", "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 

@@ -223,5 +223,6 @@ register(
         sniff_asterisk,
         "Asterisk cdr_csv Master.csv (16, 17, 18, 19 or 21 columns, no header)",
         write_asterisk,
+        settings={"timezone": check_timezone},
     )
 )

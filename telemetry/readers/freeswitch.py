@@ -282,17 +282,24 @@ def _stamp(value: dt.datetime | None) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_EPOCH = re.compile(r"^\d{10}(\d{6})?$")  # *_epoch (s) or *_uepoch (µs)
+
+
 def sniff_freeswitch(head: bytes) -> bool:
-    """The first record fits the ``example`` template: 15 fields, a start stamp and a
-    hangup cause name."""
+    """The first record fits the ``example`` template (15 fields, a start stamp and a
+    hangup cause name), or — another template — holds a stamp or epoch and a hangup
+    cause name with an underscore as FreeSWITCH writes it (``NORMAL_CLEARING``)."""
     fields = first_csv_record(head)
-    if fields is None or len(fields) != len(EXAMPLE):
+    if fields is None:
         return False
-    cause = fields[EXAMPLE.index("hangup_cause")].strip().upper()
-    stamp = fields[EXAMPLE.index("start_stamp")].strip()
-    return bool(re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", stamp)) and (
-        cause in Q850_CAUSES or cause in HANGUP_CAUSE_STATUS
-    )
+    if len(fields) == len(EXAMPLE):
+        cause = fields[EXAMPLE.index("hangup_cause")].strip().upper()
+        stamp = fields[EXAMPLE.index("start_stamp")].strip()
+        if _STAMP.match(stamp) and (cause in Q850_CAUSES or cause in HANGUP_CAUSE_STATUS):
+            return True
+    causes = [f for f in fields if "_" in f and (f in Q850_CAUSES or f in HANGUP_CAUSE_STATUS)]
+    return bool(causes) and any(_STAMP.match(f) or _EPOCH.match(f) for f in fields)
 
 
 register(
@@ -303,5 +310,6 @@ register(
         sniff_freeswitch,
         "FreeSWITCH mod_cdr_csv (the example template, or the template setting)",
         write_freeswitch,
+        settings={"timezone": check_timezone, "template": template_names},
     )
 )

@@ -260,8 +260,14 @@ def _stamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# Twilio's Call resource also has start_time, end_time and duration; its sid and
+# account_sid never name an acc_cdrs column
+_NOT_ACC = frozenset({"answer_time", "sid", "account_sid", "accountsid"})
+
+
 def sniff_kamailio(head: bytes) -> bool:
-    """A header naming start_time, end_time and duration and no other canonical time."""
+    """A header naming start_time, end_time and duration, and neither another canonical
+    time nor a Twilio resource's identity columns."""
     line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r")
     try:
         text = line.decode("utf-8").lower()
@@ -269,7 +275,7 @@ def sniff_kamailio(head: bytes) -> bool:
         return False
     for d in _DELIMITERS:
         names = {n.strip().strip('"') for n in text.split(d)}
-        if {"start_time", "end_time", "duration"} <= names and "answer_time" not in names:
+        if {"start_time", "end_time", "duration"} <= names and not names & _NOT_ACC:
             return True
     return False
 
@@ -282,5 +288,6 @@ register(
         sniff_kamailio,
         "Kamailio acc dialog CDRs: CSV export of acc_cdrs with a header row",
         write_kamailio,
+        settings={"timezone": check_timezone, "columns": _mapping},
     )
 )

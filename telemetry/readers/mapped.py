@@ -5,7 +5,7 @@ The ``[mapping]`` table of ``telemetry.toml`` names, for each canonical column
 never read, so free text stays out. Two optional keys say how to read times:
 ``time_format`` (a ``strptime`` format such as ``%d/%m/%Y %H:%M:%S``; without it
 times are ISO 8601 or epoch seconds) and ``timezone`` (IANA name for times
-without a zone; default UTC)::
+without a zone; default the shared ``timezone`` setting — ``--timezone`` — else UTC)::
 
     format = "mapped"
     [mapping]
@@ -48,6 +48,7 @@ from telemetry.readers._convert import (
     check_timezone,
     csv_records,
     local_time,
+    setting,
     split,
     to_canonical,
 )
@@ -256,9 +257,12 @@ def mapping_of(options: ReaderOptions) -> dict[str, str]:
         raise ConfigError(f"[mapping] values must be non-empty text; check {', '.join(bad)}")
     if "start_time" not in table:
         raise ConfigError("[mapping] must name the source column of start_time")
-    if "timezone" in table:
-        check_timezone(table["timezone"])
-    return dict(table)
+    mapping = dict(table)
+    # the table's own zone, else the one every format shares (--timezone, [mapped])
+    zone = mapping.get("timezone") or setting(options, "mapped", "timezone")
+    if zone is not None:
+        mapping["timezone"] = check_timezone(zone)
+    return mapping
 
 
 def read_mapped(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
@@ -403,5 +407,6 @@ register(
         None,  # only the configuration can say a file is mapped: --format mapped
         "headed CSV or JSON lines with a [mapping] table in telemetry.toml",
         write_mapped,
+        settings={"timezone": check_timezone},
     )
 )

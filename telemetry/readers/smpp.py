@@ -309,5 +309,6 @@ register(
         sniff_smpp,
         "SMPP delivery receipts (SMPP 3.4 appendix B text) as JSON lines or CSV",
         write_smpp,
+        settings={"timezone": check_timezone},
     )
 )
