@@ -34,6 +34,8 @@ OTHER_CODE = -2
 _FIXED_KEYS = 2  # window index, channel code
 _DELIVERED = STATUSES.index("delivered")
 MAX_RUNS = 64  # unconsolidated runs a state may carry before merging folds them
+#: ... and the bytes they may hold beyond the largest run (see State.merge).
+PENDING_BYTES = 32 << 20
 
 
 @dataclass
@@ -52,6 +54,14 @@ class Run:
     @property
     def n_groups(self) -> int:
         return int(self.keys.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the run's arrays."""
+        sketches = (self.pdd, self.jitter, self.latency, self.sources, self.destinations)
+        return self.keys.nbytes + self.counts.nbytes + sum(
+            a.nbytes for sketch in sketches for a in vars(sketch).values()
+        )
 
     @classmethod
     def empty(cls, n_dims: int) -> "Run":
@@ -153,11 +163,14 @@ class State:
     """Per-group partial aggregates of one :class:`AggSpec`.
 
     A state is a list of runs (batch states not yet consolidated): merging
-    appends runs, and consolidation — when more than MAX_RUNS pile up, or when
-    an array is read (finalize, release, pickling) — is one counting-sort pass
-    over all of them. Folding n batch states one by one therefore costs
-    O(N + N·n/MAX_RUNS), not a full copy of the state per merge.
-    Treat a state as immutable.
+    appends runs, and consolidation — when more than MAX_RUNS pile up, when the
+    runs besides the largest hold more than the largest and PENDING_BYTES, or
+    when an array is read (finalize, release, pickling) — is one counting-sort
+    pass over all of them. Folding n batch states one by one therefore costs
+    amortized linear time (the consolidated run at least doubles between passes
+    while it is the larger part), not a copy of the state per merge, and memory
+    stays within about twice the consolidated state plus PENDING_BYTES however
+    long the input. Treat a state as immutable.
     """
 
     def __init__(self, spec: AggSpec, runs: list[Run]) -> None:
@@ -177,7 +190,8 @@ class State:
             raise ValueError("other was accumulated with a different AggSpec (window, by or short_call_s); "
                              "only states of the same spec merge")
         runs = self._runs + other._runs
-        if len(runs) > MAX_RUNS:
+        sizes = [r.nbytes for r in runs]
+        if len(runs) > MAX_RUNS or (len(runs) > 1 and sum(sizes) - max(sizes) > max(max(sizes), PENDING_BYTES)):
             runs = [Run.union(runs)]
         return State(self.spec, runs)
 
