@@ -160,20 +160,63 @@ def histogram(gid, values, n_groups):
 
 @njit
 def regroup_histogram(keys, counts, gmap, n_groups):
-    """Move every bucket of group g to group gmap[g] (-1 drops it); sums duplicates."""
+    """Move every bucket of group g to group gmap[g] (-1 drops it); sums duplicates.
+    ``keys`` are sorted by group (any histogram, and the concatenation of several
+    with increasing group bases): each group's buckets move as one block, and only
+    groups that receive blocks from several sources are sorted and summed. Linear
+    when groups do not meet (merging time-ordered batches)."""
     n = keys.shape[0]
-    gids = np.empty(n, np.int64)
-    codes = np.empty(n, np.int64)
-    kept = np.empty(n, np.int64)
-    m = 0
+    n_src = gmap.shape[0]
+    seg = np.zeros(n_src + 1, np.int64)  # source group g's buckets: [seg[g], seg[g + 1])
     for i in range(n):
-        g = gmap[keys[i] >> CODE_BITS]
-        if g >= 0:
-            gids[m] = g
-            codes[m] = keys[i] & CODE_MASK
-            kept[m] = counts[i]
-            m += 1
-    return _grouped(gids[:m], codes[:m], kept[:m], n_groups)
+        seg[(keys[i] >> CODE_BITS) + 1] += 1
+    for g in range(n_src):
+        seg[g + 1] += seg[g]
+    start = np.zeros(n_groups + 1, np.int64)
+    sources = np.zeros(n_groups, np.int64)
+    for g in range(n_src):
+        t = gmap[g]
+        if t >= 0 and seg[g + 1] > seg[g]:
+            start[t + 1] += seg[g + 1] - seg[g]
+            sources[t] += 1
+    for t in range(n_groups):
+        start[t + 1] += start[t]
+    fill = start[:-1].copy()
+    c = np.empty(start[-1], np.int64)
+    w = np.empty(start[-1], np.int64)
+    for g in range(n_src):
+        t = gmap[g]
+        if t >= 0:
+            p = fill[t]
+            for i in range(seg[g], seg[g + 1]):
+                c[p] = keys[i] & CODE_MASK
+                w[p] = counts[i]
+                p += 1
+            fill[t] = p
+    out_k = np.empty(start[-1], np.int64)
+    out_c = np.empty(start[-1], np.int64)
+    k = 0
+    for t in range(n_groups):
+        a = start[t]
+        b = start[t + 1]
+        if sources[t] > 1:
+            if b - a <= SMALL:
+                _insertion_sort2(c, w, a, b)
+            else:
+                order = np.argsort(c[a:b], kind="mergesort")
+                cs = c[a:b][order]
+                ws = w[a:b][order]
+                c[a:b] = cs
+                w[a:b] = ws
+        for i in range(a, b):
+            key = (t << CODE_BITS) | c[i]
+            if k > 0 and out_k[k - 1] == key:
+                out_c[k - 1] += w[i]
+            else:
+                out_k[k] = key
+                out_c[k] = w[i]
+                k += 1
+    return out_k[:k].copy(), out_c[:k].copy()
 
 
 @njit
@@ -255,6 +298,50 @@ def distinct_build(gid, vals, n_groups):
                 k += 1
         off[g + 1] = k
     return off, buf[:k].copy()
+
+
+@njit
+def csr_regroup(off, vals, gmap, n_groups):
+    """CSR sets regrouped: group g's sorted unique run moves as one block to group
+    ``gmap[g]`` (-1 drops it); only groups that receive several runs are sorted
+    and deduplicated. Linear when groups do not meet (merging time-ordered batches)."""
+    n_src = off.shape[0] - 1
+    start = np.zeros(n_groups + 1, np.int64)
+    sources = np.zeros(n_groups, np.int64)
+    for g in range(n_src):
+        t = gmap[g]
+        if t >= 0 and off[g + 1] > off[g]:
+            start[t + 1] += off[g + 1] - off[g]
+            sources[t] += 1
+    for t in range(n_groups):
+        start[t + 1] += start[t]
+    fill = start[:-1].copy()
+    buf = np.empty(start[-1], np.uint64)
+    for g in range(n_src):
+        t = gmap[g]
+        if t >= 0:
+            p = fill[t]
+            for i in range(off[g], off[g + 1]):
+                buf[p] = vals[i]
+                p += 1
+            fill[t] = p
+    new_off = np.zeros(n_groups + 1, np.int64)
+    k = 0
+    for t in range(n_groups):
+        a = start[t]
+        b = start[t + 1]
+        if sources[t] > 1:
+            buf[a:b].sort()
+            for i in range(a, b):
+                if i == a or buf[i] != buf[k - 1]:
+                    buf[k] = buf[i]
+                    k += 1
+        else:
+            for i in range(a, b):  # k <= a: a forward copy never overwrites what it reads
+                buf[k] = buf[i]
+                k += 1
+        new_off[t + 1] = k
+    return new_off, buf[:k].copy()
 
 
 @njit

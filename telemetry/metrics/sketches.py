@@ -101,10 +101,7 @@ class Distinct:
 
     def regroup(self, gmap: np.ndarray, n_groups: int) -> "Distinct":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""
-        sizes = np.diff(self.off)
-        gid = np.repeat(gmap[: len(sizes)], sizes)
-        keep = gid >= 0
-        off, vals = k.distinct_build(gid[keep], self.vals[keep], n_groups)
+        off, vals = k.csr_regroup(self.off, self.vals, np.ascontiguousarray(gmap[: len(self.off) - 1]), n_groups)
         mapped = gmap[self.hll_groups]
         kept = mapped >= 0
         return Distinct(off, vals, *_combine_hll(mapped[kept], self.hll_regs[kept]))._spill()
