@@ -35,7 +35,7 @@ _FIXED_KEYS = 2  # window index, channel code
 _DELIVERED = STATUSES.index("delivered")
 MAX_RUNS = 64  # unconsolidated runs a state may carry before merging folds them
 #: ... and the bytes they may hold beyond the largest run (see State.merge).
-PENDING_BYTES = 32 << 20
+PENDING_BYTES = 64 << 20
 
 
 @dataclass
