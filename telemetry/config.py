@@ -41,7 +41,7 @@ class Options:
     emit_records: bool = False
     engine: str = "local"
     threads: int = 0  # 0: one per core
-    batch_rows: int = 131072
+    batch_rows: int = 262144
     # sections other stages read ([alerts], [mapping]…) and reader settings (timezone, [asterisk]…)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
