@@ -30,6 +30,7 @@ and ISO region (``dst_cc``, ``dst_region``). The work is done by
 from __future__ import annotations
 
 import enum
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -69,6 +70,7 @@ class Normalized(NamedTuple):
     reason: np.ndarray  # int8 error reason per row, 0 = ok; REASONS[code] -> text
     cc: np.ndarray  # int16 calling code, 0 = not a phone number
     region: pa.Array  # string ISO region, null for non-phone ids and unknown regions
+    region_index: np.ndarray  # int16 index of ``region`` in region_names(), -1 where null
 
 
 def check_region(region: str | None) -> str | None:
@@ -149,6 +151,7 @@ def normalize(
             np.concatenate([c.reason for c in chunks]),
             np.concatenate([c.cc for c in chunks]),
             pa.concat_arrays([c.region for c in chunks]),
+            np.concatenate([c.region_index for c in chunks]),
         )
     if not isinstance(values, pa.Array):
         raise TypeError(f"values must be a pyarrow string array, got {type(values).__name__}")
@@ -209,9 +212,17 @@ def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> 
         mask = np.zeros(n, dtype=np.bool_)
         mask[fallback] = True
         ids = pc.replace_with_mask(ids, pa.array(mask), pa.array(texts, type=pa.string()))
-    names = pa.array(t.region_names, type=pa.string())
-    regions = names.take(pa.array(region_idx, mask=region_idx < 0, type=pa.int16()))
-    return Normalized(ids, kind, reason, cc, regions)
+    regions = region_names().take(pa.array(region_idx, mask=region_idx < 0, type=pa.int16()))
+    return Normalized(ids, kind, reason, cc, regions, region_idx)
+
+
+@functools.cache
+def region_names() -> pa.Array:
+    """Every region a number can resolve to (ISO codes, ``001`` for non-geographic
+    calling codes), in the order of :attr:`Normalized.region_index`."""
+    from telemetry.phonemeta import tables
+
+    return pa.array(tables().region_names, type=pa.string())
 
 
 def _string_array(out: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> pa.Array:

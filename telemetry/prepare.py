@@ -79,6 +79,7 @@ def prepare(
         from telemetry.numbering import Kind
 
         rec = dict(columns)
+        rec["dst_region"] = rec["dst_region"].cast(pa.string())  # record output keeps plain strings
         rec["record_id"] = pseudonymizer.records(batch.column("record_id"), key_index)
         rec["source_ip"] = ip_pseudo if ip_pseudo is not None else pa.nulls(n, pa.binary(16))
         rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)

@@ -26,7 +26,7 @@ class Identifiers(NamedTuple):
     kind: np.ndarray  # int8 telemetry.numbering.Kind per row
     reason: np.ndarray  # int8 reason code per row (0 = ok), see telemetry.numbering.REASONS
     cc: np.ndarray  # int16 calling code, 0 when not a phone number
-    region: pa.Array  # string ISO region or null
+    region: pa.Array  # ISO region or null, dictionary-encoded over telemetry.numbering.region_names()
     normalized: pa.Array  # string normalized identifier (E.164 …) — never leaves the process
 
 
@@ -62,7 +62,7 @@ class Pseudonymizer:
         import pyarrow.compute as pc
 
         from telemetry.hashing import hmac16
-        from telemetry.numbering import Kind, Memo, normalize
+        from telemetry.numbering import Kind, Memo, normalize, region_names
 
         if isinstance(values, pa.ChunkedArray):
             values = pa.concat_arrays(
@@ -106,7 +106,10 @@ class Pseudonymizer:
         kind = np.append(norm.kind, np.int8(Kind.NULL))[row]
         reason = np.append(norm.reason, np.int8(0))[row]
         cc = np.append(norm.cc, np.int16(0))[row]
-        region = pa.concat_arrays([norm.region, pa.nulls(1, pa.string())]).take(row)
+        region_index = np.append(norm.region_index, np.int16(-1))[row].astype(np.int32)
+        region = pa.DictionaryArray.from_arrays(
+            pa.array(region_index, mask=region_index < 0), region_names()
+        )
         normalized = pa.DictionaryArray.from_arrays(encoded.indices, norm.ids)
         return Identifiers(pseudo, kind, reason, cc, region, normalized)
 
