@@ -103,40 +103,51 @@ def _grouped(gids, codes, weights, n_groups):
     out_c = np.empty(n, np.int64)
     k = 0
     for g in range(n_groups):
-        a = start[g]
-        b = start[g + 1]
-        in_order = True
-        for t in range(a + 1, b):
-            if c[t] < c[t - 1]:
-                in_order = False
-                break
-        if not in_order and b - a <= SMALL:
-            _insertion_sort2(c, w, a, b)
-        elif not in_order and b - a < (1 << 20):
-            # pack (code, position) so one plain sort orders codes and finds their weights
-            packed = np.empty(b - a, np.int64)
-            for t in range(a, b):
-                packed[t - a] = (c[t] << 20) | (t - a)
-            packed.sort()
-            ws = w[a:b].copy()
-            for t in range(b - a):
-                c[a + t] = packed[t] >> 20
-                w[a + t] = ws[packed[t] & 0xFFFFF]
-        elif not in_order:
-            order = np.argsort(c[a:b], kind="mergesort")
-            cs = c[a:b][order]
-            ws = w[a:b][order]
-            c[a:b] = cs
-            w[a:b] = ws
-        for t in range(a, b):
-            key = (g << CODE_BITS) | c[t]
-            if k > 0 and out_k[k - 1] == key:
-                out_c[k - 1] += w[t]
-            else:
-                out_k[k] = key
-                out_c[k] = w[t]
-                k += 1
+        _sort_segment(c, w, start[g], start[g + 1])
+        k = _append_summed(c, w, start[g], start[g + 1], g, out_k, out_c, k)
     return out_k[:k].copy(), out_c[:k].copy()
+
+
+@njit
+def _sort_segment(c, w, a, b):
+    """Sort codes c[a:b] ascending, carrying weights w along; nothing to do when in order."""
+    for t in range(a + 1, b):
+        if c[t] < c[t - 1]:
+            break
+    else:
+        return
+    if b - a <= SMALL:
+        _insertion_sort2(c, w, a, b)
+    elif b - a < (1 << 20):
+        # pack (code, position) so one plain sort orders codes and finds their weights
+        packed = np.empty(b - a, np.int64)
+        for t in range(a, b):
+            packed[t - a] = (c[t] << 20) | (t - a)
+        packed.sort()
+        ws = w[a:b].copy()
+        for t in range(b - a):
+            c[a + t] = packed[t] >> 20
+            w[a + t] = ws[packed[t] & 0xFFFFF]
+    else:
+        order = np.argsort(c[a:b], kind="mergesort")
+        cs = c[a:b][order]
+        ws = w[a:b][order]
+        c[a:b] = cs
+        w[a:b] = ws
+
+
+@njit
+def _append_summed(c, w, a, b, g, out_k, out_c, k):
+    """Append group g's sorted codes c[a:b] as keys at out_k[k:], summing equal ones; the new k."""
+    for t in range(a, b):
+        key = (g << CODE_BITS) | c[t]
+        if k > 0 and out_k[k - 1] == key:
+            out_c[k - 1] += w[t]
+        else:
+            out_k[k] = key
+            out_c[k] = w[t]
+            k += 1
+    return k
 
 
 @njit
@@ -159,6 +170,23 @@ def histogram(gid, values, n_groups):
 
 
 @njit
+def _block_targets(seg, gmap, n_groups):
+    """Where the blocks ``[seg[g], seg[g + 1])`` land when group g moves to group
+    ``gmap[g]`` (-1 drops it): each target group's start (CSR offsets) and how
+    many non-empty blocks it receives."""
+    start = np.zeros(n_groups + 1, np.int64)
+    sources = np.zeros(n_groups, np.int64)
+    for g in range(gmap.shape[0]):
+        t = gmap[g]
+        if t >= 0 and seg[g + 1] > seg[g]:
+            start[t + 1] += seg[g + 1] - seg[g]
+            sources[t] += 1
+    for t in range(n_groups):
+        start[t + 1] += start[t]
+    return start, sources
+
+
+@njit
 def regroup_histogram(keys, counts, gmap, n_groups):
     """Move every bucket of group g to group gmap[g] (-1 drops it); sums duplicates.
     ``keys`` are sorted by group (any histogram, and the concatenation of several
@@ -172,15 +200,7 @@ def regroup_histogram(keys, counts, gmap, n_groups):
         seg[(keys[i] >> CODE_BITS) + 1] += 1
     for g in range(n_src):
         seg[g + 1] += seg[g]
-    start = np.zeros(n_groups + 1, np.int64)
-    sources = np.zeros(n_groups, np.int64)
-    for g in range(n_src):
-        t = gmap[g]
-        if t >= 0 and seg[g + 1] > seg[g]:
-            start[t + 1] += seg[g + 1] - seg[g]
-            sources[t] += 1
-    for t in range(n_groups):
-        start[t + 1] += start[t]
+    start, sources = _block_targets(seg, gmap, n_groups)
     fill = start[:-1].copy()
     c = np.empty(start[-1], np.int64)
     w = np.empty(start[-1], np.int64)
@@ -197,25 +217,9 @@ def regroup_histogram(keys, counts, gmap, n_groups):
     out_c = np.empty(start[-1], np.int64)
     k = 0
     for t in range(n_groups):
-        a = start[t]
-        b = start[t + 1]
         if sources[t] > 1:
-            if b - a <= SMALL:
-                _insertion_sort2(c, w, a, b)
-            else:
-                order = np.argsort(c[a:b], kind="mergesort")
-                cs = c[a:b][order]
-                ws = w[a:b][order]
-                c[a:b] = cs
-                w[a:b] = ws
-        for i in range(a, b):
-            key = (t << CODE_BITS) | c[i]
-            if k > 0 and out_k[k - 1] == key:
-                out_c[k - 1] += w[i]
-            else:
-                out_k[k] = key
-                out_c[k] = w[i]
-                k += 1
+            _sort_segment(c, w, start[t], start[t + 1])
+        k = _append_summed(c, w, start[t], start[t + 1], t, out_k, out_c, k)
     return out_k[:k].copy(), out_c[:k].copy()
 
 
@@ -306,15 +310,7 @@ def csr_regroup(off, vals, gmap, n_groups):
     ``gmap[g]`` (-1 drops it); only groups that receive several runs are sorted
     and deduplicated. Linear when groups do not meet (merging time-ordered batches)."""
     n_src = off.shape[0] - 1
-    start = np.zeros(n_groups + 1, np.int64)
-    sources = np.zeros(n_groups, np.int64)
-    for g in range(n_src):
-        t = gmap[g]
-        if t >= 0 and off[g + 1] > off[g]:
-            start[t + 1] += off[g + 1] - off[g]
-            sources[t] += 1
-    for t in range(n_groups):
-        start[t + 1] += start[t]
+    start, sources = _block_targets(off, gmap, n_groups)
     fill = start[:-1].copy()
     buf = np.empty(start[-1], np.uint64)
     for g in range(n_src):
