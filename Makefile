@@ -32,7 +32,7 @@ debian-tools:
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
 
-# atheris harnesses of the message readers (fuzz/): FUZZ_SECONDS in total, split evenly
+# atheris harnesses of the text readers and sniffers (fuzz/): FUZZ_SECONDS in total, split evenly
 FUZZ_SECONDS ?= 600
 .PHONY: fuzz
 fuzz: $(STAMP)

@@ -1,11 +1,9 @@
 """atheris harness: the ``mapped`` reader with and without a time format (``make fuzz``)."""
 
-import sys
-
 import atheris
 
 with atheris.instrument_imports():
-    from _harness import check_reader
+    from _harness import check_reader, fuzz
 
     from telemetry.readers import ReaderOptions
 
@@ -22,5 +20,4 @@ def test_one(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    atheris.Setup(sys.argv, test_one)
-    atheris.Fuzz()
+    fuzz(test_one)

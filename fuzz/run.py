@@ -1,7 +1,7 @@
 """Run every ``fuzz_*.py`` harness for a share of FUZZ_SECONDS (``make fuzz``).
 
-Corpora live in ``fuzz/corpus/<harness>/`` (seeded from the test fixtures, grown
-by each run); crashing inputs are written to ``fuzz/artifacts/``. Exit status 1
+Corpora live in ``fuzz/corpus/<harness>/`` (seeded from the test fixtures or, for
+the canonical formats, a few generated records; grown by each run); crashing inputs are written to ``fuzz/artifacts/``. Exit status 1
 when any harness found a crash."""
 
 from __future__ import annotations
@@ -13,13 +13,20 @@ import shutil
 import subprocess
 import sys
 
+from telemetry.generate import write
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SEEDS = {
     "fuzz_smpp": "tests/fixtures/messaging/smpp*",
     "fuzz_twilio": "tests/fixtures/messaging/twilio*",
     "fuzz_mapped": "tests/fixtures/messaging/mapped*",
+    "fuzz_asterisk": "tests/fixtures/voip/asterisk*.csv",
+    "fuzz_freeswitch": "tests/fixtures/voip/freeswitch*.csv",
+    "fuzz_kamailio": "tests/fixtures/voip/kamailio*.csv",
 }
+#: harness → formats whose generated files (a few records each) seed its corpus
+GENERATED = {"fuzz_csv": ("csv",), "fuzz_jsonl": ("jsonl",)}
 
 
 def main() -> int:
@@ -35,6 +42,8 @@ def main() -> int:
         os.makedirs(corpus, exist_ok=True)
         for seed in glob.glob(os.path.join(ROOT, SEEDS.get(name, "-"))):
             shutil.copy(seed, corpus)
+        for fmt in GENERATED.get(name, ()):
+            write(os.path.join(corpus, f"generated-{fmt}"), 6, fmt=fmt, seed=1)
         result = subprocess.run(
             [sys.executable, harness, corpus, f"-max_total_time={share}",
              f"-artifact_prefix={artifacts}/{name}-", "-rss_limit_mb=2048", "-max_len=4096"],

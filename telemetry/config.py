@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from telemetry.errors import ConfigError
+from telemetry.errors import ConfigError, printable
 
 DEFAULT_CONFIG = "telemetry.toml"
 
@@ -64,13 +64,15 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
     unknown = sorted(
-        k for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"} if not _readers().is_setting(k)
+        printable(k)
+        for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"}
+        if not _readers().is_setting(k)
     )
     if unknown:
         raise ConfigError(
             f"unknown key(s) {', '.join(unknown)} in {os.fspath(path)}; known: "
-            f"{', '.join(sorted(_FIELDS | set(_SECTIONS)))}, reader settings and "
-            "[format] sections (docs/formats.md)"
+            f"{', '.join(sorted((_FIELDS - {'fmt'}) | {'format'} | set(_SECTIONS)))}, reader "
+            "settings and [format] sections (docs/formats.md)"
         )
     if "format" in data:
         data["fmt"] = data.pop("format")

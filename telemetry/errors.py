@@ -25,3 +25,10 @@ class SchemaError(TelemetryError):
 
 class InputError(TelemetryError):
     """An input file cannot be opened or its format cannot be told."""
+
+
+def printable(name: object) -> str:
+    """``name`` for an error message: as it is when printable, else its escaped repr, so a
+    key holding a newline or a control byte cannot break the one-line message."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from telemetry.errors import ConfigError, InputError
+from telemetry.errors import ConfigError, InputError, printable
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def check_settings(extra: Mapping[str, Any]) -> None:
         if fmt is not None:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"[{key}] must be a table of reader settings")
-            unknown = sorted(str(name) for name in value if name not in fmt.settings)
+            unknown = sorted(printable(name) for name in value if name not in fmt.settings)
             if unknown:
                 known = ", ".join(fmt.settings) or "none"
                 raise ConfigError(
@@ -180,7 +180,9 @@ def detect_format(path: str | os.PathLike) -> str:
         raise _undetected(path, "it is empty")
     if by_ext is not None and by_ext.name not in _GENERIC and _recognizes(by_ext, head):
         return by_ext.name
-    vendors = [f.name for f in _REGISTRY.values() if f.name not in _GENERIC and _recognizes(f, head)]
+    vendors = [
+        f.name for f in _REGISTRY.values() if f.name not in _GENERIC and _recognizes(f, head)
+    ]
     if len(vendors) > 1:
         raise _undetected(path, f"it could be {' or '.join(vendors)}")
     if vendors:
