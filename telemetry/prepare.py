@@ -40,8 +40,7 @@ def prepare(
     batch = read.batch
     n = batch.num_rows
     key_index = pseudonymizer.epoch_index(batch.column("start_time"))
-    src = pseudonymizer.identifiers(batch.column("source"), key_index)
-    dst = pseudonymizer.identifiers(batch.column("destination"), key_index)
+    src, dst = pseudonymizer.identifier_columns([batch.column("source"), batch.column("destination")], key_index)
     ip_column = batch.column("source_ip")
     ip_invalid = np.zeros(n, dtype=np.bool_)
     ip_pseudo = None

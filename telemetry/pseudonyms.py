@@ -54,24 +54,34 @@ class Pseudonymizer:
         return self.keyring.epoch_index(micros)
 
     def identifiers(self, values: pa.Array, key_index: np.ndarray | None = None) -> Identifiers:
-        """Normalize subscriber identifiers and pseudonymize them.
+        """Normalize subscriber identifiers and pseudonymize them."""
+        return self.identifier_columns([values], key_index)[0]
 
-        The work is done once per distinct value of the batch (CDRs name the same
-        subscribers over and over) and per key epoch present, then gathered per row.
+    def identifier_columns(
+        self, columns: Sequence[pa.Array | pa.ChunkedArray], key_index: np.ndarray | None = None
+    ) -> list[Identifiers]:
+        """:meth:`identifiers` of several columns of the same rows (``source`` and
+        ``destination``), one record's epoch per row (``key_index``, default 0).
+
+        The work is done once per distinct value of all the columns together (CDRs
+        name the same subscribers over and over, as callers and as callees) and per
+        key epoch present, then gathered per row.
         """
         import pyarrow.compute as pc
 
         from telemetry.hashing import hmac16
         from telemetry.numbering import Kind, Memo, normalize, region_names
 
-        if isinstance(values, pa.ChunkedArray):
-            values = pa.concat_arrays(
-                [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in values.chunks]
-            ) if values.num_chunks else pa.array([], pa.string())
-        encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
-        n, distinct = len(encoded), len(encoded.dictionary)
+        arrays = [_plain(c) for c in columns]
+        if len({len(a) for a in arrays}) > 1:
+            raise ValueError("identifier columns must have the same number of rows")
+        if len({a.type for a in arrays}) > 1:
+            arrays = [a.cast(pa.large_string()) for a in arrays]
+        n = len(arrays[0])
+        encoded = pc.dictionary_encode(pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0])
+        distinct = len(encoded.dictionary)
         # row → entry of the distinct values; null rows → an extra entry that stays null
-        row = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+        entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
         memo = getattr(self._local, "memo", None)
         if memo is None:
             memo = self._local.memo = Memo()
@@ -91,27 +101,26 @@ class Pseudonymizer:
             if distinct:
                 digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], np.uint8).reshape(distinct, 16)
                 ok[e, :distinct] = np.asarray(hashed.is_valid(), np.bool_)
-        flat = slot.reshape(n) * (distinct + 1) + row
-        valid = ok.reshape(-1)[flat]
-        nulls = n - int(np.count_nonzero(valid))
-        pseudo = pa.Array.from_buffers(
-            pa.binary(16),
-            n,
-            [
-                None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little")),
-                pa.py_buffer(digests.reshape(-1, 16)[flat]),
-            ],
-            null_count=nulls,
-        )
-        kind = np.append(norm.kind, np.int8(Kind.NULL))[row]
-        reason = np.append(norm.reason, np.int8(0))[row]
-        cc = np.append(norm.cc, np.int16(0))[row]
-        region_index = np.append(norm.region_index, np.int16(-1))[row].astype(np.int32)
-        region = pa.DictionaryArray.from_arrays(
-            pa.array(region_index, mask=region_index < 0), region_names()
-        )
-        normalized = pa.DictionaryArray.from_arrays(encoded.indices, norm.ids)
-        return Identifiers(pseudo, kind, reason, cc, region, normalized)
+        kinds = np.append(norm.kind, np.int8(Kind.NULL))
+        reasons = np.append(norm.reason, np.int8(0))
+        codes = np.append(norm.cc, np.int16(0))
+        regions = np.append(norm.region_index, np.int16(-1)).astype(np.int32)
+        out = []
+        for c in range(len(arrays)):
+            row = entry[c * n : (c + 1) * n]
+            flat = slot.reshape(n) * (distinct + 1) + row
+            valid = ok.reshape(-1)[flat]
+            nulls = n - int(np.count_nonzero(valid))
+            bitmap = None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
+            pseudo = pa.Array.from_buffers(
+                pa.binary(16), n, [bitmap, pa.py_buffer(digests.reshape(-1, 16)[flat])], null_count=nulls
+            )
+            region_index = regions[row]
+            region = pa.DictionaryArray.from_arrays(pa.array(region_index, mask=region_index < 0), region_names())
+            indices = pa.array(row, mask=row == distinct, type=pa.int32())
+            normalized = pa.DictionaryArray.from_arrays(indices, norm.ids)
+            out.append(Identifiers(pseudo, kinds[row], reasons[row], codes[row], region, normalized))
+        return out
 
     def ips(self, values: pa.Array, key_index: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
         """Pseudonyms of the truncated networks of IP addresses, and the invalid mask."""
@@ -135,6 +144,14 @@ class Pseudonymizer:
         from telemetry.hashing import hmac16
 
         return hmac16(values, self._states[domain], key_index)
+
+
+def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One plain string array (chunks concatenated, dictionaries decoded)."""
+    if isinstance(values, pa.ChunkedArray):
+        chunks = [_plain(c) for c in values.chunks]
+        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
 
 
 def pseudonymize(

@@ -335,3 +335,24 @@ def test_pseudonymizer_hashes_distinct_values_once_with_each_rows_epoch() -> Non
         assert plain.pseudonyms.equals(result.pseudonyms)
         regions = {v: phonenumbers.region_code_for_number(phonenumbers.parse(v)) for v in pool}
         assert result.region.to_pylist() == [None if v is None else regions[v] for v in values]
+
+
+def test_identifier_columns_together_equal_each_alone() -> None:
+    from telemetry.keys import Keyring
+    from telemetry.pseudonyms import Pseudonymizer
+
+    engine = Pseudonymizer(Keyring.from_key(KEYS[0]), region="GB")
+    source = pa.array(["+44 7700 900001", None, "anonymous", "07700 900002", "sip:Bob@Example.net", "12"] * 50)
+    destination = pa.chunked_array([
+        pa.array(["07700 900002", "+44 7700 900001", None], pa.large_string()),
+        pa.array(["+999 1", "AcmeBank", "+1 201 555 0123"] * 98 + ["+44 7700 900003"] * 3, pa.large_string()),
+    ])  # fmt: skip (chunked, and large_string beside the source's string)
+    together = engine.identifier_columns([source, destination], np.arange(300) % 1)
+    for alone, joint in zip((engine.identifiers(source), engine.identifiers(destination)), together):
+        assert joint.pseudonyms.equals(alone.pseudonyms)
+        assert joint.region.to_pylist() == alone.region.to_pylist()
+        assert joint.normalized.to_pylist() == alone.normalized.to_pylist()
+        for name in ("kind", "reason", "cc"):
+            assert np.array_equal(getattr(joint, name), getattr(alone, name))
+    # a subscriber is the same pseudonym as caller and as callee
+    assert together[0].pseudonyms[0] == together[1].pseudonyms[1]
