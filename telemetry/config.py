@@ -28,7 +28,10 @@ DEFAULT_CONFIG = "telemetry.toml"
 
 @dataclass(frozen=True)
 class Options:
-    """Everything a run can be told; the same names in the API, the CLI and the file."""
+    """Everything a run can be told; the same names in the API, the CLI and the file.
+
+    Reader settings (``timezone``, ``template``, ``asterisk={...}``…, docs/formats.md) are
+    accepted by :func:`make_options` under their own names and kept in :attr:`extra`."""
 
     fmt: str = "auto"
     region: str | None = None
