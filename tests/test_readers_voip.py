@@ -352,3 +352,123 @@ def test_fuzz_freeswitch(data: bytes) -> None:
 @given(files("kamailio"))
 def test_fuzz_kamailio(data: bytes) -> None:
     check_accounted("kamailio", data)
+
+
+# -- the pyarrow path agrees with the csv module ----------------------------------------------------
+
+from telemetry.readers._vendorcsv import Layout, read_records, slow_records  # noqa: E402
+from telemetry.readers.asterisk import LAYOUT as ASTERISK_LAYOUT  # noqa: E402
+from telemetry.readers.asterisk import routes_of  # noqa: E402
+
+CHANNEL_TEXT = st.text(alphabet="PJSIDAHZapLoc/-;<09afgx \t\u0663", max_size=16)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.none() | CHANNEL_TEXT | CHANNEL_TEXT.map(lambda s: "PJSIP/" + s), max_size=30))
+def test_routes_of_is_route_of_per_row(channels) -> None:
+    import pyarrow as pa
+
+    assert routes_of(pa.array(channels, pa.string())).to_pylist() == [route_of(c) for c in channels]
+
+
+FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0', max_size=6)
+NARROW = Layout((3,), lambda width: {"a": 0, "c": 2}, lambda found: f"found {found}")
+
+
+def outcome(parts) -> dict:
+    """record number → ("good", wanted fields) or ("reject", reason), each number once."""
+    out: dict = {}
+    for part in parts:
+        for j, row in enumerate(part.rows.tolist()):
+            assert row not in out
+            out[row] = ("good", tuple(part.columns[k][j].as_py() for k in sorted(part.columns)))
+        for reject in part.rejects:
+            assert reject.row not in out
+            out[reject.row] = ("reject", reject.reason)
+    return out
+
+
+@st.composite
+def csv_files(draw, widths: tuple[int, ...], delimiter: str) -> bytes:
+    """Well-formed CSV records (csv.writer) of assorted widths, blank and white lines,
+    any line ending, invalid UTF-8 in a field, maybe a last record cut inside a quote."""
+    import csv as csvmod
+    import io
+
+    out = io.BytesIO()
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            out.write(draw(st.sampled_from(["", "  ", "\t", '""', " \u00a0"])).encode() + ending.encode())
+            continue
+        width = draw(st.sampled_from(widths)) if kind > 2 else draw(st.integers(1, max(widths) + 1))
+        text = io.StringIO()
+        quoting = draw(st.sampled_from([csvmod.QUOTE_MINIMAL, csvmod.QUOTE_ALL]))
+        csvmod.writer(text, delimiter=delimiter, lineterminator=ending, quoting=quoting).writerow(
+            draw(st.lists(FIELD, min_size=width, max_size=width))
+        )
+        line = text.getvalue().encode()
+        if draw(st.integers(0, 15)) == 0:
+            line = line.replace(b"a", b"\xff", 1)
+        out.write(line)
+    data = out.getvalue()
+    if draw(st.booleans()):
+        data += b'x' + delimiter.encode() + b'"still being wri'
+    return data
+
+
+def agree(tmp_path, data: bytes, layout: Layout, delimiter: str = ",", header: bool = False) -> None:
+    path = tmp_path / "input.csv"
+    path.write_bytes(data)
+    slow = outcome(slow_records(str(path), layout, delimiter=delimiter, header=header))
+    for block in (64, 1 << 20):
+        fast = outcome(
+            read_records(str(path), layout, delimiter=delimiter, header=header, block_bytes=block)
+        )
+        assert fast == slow
+    assert sorted(slow) == list(range(1, len(slow) + 1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(csv_files((16, 17, 19, 21), ","))
+def test_pyarrow_path_reads_as_the_csv_module_asterisk(tmp_path, data) -> None:
+    agree(tmp_path, data, ASTERISK_LAYOUT)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(csv_files((3,), ";"), st.booleans())
+def test_pyarrow_path_reads_as_the_csv_module_narrow(tmp_path, data, header) -> None:
+    agree(tmp_path, (b"a;b;c\n" if header else b"") + data, NARROW, ";", header)
+
+
+def test_record_larger_than_a_block_hands_over_to_the_csv_module(tmp_path) -> None:
+    lines = [ast_line(billsec=str(i)) for i in range(40)]
+    lines[25] = lines[25].replace('"Dial"', '"' + "D" * 5000 + '"')
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "Master.csv"
+    path.write_bytes(data)
+    fast = outcome(read_records(str(path), ASTERISK_LAYOUT, block_bytes=4096))
+    assert fast == outcome(slow_records(str(path), ASTERISK_LAYOUT))
+    assert sorted(fast) == list(range(1, 41))
+
+
+def test_stopping_early_stops_the_parsing_thread(tmp_path) -> None:
+    import threading
+
+    path = tmp_path / "Master.csv"
+    path.write_text("\n".join([ast_line()] * 5000) + "\n", encoding="utf-8")
+    parts = read_records(str(path), ASTERISK_LAYOUT, block_bytes=4096)
+    next(parts)
+    parts.close()
+    assert not [t for t in threading.enumerate() if t.name == "telemetry-csv"]
+
+
+def test_quoted_crlf_across_a_block_boundary_is_kept(tmp_path) -> None:
+    # pyarrow alone drops the \n when a read ends between \r and \n (apache/arrow#51368)
+    path = tmp_path / "narrow.csv"
+    for pad in range(70):
+        path.write_bytes(b"x" * pad + b',y,z\n0,1,"ab\r\ncd"\n')
+        parts = list(read_records(str(path), NARROW, block_bytes=64))
+        values = [v for p in parts for v in p.columns["c"].to_pylist()]
+        assert values == ["z", "ab\r\ncd"], pad

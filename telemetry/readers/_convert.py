@@ -28,6 +28,7 @@ Reasons name the column and the rule, never the value.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -80,6 +81,28 @@ VOCABULARIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
+# Arrow scalars built once: turning a Python value into one costs tens of microseconds
+# (pyarrow tries an import each time), which per batch adds up to a cost per record.
+NULL_TEXT = pa.scalar(None, pa.string())
+EMPTY_TEXT = pa.scalar("", pa.string())
+NO = pa.scalar(False)
+YES = pa.scalar(True)
+NULL_BOOL = pa.scalar(None, pa.bool_())
+NULL_INT = pa.scalar(None, pa.int64())
+NULL_FLOAT = pa.scalar(None, pa.float64())
+_MICROS = pa.scalar(1e6)
+_WORDS = {name: pa.array(vocabulary, pa.string()) for name, (vocabulary, _) in VOCABULARIES.items()}
+_TRUE_WORDS = pa.array(sorted(_TRUE))
+_FALSE_WORDS = pa.array(sorted(_FALSE))
+_BOUNDS = {
+    name: (pa.scalar(low, pa.int64()), None if high is None else pa.scalar(high, pa.int64()))
+    for name, (_, low, high) in INTS.items()
+}
+_FLOAT_BOUNDS = {
+    name: (pa.scalar(low), None if high is None else pa.scalar(high))
+    for name, (low, high) in FLOATS.items()
+}
+
 _ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
 _ZONE = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
 _EPOCH = r"^\d{1,11}(\.\d{1,9})?$"
@@ -97,7 +120,7 @@ class Verdict:
     def flag(self, mask: Any, reason: str) -> None:
         if isinstance(mask, (pa.Array, pa.ChunkedArray)) and not pc.any(mask).as_py():
             return  # the common case, decided without materializing the mask
-        mask = _np_bool(mask)
+        mask = as_mask(mask)
         new = mask & ~self.bad
         if new.any():
             self.reasons[new] = reason
@@ -116,8 +139,7 @@ def to_canonical(
         raw = columns.get(name)
         if raw is None:
             if name in VOCABULARIES:  # every batch indexes the full vocabulary
-                vocabulary = pa.array(VOCABULARIES[name][0], pa.string())
-                out[name] = pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), vocabulary)
+                out[name] = pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), _WORDS[name])
             else:
                 out[name] = pa.nulls(n, field.type)
             continue
@@ -198,8 +220,9 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             verdict.flag(raw.is_valid(), f"{name}: wrong type")
             return pa.nulls(len(raw), pa.string())
-    if pc.any(pc.equal(raw, "")).as_py():
-        raw = pc.if_else(pc.fill_null(pc.equal(raw, ""), False), pa.scalar(None, pa.string()), raw)
+    empty = pc.equal(raw, EMPTY_TEXT)
+    if pc.any(empty).as_py():
+        raw = pc.if_else(pc.fill_null(empty, NO), NULL_TEXT, raw)
     return raw
 
 
@@ -216,7 +239,7 @@ def _utf8(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
             except UnicodeDecodeError:
                 bad[i] = True
     verdict.flag(bad, f"{name}: not valid UTF-8")
-    return pc.cast(pc.if_else(pa.array(bad), pa.scalar(None, raw.type), raw), pa.string())
+    return pc.cast(pc.if_else(pa.array(bad), pa.nulls(1, raw.type)[0], raw), pa.string())
 
 
 def _trimmed(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
@@ -230,25 +253,25 @@ def _time(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
         return pc.cast(raw, TS, safe=False)
     text = _trimmed(raw, name, verdict)
     reason = f"{name}: not an ISO 8601 time or epoch seconds"
-    epoch = pc.fill_null(pc.match_substring_regex(text, _EPOCH), False)
-    iso = pc.fill_null(pc.match_substring_regex(text, _ISO), False)
-    verdict.flag(_np_bool(text.is_valid()) & ~_np_bool(epoch) & ~_np_bool(iso), reason)
+    epoch = pc.fill_null(pc.match_substring_regex(text, _EPOCH), NO)
+    iso = pc.fill_null(pc.match_substring_regex(text, _ISO), NO)
+    verdict.flag(as_mask(text.is_valid()) & ~as_mask(epoch) & ~as_mask(iso), reason)
 
-    iso_text = pc.if_else(iso, text, pa.scalar(None, pa.string()))
+    iso_text = pc.if_else(iso, text, NULL_TEXT)
     iso_text = pc.replace_substring_regex(iso_text, r"^(\d{4}-\d{2}-\d{2}) ", r"\1T")
     iso_text = pc.replace_substring_regex(iso_text, r"(\.\d{6})\d+", r"\1")
     iso_text = pc.replace_substring_regex(iso_text, r"z$", "Z")
-    zoned = pc.fill_null(pc.match_substring_regex(iso_text, _ZONE), False)
-    with_zone, bad_z = _cast(pc.if_else(zoned, iso_text, pa.scalar(None, pa.string())), TS)
+    zoned = pc.fill_null(pc.match_substring_regex(iso_text, _ZONE), NO)
+    with_zone, bad_z = _cast(pc.if_else(zoned, iso_text, NULL_TEXT), TS)
     naive, bad_n = _cast(
-        pc.if_else(zoned, pa.scalar(None, pa.string()), iso_text), pa.timestamp("us")
+        pc.if_else(zoned, NULL_TEXT, iso_text), pa.timestamp("us")
     )
     verdict.flag(bad_z | bad_n, reason)
     result = pc.if_else(zoned, with_zone, pc.cast(naive, TS))
 
     if pc.any(epoch).as_py():
-        seconds = pc.cast(pc.if_else(epoch, text, pa.scalar(None, pa.string())), pa.float64())
-        micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+        seconds = pc.cast(pc.if_else(epoch, text, NULL_TEXT), pa.float64())
+        micros = pc.cast(pc.round(pc.multiply(seconds, _MICROS)), pa.int64())
         result = pc.if_else(epoch, pc.cast(micros, TS), result)
     return result
 
@@ -263,24 +286,28 @@ def _int(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
         values, failed = _cast(raw, pa.int64())
         verdict.flag(failed, f"{name}: out of range")
     elif pa.types.is_floating(raw.type):
-        whole = pc.fill_null(pc.equal(pc.floor(raw), raw), True)
-        verdict.flag(~_np_bool(whole), f"{name}: not an integer")
-        values, failed = _cast(pc.if_else(whole, raw, pa.scalar(None, raw.type)), pa.int64())
+        whole = pc.fill_null(pc.equal(pc.floor(raw), raw), YES)
+        verdict.flag(~as_mask(whole), f"{name}: not an integer")
+        values, failed = _cast(pc.if_else(whole, raw, pa.nulls(1, raw.type)[0]), pa.int64())
         verdict.flag(failed, f"{name}: out of range")
     else:
         text = _trimmed(raw, name, verdict)
-        ok = pc.fill_null(pc.match_substring_regex(text, _INT), True)
-        verdict.flag(~_np_bool(ok), f"{name}: not an integer")
-        values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.int64())
-        verdict.flag(failed, f"{name}: out of range")
-    too_low = pc.fill_null(pc.less(values, low), False)
+        plain = _digits(text)
+        if plain is not None:
+            values = plain
+        else:
+            ok = pc.fill_null(pc.match_substring_regex(text, _INT), YES)
+            verdict.flag(~as_mask(ok), f"{name}: not an integer")
+            values, failed = _cast(pc.if_else(ok, text, NULL_TEXT), pa.int64())
+            verdict.flag(failed, f"{name}: out of range")
+    too_low = pc.fill_null(pc.less(values, _BOUNDS[name][0]), NO)
     verdict.flag(too_low, f"{name}: negative" if low == 0 else f"{name}: out of range")
     out_of_range = too_low
     if high is not None:
-        too_high = pc.fill_null(pc.greater(values, high), False)
+        too_high = pc.fill_null(pc.greater(values, _BOUNDS[name][1]), NO)
         verdict.flag(too_high, f"{name}: out of range")
         out_of_range = pc.or_(too_low, too_high)
-    return pc.cast(pc.if_else(out_of_range, pa.scalar(None, pa.int64()), values), target)
+    return pc.cast(pc.if_else(out_of_range, NULL_INT, values), target)
 
 
 def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
@@ -295,29 +322,29 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
             return pc.cast(raw, pa.float32())  # typed input within range: nothing to check per row
     else:
         text = _trimmed(raw, name, verdict)
-        ok = pc.fill_null(pc.match_substring_regex(text, _FLOAT), True)
-        verdict.flag(~_np_bool(ok), f"{name}: not a number")
-        values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+        ok = pc.fill_null(pc.match_substring_regex(text, _FLOAT), YES)
+        verdict.flag(~as_mask(ok), f"{name}: not a number")
+        values, failed = _cast(pc.if_else(ok, text, NULL_TEXT), pa.float64())
         verdict.flag(failed, f"{name}: not a number")
     bad = pc.invert(pc.is_finite(values))
-    bad = pc.or_(bad, pc.less(values, low))
+    bad = pc.or_(bad, pc.less(values, _FLOAT_BOUNDS[name][0]))
     if high is not None:
-        bad = pc.or_(bad, pc.greater(values, high))
-    bad = pc.fill_null(bad, False)
+        bad = pc.or_(bad, pc.greater(values, _FLOAT_BOUNDS[name][1]))
+    bad = pc.fill_null(bad, NO)
     verdict.flag(bad, f"{name}: out of range")
-    return pc.cast(pc.if_else(bad, pa.scalar(None, pa.float64()), values), pa.float32())
+    return pc.cast(pc.if_else(bad, NULL_FLOAT, values), pa.float32())
 
 
 def _bool(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     if pa.types.is_boolean(raw.type):
         return raw
     text = pc.utf8_lower(_trimmed(raw, name, verdict))
-    true = pc.is_in(text, pa.array(sorted(_TRUE)))
-    false = pc.is_in(text, pa.array(sorted(_FALSE)))
+    true = pc.is_in(text, _TRUE_WORDS)
+    false = pc.is_in(text, _FALSE_WORDS)
     verdict.flag(
-        _np_bool(text.is_valid()) & ~_np_bool(true) & ~_np_bool(false), f"{name}: not true or false"
+        as_mask(text.is_valid()) & ~as_mask(true) & ~as_mask(false), f"{name}: not true or false"
     )
-    return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+    return pc.if_else(true, YES, pc.if_else(false, NO, NULL_BOOL))
 
 
 def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
@@ -332,7 +359,7 @@ def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArra
         [_word_index(w, vocabulary, aliases) for w in words.to_pylist()], dtype=np.int32
     )
     idx = (
-        encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        encoded.indices.fill_null(_zero(encoded.indices.type)).to_numpy(zero_copy_only=False)
         if len(encoded)
         else np.zeros(0, np.int64)
     )
@@ -341,7 +368,7 @@ def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArra
     verdict.flag(known & (mapped == -1), f"{name}: not a known {name} value")
     mapped = np.where(known & (mapped >= 0), mapped, -1).astype(np.int32)
     return pa.DictionaryArray.from_arrays(
-        pa.array(mapped, mask=mapped < 0, type=pa.int32()), pa.array(vocabulary, pa.string())
+        pa.array(mapped, mask=mapped < 0, type=pa.int32()), _WORDS[name]
     )
 
 
@@ -377,13 +404,40 @@ def _cast(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     return pa.concat_arrays([left, right]), np.concatenate([bad_left, bad_right])
 
 
-def _np_bool(mask: Any) -> np.ndarray:
+def _digits(text: pa.Array) -> pa.Array | None:
+    """``text`` as int64 when every value is plain ASCII digits (the common case,
+    read without a regex), else None."""
+    if pc.all(pc.ascii_is_decimal(text)).as_py() is False:
+        return None
+    try:
+        return pc.cast(text, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # beyond int64
+
+
+@functools.lru_cache(maxsize=None)
+def _zero(kind: pa.DataType) -> pa.Scalar:
+    return pa.scalar(0, kind)
+
+
+@functools.lru_cache(maxsize=None)
+def _scale(factor: int) -> pa.Scalar:
+    return pa.scalar(factor, pa.int64())
+
+
+@functools.lru_cache(maxsize=None)
+def _real(value: float) -> pa.Scalar:
+    return pa.scalar(float(value))
+
+
+def as_mask(mask: Any) -> np.ndarray:
+    """A boolean mask (NumPy, Arrow, chunked; null is False) as a NumPy bool array."""
     if isinstance(mask, np.ndarray):
         return mask.astype(np.bool_, copy=False)
     if isinstance(mask, pa.ChunkedArray):
         mask = mask.combine_chunks()
     if isinstance(mask, pa.Array):
-        return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+        return np.asarray(mask.fill_null(NO).to_numpy(zero_copy_only=False), dtype=np.bool_)
     return np.asarray(mask, dtype=np.bool_)
 
 
@@ -391,6 +445,7 @@ def _np_bool(mask: Any) -> np.ndarray:
 
 _NAIVE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_REPLACEMENT = "\ufffd"
 _UNSIGNED = r"^\+?\d+$"
 _DECIMAL = r"^\+?(\d+(\.\d*)?|\.\d+)$"
 
@@ -424,46 +479,76 @@ def local_time(raw: pa.Array, name: str, verdict: Verdict, timezone: str) -> pa.
     ``timezone`` (in a DST fold the earlier instant; a time in a DST gap becomes
     the instant the gap ends); zoned ISO times and epoch seconds as :func:`to_canonical` reads them.
     Returns ``timestamp[us, UTC]``; unreadable or impossible times are flagged."""
+    wall = _wall_clock(_text(raw, name, verdict))
+    if wall is not None:
+        return _in_zone(wall, timezone)
     text = _trimmed(raw, name, verdict)
-    naive = pc.fill_null(pc.match_substring_regex(text, _NAIVE), False)
-    other = _time(pc.if_else(naive, pa.scalar(None, pa.string()), text), name, verdict)
+    naive = pc.fill_null(pc.match_substring_regex(text, _NAIVE), NO)
+    other = _time(pc.if_else(naive, NULL_TEXT, text), name, verdict)
     if not pc.any(naive).as_py():
         return other
     iso = pc.replace_substring_regex(
-        pc.if_else(naive, text, pa.scalar(None, pa.string())), r"^(\d{4}-\d{2}-\d{2}) ", r"\1T"
+        pc.if_else(naive, text, NULL_TEXT), r"^(\d{4}-\d{2}-\d{2}) ", r"\1T"
     )
     wall, bad = _cast(iso, pa.timestamp("us"))
     verdict.flag(bad, f"{name}: not a valid date and time")
+    return pc.if_else(naive, _in_zone(wall, timezone), other)
+
+
+def _wall_clock(text: pa.Array) -> pa.Array | None:
+    """``text`` as naive ``timestamp[us]`` when every value is a valid
+    ``YYYY-MM-DD[T ]hh:mm:ss[.ffffff]`` (the common case, read without a regex: Arrow's
+    ISO 8601 cast takes no other form of 19 characters or more into a naive time), else None."""
+    if len(text) == text.null_count:
+        return pa.nulls(len(text), pa.timestamp("us"))
+    if pc.min(pc.binary_length(text)).as_py() < 19:
+        return None
+    try:
+        return pc.cast(text, pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _in_zone(wall: pa.Array, timezone: str) -> pa.Array:
+    if timezone == "UTC":
+        return pc.cast(wall, TS)
     zoned = pc.assume_timezone(wall, timezone=timezone, ambiguous="earliest", nonexistent="latest")
-    return pc.if_else(naive, pc.cast(zoned, TS), other)
+    return pc.cast(zoned, TS)
 
 
 def milliseconds(raw: pa.Array, name: str, verdict: Verdict, scale: int) -> pa.Array:
     """A non-negative count (``scale`` 1000 for whole or decimal seconds, 1 for
     milliseconds) as int64 milliseconds; ``name`` is the vendor column in reasons."""
+    plain = _digits(_text(raw, name, verdict))
+    if plain is not None:
+        top = pc.max(plain).as_py()
+        if top is None or top <= 2**53 / scale:
+            return plain if scale == 1 else pc.multiply(plain, _scale(scale))
     text = _trimmed(raw, name, verdict)
     pattern = _DECIMAL if scale > 1 else _UNSIGNED
-    ok = pc.fill_null(pc.match_substring_regex(text, pattern), True)
-    negative = pc.fill_null(pc.match_substring_regex(text, r"^-\s*(\d+(\.\d*)?|\.\d+)$"), False)
+    ok = pc.fill_null(pc.match_substring_regex(text, pattern), YES)
+    negative = pc.fill_null(pc.match_substring_regex(text, r"^-\s*(\d+(\.\d*)?|\.\d+)$"), NO)
     verdict.flag(negative, f"{name}: negative")
-    verdict.flag(~_np_bool(ok), f"{name}: not a number")
-    values, failed = _cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    verdict.flag(~as_mask(ok), f"{name}: not a number")
+    values, failed = _cast(pc.if_else(ok, text, NULL_TEXT), pa.float64())
     verdict.flag(failed, f"{name}: not a number")
-    huge = pc.fill_null(pc.greater(values, 2**53 / scale), False)
+    huge = pc.fill_null(pc.greater(values, _real(2**53 / scale)), NO)
     verdict.flag(huge, f"{name}: out of range")
-    values = pc.if_else(huge, pa.scalar(None, pa.float64()), values)
-    return pc.cast(pc.round(pc.multiply(values, float(scale))), pa.int64())
+    values = pc.if_else(huge, NULL_FLOAT, values)
+    return pc.cast(pc.round(pc.multiply(values, _real(scale))), pa.int64())
 
 
 def csv_records(
-    path: str, delimiter: str = ","
+    path: str, delimiter: str = ",", *, utf8: bool = True
 ) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """``(record number, fields, None)`` per CSV record of a vendor file, or
     ``(record number, None, reason)`` for one that cannot be parsed. Numbers are
     1-based over non-blank records, so every record is counted once; a quoted
     field may span lines. Invalid UTF-8 and broken quoting reject that record
     only; an unterminated quote at the end (a file still being written) rejects
-    the last record. Memory is bounded by the csv module's field size limit."""
+    the last record. Memory is bounded by the csv module's field size limit.
+    ``utf8=False`` leaves invalid UTF-8 to the caller (as lone surrogates, see
+    :func:`not_utf8`), which may look only at the fields it reads."""
     try:
         handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")
     except OSError as exc:
@@ -494,10 +579,16 @@ def csv_records(
             number += 1
             if number == 1 and fields[0].startswith("\ufeff"):
                 fields[0] = fields[0][1:]
-            if any(not f.isascii() and _SURROGATE.search(f) for f in fields):
+            if utf8 and any(not f.isascii() and _SURROGATE.search(f) for f in fields):
                 yield number, None, "not valid UTF-8"
                 continue
             yield number, fields, None
+
+
+def not_utf8(field: str) -> bool:
+    """Whether a field read by :func:`csv_records` (``utf8=False``) or from a stream
+    repaired with U+FFFD held bytes that are not UTF-8."""
+    return not field.isascii() and (_REPLACEMENT in field or _SURROGATE.search(field) is not None)
 
 
 def blocks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -29,12 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, register
 from telemetry.readers._convert import (
+    NULL_TEXT,
     Verdict,
-    blocks,
+    as_mask,
     check_timezone,
-    csv_records,
     first_csv_record,
     local_time,
     milliseconds,
@@ -42,10 +42,10 @@ from telemetry.readers._convert import (
     split,
     to_canonical,
 )
+from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import VOICE_CHANNELS
 
 WIDTHS = (16, 17, 18, 19, 21)
-_BLOCK = 16384
 (ACCOUNTCODE, SRC, DST, DCONTEXT, CLID, CHANNEL, DSTCHANNEL, LASTAPP, LASTDATA) = range(9)
 (START, ANSWER, END, DURATION, BILLSEC, DISPOSITION, AMAFLAGS, UNIQUEID) = range(9, 17)
 DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION")
@@ -57,6 +57,9 @@ _PEER = re.compile(
     r"^(?:PJSIP|SIP|IAX2|IAX|H323|OOH323|MGCP|SKINNY|UNISTIM|MOTIF)/(.+)-[0-9a-fA-F]+$"
 )
 _DAHDI = re.compile(r"^(?:DAHDI|Zap)/(i?\d+)[-/]")
+_COUNTER = r"^[0-9a-fA-F]+$"
+_DISPOSITIONS = pa.array(DISPOSITIONS)
+_ZERO = pa.scalar(0, pa.int32())
 
 
 def route_of(channel: str | None) -> str | None:
@@ -73,64 +76,82 @@ def route_of(channel: str | None) -> str | None:
     return None
 
 
+def routes_of(channels: pa.Array) -> pa.Array:
+    """:func:`route_of` of every channel name, computed once per distinct peer.
+
+    A channel ends in a per-call counter, so names are all distinct but few peers
+    stand before the last ``-``. When what follows it is hex digits, the route
+    depends only on what precedes it (``route_of(head + "-0")``); the other names
+    (no counter, ``Local/…;1``) go through route_of one by one."""
+    parts = pc.split_pattern(channels, "-", max_splits=1, reverse=True)
+    offsets = parts.offsets.to_numpy()
+    split = np.diff(offsets) == 2
+    keyed = np.zeros(len(channels), dtype=np.bool_)
+    out = pa.nulls(len(channels), pa.string())
+    if split.any():
+        heads = parts.values.take(pa.array(np.where(split, offsets[:-1], 0)))
+        tails = parts.values.take(pa.array(np.where(split, offsets[:-1] + 1, 0)))
+        keyed = split & as_mask(pc.match_substring_regex(tails, _COUNTER))
+        keys = pc.dictionary_encode(pc.if_else(pa.array(keyed), heads, NULL_TEXT))
+        peers = [route_of(head + "-0") for head in keys.dictionary.to_pylist()]
+        out = pa.array(peers, pa.string()).take(keys.indices)
+    rest = ~keyed & as_mask(pc.greater(pc.binary_length(channels), _ZERO))
+    if rest.any():
+        names = channels.filter(pa.array(rest)).to_pylist()
+        out = pc.replace_with_mask(out, pa.array(rest), pa.array([route_of(c) for c in names], pa.string()))
+    return out
+
+
+def _fields(width: int) -> dict[str, int | None]:
+    return {
+        "tenant": ACCOUNTCODE,
+        "source": SRC,
+        "destination": DST,
+        "dstchannel": DSTCHANNEL,
+        "start_time": START,
+        "answer_time": ANSWER,
+        "end_time": END,
+        "duration": DURATION,
+        "billsec": BILLSEC,
+        "status": DISPOSITION,
+        "record_id": UNIQUEID if width in (17, 18, 21) else None,
+    }
+
+
+LAYOUT = Layout(
+    WIDTHS, _fields, lambda found: f"expected 16, 17, 18, 19 or 21 columns, found {found}"
+)
+
+
 def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
-    for block in blocks(csv_records(path), max(1, min(batch_rows, _BLOCK))):
-        yield _block(path, block, timezone)
+    for records in read_records(path, LAYOUT, block_bytes=options.block_bytes):
+        yield _block(path, records, timezone)
 
 
-def _block(path: str, block: list, timezone: str) -> ReadBatch:
-    rejects: list[Reject] = []
-    rows: list[int] = []
-    good: list[list[str]] = []
-    for number, fields, reason in block:
-        if fields is None:
-            rejects.append(Reject(path, number, reason, {}))
-        elif len(fields) not in WIDTHS:
-            found = len(fields)
-            rejects.append(
-                Reject(path, number, f"expected 16, 17, 18, 19 or 21 columns, found {found}", {})
-            )
-        else:
-            rows.append(number)
-            good.append(fields)
-    n = len(good)
+_SHOWN = ("tenant", "source", "destination", "record_id", "start_time", "answer_time", "end_time", "status")
 
-    def column(i: int) -> pa.Array:
-        return pa.array([f[i] for f in good], pa.string())
 
-    def optional(i: int) -> pa.Array:
-        return pa.array([f[i] if len(f) in (17, 18, 21) else "" for f in good], pa.string())
-
+def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+    text = records.columns
+    n = len(records.rows)
     verdict = Verdict(n)
-    text = {
-        "tenant": column(ACCOUNTCODE),
-        "source": column(SRC),
-        "destination": column(DST),
-        "record_id": optional(UNIQUEID) if n else pa.array([], pa.string()),
-        "start_time": column(START),
-        "answer_time": column(ANSWER),
-        "end_time": column(END),
-        "status": column(DISPOSITION),
-    }
-    raw = dict(text)
+    raw = {name: text[name] for name in _SHOWN}
     raw["start_time"] = local_time(text["start_time"], "start", verdict, timezone)
     raw["answer_time"] = local_time(text["answer_time"], "answer", verdict, timezone)
     raw["end_time"] = local_time(text["end_time"], "end", verdict, timezone)
-    milliseconds(column(DURATION), "duration", verdict, 1000)  # checked, not kept
-    raw["duration_ms"] = milliseconds(column(BILLSEC), "billsec", verdict, 1000)
-    raw["route"] = pa.array([route_of(f[DSTCHANNEL]) for f in good], pa.string())
+    milliseconds(text["duration"], "duration", verdict, 1000)  # checked, not kept
+    raw["duration_ms"] = milliseconds(text["billsec"], "billsec", verdict, 1000)
+    raw["route"] = routes_of(text["dstchannel"])
     raw["status"] = pc.utf8_upper(pc.utf8_trim_whitespace(text["status"]))
-    known = pc.fill_null(pc.is_in(raw["status"], pa.array(DISPOSITIONS)), False)
-    verdict.flag(~np.asarray(known, dtype=bool), "disposition: not an Asterisk disposition")
+    known = as_mask(pc.is_in(raw["status"], _DISPOSITIONS))
+    verdict.flag(~known, "disposition: not an Asterisk disposition")
     batch, verdict = to_canonical(raw, n, verdict)
 
     def fields_of(i: int) -> dict[str, str | None]:
-        return {name: text[name][i].as_py() for name in text} | {
-            "route": raw["route"][i].as_py()
-        }
+        return {name: text[name][i].as_py() for name in _SHOWN} | {"route": raw["route"][i].as_py()}
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
 
 
 # -- writing -------------------------------------------------------------------------------------

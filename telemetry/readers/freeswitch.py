@@ -30,17 +30,19 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import ConfigError
-from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, register
 from telemetry.readers._convert import (
+    EMPTY_TEXT,
+    NO,
+    NULL_INT,
+    NULL_TEXT,
     Verdict,
-    blocks,
+    as_mask,
     check_timezone,
-    csv_records,
     first_csv_record,
     local_time,
     milliseconds,
@@ -48,6 +50,7 @@ from telemetry.readers._convert import (
     split,
     to_canonical,
 )
+from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import VOICE_CHANNELS
 from telemetry.status import HANGUP_CAUSE_STATUS, Q850_CAUSES
 
@@ -80,7 +83,7 @@ _TEXT = {
     "sip_term_status": "sip_code",
     "hangup_cause_q850": "q850_cause",
 }
-_BLOCK = 16384
+_ZERO = pa.scalar(0, pa.int64())
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
@@ -101,33 +104,33 @@ def template_names(template: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
+_UNDERSTOOD = frozenset(
+    [*_TEXT, "billmsec", "billsec", "duration", "hangup_cause"]
+    + ["progressmsec", "progress_mediamsec", "answermsec"]
+    + [f"{m}{s}" for m in ("start", "answer", "end") for s in ("_uepoch", "_epoch", "_stamp")]
+)
+
+
+def layout(names: tuple[str, ...]) -> Layout:
+    """Where the understood variables of a template are (a repeated name: its last place)."""
+    where = {name: i for i, name in enumerate(names) if name in _UNDERSTOOD}
+    return Layout(
+        (len(names),),
+        lambda width: where,
+        lambda found: f"expected {len(names)} columns (the template), found {found}",
+    )
+
+
 def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     names = template_names(setting(options, "freeswitch", "template"))
     timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
-    for block in blocks(csv_records(path), max(1, min(batch_rows, _BLOCK))):
-        yield _block(path, block, names, timezone)
+    for records in read_records(path, layout(names), block_bytes=options.block_bytes):
+        yield _block(path, records, timezone)
 
 
-def _block(path: str, block: list, names: tuple[str, ...], timezone: str) -> ReadBatch:
-    rejects: list[Reject] = []
-    rows: list[int] = []
-    good: list[list[str]] = []
-    for number, fields, reason in block:
-        if fields is None:
-            rejects.append(Reject(path, number, reason, {}))
-        elif len(fields) != len(names):
-            reason = f"expected {len(names)} columns (the template), found {len(fields)}"
-            rejects.append(Reject(path, number, reason, {}))
-        else:
-            rows.append(number)
-            good.append(fields)
-    n = len(good)
-    where = {name: i for i, name in enumerate(names)}
-
-    def column(name: str) -> pa.Array | None:
-        i = where.get(name)
-        return None if i is None else pa.array([f[i] for f in good], pa.string())
-
+def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+    n = len(records.rows)
+    column = records.columns.get
     verdict = Verdict(n)
     raw: dict[str, pa.Array] = {}
     shown: dict[str, pa.Array] = {}
@@ -158,7 +161,7 @@ def _block(path: str, block: list, names: tuple[str, ...], timezone: str) -> Rea
     def fields_of(i: int) -> dict[str, str | None]:
         return {name: values[i].as_py() for name, values in shown.items()}
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
 
 
 def _moment(column, moment: str, canonical: str, verdict: Verdict, timezone: str):
@@ -168,8 +171,8 @@ def _moment(column, moment: str, canonical: str, verdict: Verdict, timezone: str
         if text is not None:
             text = pc.utf8_trim_whitespace(text)
             # an epoch of 0 is FreeSWITCH's "never", e.g. answer_epoch of an unanswered call
-            never = pc.fill_null(pc.match_substring_regex(text, r"^0+$"), False)
-            text = pc.if_else(never, "", text)
+            never = pc.fill_null(pc.match_substring_regex(text, r"^0+$"), NO)
+            text = pc.if_else(never, EMPTY_TEXT, text)
             if scale:
                 text = pc.replace_substring_regex(text, r"^(\d+)(\d{6})$", r"\1.\2")
             return local_time(text, moment + suffix, verdict, timezone), text
@@ -185,33 +188,37 @@ def _pdd(column, verdict: Verdict) -> pa.Array | None:
         text = column(name)
         if text is not None:
             ms = milliseconds(text, name, verdict, 1)
-            candidates.append(pc.if_else(pc.equal(ms, 0), pa.scalar(None, pa.int64()), ms))
+            candidates.append(pc.if_else(pc.equal(ms, _ZERO), NULL_INT, ms))
     pdd = pc.min_element_wise(*candidates) if candidates else None
     answer = column("answermsec")
     if answer is not None:
         ms = milliseconds(answer, "answermsec", verdict, 1)
-        ms = pc.if_else(pc.equal(ms, 0), pa.scalar(None, pa.int64()), ms)
+        ms = pc.if_else(pc.equal(ms, _ZERO), NULL_INT, ms)
         pdd = ms if pdd is None else pc.coalesce(pdd, ms)
     return pdd
 
 
 def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict) -> None:
     """Q.850 value and, for FreeSWITCH's own causes, the status the name implies."""
-    names = pc.utf8_upper(pc.utf8_trim_whitespace(cause)).to_pylist()
+    words = pc.dictionary_encode(pc.utf8_upper(pc.utf8_trim_whitespace(cause)))
+    names = [name or None for name in words.dictionary.to_pylist()]  # looked up once each
     codes = [Q850_CAUSES.get(name) if name else None for name in names]
     status = [HANGUP_CAUSE_STATUS.get(name) if name else None for name in names]
     unknown = [bool(name) and c is None and s is None for name, c, s in zip(names, codes, status)]
-    verdict.flag(np.asarray(unknown, dtype=bool), "hangup_cause: not a FreeSWITCH hangup cause")
-    by_name = pa.array(codes, pa.int64())
+    verdict.flag(
+        as_mask(pa.array(unknown, pa.bool_()).take(words.indices)),
+        "hangup_cause: not a FreeSWITCH hangup cause",
+    )
+    by_name = pa.array(codes, pa.int64()).take(words.indices)
     if "q850_cause" in raw:  # the numeric variable wins; the name fills its gaps
         text = pc.utf8_trim_whitespace(raw["q850_cause"])
         raw["q850_cause"] = pc.coalesce(
-            pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text),
+            pc.if_else(pc.equal(text, EMPTY_TEXT), NULL_TEXT, text),
             pc.cast(by_name, pa.string()),
         )
     else:
         raw["q850_cause"] = by_name
-    raw["status"] = pa.array(status, pa.string())
+    raw["status"] = pa.array(status, pa.string()).take(words.indices)
 
 
 # -- writing -------------------------------------------------------------------------------------

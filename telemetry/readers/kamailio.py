@@ -41,10 +41,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import ConfigError, InputError
-from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, register
 from telemetry.readers._convert import (
+    EMPTY_TEXT,
+    NO,
+    NULL_TEXT,
     Verdict,
-    blocks,
     check_timezone,
     csv_records,
     local_time,
@@ -53,6 +55,7 @@ from telemetry.readers._convert import (
     split,
     to_canonical,
 )
+from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import CANONICAL, VOICE_CHANNELS
 
 COLUMNS: dict[str, str] = {
@@ -84,13 +87,16 @@ COLUMNS: dict[str, str] = {
 }
 _TIMES = ("start_time", "end_time", "duration")
 _DELIMITERS = (",", ";", "\t", "|")
-_BLOCK = 16384
+_ZERO = pa.scalar(0, pa.int64())
+_ANSWERED = pa.scalar("answered", pa.string())
+_FAILED = pa.scalar("failed", pa.string())
 
 
 def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "kamailio", "timezone", "UTC"))
     mapping = _mapping(setting(options, "kamailio", "columns", {}))
-    records = csv_records(path, delimiter=_delimiter(path))
+    delimiter = _delimiter(path)
+    records = csv_records(path, delimiter=delimiter)
     header = next(records, None)
     if header is None:
         return
@@ -109,10 +115,14 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
         canonical = mapping.get(name)
         if canonical is not None and canonical not in where:
             where[canonical] = i
+    records.close()
+    width = len(names)
+    layout = Layout((width,), lambda _: where, lambda found: f"expected {width} columns, found {found}")
     # record numbers count data rows: the header is not a record
-    data = ((number - 1, fields, why) for number, fields, why in records)
-    for block in blocks(data, max(1, min(batch_rows, _BLOCK))):
-        yield _block(path, block, len(names), where, timezone)
+    for block in read_records(
+        path, layout, delimiter=delimiter, header=True, block_bytes=options.block_bytes
+    ):
+        yield _block(path, block, timezone)
 
 
 def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -136,50 +146,34 @@ def _delimiter(path: str) -> str:
     return max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _block(path: str, block: list, width: int, where: dict[str, int], timezone: str) -> ReadBatch:
-    rejects: list[Reject] = []
-    rows: list[int] = []
-    good: list[list[str]] = []
-    for number, fields, reason in block:
-        if fields is None:
-            rejects.append(Reject(path, number, reason, {}))
-        elif len(fields) != width:
-            reason = f"expected {width} columns, found {len(fields)}"
-            rejects.append(Reject(path, number, reason, {}))
-        else:
-            rows.append(number)
-            good.append(fields)
-    n = len(good)
-    text = {name: pa.array([f[i] for f in good], pa.string()) for name, i in where.items()}
+def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+    n = len(records.rows)
+    text = records.columns
     verdict = Verdict(n)
     raw = {k: v for k, v in text.items() if k not in _TIMES}
     start = local_time(text["start_time"], "start_time", verdict, timezone)
     raw["start_time"] = start
     raw["end_time"] = local_time(text["end_time"], "end_time", verdict, timezone)
     duration = milliseconds(text["duration"], "duration", verdict, 1000)
-    positive = pc.fill_null(pc.greater(duration, 0), False)
+    positive = pc.fill_null(pc.greater(duration, _ZERO), NO)
     if "sip_code" in text:
         code = pc.utf8_trim_whitespace(text["sip_code"])
-        known = pc.fill_null(pc.not_equal(code, ""), False)
-        success = pc.fill_null(pc.match_substring_regex(code, r"^2\d\d$"), False)
+        known = pc.fill_null(pc.not_equal(code, EMPTY_TEXT), NO)
+        success = pc.fill_null(pc.match_substring_regex(code, r"^2\d\d$"), NO)
         answered = pc.if_else(known, success, positive)
     else:
-        known = pa.array([False] * n, pa.bool_())
+        known = pa.array(np.zeros(n, dtype=np.bool_))
         answered = positive
     # without a SIP code the dialog's confirmation (a positive duration) is the only evidence
-    raw["status"] = pc.if_else(
-        known,
-        pa.scalar(None, pa.string()),
-        pc.if_else(answered, pa.scalar("answered"), pa.scalar("failed")),
-    )
-    raw["answer_time"] = pc.if_else(answered, start, pa.scalar(None, start.type))
-    raw["duration_ms"] = pc.if_else(answered, duration, pa.scalar(0, pa.int64()))
+    raw["status"] = pc.if_else(known, NULL_TEXT, pc.if_else(answered, _ANSWERED, _FAILED))
+    raw["answer_time"] = pc.if_else(answered, start, pa.nulls(1, start.type)[0])
+    raw["duration_ms"] = pc.if_else(answered, duration, _ZERO)
     batch, verdict = to_canonical(raw, n, verdict)
 
     def fields_of(i: int) -> dict[str, str | None]:
         return {name: values[i].as_py() for name, values in text.items() if name != "duration"}
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
 
 
 # -- writing -------------------------------------------------------------------------------------

@@ -1,0 +1,554 @@
+"""Vendor CSV files (Asterisk, FreeSWITCH, Kamailio) streamed as blocks of text columns.
+
+pyarrow's CSV reader splits each block of the file in C and builds only the
+columns a reader maps, as ``string`` arrays: no Python runs per well-formed
+record. The records it cannot put in a column — another width (an Asterisk file
+may mix them), blank lines, a quote still open at the end of the file — reach
+``invalid_row_handler`` with their text and are sorted out here, reparsed with
+the csv module or rejected with the reasons of :func:`_convert.csv_records`.
+Whatever pyarrow cannot skip at all (a record larger than a block) hands the rest
+of the file, from the first record not yet accounted for, to csv_records.
+
+Record numbers follow csv_records: 1-based over non-blank records, a quoted
+newline does not start a record, a header is not a record. pyarrow counts every
+record it sees, blank-looking ones included, so its numbers are mapped onto these.
+
+Bytes that are not UTF-8 are replaced by U+FFFD on the way in (pyarrow decodes the
+text of a record it skips and gives up on the file when that fails), and a record
+with U+FFFD in a field the reader reads is rejected as ``not valid UTF-8`` (as in
+the canonical CSV reader); the csv-module path rejects the same records. Free-text
+fields a reader never maps are never decoded, so their bytes do not matter.
+
+Known difference from the csv module: text after a closing quote (``"ab"cd``)
+joins the field, as pyarrow reads it, where the csv module rejects the record
+(``malformed CSV quoting``); only a broken file shows it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry.errors import InputError
+from telemetry.readers import Reject
+from telemetry.readers._convert import EMPTY_TEXT, blocks, csv_records, not_utf8
+
+BLOCK_BYTES = 1 << 20  # a record must fit in one block; peak memory grows with it, not the file
+_SLOW_BLOCK = 16384  # records per block on the csv-module path
+_REPLACEMENT = "\ufffd"
+_EOF = "\x00telemetry: end of input\x00"  # cannot occur in a CDR field
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a reader's fields are. ``widths``: the record widths it accepts (the
+    first is the usual one); ``fields(width)``: for a record of that width, each
+    wanted key → its field index, or None when the width lacks it (read as
+    empty); ``width_reason(found)``: the reject reason for any other width."""
+
+    widths: tuple[int, ...]
+    fields: Callable[[int], Mapping[str, int | None]]
+    width_reason: Callable[[int], str]
+
+
+@dataclass
+class Records:
+    """One block of a file: the wanted fields of its well-formed records as ``string``
+    columns (by key), their record numbers, and the records rejected on the way."""
+
+    columns: dict[str, pa.Array]
+    rows: np.ndarray
+    rejects: list[Reject]
+
+
+def read_records(
+    path: str,
+    layout: Layout,
+    *,
+    delimiter: str = ",",
+    header: bool = False,
+    block_bytes: int | None = None,
+) -> Iterator[Records]:
+    """The records of a vendor CSV file in blocks of about ``block_bytes`` (default
+    :data:`BLOCK_BYTES`). ``header``: the first record names the columns and is
+    neither returned nor counted."""
+    block = block_bytes or BLOCK_BYTES
+    start = _data_start(path, delimiter) if header else 0
+    width = _usual_width(path, layout, delimiter, header)
+    done = 0  # the last record number accounted for
+    if start is not None and width > 1:
+        fast = _Fast(path, layout, width, delimiter, start, block)
+        try:
+            for records in fast.blocks():
+                done = max(done, _last_number(records))
+                yield records
+            return
+        except _GiveUp:
+            pass  # the rest of the file, from the first record not yet returned, goes slowly
+        finally:
+            fast.close()
+    yield from slow_records(path, layout, delimiter=delimiter, header=header, after=done)
+
+
+# -- the csv-module path -------------------------------------------------------------------------
+
+
+def slow_records(
+    path: str, layout: Layout, *, delimiter: str = ",", header: bool = False, after: int = 0
+) -> Iterator[Records]:
+    """What :func:`read_records` gives, from the csv module alone (one record at a time
+    in Python; records numbered ``after`` or below are skipped): the reference for
+    the pyarrow path, and the rest of a file pyarrow gives up on."""
+    records = csv_records(path, delimiter, utf8=False)
+    if header:
+        next(records, None)
+        records = ((number - 1, fields, why) for number, fields, why in records)
+    wanted = ((number, fields, why) for number, fields, why in records if number > after)
+    for chunk in blocks(wanted, _SLOW_BLOCK):
+        yield records_of(path, layout, chunk)
+
+
+def records_of(
+    path: str, layout: Layout, chunk: list[tuple[int, list[str] | None, str | None]]
+) -> Records:
+    """Records from csv_records items ``(number, fields, reason)``: the wanted fields
+    of a record of an accepted width become columns; the other records, and those
+    with bytes that are not UTF-8 in a wanted field, rejects."""
+    rejects: list[Reject] = []
+    rows: list[int] = []
+    values: dict[str, list[str]] = {key: [] for key in layout.fields(layout.widths[0])}
+    by_width: dict[int, list[tuple[list[str], int | None]]] = {}
+    for number, fields, reason in chunk:
+        if fields is None:
+            rejects.append(Reject(path, number, str(reason), {}))
+            continue
+        if len(fields) not in layout.widths:
+            rejects.append(Reject(path, number, layout.width_reason(len(fields)), {}))
+            continue
+        where = by_width.get(len(fields))
+        if where is None:
+            index = layout.fields(len(fields))
+            where = by_width[len(fields)] = [(values[key], index.get(key)) for key in values]
+        wanted = [fields[i] if i is not None else "" for _, i in where]
+        if any(not_utf8(field) for field in wanted):
+            rejects.append(Reject(path, number, "not valid UTF-8", {}))
+            continue
+        rows.append(number)
+        for (column, _), field in zip(where, wanted):
+            column.append(field)
+    columns = {key: pa.array(column, pa.string()) for key, column in values.items()}
+    return Records(columns, np.asarray(rows, np.int64), rejects)
+
+
+# -- the pyarrow path ----------------------------------------------------------------------------
+
+
+class _GiveUp(Exception):
+    """pyarrow cannot go on with this file; the csv module takes over."""
+
+
+class _Fast:
+    def __init__(
+        self, path: str, layout: Layout, width: int, delimiter: str, start: int, block: int
+    ) -> None:
+        import pyarrow.csv as pcsv
+
+        self.path, self.layout, self.width, self.delimiter = path, layout, width, delimiter
+        self.index = dict(layout.fields(width))
+        self.end_row = _EOF + '"' + delimiter * (width + 1)
+        self.seen: list[tuple[int | None, str]] = []  # filled by pyarrow's handler
+        self.numbers = _Numbers()
+        self.extra: list[tuple[int, list[str] | None, str | None]] = []  # pyarrow numbers
+        names = [f"f{i}" for i in range(width)]
+        used = sorted({i for i in self.index.values() if i is not None})
+        self.names = {key: (names[i] if i is not None else None) for key, i in self.index.items()}
+        try:
+            self.stream = _Utf8Stream(path, start, ("\n" + self.end_row + "\n").encode())
+        except OSError as exc:
+            raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+        self.reader: Any = None
+        self.ahead: _ParseAhead | None = None
+        try:
+            self.reader = pcsv.open_csv(
+                self.stream,
+                read_options=pcsv.ReadOptions(
+                    use_threads=False, block_size=block, column_names=names
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=delimiter,
+                    newlines_in_values=True,
+                    ignore_empty_lines=True,
+                    invalid_row_handler=self._skip,
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=[names[i] for i in used],
+                    column_types={names[i]: pa.string() for i in used},
+                    strings_can_be_null=False,
+                    check_utf8=False,  # the stream is valid UTF-8 by construction
+                ),
+            )
+        except (pa.ArrowException, OSError):
+            self.reader = None
+
+    def _skip(self, row: Any) -> str:
+        self.seen.append((row.number, row.text))
+        return "skip"
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.stop()
+        self.stream.close()
+
+    def blocks(self) -> Iterator[Records]:
+        if self.reader is None:
+            raise _GiveUp
+        self.ahead = _ParseAhead(self.reader)
+        for batch in self.ahead:
+            yield self._records(batch, final=False)
+        records = self._records(None, final=True)
+        if len(records.rows) or records.rejects:
+            yield records
+
+    def _records(self, batch: pa.RecordBatch | None, final: bool) -> Records:
+        self._sort_out()
+        n = 0 if batch is None else batch.num_rows
+        numbers = self.numbers
+        taken = numbers.take(n)
+        frontier = numbers.frontier()
+        if final:
+            frontier = np.iinfo(np.int64).max
+        extra = [e for e in self.extra if e[0] < frontier]
+        self.extra = [e for e in self.extra if e[0] >= frontier]
+
+        columns: dict[str, pa.Array] = {}
+        for key, name in self.names.items():
+            if batch is None or name is None:
+                columns[key] = pa.repeat(EMPTY_TEXT, n)  # a field this width lacks reads as empty
+            else:
+                columns[key] = batch.column(name)
+        rows = numbers.ours(taken)
+        rejects: list[Reject] = []
+        if n and not self.stream.ascii:
+            columns, rows, rejects = _drop_replaced(self.path, columns, rows)
+        if extra:
+            ours = numbers.ours(np.array([number for number, _, _ in extra], np.int64)).tolist()
+            extra = [(mine, f, why) for mine, (_, f, why) in zip(ours, extra)]
+            side = records_of(self.path, self.layout, extra)
+            rejects += side.rejects
+            if len(side.rows):
+                columns, rows = _merge(columns, rows, side.columns, side.rows)
+            rejects.sort(key=lambda r: r.row)
+        numbers.prune(frontier)
+        return Records(columns, rows, rejects)
+
+    def _sort_out(self) -> None:
+        """Records pyarrow skipped, since last time: not records at all, rejects with
+        the csv_records reason, or records of another width to read in Python."""
+        seen, self.seen = self.seen, []
+        for number, text in seen:
+            if number is None:
+                raise _GiveUp  # pyarrow did not count: numbering would be guesswork
+            self.numbers.skip(number)
+            if text == self.end_row:
+                self.numbers.not_a_record(number)
+                continue
+            if _EOF in text:
+                self.extra.append((number, None, "unterminated quoted field"))
+                continue
+            fields, reason = _parse(text, self.delimiter)
+            if reason is None and (
+                not fields or (len(fields) == 1 and not fields[0].strip())
+            ):
+                self.numbers.not_a_record(number)  # a blank line
+                continue
+            self.extra.append((number, fields, reason))
+
+
+class _ParseAhead:
+    """pyarrow's batches, each parsed on another thread while the one before is
+    converted (parsing releases the GIL): the two halves of reading share the cores.
+    Raises :class:`_GiveUp` where pyarrow fails."""
+
+    _END = object()
+
+    def __init__(self, reader: Any) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(reader,), name="telemetry-csv", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, reader: Any) -> None:
+        while not self._halt.is_set():
+            try:
+                item = reader.read_next_batch()
+            except StopIteration:
+                item = self._END
+            except BaseException as exc:  # handed to the consuming thread
+                item = exc
+            while not self._halt.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, pa.RecordBatch):
+                return
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, (pa.ArrowException, OSError)):
+                raise _GiveUp
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Stop parsing (the reader is left to the garbage collector) and wait for the thread."""
+        self._halt.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(0.05)
+
+
+def _parse(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
+    """The fields of one record's text, or the csv_records reason it cannot be read."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        if "field larger" in str(exc):
+            return None, "field longer than the CSV field size limit"
+        return None, "malformed CSV quoting"
+    if len(rows) > 1:
+        return None, "malformed CSV quoting"  # the csv module splits it where pyarrow did not
+    return (rows[0] if rows else []), None
+
+
+def _drop_replaced(
+    path: str, columns: dict[str, pa.Array], rows: np.ndarray
+) -> tuple[dict[str, pa.Array], np.ndarray, list[Reject]]:
+    bad = np.zeros(len(rows), dtype=np.bool_)
+    for column in columns.values():
+        bad |= np.asarray(pc.match_substring(column, _REPLACEMENT), dtype=np.bool_)
+    if not bad.any():
+        return columns, rows, []
+    rejects = [Reject(path, int(r), "not valid UTF-8", {}) for r in rows[bad]]
+    keep = pa.array(~bad)
+    return {k: c.filter(keep) for k, c in columns.items()}, rows[~bad], rejects
+
+
+def _merge(
+    columns: dict[str, pa.Array], rows: np.ndarray, more: dict[str, pa.Array], more_rows: np.ndarray
+) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Both sets of records, in record order."""
+    all_rows = np.concatenate([rows, more_rows])
+    order = np.argsort(all_rows, kind="stable")
+    indices = pa.array(order)
+    merged = {
+        key: pa.concat_arrays([column, more[key]]).take(indices) for key, column in columns.items()
+    }
+    return merged, all_rows[order]
+
+
+def _last_number(records: Records) -> int:
+    last = int(records.rows[-1]) if len(records.rows) else 0
+    return max([last] + [r.row for r in records.rejects])
+
+
+class _Numbers:
+    """pyarrow's record numbers → csv_records numbers.
+
+    pyarrow numbers every record it parses from 1; the good rows of a batch carry
+    no number, so they are the numbers not skipped. pyarrow parses one block ahead,
+    so skips may be known before the batch they precede is delivered."""
+
+    def __init__(self) -> None:
+        self.next = 1  # pyarrow number of the next good row, at the earliest
+        self.skipped: list[int] = []  # skipped pyarrow numbers ≥ next, ascending
+        self.blank: list[int] = []  # of those and earlier, the ones that are not records
+        self.blank_before = 0  # pruned blank numbers (all below any number still to map)
+
+    def skip(self, number: int) -> None:
+        self.skipped.append(number)
+
+    def not_a_record(self, number: int) -> None:
+        self.blank.append(number)
+
+    def take(self, n: int) -> np.ndarray:
+        """pyarrow numbers of the next ``n`` good rows."""
+        if not n:
+            return np.zeros(0, np.int64)
+        skipped = np.asarray(self.skipped, np.int64)
+        if not len(skipped):
+            taken = np.arange(self.next, self.next + n, dtype=np.int64)
+        else:
+            candidates = np.arange(self.next, self.next + n + len(skipped), dtype=np.int64)
+            taken = candidates[~np.isin(candidates, skipped)][:n]
+        self.next = int(taken[-1]) + 1
+        self.skipped = [s for s in self.skipped if s >= self.next]
+        return taken
+
+    def frontier(self) -> int:
+        """The pyarrow number of the next good row, given the skips known now: every
+        skipped record below it can be returned without breaking record order."""
+        skipped = np.asarray(self.skipped, np.int64)
+        if not len(skipped):
+            return self.next
+        gaps = np.flatnonzero(skipped - np.arange(len(skipped)) != self.next)
+        return self.next + (int(gaps[0]) if len(gaps) else len(skipped))
+
+    def ours(self, numbers: np.ndarray) -> np.ndarray:
+        if not self.blank:
+            return numbers - self.blank_before
+        blank = np.asarray(self.blank, np.int64)
+        return numbers - self.blank_before - np.searchsorted(blank, numbers)
+
+    def prune(self, frontier: int) -> None:
+        """Forget what only numbers below ``frontier`` (all returned) needed."""
+        below = [b for b in self.blank if b < frontier]
+        if below:
+            self.blank_before += len(below)
+            self.blank = self.blank[len(below) :]
+
+
+# -- the byte stream -----------------------------------------------------------------------------
+
+
+class _Utf8Stream:
+    """The file from byte ``start``, invalid UTF-8 replaced by U+FFFD, then ``tail``.
+    ASCII blocks pass through without a copy."""
+
+    def __init__(self, path: str, start: int, tail: bytes) -> None:
+        self._raw = open(path, "rb")
+        self._raw.seek(start)
+        self._tail = tail
+        self._buffer = bytearray()
+        self._carry = b""  # an incomplete UTF-8 sequence at the end of the last chunk
+        self._done = False
+        self.ascii = True  # every byte so far was ASCII (so no field can hold U+FFFD)
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            while not self._done:
+                self._take(self._raw.read(1 << 20))
+            out = bytes(self._buffer)
+            self._buffer.clear()
+            return out
+        if not self._buffer and not self._done:
+            chunk = self._raw.read(size)
+            if chunk and not self._carry and chunk.isascii() and not chunk.endswith(b"\r"):
+                return chunk
+            self._take(chunk)
+        while len(self._buffer) < size and not self._done:
+            self._take(self._raw.read(size - len(self._buffer)))
+        end = size
+        if 1 < end <= len(self._buffer) and self._buffer[end - 1] == 0x0D and not (
+            self._done and end == len(self._buffer)
+        ):
+            # pyarrow drops the \n of a \r\n split between two reads even inside a
+            # quoted field (apache/arrow#51368): a read never ends with \r
+            end -= 1
+        out = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return out
+
+    def _take(self, chunk: bytes) -> None:
+        if not chunk:
+            if self._carry:
+                self._buffer += self._repair(self._carry)
+                self._carry = b""
+            self._buffer += self._tail
+            self._done = True
+            return
+        data = self._carry + chunk if self._carry else chunk
+        cut = _complete(data)
+        self._carry = data[cut:]
+        self._buffer += self._repair(data[:cut])
+
+    def _repair(self, data: bytes) -> bytes:
+        if data.isascii():
+            return data
+        self.ascii = False
+        try:
+            data.decode("utf-8")
+            return data
+        except UnicodeDecodeError:
+            return data.decode("utf-8", "replace").encode("utf-8")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._raw.close()
+        self.closed = True
+
+
+def _complete(data: bytes) -> int:
+    """Length of ``data`` without a UTF-8 sequence cut short at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if need > back else len(data)
+    return len(data)
+
+
+# -- where the data starts, and its usual width ----------------------------------------------------
+
+
+def _data_start(path: str, delimiter: str) -> int | None:
+    """Byte offset just past the header (the first record csv_records does not take
+    for blank), or None when that record is not one whole line — the csv module then
+    reads the file."""
+    try:
+        with open(path, "rb") as handle:
+            offset = 0
+            while True:
+                line = handle.readline(1 << 20)
+                if not line.endswith(b"\n"):
+                    return None
+                offset += len(line)
+                text = line.decode("utf-8", "surrogateescape")
+                fields, reason = _parse(text, delimiter)
+                if reason is not None or "\r" in text[:-2] or text.count('"') % 2:
+                    return None
+                if fields and (len(fields) > 1 or fields[0].strip()):
+                    return offset
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+
+
+def _usual_width(path: str, layout: Layout, delimiter: str, header: bool) -> int:
+    """The width of the first well-formed record (of the first hundred) of an
+    accepted width: the one pyarrow splits, the others going through Python."""
+    if len(layout.widths) == 1:
+        return layout.widths[0]
+    records = csv_records(path, delimiter)
+    if header:
+        next(records, None)
+    for _, (_, fields, _) in zip(range(100), records, strict=False):
+        if fields is not None and len(fields) in layout.widths:
+            return len(fields)
+    return layout.widths[0]
