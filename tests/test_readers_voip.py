@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 from telemetry.errors import ConfigError, InputError
 from telemetry.generate import generate
 from telemetry.readers import ReaderOptions, detect_format, get_format, open_inputs
-from telemetry.readers.asterisk import route_of
+from telemetry.readers._convert import wanted
+from telemetry.readers._vendorcsv import Layout, read_records, slow_records
+from telemetry.readers.asterisk import LAYOUT as ASTERISK_LAYOUT
+from telemetry.readers.asterisk import route_of, routes_of
 from telemetry.readers.freeswitch import EXAMPLE, template_names
 from tests import projections
 
@@ -354,21 +357,27 @@ def test_fuzz_kamailio(data: bytes) -> None:
     check_accounted("kamailio", data)
 
 
-# -- the pyarrow path agrees with the csv module ----------------------------------------------------
-
-from telemetry.readers._vendorcsv import Layout, read_records, slow_records  # noqa: E402
-from telemetry.readers.asterisk import LAYOUT as ASTERISK_LAYOUT  # noqa: E402
-from telemetry.readers.asterisk import routes_of  # noqa: E402
+# -- the pyarrow path agrees with the csv module ---------------------------------------------------
 
 CHANNEL_TEXT = st.text(alphabet="PJSIDAHZapLoc/-;<09afgx \t\u0663", max_size=16)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.none() | CHANNEL_TEXT | CHANNEL_TEXT.map(lambda s: "PJSIP/" + s), max_size=30))
-def test_routes_of_is_route_of_per_row(channels) -> None:
+COUNTER = st.text(alphabet="0189aAfFgx-;", min_size=7, max_size=9)
+CHANNEL = st.none() | CHANNEL_TEXT | st.builds(
+    lambda tech, peer, counter: f"{tech}/{peer}-{counter}",
+    st.sampled_from(["PJSIP", "SIP", "IAX2", "DAHDI", "Local", "pjsip"]),
+    CHANNEL_TEXT,
+    COUNTER,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CHANNEL, max_size=30), st.integers(0, 3))
+def test_routes_of_is_route_of_per_row(channels, skip) -> None:
     import pyarrow as pa
 
-    assert routes_of(pa.array(channels, pa.string())).to_pylist() == [route_of(c) for c in channels]
+    array = pa.array(["PJSIP/x-00000001"] * skip + channels, pa.string()).slice(skip)
+    assert routes_of(array).to_pylist() == [route_of(c) for c in channels]
 
 
 FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0', max_size=6)
@@ -400,7 +409,8 @@ def csv_files(draw, widths: tuple[int, ...], delimiter: str) -> bytes:
     for _ in range(draw(st.integers(0, 12))):
         kind = draw(st.integers(0, 9))
         if kind == 0:
-            out.write(draw(st.sampled_from(["", "  ", "\t", '""', " \u00a0"])).encode() + ending.encode())
+            blank = draw(st.sampled_from(["", "  ", "\t", '""', " \u00a0"]))
+            out.write((blank + ending).encode())
             continue
         width = draw(st.sampled_from(widths)) if kind > 2 else draw(st.integers(1, max(widths) + 1))
         text = io.StringIO()
@@ -418,7 +428,12 @@ def csv_files(draw, widths: tuple[int, ...], delimiter: str) -> bytes:
     return data
 
 
-def agree(tmp_path, data: bytes, layout: Layout, delimiter: str = ",", header: bool = False) -> None:
+AGREE = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def agree(tmp_path, data: bytes, layout: Layout, delimiter: str = ",", header: bool = False):
     path = tmp_path / "input.csv"
     path.write_bytes(data)
     slow = outcome(slow_records(str(path), layout, delimiter=delimiter, header=header))
@@ -430,13 +445,13 @@ def agree(tmp_path, data: bytes, layout: Layout, delimiter: str = ",", header: b
     assert sorted(slow) == list(range(1, len(slow) + 1))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@AGREE
 @given(csv_files((16, 17, 19, 21), ","))
 def test_pyarrow_path_reads_as_the_csv_module_asterisk(tmp_path, data) -> None:
     agree(tmp_path, data, ASTERISK_LAYOUT)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@AGREE
 @given(csv_files((3,), ";"), st.booleans())
 def test_pyarrow_path_reads_as_the_csv_module_narrow(tmp_path, data, header) -> None:
     agree(tmp_path, (b"a;b;c\n" if header else b"") + data, NARROW, ";", header)
@@ -472,3 +487,25 @@ def test_quoted_crlf_across_a_block_boundary_is_kept(tmp_path) -> None:
         parts = list(read_records(str(path), NARROW, block_bytes=64))
         values = [v for p in parts for v in p.columns["c"].to_pylist()]
         assert values == ["z", "ab\r\ncd"], pad
+
+
+@pytest.mark.parametrize("fmt", ["asterisk", "freeswitch", "kamailio"])
+def test_columns_a_job_does_not_use_are_never_read(tmp_path, fmt) -> None:
+    path = tmp_path / f"cdrs.{fmt}"
+    get_format(fmt).write(generate(400, seed=3), str(path))
+    used = frozenset({"start_time", "source", "status", "duration_ms"})
+    every = list(open_inputs([path], fmt, batch_rows=100))
+    some = list(open_inputs([path], fmt, batch_rows=100, options=ReaderOptions(columns=used)))
+    assert [p.rows.tolist() for p in some] == [p.rows.tolist() for p in every]
+    for full, part in zip(every, some, strict=True):
+        for name in full.batch.schema.names:
+            if wanted(ReaderOptions(columns=used), name):
+                assert part.batch.column(name).equals(full.batch.column(name)), name
+            elif name not in DERIVED.get(fmt, ()):
+                assert part.batch.column(name).null_count == part.batch.num_rows, name
+
+
+# what a used field gives besides its own column: every channel is voice; hangup_cause is
+# the cause and the status; a Kamailio dialog's start is its answer
+DERIVED = {"asterisk": ("channel",), "freeswitch": ("channel", "q850_cause")}
+DERIVED["kamailio"] = ("channel", "answer_time")

@@ -450,6 +450,23 @@ _UNSIGNED = r"^\+?\d+$"
 _DECIMAL = r"^\+?(\d+(\.\d*)?|\.\d+)$"
 
 
+# a missing status is derived from these (SPEC 2.1), so a job using status needs them read
+_STATUS_FROM = ("sip_code", "q850_cause", "answer_time")
+
+
+def wanted(options: Any, name: str) -> bool:
+    """Whether the caller needs canonical column ``name`` (:attr:`ReaderOptions.columns`,
+    ``start_time``, and what a status is derived from): a vendor reader neither reads
+    nor checks the others."""
+    columns = getattr(options, "columns", None)
+    return (
+        columns is None
+        or name in columns
+        or name == "start_time"
+        or (name in _STATUS_FROM and "status" in columns)
+    )
+
+
 def setting(options: Any, fmt: str, name: str, default: Any = None) -> Any:
     """A vendor reader's setting: ``options.extra[fmt][name]``, else ``options.extra[name]``
     (one ``--timezone`` serves every format), else ``default``."""

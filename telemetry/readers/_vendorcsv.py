@@ -42,7 +42,7 @@ from telemetry.errors import InputError
 from telemetry.readers import Reject
 from telemetry.readers._convert import EMPTY_TEXT, blocks, csv_records, not_utf8
 
-BLOCK_BYTES = 1 << 20  # a record must fit in one block; peak memory grows with it, not the file
+BLOCK_BYTES = 4 << 20  # a record must fit in one block; peak memory grows with it, not the file
 _SLOW_BLOCK = 16384  # records per block on the csv-module path
 _REPLACEMENT = "\ufffd"
 _EOF = "\x00telemetry: end of input\x00"  # cannot occur in a CDR field

@@ -31,7 +31,6 @@ import pyarrow.compute as pc
 
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, register
 from telemetry.readers._convert import (
-    NULL_TEXT,
     Verdict,
     as_mask,
     check_timezone,
@@ -41,6 +40,7 @@ from telemetry.readers._convert import (
     setting,
     split,
     to_canonical,
+    wanted,
 )
 from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import VOICE_CHANNELS
@@ -58,6 +58,8 @@ _PEER = re.compile(
 )
 _DAHDI = re.compile(r"^(?:DAHDI|Zap)/(i?\d+)[-/]")
 _COUNTER = r"^[0-9a-fA-F]+$"
+_HEX = np.zeros(256, np.bool_)
+_HEX[np.frombuffer(b"0123456789abcdefABCDEF", np.uint8)] = True
 _DISPOSITIONS = pa.array(DISPOSITIONS)
 _ZERO = pa.scalar(0, pa.int32())
 
@@ -77,29 +79,68 @@ def route_of(channel: str | None) -> str | None:
 
 
 def routes_of(channels: pa.Array) -> pa.Array:
-    """:func:`route_of` of every channel name, computed once per distinct peer.
+    """:func:`route_of` of every channel name (a ``string`` array), once per distinct peer.
 
     A channel ends in a per-call counter, so names are all distinct but few peers
     stand before the last ``-``. When what follows it is hex digits, the route
-    depends only on what precedes it (``route_of(head + "-0")``); the other names
-    (no counter, ``Local/…;1``) go through route_of one by one."""
-    parts = pc.split_pattern(channels, "-", max_splits=1, reverse=True)
-    offsets = parts.offsets.to_numpy()
-    split = np.diff(offsets) == 2
-    keyed = np.zeros(len(channels), dtype=np.bool_)
-    out = pa.nulls(len(channels), pa.string())
-    if split.any():
-        heads = parts.values.take(pa.array(np.where(split, offsets[:-1], 0)))
-        tails = parts.values.take(pa.array(np.where(split, offsets[:-1] + 1, 0)))
-        keyed = split & as_mask(pc.match_substring_regex(tails, _COUNTER))
-        keys = pc.dictionary_encode(pc.if_else(pa.array(keyed), heads, NULL_TEXT))
-        peers = [route_of(head + "-0") for head in keys.dictionary.to_pylist()]
-        out = pa.array(peers, pa.string()).take(keys.indices)
-    rest = ~keyed & as_mask(pc.greater(pc.binary_length(channels), _ZERO))
+    depends only on what precedes it: ``route_of(head + "-0")``. PJSIP and SIP
+    counters (8 hex digits) are found straight from the bytes; other counters by
+    splitting at the last ``-``; the names left (``Local/…;1``) go one by one."""
+    n = len(channels)
+    if channels.type != pa.string():
+        channels = channels.cast(pa.string())
+    counted = _counter8(channels)
+    heads = pc.binary_slice(channels.view(pa.binary()), 0, -9)
+    out = _by_head(heads, counted)
+    rest = ~counted & as_mask(pc.greater(pc.binary_length(channels), _ZERO))
     if rest.any():
-        names = channels.filter(pa.array(rest)).to_pylist()
-        out = pc.replace_with_mask(out, pa.array(rest), pa.array([route_of(c) for c in names], pa.string()))
+        others = channels.filter(pa.array(rest))
+        parts = pc.split_pattern(others, "-", max_splits=1, reverse=True)
+        offsets = parts.offsets.to_numpy()
+        split = np.diff(offsets) == 2
+        if split.any():
+            heads = parts.values.take(pa.array(np.where(split, offsets[:-1], 0)))
+            tails = parts.values.take(pa.array(np.where(split, offsets[:-1] + 1, 0)))
+            split &= as_mask(pc.match_substring_regex(tails, _COUNTER))
+            found = _by_head(heads, split)
+        else:
+            found = pa.nulls(len(others), pa.string())
+        if not split.all():
+            names = others.filter(pa.array(~split)).to_pylist()
+            found = pc.replace_with_mask(
+                found, pa.array(~split), pa.array([route_of(c) for c in names], pa.string())
+            )
+        out = pc.replace_with_mask(out, pa.array(rest), found) if n else out
     return out
+
+
+def _counter8(channels: pa.Array) -> np.ndarray:
+    """Rows ending in ``-`` and 8 hex digits, read from the string buffers."""
+    _, offsets, data = channels.buffers()
+    ends = np.frombuffer(offsets, np.int32, len(channels) + 1, channels.offset * 4)
+    body = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    if len(body) < 9:  # no row is long enough
+        return np.zeros(len(channels), np.bool_)
+    long = np.diff(ends) >= 9  # a null row has length 0
+    ends = ends[1:]
+    # every row's last 8 bytes as one unaligned uint64 (rows too short read byte 0)
+    window = np.ndarray((max(len(body) - 7, 0),), "<u8", buffer=data, strides=(1,))
+    last8 = window[np.where(long, ends - 8, 0)].view(np.uint8).reshape(-1, 8)
+    return long & (body[np.where(long, ends - 9, 0)] == ord("-")) & _HEX[last8].all(axis=1)
+
+
+def _by_head(heads: pa.Array, keyed: np.ndarray) -> pa.Array:
+    """``route_of(head + "-0")`` for the keyed rows (null elsewhere), once per distinct head."""
+    if not keyed.any():
+        return pa.nulls(len(heads), pa.string())
+    keys = pc.dictionary_encode(pc.if_else(pa.array(keyed), heads, pa.nulls(1, heads.type)[0]))
+    words = keys.dictionary.to_pylist()
+    texts = [w.decode("utf-8") if isinstance(w, bytes) else w for w in words]
+    return pa.array([route_of(t + "-0") for t in texts], pa.string()).take(keys.indices)
+
+
+# key of a field in Records → the canonical column it feeds (duration feeds none: checked only)
+_FEEDS = {"dstchannel": "route", "billsec": "duration_ms", "duration": None}
 
 
 def _fields(width: int) -> dict[str, int | None]:
@@ -118,38 +159,56 @@ def _fields(width: int) -> dict[str, int | None]:
     }
 
 
-LAYOUT = Layout(
-    WIDTHS, _fields, lambda found: f"expected 16, 17, 18, 19 or 21 columns, found {found}"
-)
+def _reason(found: int) -> str:
+    return f"expected 16, 17, 18, 19 or 21 columns, found {found}"
+
+
+LAYOUT = Layout(WIDTHS, _fields, _reason)
+
+
+def layout(options: ReaderOptions) -> Layout:
+    """:data:`LAYOUT` without the fields of canonical columns the caller does not use."""
+    unused = {k for k in _fields(21) if _FEEDS.get(k, k) and not wanted(options, _FEEDS.get(k, k))}
+    if not unused:
+        return LAYOUT
+    return Layout(
+        WIDTHS, lambda width: {k: i for k, i in _fields(width).items() if k not in unused}, _reason
+    )
 
 
 def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
-    for records in read_records(path, LAYOUT, block_bytes=options.block_bytes):
+    for records in read_records(path, layout(options), block_bytes=options.block_bytes):
         yield _block(path, records, timezone)
 
 
-_SHOWN = ("tenant", "source", "destination", "record_id", "start_time", "answer_time", "end_time", "status")
+_SHOWN = ("tenant", "source", "destination", "record_id")
+_SHOWN += ("start_time", "answer_time", "end_time", "status")
+_TIMES = {"start_time": "start", "answer_time": "answer", "end_time": "end"}
 
 
 def _block(path: str, records: Records, timezone: str) -> ReadBatch:
     text = records.columns
     n = len(records.rows)
     verdict = Verdict(n)
-    raw = {name: text[name] for name in _SHOWN}
-    raw["start_time"] = local_time(text["start_time"], "start", verdict, timezone)
-    raw["answer_time"] = local_time(text["answer_time"], "answer", verdict, timezone)
-    raw["end_time"] = local_time(text["end_time"], "end", verdict, timezone)
+    shown = {name: text[name] for name in _SHOWN if name in text}
+    raw = dict(shown)
+    for name, column in _TIMES.items():
+        if name in text:
+            raw[name] = local_time(text[name], column, verdict, timezone)
     milliseconds(text["duration"], "duration", verdict, 1000)  # checked, not kept
-    raw["duration_ms"] = milliseconds(text["billsec"], "billsec", verdict, 1000)
-    raw["route"] = routes_of(text["dstchannel"])
-    raw["status"] = pc.utf8_upper(pc.utf8_trim_whitespace(text["status"]))
-    known = as_mask(pc.is_in(raw["status"], _DISPOSITIONS))
-    verdict.flag(~known, "disposition: not an Asterisk disposition")
+    if "billsec" in text:
+        raw["duration_ms"] = milliseconds(text["billsec"], "billsec", verdict, 1000)
+    if "dstchannel" in text:
+        raw["route"] = shown["route"] = routes_of(text["dstchannel"])
+    if "status" in text:
+        raw["status"] = pc.utf8_upper(pc.utf8_trim_whitespace(text["status"]))
+        known = as_mask(pc.is_in(raw["status"], _DISPOSITIONS))
+        verdict.flag(~known, "disposition: not an Asterisk disposition")
     batch, verdict = to_canonical(raw, n, verdict)
 
     def fields_of(i: int) -> dict[str, str | None]:
-        return {name: text[name][i].as_py() for name in _SHOWN} | {"route": raw["route"][i].as_py()}
+        return {name: values[i].as_py() for name, values in shown.items()}
 
     return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
 

@@ -49,6 +49,7 @@ from telemetry.readers._convert import (
     setting,
     split,
     to_canonical,
+    wanted,
 )
 from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import VOICE_CHANNELS
@@ -104,16 +105,33 @@ def template_names(template: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-_UNDERSTOOD = frozenset(
-    [*_TEXT, "billmsec", "billsec", "duration", "hangup_cause"]
-    + ["progressmsec", "progress_mediamsec", "answermsec"]
-    + [f"{m}{s}" for m in ("start", "answer", "end") for s in ("_uepoch", "_epoch", "_stamp")]
-)
+# each understood variable → the canonical columns it feeds (duration: none, checked only)
+_FEEDS: dict[str, tuple[str, ...]] = {
+    **{variable: (canonical,) for variable, canonical in _TEXT.items()},
+    **{
+        f"{moment}{suffix}": (f"{moment}_time",)
+        for moment in ("start", "answer", "end")
+        for suffix in ("_uepoch", "_epoch", "_stamp")
+    },
+    "billmsec": ("duration_ms",),
+    "billsec": ("duration_ms",),
+    "duration": (),
+    "progressmsec": ("pdd_ms",),
+    "progress_mediamsec": ("pdd_ms",),
+    "answermsec": ("pdd_ms",),
+    "hangup_cause": ("q850_cause", "status"),
+}
 
 
-def layout(names: tuple[str, ...]) -> Layout:
-    """Where the understood variables of a template are (a repeated name: its last place)."""
-    where = {name: i for i, name in enumerate(names) if name in _UNDERSTOOD}
+def layout(names: tuple[str, ...], options: ReaderOptions | None = None) -> Layout:
+    """Where the understood variables of a template are (a repeated name: its last
+    place), leaving out those feeding only canonical columns the caller does not use."""
+    where = {
+        name: i
+        for i, name in enumerate(names)
+        if name in _FEEDS
+        and (not _FEEDS[name] or any(wanted(options, c) for c in _FEEDS[name]))
+    }
     return Layout(
         (len(names),),
         lambda width: where,
@@ -124,7 +142,7 @@ def layout(names: tuple[str, ...]) -> Layout:
 def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     names = template_names(setting(options, "freeswitch", "template"))
     timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
-    for records in read_records(path, layout(names), block_bytes=options.block_bytes):
+    for records in read_records(path, layout(names, options), block_bytes=options.block_bytes):
         yield _block(path, records, timezone)
 
 

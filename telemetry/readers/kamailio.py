@@ -54,6 +54,7 @@ from telemetry.readers._convert import (
     setting,
     split,
     to_canonical,
+    wanted,
 )
 from telemetry.readers._vendorcsv import Layout, Records, read_records
 from telemetry.schema import CANONICAL, VOICE_CHANNELS
@@ -110,14 +111,16 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
             f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; "
             "pass --format for another format"
         )
-    where: dict[str, int] = {c: names.index(c) for c in _TIMES}
+    where = {c: names.index(c) for c in _TIMES if c != "end_time" or wanted(options, c)}
     for i, name in enumerate(names):
         canonical = mapping.get(name)
-        if canonical is not None and canonical not in where:
+        if canonical is not None and canonical not in where and wanted(options, canonical):
             where[canonical] = i
     records.close()
     width = len(names)
-    layout = Layout((width,), lambda _: where, lambda found: f"expected {width} columns, found {found}")
+    layout = Layout(
+        (width,), lambda _: where, lambda found: f"expected {width} columns, found {found}"
+    )
     # record numbers count data rows: the header is not a record
     for block in read_records(
         path, layout, delimiter=delimiter, header=True, block_bytes=options.block_bytes
@@ -153,7 +156,8 @@ def _block(path: str, records: Records, timezone: str) -> ReadBatch:
     raw = {k: v for k, v in text.items() if k not in _TIMES}
     start = local_time(text["start_time"], "start_time", verdict, timezone)
     raw["start_time"] = start
-    raw["end_time"] = local_time(text["end_time"], "end_time", verdict, timezone)
+    if "end_time" in text:
+        raw["end_time"] = local_time(text["end_time"], "end_time", verdict, timezone)
     duration = milliseconds(text["duration"], "duration", verdict, 1000)
     positive = pc.fill_null(pc.greater(duration, _ZERO), NO)
     if "sip_code" in text:
