@@ -509,3 +509,30 @@ def test_columns_a_job_does_not_use_are_never_read(tmp_path, fmt) -> None:
 # the cause and the status; a Kamailio dialog's start is its answer
 DERIVED = {"asterisk": ("channel",), "freeswitch": ("channel", "q850_cause")}
 DERIVED["kamailio"] = ("channel", "answer_time")
+
+
+_PEAK = """
+import resource, sys
+from telemetry.readers import open_inputs
+rows = sum(part.batch.num_rows for part in open_inputs([sys.argv[1]], "asterisk"))
+print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_asterisk_reader_memory_does_not_grow_with_the_file(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    one, three = tmp_path / "one.csv", tmp_path / "three.csv"
+    records = get_format("asterisk").write(generate(150_000, seed=5), str(one))
+    three.write_bytes(one.read_bytes() * 3)
+    peaks = {}
+    for path, expect in ((one, records), (three, 3 * records)):
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, check=True
+        )
+        rows, peak = map(int, done.stdout.split())
+        assert rows == expect
+        peaks[path.name] = peak
+    assert peaks["three.csv"] < 1.15 * peaks["one.csv"], peaks

@@ -30,6 +30,7 @@ import csv
 import io
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,11 @@ from telemetry.errors import InputError
 from telemetry.readers import Reject
 from telemetry.readers._convert import EMPTY_TEXT, blocks, csv_records, not_utf8
 
-BLOCK_BYTES = 4 << 20  # a record must fit in one block; peak memory grows with it, not the file
+# pyarrow reads up to 32 blocks ahead of its parser: peak memory grows with the block (a
+# record must fit in one), not with the file. Blocks are joined up to _ROWS records before
+# conversion, whose cost per call, not per record, favours long batches.
+BLOCK_BYTES = 2 << 20
+_ROWS = 16384
 _SLOW_BLOCK = 16384  # records per block on the csv-module path
 _REPLACEMENT = "\ufffd"
 _EOF = "\x00telemetry: end of input\x00"  # cannot occur in a CDR field
@@ -50,8 +55,8 @@ _EOF = "\x00telemetry: end of input\x00"  # cannot occur in a CDR field
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a reader's fields are. ``widths``: the record widths it accepts (the
-    first is the usual one); ``fields(width)``: for a record of that width, each
+    """Where a reader's fields are. ``widths``: the record widths it accepts;
+    ``fields(width)``: for a record of that width, each
     wanted key → its field index, or None when the width lacks it (read as
     empty); ``width_reason(found)``: the reject reason for any other width."""
 
@@ -78,9 +83,9 @@ def read_records(
     header: bool = False,
     block_bytes: int | None = None,
 ) -> Iterator[Records]:
-    """The records of a vendor CSV file in blocks of about ``block_bytes`` (default
-    :data:`BLOCK_BYTES`). ``header``: the first record names the columns and is
-    neither returned nor counted."""
+    """The records of a vendor CSV file, in order, parsed in blocks of ``block_bytes``
+    (default :data:`BLOCK_BYTES`) on a second thread. ``header``: the first record
+    names the columns and is neither returned nor counted."""
     block = block_bytes or BLOCK_BYTES
     start = _data_start(path, delimiter) if header else 0
     width = _usual_width(path, layout, delimiter, header)
@@ -88,7 +93,7 @@ def read_records(
     if start is not None and width > 1:
         fast = _Fast(path, layout, width, delimiter, start, block)
         try:
-            for records in fast.blocks():
+            for records in _joined(fast.blocks(), _ROWS):
                 done = max(done, _last_number(records))
                 yield records
             return
@@ -97,6 +102,29 @@ def read_records(
         finally:
             fast.close()
     yield from slow_records(path, layout, delimiter=delimiter, header=header, after=done)
+
+
+def _joined(parts: Iterator[Records], rows: int) -> Iterator[Records]:
+    """``parts`` joined into Records of at least ``rows`` records, good or rejected (the
+    last may hold fewer)."""
+    held: list[Records] = []
+    count = 0
+    for part in parts:
+        held.append(part)
+        count += len(part.rows) + len(part.rejects)
+        if count >= rows:
+            yield _join(held)
+            held, count = [], 0
+    if held:
+        yield _join(held)
+
+
+def _join(parts: list[Records]) -> Records:
+    if len(parts) == 1:
+        return parts[0]
+    columns = {key: pa.concat_arrays([p.columns[key] for p in parts]) for key in parts[0].columns}
+    rows = np.concatenate([p.rows for p in parts])
+    return Records(columns, rows, [r for p in parts for r in p.rejects])
 
 
 # -- the csv-module path -------------------------------------------------------------------------
@@ -157,20 +185,28 @@ class _GiveUp(Exception):
 
 
 class _Fast:
+    """One file through pyarrow: records of ``width`` fields become columns, the rest
+    is sorted out from the text pyarrow hands to its invalid-row handler.
+
+    After the data, the stream appends a line of its own (:data:`_EOF`, a quote and
+    more delimiters than any width): outside a quote it is one more skipped record,
+    recognized and dropped; inside a quote left open by the last record it closes
+    the quote and joins that record, which is then rejected as unterminated."""
+
     def __init__(
         self, path: str, layout: Layout, width: int, delimiter: str, start: int, block: int
     ) -> None:
         import pyarrow.csv as pcsv
 
-        self.path, self.layout, self.width, self.delimiter = path, layout, width, delimiter
-        self.index = dict(layout.fields(width))
+        self.path, self.layout, self.delimiter = path, layout, delimiter
         self.end_row = _EOF + '"' + delimiter * (width + 1)
         self.seen: list[tuple[int | None, str]] = []  # filled by pyarrow's handler
         self.numbers = _Numbers()
         self.extra: list[tuple[int, list[str] | None, str | None]] = []  # pyarrow numbers
+        index = layout.fields(width)
         names = [f"f{i}" for i in range(width)]
-        used = sorted({i for i in self.index.values() if i is not None})
-        self.names = {key: (names[i] if i is not None else None) for key, i in self.index.items()}
+        used = sorted({i for i in index.values() if i is not None})
+        self.names = {key: (names[i] if i is not None else None) for key, i in index.items()}
         try:
             self.stream = _Utf8Stream(path, start, ("\n" + self.end_row + "\n").encode())
         except OSError as exc:
@@ -541,14 +577,19 @@ def _data_start(path: str, delimiter: str) -> int | None:
 
 
 def _usual_width(path: str, layout: Layout, delimiter: str, header: bool) -> int:
-    """The width of the first well-formed record (of the first hundred) of an
-    accepted width: the one pyarrow splits, the others going through Python."""
+    """The most common accepted width among the first hundred records: the one pyarrow
+    splits into columns (records of the other widths go through Python)."""
     if len(layout.widths) == 1:
         return layout.widths[0]
     records = csv_records(path, delimiter)
-    if header:
-        next(records, None)
-    for _, (_, fields, _) in zip(range(100), records, strict=False):
-        if fields is not None and len(fields) in layout.widths:
-            return len(fields)
-    return layout.widths[0]
+    try:
+        if header:
+            next(records, None)
+        widths = Counter(
+            len(fields)
+            for _, (_, fields, _) in zip(range(100), records, strict=False)
+            if fields is not None and len(fields) in layout.widths
+        )
+    finally:
+        records.close()
+    return widths.most_common(1)[0][0] if widths else layout.widths[0]
