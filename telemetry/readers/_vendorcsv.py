@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from telemetry.errors import InputError
 from telemetry.readers import Reject
-from telemetry.readers._convert import EMPTY_TEXT, blocks, csv_records, not_utf8
+from telemetry.readers._convert import blocks, csv_records, not_utf8
 
 # pyarrow reads up to 32 blocks ahead of its parser: peak memory grows with the block (a
 # record must fit in one), not with the file. Blocks are joined up to _ROWS records before
@@ -68,7 +68,8 @@ class Layout:
 @dataclass
 class Records:
     """One block of a file: the wanted fields of its well-formed records as ``string``
-    columns (by key), their record numbers, and the records rejected on the way."""
+    columns (by key; an empty field is null), their record numbers, and the records
+    rejected on the way."""
 
     columns: dict[str, pa.Array]
     rows: np.ndarray
@@ -166,13 +167,13 @@ def records_of(
         if where is None:
             index = layout.fields(len(fields))
             where = by_width[len(fields)] = [(values[key], index.get(key)) for key in values]
-        wanted = [fields[i] if i is not None else "" for _, i in where]
+        wanted = [fields[i] if i is not None else "" for _, i in where]  # empty: null
         if any(not_utf8(field) for field in wanted):
             rejects.append(Reject(path, number, "not valid UTF-8", {}))
             continue
         rows.append(number)
         for (column, _), field in zip(where, wanted):
-            column.append(field)
+            column.append(field or None)
     columns = {key: pa.array(column, pa.string()) for key, column in values.items()}
     return Records(columns, np.asarray(rows, np.int64), rejects)
 
@@ -228,7 +229,8 @@ class _Fast:
                 convert_options=pcsv.ConvertOptions(
                     include_columns=[names[i] for i in used],
                     column_types={names[i]: pa.string() for i in used},
-                    strings_can_be_null=False,
+                    strings_can_be_null=True,  # an empty field is null, quoted or not
+                    null_values=[""],
                     check_utf8=False,  # the stream is valid UTF-8 by construction
                 ),
             )
@@ -268,7 +270,7 @@ class _Fast:
         columns: dict[str, pa.Array] = {}
         for key, name in self.names.items():
             if batch is None or name is None:
-                columns[key] = pa.repeat(EMPTY_TEXT, n)  # a field this width lacks reads as empty
+                columns[key] = pa.nulls(n, pa.string())  # a field this width lacks is empty
             else:
                 columns[key] = batch.column(name)
         rows = numbers.ours(taken)
