@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import csv
 import io
-import queue
-import threading
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,10 +43,11 @@ from telemetry.errors import InputError
 from telemetry.readers import Reject
 from telemetry.readers._convert import blocks, csv_records, not_utf8
 
-# pyarrow reads up to 32 blocks ahead of its parser: peak memory grows with the block (a
-# record must fit in one), not with the file. Blocks are joined up to _ROWS records before
-# conversion, whose cost per call, not per record, favours long batches.
+# Peak memory grows with the block and the range (a few ranges are in flight), not with
+# the file. Blocks are joined up to _ROWS records before conversion, whose cost per call,
+# not per record, favours long batches.
 BLOCK_BYTES = 2 << 20
+_RANGE_BLOCKS = 4  # blocks per range parsed by one worker
 _ROWS = 16384
 _SLOW_BLOCK = 16384  # records per block on the csv-module path
 _REPLACEMENT = "\ufffd"
@@ -84,24 +85,25 @@ def read_records(
     header: bool = False,
     block_bytes: int | None = None,
 ) -> Iterator[Records]:
-    """The records of a vendor CSV file, in order, parsed in blocks of ``block_bytes``
-    (default :data:`BLOCK_BYTES`) on a second thread. ``header``: the first record
-    names the columns and is neither returned nor counted."""
+    """The records of a vendor CSV file, in order. pyarrow parses ranges of the file
+    (:func:`_parallel`) in blocks of ``block_bytes`` (default :data:`BLOCK_BYTES`; a
+    record must fit in one). ``header``: the first record names the columns and is
+    neither returned nor counted."""
     block = block_bytes or BLOCK_BYTES
     start = _data_start(path, delimiter) if header else 0
     width = _usual_width(path, layout, delimiter, header)
     done = 0  # the last record number accounted for
     if start is not None and width > 1:
-        fast = _Fast(path, layout, width, delimiter, start, block)
+        parts = _parallel(path, layout, width, delimiter, start, block)
         try:
-            for records in _joined(fast.blocks(), _ROWS):
+            for records in _joined(parts, _ROWS):
                 done = max(done, _last_number(records))
                 yield records
             return
         except _GiveUp:
             pass  # the rest of the file, from the first record not yet returned, goes slowly
         finally:
-            fast.close()
+            parts.close()
     yield from slow_records(path, layout, delimiter=delimiter, header=header, after=done)
 
 
@@ -186,16 +188,25 @@ class _GiveUp(Exception):
 
 
 class _Fast:
-    """One file through pyarrow: records of ``width`` fields become columns, the rest
-    is sorted out from the text pyarrow hands to its invalid-row handler.
+    """One range of a file through pyarrow: records of ``width`` fields become columns,
+    the rest is sorted out from the text pyarrow hands to its invalid-row handler.
+    Record numbers count from 1 in the range.
 
-    After the data, the stream appends a line of its own (:data:`_EOF`, a quote and
+    After the range, the stream appends a line of its own (:data:`_EOF`, a quote and
     more delimiters than any width): outside a quote it is one more skipped record,
     recognized and dropped; inside a quote left open by the last record it closes
-    the quote and joins that record, which is then rejected as unterminated."""
+    the quote and joins that record, which is then rejected as unterminated — and
+    :attr:`open_end` says the range ended inside a quoted field, :attr:`open_bytes`
+    where that record began (bytes before the end)."""
 
     def __init__(
-        self, path: str, layout: Layout, width: int, delimiter: str, start: int, block: int
+        self,
+        path: str,
+        layout: Layout,
+        width: int,
+        delimiter: str,
+        span: tuple[int, int | None],
+        block: int,
     ) -> None:
         import pyarrow.csv as pcsv
 
@@ -204,16 +215,17 @@ class _Fast:
         self.seen: list[tuple[int | None, str]] = []  # filled by pyarrow's handler
         self.numbers = _Numbers()
         self.extra: list[tuple[int, list[str] | None, str | None]] = []  # pyarrow numbers
+        self.open_end = False
+        self.open_bytes: int | None = None  # the open last record's length, when known
         index = layout.fields(width)
         names = [f"f{i}" for i in range(width)]
         used = sorted({i for i in index.values() if i is not None})
         self.names = {key: (names[i] if i is not None else None) for key, i in index.items()}
         try:
-            self.stream = _Utf8Stream(path, start, ("\n" + self.end_row + "\n").encode())
+            self.stream = _Utf8Stream(path, span, ("\n" + self.end_row + "\n").encode())
         except OSError as exc:
             raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
         self.reader: Any = None
-        self.ahead: _ParseAhead | None = None
         try:
             self.reader = pcsv.open_csv(
                 self.stream,
@@ -242,15 +254,18 @@ class _Fast:
         return "skip"
 
     def close(self) -> None:
-        if self.ahead is not None:
-            self.ahead.stop()
         self.stream.close()
 
     def blocks(self) -> Iterator[Records]:
         if self.reader is None:
             raise _GiveUp
-        self.ahead = _ParseAhead(self.reader)
-        for batch in self.ahead:
+        while True:
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError):
+                raise _GiveUp from None
             yield self._records(batch, final=False)
         records = self._records(None, final=True)
         if len(records.rows) or records.rejects:
@@ -299,7 +314,10 @@ class _Fast:
             if text == self.end_row:
                 self.numbers.not_a_record(number)
                 continue
-            if _EOF in text:
+            if _EOF in text:  # the last record, open at the end of the range
+                opened = text[: text.index("\n" + _EOF)]
+                self.open_bytes = None if self.stream.repaired else len(opened.encode())
+                self.open_end = True
                 self.extra.append((number, None, "unterminated quoted field"))
                 continue
             fields, reason = _parse(text, self.delimiter)
@@ -311,58 +329,117 @@ class _Fast:
             self.extra.append((number, fields, reason))
 
 
-class _ParseAhead:
-    """pyarrow's batches, each parsed on another thread while the one before is
-    converted (parsing releases the GIL): the two halves of reading share the cores.
-    Raises :class:`_GiveUp` where pyarrow fails."""
+@dataclass
+class _Range:
+    """A parsed range: its records (numbered from 1) and how many; ``open_end`` when
+    it ended inside a quoted field (so its end was no record boundary), with
+    ``open_bytes`` the length of that last, open record (None: not known)."""
 
-    _END = object()
+    parts: list[Records]
+    count: int
+    open_end: bool
+    open_bytes: int | None
 
-    def __init__(self, reader: Any) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._halt = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(reader,), name="telemetry-csv", daemon=True
-        )
-        self._thread.start()
+    def without_last(self) -> _Range:
+        """The range without its last record (the open one, a reject)."""
+        parts = [
+            Records(p.columns, p.rows, [r for r in p.rejects if r.row != self.count])
+            for p in self.parts
+        ]
+        return _Range(parts, self.count - 1, False, None)
 
-    def _run(self, reader: Any) -> None:
-        while not self._halt.is_set():
-            try:
-                item = reader.read_next_batch()
-            except StopIteration:
-                item = self._END
-            except BaseException as exc:  # handed to the consuming thread
-                item = exc
-            while not self._halt.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not isinstance(item, pa.RecordBatch):
-                return
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
+def _parse_range(
+    path: str, layout: Layout, width: int, delimiter: str, span: tuple[int, int | None], block: int
+) -> _Range:
+    fast = _Fast(path, layout, width, delimiter, span, block)
+    try:
+        parts = list(fast.blocks())
+    finally:
+        fast.close()
+    count = max((_last_number(part) for part in parts), default=0)
+    return _Range(parts, count, fast.open_end, fast.open_bytes)
+
+
+def _parallel(
+    path: str, layout: Layout, width: int, delimiter: str, start: int, block: int
+) -> Iterator[Records]:
+    """The file's records in order, its ranges parsed side by side on worker threads
+    (pyarrow parses without the GIL) while the caller converts what came before.
+
+    Ranges end just after a line feed, which is a record boundary unless a quoted
+    field runs across it; pyarrow then reports the range's last record open, with its
+    text: that record is dropped and the next range parsed again from where it
+    began. Each range numbers its records from 1; they are renumbered here, after
+    the ranges before."""
+    workers = min(2, os.cpu_count() or 1)
+    spans = _spans(path, start, block * _RANGE_BLOCKS)
+    args = (path, layout, width, delimiter)
+    with ThreadPoolExecutor(workers, thread_name_prefix="telemetry-csv") as pool:
+        pending: deque[tuple[tuple[int, int | None], Future[_Range]]] = deque()
+
+        def ahead() -> None:
+            span = next(spans, None)
+            if span is not None:
+                pending.append((span, pool.submit(_parse_range, *args, span, block)))
+
+        for _ in range(workers + 1):
+            ahead()
+        before = 0
+        try:
+            while pending:
+                (low, high), future = pending.popleft()
+                got = future.result()
+                if got.open_end and high is not None:
+                    if got.open_bytes is None or high - got.open_bytes <= low:
+                        raise _GiveUp  # not known where the record began, or it fills the range
+                    if not pending:
+                        ahead()
+                    (_, after), later = pending.popleft()
+                    later.cancel()  # it began inside that record
+                    span = (high - got.open_bytes, after)
+                    pending.appendleft((span, pool.submit(_parse_range, *args, span, block)))
+                    got = got.without_last()
+                ahead()
+                for part in got.parts:
+                    yield _renumbered(part, before)
+                before += got.count
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _spans(path: str, start: int, size: int) -> Iterator[tuple[int, int | None]]:
+    """``(start, end)`` byte ranges of about ``size`` bytes, each ending just after a
+    line feed; the last ends at the end of the file (None)."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    with handle:
+        low = start
         while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if isinstance(item, (pa.ArrowException, OSError)):
-                raise _GiveUp
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            handle.seek(low + size)
+            skipped = low + size
+            while True:
+                window = handle.read(1 << 16)
+                if not window:
+                    yield low, None
+                    return
+                cut = window.find(b"\n")
+                if cut >= 0:
+                    break
+                skipped += len(window)
+            high = skipped + cut + 1
+            yield low, high
+            low = high
 
-    def stop(self) -> None:
-        """Stop parsing (the reader is left to the garbage collector) and wait for the thread."""
-        self._halt.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(0.05)
+
+def _renumbered(part: Records, before: int) -> Records:
+    if not before:
+        return part
+    rejects = [replace(r, row=r.row + before) for r in part.rejects]
+    return Records(part.columns, part.rows + before, rejects)
 
 
 def _parse(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
@@ -469,33 +546,39 @@ class _Numbers:
 
 
 class _Utf8Stream:
-    """The file from byte ``start``, invalid UTF-8 replaced by U+FFFD, then ``tail``.
-    ASCII blocks pass through without a copy."""
+    """Bytes ``start`` to ``end`` (None: the end) of the file, invalid UTF-8 replaced by
+    U+FFFD, then ``tail``. ASCII blocks pass through without a copy."""
 
-    def __init__(self, path: str, start: int, tail: bytes) -> None:
+    def __init__(self, path: str, span: tuple[int, int | None], tail: bytes) -> None:
+        start, end = span
         self._raw = open(path, "rb")
         self._raw.seek(start)
+        self._left = None if end is None else end - start  # bytes of the range not read yet
         self._tail = tail
         self._buffer = bytearray()
         self._carry = b""  # an incomplete UTF-8 sequence at the end of the last chunk
         self._done = False
         self.ascii = True  # every byte so far was ASCII (so no field can hold U+FFFD)
+        self.repaired = False  # some bytes were replaced (so text lengths differ)
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             while not self._done:
-                self._take(self._raw.read(1 << 20))
+                self._take(self._get(1 << 20))
             out = bytes(self._buffer)
             self._buffer.clear()
             return out
         if not self._buffer and not self._done:
-            chunk = self._raw.read(size)
-            if chunk and not self._carry and chunk.isascii() and not chunk.endswith(b"\r"):
+            chunk = self._get(size)
+            # a whole block passes as it is; a short one (the end) goes with the tail, as
+            # pyarrow takes a block too short for a record as one it cannot split
+            whole = len(chunk) == size and not chunk.endswith(b"\r")
+            if whole and not self._carry and chunk.isascii():
                 return chunk
             self._take(chunk)
         while len(self._buffer) < size and not self._done:
-            self._take(self._raw.read(size - len(self._buffer)))
+            self._take(self._get(size - len(self._buffer)))
         end = size
         if 1 < end <= len(self._buffer) and self._buffer[end - 1] == 0x0D and not (
             self._done and end == len(self._buffer)
@@ -506,6 +589,16 @@ class _Utf8Stream:
         out = bytes(self._buffer[:end])
         del self._buffer[:end]
         return out
+
+    def _get(self, size: int) -> bytes:
+        if self._left is not None:
+            size = min(size, self._left)
+            if size <= 0:
+                return b""
+        chunk = self._raw.read(size)
+        if self._left is not None:
+            self._left -= len(chunk)
+        return chunk
 
     def _take(self, chunk: bytes) -> None:
         if not chunk:
@@ -528,6 +621,7 @@ class _Utf8Stream:
             data.decode("utf-8")
             return data
         except UnicodeDecodeError:
+            self.repaired = True
             return data.decode("utf-8", "replace").encode("utf-8")
 
     def readable(self) -> bool:
