@@ -1,13 +1,14 @@
 """Vendor CSV files (Asterisk, FreeSWITCH, Kamailio) streamed as blocks of text columns.
 
-pyarrow's CSV reader splits each block of the file in C and builds only the
-columns a reader maps, as ``string`` arrays: no Python runs per well-formed
-record. The records it cannot put in a column — another width (an Asterisk file
-may mix them), blank lines, a quote still open at the end of the file — reach
-``invalid_row_handler`` with their text and are sorted out here, reparsed with
-the csv module or rejected with the reasons of :func:`_convert.csv_records`.
-Whatever pyarrow cannot skip at all (a record larger than a block) hands the rest
-of the file, from the first record not yet accounted for, to csv_records.
+pyarrow's CSV reader splits the file in C — ranges of it on two worker threads,
+while the caller converts what came before — and builds only the columns a reader
+maps, as ``string`` arrays: no Python runs per well-formed record. The records it
+cannot put in a column — another width (an Asterisk file may mix them), blank
+lines, a quote still open at the end of the file — reach ``invalid_row_handler``
+with their text and are sorted out here, reparsed with the csv module or rejected
+with the reasons of :func:`_convert.csv_records`. Whatever pyarrow cannot skip at
+all (a record larger than a block) hands the rest of the file, from the first
+record not yet accounted for, to csv_records.
 
 Record numbers follow csv_records: 1-based over non-blank records, a quoted
 newline does not start a record, a header is not a record. pyarrow counts every
