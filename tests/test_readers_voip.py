@@ -362,7 +362,7 @@ def test_fuzz_kamailio(data: bytes) -> None:
 CHANNEL_TEXT = st.text(alphabet="PJSIDAHZapLoc/-;<09afgx \t\u0663", max_size=16)
 
 
-COUNTER = st.text(alphabet="0189aAfFgx-;", min_size=7, max_size=9)
+COUNTER = st.text(alphabet="0189aAfFgGx-;:/`@\u00e9", min_size=7, max_size=9)
 CHANNEL = st.none() | CHANNEL_TEXT | st.builds(
     lambda tech, peer, counter: f"{tech}/{peer}-{counter}",
     st.sampled_from(["PJSIP", "SIP", "IAX2", "DAHDI", "Local", "pjsip"]),
@@ -378,6 +378,19 @@ def test_routes_of_is_route_of_per_row(channels, skip) -> None:
 
     array = pa.array(["PJSIP/x-00000001"] * skip + channels, pa.string()).slice(skip)
     assert routes_of(array).to_pylist() == [route_of(c) for c in channels]
+
+
+def test_all_hex_byte_by_byte() -> None:
+    import numpy as np
+
+    from telemetry.readers.asterisk import _all_hex
+
+    for position in range(8):
+        for byte in range(256):
+            word = bytearray(b"0a9FfA0b")
+            word[position] = byte
+            got = bool(_all_hex(np.frombuffer(bytes(word), "<u8"))[0])
+            assert got == (chr(byte) in "0123456789abcdefABCDEF"), (position, byte)
 
 
 FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0', max_size=6)

@@ -58,8 +58,6 @@ _PEER = re.compile(
 )
 _DAHDI = re.compile(r"^(?:DAHDI|Zap)/(i?\d+)[-/]")
 _COUNTER = r"^[0-9a-fA-F]+$"
-_HEX = np.zeros(256, np.bool_)
-_HEX[np.frombuffer(b"0123456789abcdefABCDEF", np.uint8)] = True
 _DISPOSITIONS = pa.array(DISPOSITIONS)
 _ZERO = pa.scalar(0, pa.int32())
 
@@ -124,9 +122,33 @@ def _counter8(channels: pa.Array) -> np.ndarray:
     long = np.diff(ends) >= 9  # a null row has length 0
     ends = ends[1:]
     # every row's last 8 bytes as one unaligned uint64 (rows too short read byte 0)
-    window = np.ndarray((max(len(body) - 7, 0),), "<u8", buffer=data, strides=(1,))
-    last8 = window[np.where(long, ends - 8, 0)].view(np.uint8).reshape(-1, 8)
-    return long & (body[np.where(long, ends - 9, 0)] == ord("-")) & _HEX[last8].all(axis=1)
+    window = np.ndarray((len(body) - 7,), "<u8", buffer=data, strides=(1,))
+    last8 = window[np.where(long, ends - 8, 0)]
+    return long & (body[np.where(long, ends - 9, 0)] == ord("-")) & _all_hex(last8)
+
+
+_HIGH = np.uint64(0x8080808080808080)
+
+
+def _bytes(value: int) -> np.uint64:
+    return np.uint64(value * 0x0101010101010101)
+
+
+def _all_hex(words: np.ndarray) -> np.ndarray:
+    """Whether all 8 bytes of each uint64 are ASCII hex digits, 8 bytes at a time: for
+    a byte v < 0x80, v + (0x80 - lo) has its top bit set iff v >= lo, and no sum
+    carries into the next byte."""
+
+    def at_least(v: np.ndarray, low: int) -> np.ndarray:
+        return (v + _bytes(0x80 - low)) & _HIGH
+
+    def above(v: np.ndarray, high: int) -> np.ndarray:
+        return (v + _bytes(0x7F - high)) & _HIGH
+
+    folded = words | _bytes(0x20)  # A-F as a-f
+    digit = at_least(words, ord("0")) & ~above(words, ord("9"))
+    letter = at_least(folded, ord("a")) & ~above(folded, ord("f"))
+    return ((digit | letter) == _HIGH) & ((words & _HIGH) == 0)
 
 
 def _by_head(heads: pa.Array, keyed: np.ndarray) -> pa.Array:
