@@ -567,3 +567,18 @@ def test_ranges_cut_inside_quoted_newlines_are_joined(tmp_path, block) -> None:
     fast = outcome(read_records(str(path), NARROW, block_bytes=block))
     assert fast == outcome(slow_records(str(path), NARROW))
     assert sorted(fast) == list(range(1, 401))
+
+
+def test_canonical_csv_keeps_a_quoted_crlf_across_a_block_boundary(tmp_path) -> None:
+    # the canonical CSV reader reads through the same stream (apache/arrow#51368)
+    path = tmp_path / "c.csv"
+    for pad in range(300):
+        path.write_bytes(
+            b"start_time,route\n2026-12-01T10:00:00Z," + b"r" * pad + b"\n"
+            b'2026-12-01T10:00:01Z,"ab\r\ncd"\n'
+        )
+        try:
+            parts = list(open_inputs([path], "csv", options=ReaderOptions(block_bytes=128)))
+        except InputError:
+            continue  # a row larger than the block
+        assert parts[-1].batch.column("route").to_pylist()[-1] == "ab\r\ncd", pad

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from telemetry.errors import InputError
 from telemetry.readers import Reject
 from telemetry.readers._convert import blocks, csv_records, not_utf8
+from telemetry.readers._stream import Utf8Stream
 
 # Peak memory grows with the block and the range (a few ranges are in flight), not with
 # the file. Blocks are joined up to _ROWS records before conversion, whose cost per call,
@@ -223,7 +224,7 @@ class _Fast:
         used = sorted({i for i in index.values() if i is not None})
         self.names = {key: (names[i] if i is not None else None) for key, i in index.items()}
         try:
-            self.stream = _Utf8Stream(path, span, ("\n" + self.end_row + "\n").encode())
+            self.stream = Utf8Stream(path, span, ("\n" + self.end_row + "\n").encode())
         except OSError as exc:
             raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
         self.reader: Any = None
@@ -541,111 +542,6 @@ class _Numbers:
         if below:
             self.blank_before += len(below)
             self.blank = self.blank[len(below) :]
-
-
-# -- the byte stream -----------------------------------------------------------------------------
-
-
-class _Utf8Stream:
-    """Bytes ``start`` to ``end`` (None: the end) of the file, invalid UTF-8 replaced by
-    U+FFFD, then ``tail``. ASCII blocks pass through without a copy."""
-
-    def __init__(self, path: str, span: tuple[int, int | None], tail: bytes) -> None:
-        start, end = span
-        self._raw = open(path, "rb")
-        self._raw.seek(start)
-        self._left = None if end is None else end - start  # bytes of the range not read yet
-        self._tail = tail
-        self._buffer = bytearray()
-        self._carry = b""  # an incomplete UTF-8 sequence at the end of the last chunk
-        self._done = False
-        self.ascii = True  # every byte so far was ASCII (so no field can hold U+FFFD)
-        self.repaired = False  # some bytes were replaced (so text lengths differ)
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            while not self._done:
-                self._take(self._get(1 << 20))
-            out = bytes(self._buffer)
-            self._buffer.clear()
-            return out
-        if not self._buffer and not self._done:
-            chunk = self._get(size)
-            # a whole block passes as it is; a short one (the end) goes with the tail, as
-            # pyarrow takes a block too short for a record as one it cannot split
-            whole = len(chunk) == size and not chunk.endswith(b"\r")
-            if whole and not self._carry and chunk.isascii():
-                return chunk
-            self._take(chunk)
-        while len(self._buffer) < size and not self._done:
-            self._take(self._get(size - len(self._buffer)))
-        end = size
-        if 1 < end <= len(self._buffer) and self._buffer[end - 1] == 0x0D and not (
-            self._done and end == len(self._buffer)
-        ):
-            # pyarrow drops the \n of a \r\n split between two reads even inside a
-            # quoted field (apache/arrow#51368): a read never ends with \r
-            end -= 1
-        out = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        return out
-
-    def _get(self, size: int) -> bytes:
-        if self._left is not None:
-            size = min(size, self._left)
-            if size <= 0:
-                return b""
-        chunk = self._raw.read(size)
-        if self._left is not None:
-            self._left -= len(chunk)
-        return chunk
-
-    def _take(self, chunk: bytes) -> None:
-        if not chunk:
-            if self._carry:
-                self._buffer += self._repair(self._carry)
-                self._carry = b""
-            self._buffer += self._tail
-            self._done = True
-            return
-        data = self._carry + chunk if self._carry else chunk
-        cut = _complete(data)
-        self._carry = data[cut:]
-        self._buffer += self._repair(data[:cut])
-
-    def _repair(self, data: bytes) -> bytes:
-        if data.isascii():
-            return data
-        self.ascii = False
-        try:
-            data.decode("utf-8")
-            return data
-        except UnicodeDecodeError:
-            self.repaired = True
-            return data.decode("utf-8", "replace").encode("utf-8")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._raw.close()
-        self.closed = True
-
-
-def _complete(data: bytes) -> int:
-    """Length of ``data`` without a UTF-8 sequence cut short at its end."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            return len(data)
-        if byte >= 0xC0:  # a lead byte: is its sequence complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return len(data) - back if need > back else len(data)
-    return len(data)
 
 
 # -- where the data starts, and its usual width ----------------------------------------------------

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from telemetry.errors import InputError
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
 from telemetry.readers._convert import Verdict, split, to_canonical
+from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL
 
 _NAMES = frozenset(CANONICAL.names)
@@ -101,7 +102,7 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
     # pyarrow reads ahead several blocks: peak memory grows with the block, not the file
     block = options.block_bytes or _CSV_BLOCK
     try:
-        stream = _Utf8Repaired(path)
+        stream = Utf8Stream(path)  # UTF-8 repaired; no read ends in a CR
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     try:
@@ -159,48 +160,6 @@ def _csv_batches(
         rejects.clear()
     if rejects:
         yield ReadBatch(_empty(), np.zeros(0, np.int64), list(rejects), path)
-
-
-class _Utf8Repaired:
-    """A binary stream of the file with invalid UTF-8 replaced by U+FFFD.
-
-    pyarrow decodes a row's text before handing it to ``invalid_row_handler`` and
-    aborts the whole file when that fails, so the bytes are repaired on the way in
-    and rows holding U+FFFD are rejected as not valid UTF-8 afterwards."""
-
-    def __init__(self, path: str) -> None:
-        self._raw = open(path, "rb")
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = bytearray()
-        self._eof = False
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buffer) < size):
-            chunk = self._raw.read(1 << 20)
-            self._eof = not chunk
-            self._buffer += self._decoder.decode(chunk, final=self._eof).encode("utf-8")
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._raw.close()
-        self.closed = True
-
-    def __enter__(self) -> _Utf8Repaired:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _empty() -> pa.RecordBatch:
