@@ -122,12 +122,6 @@ def test_fuzz_twilio_times(text: str) -> None:
     assert value is None or value.utcoffset() == dt.timedelta(0)
 
 
-_UTF8_BUG = (
-    "known bug, reported: readers trust Arrow string data (Parquet, pyarrow's JSON parser) "
-    "to be UTF-8; invalid bytes pass unquarantined or end in UnicodeDecodeError"
-)
-
-
 def _parquet_file() -> bytes:
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_batches(list(generate(40, seed=3, batch_rows=20))), sink,
@@ -140,7 +134,6 @@ _PARQUET = _parquet_file()
 
 # Arrow does not check that string data it reads is UTF-8; a flipped byte in a string
 # page then reaches the reader unchecked (see the regression tests below).
-@pytest.mark.xfail(raises=UnicodeDecodeError, strict=False, reason=_UTF8_BUG)
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, len(_PARQUET) - 1), st.integers(0, 255)), max_size=4),
        st.integers(0, len(_PARQUET)))
@@ -180,7 +173,6 @@ def _reasons(path: str, fmt: str) -> dict[int, str]:
     return {r.row: r.reason for p in parts for r in p.rejects}
 
 
-@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
 def test_parquet_strings_that_are_not_utf8_are_quarantined(tmp_path) -> None:
     start = dt.datetime(2026, 11, 1, 10, tzinfo=dt.timezone.utc)
     table = pa.table({
@@ -194,7 +186,6 @@ def test_parquet_strings_that_are_not_utf8_are_quarantined(tmp_path) -> None:
     assert set(reasons) == {2, 3} and reasons[2] == "source: not valid UTF-8"
 
 
-@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
 def test_jsonl_strings_that_are_not_utf8_are_quarantined(tmp_path) -> None:
     path = tmp_path / "damaged.jsonl"  # what the atheris jsonl harness found, reduced
     path.write_bytes(

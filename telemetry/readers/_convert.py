@@ -198,7 +198,7 @@ def split(
         if fields_of is not None:
             fields = fields_of(int(i))
         else:
-            fields = {name: raw[name][int(i)].as_py() for name in names}
+            fields = {name: _cell(raw[name], int(i)) for name in names}
         rejects.append(Reject(file, int(rows[i]), str(verdict.reasons[i]), masked(fields)))
     rejects.sort(key=lambda r: r.row)
     keep = ~verdict.bad
@@ -212,6 +212,10 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     """Text as ``string``, empty → null. Binary input is checked for UTF-8 here."""
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
+    if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+        # Arrow does not check that string data it reads (Parquet pages, JSON) is
+        # UTF-8: check it as bytes, one vectorized cast unless a row is bad
+        raw = raw.view(pa.large_binary() if pa.types.is_large_string(raw.type) else pa.binary())
     if pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type):
         raw = _utf8(raw, name, verdict)
     elif not pa.types.is_string(raw.type):
@@ -240,6 +244,30 @@ def _utf8(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
                 bad[i] = True
     verdict.flag(bad, f"{name}: not valid UTF-8")
     return pc.cast(pc.if_else(pa.array(bad), pa.nulls(1, raw.type)[0], raw), pa.string())
+
+
+def _is_utf8(words: pa.Array) -> bool:
+    """False when text (string or binary) holds bytes that are not UTF-8."""
+    if not (pa.types.is_string(words.type) or pa.types.is_large_string(words.type)
+            or pa.types.is_binary(words.type) or pa.types.is_large_binary(words.type)):
+        return True
+    try:
+        pc.cast(words.view(pa.large_binary() if pa.types.is_large_string(words.type) or
+                           pa.types.is_large_binary(words.type) else pa.binary()), pa.string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _cell(column: pa.Array, i: int) -> Any:
+    """Row ``i`` of ``column`` as Python; text that is not UTF-8 with replacement characters."""
+    try:
+        return column[i].as_py()
+    except UnicodeDecodeError:
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        text = column.view(pa.binary() if pa.types.is_string(column.type) else pa.large_binary())
+        return text[i].as_py().decode("utf-8", "replace")
 
 
 def _trimmed(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
@@ -349,9 +377,10 @@ def _bool(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
 
 def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
     vocabulary, aliases = VOCABULARIES[name]
-    encoded = (
-        raw if pa.types.is_dictionary(raw.type) else pc.dictionary_encode(_text(raw, name, verdict))
-    )
+    dictionary = pa.types.is_dictionary(raw.type)
+    if dictionary and not _is_utf8(raw.dictionary):
+        dictionary, raw = False, raw.dictionary_decode()  # find the rows holding a bad word
+    encoded = raw if dictionary else pc.dictionary_encode(_text(raw, name, verdict))
     words = encoded.dictionary
     if not (pa.types.is_string(words.type) or pa.types.is_large_string(words.type)):
         words = _text(words, name, Verdict(len(words)))  # non-text words simply do not match

@@ -586,3 +586,22 @@ def _usual_width(path: str, layout: Layout, delimiter: str, header: bool) -> int
     finally:
         records.close()
     return widths.most_common(1)[0][0] if widths else layout.widths[0]
+
+
+def write_voice_lines(
+    batches: Iterator[pa.RecordBatch], path: str, line: Callable[[dict, int], str], header: str = ""
+) -> int:
+    """Write the voice records of ``batches`` as ``line(row, n)`` (n counts from 1)
+    after ``header``; message records have no form in a call-only format and are
+    skipped. Returns the records written."""
+    from telemetry.schema import VOICE_CHANNELS
+
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(header)
+        for batch in batches:
+            for row in batch.to_pylist():
+                if row["channel"] in VOICE_CHANNELS:
+                    written += 1
+                    out.write(line(row, written))
+    return written

@@ -42,8 +42,7 @@ from telemetry.readers._convert import (
     to_canonical,
     wanted,
 )
-from telemetry.readers._vendorcsv import Layout, Records, read_records
-from telemetry.schema import VOICE_CHANNELS
+from telemetry.readers._vendorcsv import Layout, Records, read_records, write_voice_lines
 
 WIDTHS = (16, 17, 18, 19, 21)
 (ACCOUNTCODE, SRC, DST, DCONTEXT, CLID, CHANNEL, DSTCHANNEL, LASTAPP, LASTDATA) = range(9)
@@ -254,15 +253,7 @@ def write_asterisk(batches: Iterator[pa.RecordBatch], path: str) -> int:
     """Voice records of ``batches`` as a 21-column Master.csv (``usegmtime=yes``,
     ``loguniqueid``, ``loguserfield``, ``newcdrcolumns``); message records have no
     Asterisk form and are skipped. Returns the records written."""
-    written = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        for batch in batches:
-            for row in batch.to_pylist():
-                if row["channel"] not in VOICE_CHANNELS:
-                    continue
-                written += 1
-                out.write(_line(row, written))
-    return written
+    return write_voice_lines(batches, path, _line)
 
 
 def _line(row: dict, seq: int) -> str:

@@ -51,8 +51,7 @@ from telemetry.readers._convert import (
     to_canonical,
     wanted,
 )
-from telemetry.readers._vendorcsv import Layout, Records, read_records
-from telemetry.schema import VOICE_CHANNELS
+from telemetry.readers._vendorcsv import Layout, Records, read_records, write_voice_lines
 from telemetry.status import HANGUP_CAUSE_STATUS, Q850_CAUSES
 
 EXAMPLE = (
@@ -267,18 +266,10 @@ def hangup_cause_for(status: str | None, q850: int | None) -> str:
 def write_freeswitch(batches: Iterator[pa.RecordBatch], path: str) -> int:
     """Voice records of ``batches`` in the ``example`` template, times in UTC (what a
     switch running in UTC writes); message records are skipped."""
-    written = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        for batch in batches:
-            for row in batch.to_pylist():
-                if row["channel"] not in VOICE_CHANNELS:
-                    continue
-                written += 1
-                out.write(_line(row))
-    return written
+    return write_voice_lines(batches, path, _line)
 
 
-def _line(row: dict) -> str:
+def _line(row: dict, _: int) -> str:
     start, answer, end = row["start_time"], row["answer_time"], row["end_time"]
     end = end or answer or start
     duration = max(0, int(end.timestamp()) - int(start.timestamp()))

@@ -56,8 +56,8 @@ from telemetry.readers._convert import (
     to_canonical,
     wanted,
 )
-from telemetry.readers._vendorcsv import Layout, Records, read_records
-from telemetry.schema import CANONICAL, VOICE_CHANNELS
+from telemetry.readers._vendorcsv import Layout, Records, read_records, write_voice_lines
+from telemetry.schema import CANONICAL
 
 COLUMNS: dict[str, str] = {
     "callid": "record_id",
@@ -212,16 +212,7 @@ _REASONS = {200: "OK", 486: "Busy Here", 480: "Temporarily Unavailable", 487: "R
 def write_kamailio(batches: Iterator[pa.RecordBatch], path: str) -> int:
     """Voice records of ``batches`` as an ``acc_cdrs`` CSV export with ``cdr_on_failed``
     and the extra columns of :data:`HEADER`, times in UTC; message records are skipped."""
-    written = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(HEADER) + "\n")
-        for batch in batches:
-            for row in batch.to_pylist():
-                if row["channel"] not in VOICE_CHANNELS:
-                    continue
-                written += 1
-                out.write(_line(row, written))
-    return written
+    return write_voice_lines(batches, path, _line, ",".join(HEADER) + "\n")
 
 
 def _line(row: dict, number: int) -> str:
