@@ -36,7 +36,8 @@ def _blank() -> dict:
     return {name: None for name in CANONICAL.names} | {"channel": "voice"}
 
 
-def asterisk(row: dict) -> dict:
+def _switch_cdr(row: dict) -> dict:
+    """What a PBX CSV keeps of any call: ids, parties, whole-second times, billed time."""
     return _blank() | {
         "record_id": row["record_id"],
         "tenant": row["tenant"],
@@ -46,6 +47,11 @@ def asterisk(row: dict) -> dict:
         "answer_time": _second(row["answer_time"]),
         "end_time": _second(row["end_time"] or row["answer_time"] or row["start_time"]),
         "duration_ms": _billed(row),
+    }
+
+
+def asterisk(row: dict) -> dict:
+    return _switch_cdr(row) | {
         "status": ASTERISK_STATUS.get(row["status"], row["status"]),
         "route": None if row["direction"] == "inbound" else row["route"],
     }
@@ -59,15 +65,7 @@ def freeswitch(row: dict) -> dict:
         status in ("failed", "congestion") or Q850_STATUS.get(q850) == status
     ):
         q850 = DEFAULT_Q850[status]
-    return _blank() | {
-        "record_id": row["record_id"],
-        "tenant": row["tenant"],
-        "source": row["source"],
-        "destination": row["destination"],
-        "start_time": _second(row["start_time"]),
-        "answer_time": _second(row["answer_time"]),
-        "end_time": _second(row["end_time"] or row["answer_time"] or row["start_time"]),
-        "duration_ms": _billed(row),
+    return _switch_cdr(row) | {
         "status": status,
         "q850_cause": q850,
     }
