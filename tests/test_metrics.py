@@ -288,3 +288,25 @@ def test_sliced_batch():
     batch = to_batch(records)
     spec = AggSpec(by=("route",))
     assert finalize(accumulate(batch.slice(100, 150), spec)).equals(finalize(accumulate(to_batch(records[100:250]), spec)))
+
+
+def test_large_states_consolidated_on_threads_equal_one_thread(monkeypatch):
+    # Over _SIDE_BY_SIDE_MIN groups the five sketches are merged on a thread pool;
+    # the result must equal the same merge done on one thread, bit for bit.
+    import telemetry.metrics.state as state_module
+    from telemetry.metrics import release
+
+    records = [r | {"route": f"carrier-{i % 16}"} for i, r in enumerate(_big_records(12_000, seed=5))]
+    spec = AggSpec(window="1m", by=("route",))  # 180 windows × 16 routes × 2 channels, sparsely
+    parts = [accumulate(to_batch(records[i::4]), spec) for i in range(4)]
+
+    def consolidated():
+        merged = merge(parts)
+        return finalize(merged), release(merged, spec, k=2).metrics
+
+    assert merge(parts).n_groups > state_module._SIDE_BY_SIDE_MIN
+    threaded = consolidated()
+    monkeypatch.setattr(state_module, "_SIDE_BY_SIDE_MIN", 1 << 62)
+    serial = consolidated()
+    assert threaded[0].equals(serial[0]) and threaded[1].equals(serial[1])
+    assert threaded[0].equals(finalize(accumulate(to_batch(records), spec)))
