@@ -393,7 +393,7 @@ def test_all_hex_byte_by_byte() -> None:
             assert got == (chr(byte) in "0123456789abcdefABCDEF"), (position, byte)
 
 
-FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0', max_size=6)
+FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0\x00', max_size=6)
 NARROW = Layout((3,), lambda width: {"a": 0, "c": 2}, lambda found: f"found {found}")
 
 
@@ -479,6 +479,20 @@ def test_record_larger_than_a_block_hands_over_to_the_csv_module(tmp_path) -> No
     fast = outcome(read_records(str(path), ASTERISK_LAYOUT, block_bytes=4096))
     assert fast == outcome(slow_records(str(path), ASTERISK_LAYOUT))
     assert sorted(fast) == list(range(1, 41))
+
+
+def test_the_readers_own_end_sentinel_in_the_data_is_data(tmp_path) -> None:
+    # found by fuzz_asterisk: a quoted field holding the pyarrow path's end-of-range line
+    from telemetry.readers._vendorcsv import _EOF
+
+    lines = [ast_line(billsec=str(i)) for i in range(6)]
+    lines[2] = lines[2].replace('"Dial"', '"x\n' + _EOF + '"' + "," * 30)
+    path = tmp_path / "Master.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    fast = outcome(read_records(str(path), ASTERISK_LAYOUT, block_bytes=4096))
+    assert fast == outcome(slow_records(str(path), ASTERISK_LAYOUT))
+    assert sorted(fast) == list(range(1, 7))
+    assert fast[3][0] == "reject" and fast[4][0] == "good"
 
 
 def test_stopping_early_stops_the_parsing_thread(tmp_path) -> None:

@@ -9,7 +9,8 @@
 - A read is as long as asked until the end: pyarrow cannot split a block too short
   for a record.
 - A range of the file (for parsing ranges side by side) and an end-of-input ``tail``
-  (a vendor reader's sentinel line) are supported.
+  (a vendor reader's sentinel line) are supported; ``nul`` says whether the file's
+  bytes held a NUL, so that a sentinel made with one can be told from the data.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 class Utf8Stream:
     """Bytes ``start`` to ``end`` (None: the end) of the file at ``path``, invalid UTF-8
     replaced by U+FFFD, then ``tail``. ASCII blocks pass through without a copy;
-    ``ascii`` says no other came yet, ``repaired`` that bytes were replaced."""
+    ``ascii`` says no other came yet, ``repaired`` that bytes were replaced, ``nul``
+    that a NUL byte came."""
 
     def __init__(
         self, path: str, span: tuple[int, int | None] = (0, None), tail: bytes = b""
@@ -33,6 +35,7 @@ class Utf8Stream:
         self._done = False
         self.ascii = True  # every byte so far was ASCII (so no field can hold U+FFFD)
         self.repaired = False  # some bytes were replaced (so text lengths differ)
+        self.nul = False  # some byte of the file was NUL
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
@@ -48,6 +51,7 @@ class Utf8Stream:
             # pyarrow takes a block too short for a record as one it cannot split
             whole = len(chunk) == size and not chunk.endswith(b"\r")
             if whole and not self._carry and chunk.isascii():
+                self.nul = self.nul or b"\x00" in chunk
                 return chunk
             self._take(chunk)
         while len(self._buffer) < size and not self._done:
@@ -85,6 +89,7 @@ class Utf8Stream:
         self._buffer += self._repair(data[:cut])
 
     def _repair(self, data: bytes) -> bytes:
+        self.nul = self.nul or b"\x00" in data
         if data.isascii():
             return data
         self.ascii = False

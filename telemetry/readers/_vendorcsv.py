@@ -53,7 +53,7 @@ _RANGE_BLOCKS = 4  # blocks per range parsed by one worker
 _ROWS = 16384
 _SLOW_BLOCK = 16384  # records per block on the csv-module path
 _REPLACEMENT = "\ufffd"
-_EOF = "\x00telemetry: end of input\x00"  # cannot occur in a CDR field
+_EOF = "\x00telemetry: end of input\x00"  # told from the data by Utf8Stream.nul
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,8 @@ class _Fast:
     After the range, the stream appends a line of its own (:data:`_EOF`, a quote and
     more delimiters than any width): outside a quote it is one more skipped record,
     recognized and dropped; inside a quote left open by the last record it closes
-    the quote and joins that record, which is then rejected as unterminated — and
+    the quote and joins that record, which is then rejected as unterminated (a file
+    holding NUL bytes, as the sentinel does, goes to the csv module instead) — and
     :attr:`open_end` says the range ended inside a quoted field, :attr:`open_bytes`
     where that record began (bytes before the end)."""
 
@@ -309,6 +310,8 @@ class _Fast:
         """Records pyarrow skipped, since last time: not records at all, rejects with
         the csv_records reason, or records of another width to read in Python."""
         seen, self.seen = self.seen, []
+        if self.stream.nul:
+            raise _GiveUp  # the data could hold the sentinel's text
         for number, text in seen:
             if number is None:
                 raise _GiveUp  # pyarrow did not count: numbering would be guesswork
