@@ -1,3 +1,3 @@
-from telemetry.cli import main
+from telemetry.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -391,9 +391,9 @@ def test_jsonl_bad_rows_quarantined_with_line_numbers(tmp_path):
         else:
             expected[len(lines)] = reason
     lines.append('{"start_time": "2026-11-01T10:00:00Z", "source": "\xff"}')
+    expected[len(lines)] = "not valid UTF-8"
     path = tmp_path / "m.jsonl"
     path.write_bytes("\n".join(lines).encode().replace("\xff".encode(), b"\xff") + b"\n")
-    expected[len(lines)] = "not valid UTF-8"
     parts, table, rows, rejects = read_all([path], batch_rows=4)
     assert rows.tolist() == good
     assert {r.row for r in rejects} == set(expected)
@@ -402,6 +402,16 @@ def test_jsonl_bad_rows_quarantined_with_line_numbers(tmp_path):
     assert "text" not in table.schema.names and all("text" not in r.fields for r in rejects)
     nested = [r for r in rejects if r.reason.startswith("source")][0]
     assert not any(ch.isdigit() for ch in nested.fields["source"])
+
+
+def test_jsonl_key_not_utf8_is_quarantined(tmp_path):
+    # found by fuzz_jsonl: pyarrow parses such a block, then cannot name the column
+    good = json.dumps(GOOD_JSON).encode()
+    path = tmp_path / "k.jsonl"
+    path.write_bytes(good + b'\n{"start_time": "2026-11-01T10:00:00Z", "sou\xffrce": "x"}\n' + good + b"\n")
+    parts, table, rows, rejects = read_all([path])
+    assert rows.tolist() == [1, 3]
+    assert [(r.row, r.reason) for r in rejects] == [(2, "not valid UTF-8")]
 
 
 def test_jsonl_fast_and_line_paths_agree():

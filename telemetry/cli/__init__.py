@@ -50,3 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("telemetry: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The ``telemetry`` command (and ``python -m telemetry``): :func:`main`, then an
+    exit that skips tearing the interpreter down. Freeing what a run leaves behind
+    (numba's typing registries, loaded kernels, Arrow pools) object by object cost
+    0.3-0.4 s after a 4 M-record run and changes nothing a user can see; exit
+    handlers still run and the standard streams are flushed first. An unexpected
+    exception, or a thread still working, takes the ordinary way out."""
+    import atexit
+    import os
+    import threading
+
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()  # what interpreter shutdown would run (thread joins, temp files)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to deliver
+            pass
+    os._exit(code)

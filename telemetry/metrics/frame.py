@@ -66,6 +66,16 @@ def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
     (as emitted: strings in byte order, nulls last)."""
     if spec is not None and spec.key() != state.spec.key():
         raise ValueError("spec differs from the spec the state was accumulated with")
+    return sort_rows(metric_rows(state), state.spec.by)
+
+
+def sort_rows(frame: pl.DataFrame, by: tuple[str, ...]) -> pl.DataFrame:
+    """Metric rows in :func:`finalize` order."""
+    return frame.sort(["window_start", "channel", *by], nulls_last=True, maintain_order=True)
+
+
+def metric_rows(state: State, keep: np.ndarray | None = None) -> pl.DataFrame:
+    """The metric row of each group (only those where ``keep`` is True), in group order."""
     by = state.spec.by
     g = state.n_groups
     c = state.counts
@@ -140,11 +150,12 @@ def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
     columns["distinct_sources"] = count(state.sources.counts(), everyone)
     columns["distinct_destinations"] = count(state.destinations.counts(), everyone)
 
-    order = metric_columns(by)
-    frame = pl.from_arrow(pa.table({name: columns[name] for name in order}))
+    table = pa.table({name: columns[name] for name in metric_columns(by)})
+    if keep is not None:
+        table = table.filter(pa.array(keep))
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    frame = frame.cast(schema(by))  # pins dtypes for empty frames too
-    return frame.sort(["window_start", "channel", *by], nulls_last=True, maintain_order=True)
+    return frame.cast(schema(by))  # pins dtypes for empty frames too
 
 
 def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import finalize
+from telemetry.metrics.frame import metric_rows, sort_rows
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
 
@@ -46,7 +46,8 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     if spec is not None and spec.key() != state.spec.key():
         raise ValueError("spec differs from the spec the state was accumulated with")
     ok = passes(state, k)
-    released = state.take(np.flatnonzero(ok))
+    # rows come straight from the state: no copy of the groups that pass
+    rows = [metric_rows(state, ok)]
     below = state.take(np.flatnonzero(~ok))
     records = below.counts[:, agg.RECORDS]
     rolled_up = 0
@@ -63,6 +64,6 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
         rolled_up = int(published.sum())
         withheld_rows = int((~published).sum())
         withheld_records = int(records[~published].sum())
-        released = released.merge(rollup.take(np.flatnonzero(rollup_ok)))
-    metrics = finalize(released)
+        rows.append(metric_rows(rollup, rollup_ok))
+    metrics = sort_rows(pl.concat(rows), state.spec.by)
     return Released(metrics, metrics.height, withheld_rows, withheld_records, rolled_up, k)

@@ -307,9 +307,13 @@ def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _Json
         return None
     if table.num_rows != len(chunk):
         return None
+    try:
+        names = set(table.column_names)
+    except UnicodeDecodeError:  # a key that is not UTF-8: its line is rejected line by line
+        return None
     raw: dict[str, pa.Array] = {}
     for name in CANONICAL.names:
-        if name not in table.column_names:
+        if name not in names:
             continue
         column = table.column(name).combine_chunks()
         if pa.types.is_nested(column.type):
