@@ -150,23 +150,71 @@ def _append_summed(c, w, a, b, g, out_k, out_c, k):
     return k
 
 
+#: A histogram is counted in a dense (group × code) table when the table has at most
+#: this many cells per value (plus DENSE_SLACK): linear, no sorting. Per-batch
+#: histograms usually qualify (a few hundred groups, codes of one metric's range).
+DENSE_CELLS = 4
+DENSE_SLACK = 1 << 16
+
+
 @njit
 def histogram(gid, values, n_groups):
     """Histogram keys and counts of ``values`` (float64; NaN = absent) per group."""
-    n = 0
-    for i in range(values.shape[0]):
-        if not math.isnan(values[i]):
-            n += 1
+    n = values.shape[0]
     gids = np.empty(n, np.int64)
     codes = np.empty(n, np.int64)
     k = 0
-    for i in range(values.shape[0]):
+    lo = np.int64(1) << CODE_BITS  # the range of codes other than zero's, which sits apart
+    hi = np.int64(-1)
+    for i in range(n):
         v = values[i]
         if not math.isnan(v):
+            c = bucket_code(v)
             gids[k] = gid[i]
-            codes[k] = bucket_code(v)
+            codes[k] = c
+            if c != ZERO_CODE:
+                lo = min(lo, c)
+                hi = max(hi, c)
             k += 1
-    return _grouped(gids, codes, np.ones(n, np.int64), n_groups)
+    if lo < ZERO_CODE < hi:
+        lo = min(lo, ZERO_CODE)  # both signs: zero inside the range
+    if hi < lo:
+        lo = hi = ZERO_CODE  # zeros only
+    if n_groups * (hi - lo + 2) <= DENSE_CELLS * k + DENSE_SLACK:
+        return _dense(gids[:k], codes[:k], lo, hi - lo + 1, n_groups)
+    return _grouped(gids[:k], codes[:k], np.ones(k, np.int64), n_groups)
+
+
+@njit
+def _dense(gids, codes, lo, span, n_groups):
+    """Sorted unique keys and counts by counting in a table: per group, the cells of
+    codes lo … lo + span - 1 and one for zero's code when that lies outside."""
+    width = span + 1
+    zero_first = ZERO_CODE < lo  # zero's cell goes before the range, or else after it
+    table = np.zeros(n_groups * width, np.int64)
+    for i in range(gids.shape[0]):
+        c = codes[i]
+        if c == ZERO_CODE and not (lo <= c < lo + span):
+            cell = 0 if zero_first else span
+        else:
+            cell = c - lo + (1 if zero_first else 0)
+        table[gids[i] * width + cell] += 1
+    m = 0
+    for cell in range(table.shape[0]):
+        if table[cell]:
+            m += 1
+    out_k = np.empty(m, np.int64)
+    out_c = np.empty(m, np.int64)
+    j = 0
+    for g in range(n_groups):
+        for cell in range(g * width, (g + 1) * width):
+            if table[cell]:
+                t = cell - g * width - (1 if zero_first else 0)
+                code = ZERO_CODE if (t < 0 or t == span) else t + lo
+                out_k[j] = (g << CODE_BITS) | code
+                out_c[j] = table[cell]
+                j += 1
+    return out_k, out_c
 
 
 @njit
@@ -259,6 +307,46 @@ HLL_M = 1 << HLL_P
 HLL_Q = 64 - HLL_P
 
 
+MOVES = 8  # per value, beyond which _sort_uniform takes the values for not uniform
+
+
+@njit
+def _sort_uniform(buf, a, b):
+    """Sort ``buf[a:b]`` (uint64 pseudonym prefixes: uniform, as HMAC output is) in
+    expected linear time: spread by the top bits, about one value per bucket, then
+    an insertion pass that moves values only within their bucket (repeats of a value
+    cost nothing). Values that are not uniform — the pass moving more than
+    ``MOVES`` values per value — get the plain sort."""
+    m = b - a
+    bits = 1
+    while (1 << bits) < m:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    count = np.zeros((1 << bits) + 1, np.int64)
+    for i in range(a, b):
+        count[np.int64(buf[i] >> shift) + 1] += 1
+    for t in range(1 << bits):
+        count[t + 1] += count[t]
+    tmp = np.empty(m, np.uint64)
+    for i in range(a, b):
+        h = np.int64(buf[i] >> shift)
+        tmp[count[h]] = buf[i]
+        count[h] += 1
+    budget = MOVES * m
+    for i in range(1, m):
+        v = tmp[i]
+        j = i - 1
+        while j >= 0 and tmp[j] > v:
+            tmp[j + 1] = tmp[j]
+            j -= 1
+        tmp[j + 1] = v
+        budget -= i - 1 - j
+        if budget < 0:
+            tmp.sort()
+            break
+    buf[a:b] = tmp
+
+
 @njit
 def distinct_build(gid, vals, n_groups):
     """CSR of sorted unique ``vals`` per group from unsorted (gid, val) pairs."""
@@ -295,7 +383,7 @@ def distinct_build(gid, vals, n_groups):
                     j -= 1
                 buf[j + 1] = v
         else:
-            buf[a:b].sort()
+            _sort_uniform(buf, a, b)
         for t in range(a, b):
             if t == a or buf[t] != buf[k - 1]:
                 buf[k] = buf[t]
@@ -327,7 +415,7 @@ def csr_regroup(off, vals, gmap, n_groups):
         a = start[t]
         b = start[t + 1]
         if sources[t] > 1:
-            buf[a:b].sort()
+            _sort_uniform(buf, a, b)
             for i in range(a, b):
                 if i == a or buf[i] != buf[k - 1]:
                     buf[k] = buf[i]

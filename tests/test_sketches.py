@@ -24,6 +24,8 @@ DISTRIBUTIONS = {
     "integers_ms": lambda rng, n: rng.integers(0, 20_000, n).astype(np.float64),
     "below_one": lambda rng, n: rng.uniform(0, 1e-3, n),
     "negative": lambda rng, n: rng.normal(0, 100, n),
+    "non_positive": lambda rng, n: -rng.integers(0, 50, n).astype(np.float64),
+    "zeros": lambda rng, n: np.zeros(n),
 }
 
 
@@ -72,6 +74,22 @@ def test_histogram_merge_equals_histogram_of_union():
     np.testing.assert_array_equal(again.regroup(flip).keys, whole.keys)
 
 
+@pytest.mark.parametrize("groups", [3, 300, 5000])
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_histogram_is_the_sorted_bucket_counts(name, groups):
+    # the dense (group × code) table and the sorting path give the plain reference
+    rng = np.random.default_rng(7)
+    values = DISTRIBUTIONS[name](rng, 20_000)
+    values[::11] = np.nan
+    gid = rng.integers(0, groups, len(values))
+    hist = Histogram.build(gid, values, groups)
+    present = ~np.isnan(values)
+    codes = np.array([k.bucket_code(v) for v in values[present]], dtype=np.int64)
+    expect_keys, expect_counts = np.unique((gid[present] << k.CODE_BITS) | codes, return_counts=True)
+    np.testing.assert_array_equal(hist.keys, expect_keys)
+    np.testing.assert_array_equal(hist.counts, expect_counts)
+
+
 def _hashes(rng, n: int) -> np.ndarray:
     return rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
 
@@ -97,6 +115,25 @@ def test_distinct_exact_up_to_limit():
     values = np.concatenate([vals[:s] for s in sizes])
     d = Distinct.build(gid, np.concatenate([values, values]), 4)  # each value twice
     assert list(d.counts()) == sizes and len(d.hll_groups) == 0
+
+
+@pytest.mark.parametrize("kind", ["uniform", "small integers", "one top bit pattern"])
+def test_distinct_sets_are_the_sorted_unique_values(kind):
+    # uniform values take the bucket sort; crowded ones (not HMAC output) the plain sort
+    rng = np.random.default_rng(11)
+    n = 20_000
+    vals = {
+        "uniform": _hashes(rng, n),
+        "small integers": rng.integers(0, 3000, n).astype(np.uint64),
+        "one top bit pattern": (np.uint64(0xABC) << np.uint64(52)) | _hashes(rng, n) >> np.uint64(40),
+    }[kind]
+    gid = rng.integers(0, 25, n)
+    d = Distinct.build(gid, vals, 25)
+    halves = [Distinct.build(gid[:n // 2], vals[:n // 2], 25), Distinct.build(gid[n // 2:], vals[n // 2:], 25)]
+    merged = Distinct.union(halves, np.tile(np.arange(25, dtype=np.int64), 2), 25)
+    for sets in (d, merged):
+        for g in range(25):
+            np.testing.assert_array_equal(sets.vals[sets.off[g]:sets.off[g + 1]], np.unique(vals[gid == g]))
 
 
 def test_distinct_merge_equals_sketch_of_union_across_the_limit():
