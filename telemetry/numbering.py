@@ -121,7 +121,7 @@ class Memo:
     def for_batch(cls, n: int) -> "Memo":
         """A one-off memo sized for ``n`` rows (repeats within one call only)."""
         slots = 1024
-        while slots < 2 * n and slots < 1 << 17:
+        while slots < 2 * n and slots < 1 << 20:
             slots *= 2
         return cls(slots, min(8 << 20, 24 * slots))
 
