@@ -47,7 +47,7 @@ _FIGURES: list[Figure] = []
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("telemetry benchmarks")
     group.addoption("--results", metavar="FILE", help="write the figures as a Markdown table to FILE")
-    group.addoption("--memory", action="store_true", help="also run the 10 M / 40 M peak-RSS benchmark")
+    group.addoption("--memory", action="store_true", help="also run the peak-RSS benchmarks (10 M / 40 M records, multi-gigabyte CSV)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,7 +14,9 @@ does).
   ``pyarrow.csv.read_csv`` reading the same file alone (all cores, types inferred).
   Best of five runs each, taken in turns.
 * memory: ``telemetry process`` over 10 M and 40 M records (the same 2 M-record
-  Parquet file behind 5 and 20 links), peak RSS of each process.
+  Parquet file behind 5 and 20 links), peak RSS of each process; and over
+  multi-gigabyte CSV files (the Asterisk file and a 1 M-record canonical CSV,
+  each written 10 and 20 times over into one file).
 """
 
 from __future__ import annotations
@@ -208,4 +210,47 @@ def test_memory_10m_vs_40m(figure, bench_dir, cli_env, warm_cli) -> None:
         "within 15% (≤ 1.15x)",
         growth <= 0.15,
         "one 2 M-record generated Parquet file read through 5 and 20 links",
+    )
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("fmt", ["asterisk", "csv"])
+def test_memory_multi_gigabyte_csv(figure, bench_dir, cli_env, warm_cli, asterisk_csv, fmt) -> None:
+    """Peak RSS of ``telemetry process`` over multi-gigabyte CSV files: 10 and 20 times
+    a 1 M-record file (the state reaches its steady size within the first)."""
+    from telemetry.generate import write
+
+    if fmt == "asterisk":
+        once, records = asterisk_csv
+        header = b""
+    else:
+        once = bench_dir / "cdr-1m.csv"
+        records = write(once, 1_000_000, fmt="csv")
+        with open(once, "rb") as handle:
+            header = handle.readline()
+    body = once.read_bytes()[len(header):]
+    out = str(bench_dir / "big-out")
+    args = ["--format", fmt, "--out", out, "--region", "GB"]
+    peaks = {}
+    for times in (10, 20):
+        big = bench_dir / f"big-{fmt}-{times}.csv"
+        with open(big, "wb") as handle:
+            handle.write(header)
+            for _ in range(times):
+                handle.write(body)
+        size = big.stat().st_size / 2**30
+        peaks[times] = (size, *_peak_rss_mib(["process", str(big), *args], cli_env))
+        big.unlink()
+    (small, rss_small, s_small), (large, rss_large, s_large) = peaks[10], peaks[20]
+    figure(
+        f"memory: peak RSS, {large:.1f} vs {small:.1f} GiB "
+        f"{'Asterisk' if fmt == 'asterisk' else 'canonical'} CSV (streaming)",
+        f"{large:.1f} GiB ({20 * records / 1e6:g} M records): {rss_large:,.0f} MiB ({s_large:.0f} s)",
+        f"{small:.1f} GiB: {rss_small:,.0f} MiB ({s_small:.0f} s)",
+        rss_large / rss_small,
+        "within 15% (≤ 1.15x)",
+        rss_large / rss_small <= 1.15,
+        f"a {records:,}-record file written 10 and 20 times over into one file, one "
+        "`telemetry process` each; the file once peaks lower, before the state's "
+        "consolidation reaches its steady size",
     )
