@@ -245,7 +245,7 @@ def test_memory_multi_gigabyte_csv(figure, bench_dir, cli_env, warm_cli, asteris
     figure(
         f"memory: peak RSS, {large:.1f} vs {small:.1f} GiB "
         f"{'Asterisk' if fmt == 'asterisk' else 'canonical'} CSV (streaming)",
-        f"{large:.1f} GiB ({20 * records / 1e6:g} M records): {rss_large:,.0f} MiB ({s_large:.0f} s)",
+        f"{large:.1f} GiB ({20 * records / 1e6:.1f} M records): {rss_large:,.0f} MiB ({s_large:.0f} s)",
         f"{small:.1f} GiB: {rss_small:,.0f} MiB ({s_small:.0f} s)",
         rss_large / rss_small,
         "within 15% (≤ 1.15x)",
