@@ -453,8 +453,9 @@ def _digits(text: pa.Array) -> pa.Array | None:
 
 def _with_seconds(text: pa.Array) -> bool:
     """Whether every value has ``:`` at offsets 13 and 16 and 20 bytes or more: what
-    Arrow's zoned ISO 8601 cast then accepts, the general path reads alike (Arrow also
-    takes ``hh:mm`` without seconds, which that path rejects). Byte checks, no regex."""
+    Arrow's zoned ISO 8601 cast then accepts, the general path reads alike (Arrow
+    also takes ``hh:mm`` without seconds, which that path rejects). Byte checks, no
+    regex."""
     from telemetry.arrowstr import string_views
 
     views = string_views(text)
@@ -463,7 +464,8 @@ def _with_seconds(text: pa.Array) -> bool:
     if len(starts) == 0 or lengths.min() < 20:
         return len(starts) == 0
     colon = ord(":")
-    return bool((views.data[starts + 13] == colon).all() and (views.data[starts + 16] == colon).all())
+    at = views.data
+    return bool((at[starts + 13] == colon).all() and (at[starts + 16] == colon).all())
 
 
 def _decimals(text: pa.Array) -> pa.Array | None:
@@ -668,6 +670,28 @@ def not_utf8(field: str) -> bool:
     """Whether a field read by :func:`csv_records` (``utf8=False``) or from a stream
     repaired with U+FFFD held bytes that are not UTF-8."""
     return not field.isascii() and (_REPLACEMENT in field or _SURROGATE.search(field) is not None)
+
+
+def converted(items: Iterator[Any], convert: Callable[[Any], Any], ahead: int = 3) -> Iterator[Any]:
+    """``convert(item)`` for each of ``items``, in order, computed on a second thread
+    while the next items are produced (parsing and Arrow's compute functions both
+    release the GIL); at most ``ahead`` conversions in flight. An error of either
+    side is raised here, in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="telemetry-convert") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(convert, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def blocks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -34,6 +34,7 @@ from telemetry.readers._convert import (
     Verdict,
     as_mask,
     check_timezone,
+    converted,
     first_csv_record,
     local_time,
     milliseconds,
@@ -199,8 +200,8 @@ def layout(options: ReaderOptions) -> Layout:
 
 def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
-    for records in read_records(path, layout(options), block_bytes=options.block_bytes):
-        yield _block(path, records, timezone)
+    records = read_records(path, layout(options), block_bytes=options.block_bytes)
+    yield from converted(records, lambda block: _block(path, block, timezone))
 
 
 _SHOWN = ("tenant", "source", "destination", "record_id")

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from telemetry.errors import InputError
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
-from telemetry.readers._convert import Verdict, split, to_canonical
+from telemetry.readers._convert import Verdict, converted, split, to_canonical
 from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL
 
@@ -138,28 +138,40 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
 def _csv_batches(
     path: str, reader: Any, positions: dict[str, int], numbers: _RowNumbers, rejects: list[Reject]
 ) -> Iterator[ReadBatch]:
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except (pa.ArrowException, OSError):
-            # pyarrow's message may quote the row; say only where
-            raise InputError(
-                f"{path}: CSV parse error after data row {numbers.next - 1} "
-                "(a row larger than the block size?)"
-            ) from None
-        n = batch.num_rows
-        raw = {name: batch.column(f"c{i}") for name, i in positions.items()}
-        rows = numbers.take(n)
-        verdict = Verdict(n)
-        for name, column in raw.items():
-            verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
-        converted, verdict = to_canonical(raw, n, verdict)
-        yield split(path, rows, converted, verdict, raw, rejects)
-        rejects.clear()
+    def parsed() -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[Reject]]]:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError):
+                # pyarrow's message may quote the row; say only where
+                raise InputError(
+                    f"{path}: CSV parse error after data row {numbers.next - 1} "
+                    "(a row larger than the block size?)"
+                ) from None
+            yield batch, numbers.take(batch.num_rows), list(rejects)
+            rejects.clear()
+
+    yield from converted(parsed(), lambda block: _csv_block(path, positions, *block))
     if rejects:
         yield ReadBatch(_empty(), np.zeros(0, np.int64), list(rejects), path)
+
+
+def _csv_block(
+    path: str,
+    positions: dict[str, int],
+    batch: pa.RecordBatch,
+    rows: np.ndarray,
+    rejects: list[Reject],
+) -> ReadBatch:
+    n = batch.num_rows
+    raw = {name: batch.column(f"c{i}") for name, i in positions.items()}
+    verdict = Verdict(n)
+    for name, column in raw.items():
+        verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
+    converted_batch, verdict = to_canonical(raw, n, verdict)
+    return split(path, rows, converted_batch, verdict, raw, rejects)
 
 
 def _empty() -> pa.RecordBatch:

@@ -43,6 +43,7 @@ from telemetry.readers._convert import (
     Verdict,
     as_mask,
     check_timezone,
+    converted,
     first_csv_record,
     local_time,
     milliseconds,
@@ -141,8 +142,8 @@ def layout(names: tuple[str, ...], options: ReaderOptions | None = None) -> Layo
 def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     names = template_names(setting(options, "freeswitch", "template"))
     timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
-    for records in read_records(path, layout(names, options), block_bytes=options.block_bytes):
-        yield _block(path, records, timezone)
+    records = read_records(path, layout(names, options), block_bytes=options.block_bytes)
+    yield from converted(records, lambda block: _block(path, block, timezone))
 
 
 def _block(path: str, records: Records, timezone: str) -> ReadBatch:

@@ -48,6 +48,7 @@ from telemetry.readers._convert import (
     NULL_TEXT,
     Verdict,
     check_timezone,
+    converted,
     csv_records,
     local_time,
     milliseconds,
@@ -122,10 +123,10 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
         (width,), lambda _: where, lambda found: f"expected {width} columns, found {found}"
     )
     # record numbers count data rows: the header is not a record
-    for block in read_records(
+    records = read_records(
         path, layout, delimiter=delimiter, header=True, block_bytes=options.block_bytes
-    ):
-        yield _block(path, block, timezone)
+    )
+    yield from converted(records, lambda block: _block(path, block, timezone))
 
 
 def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
