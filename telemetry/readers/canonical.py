@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -253,20 +254,27 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     with handle:
         lines = _lines(handle)
-        first = True
-        while True:
-            chunk = [item for _, item in zip(range(block), lines, strict=False)]
-            if not chunk:
-                return
+
+        def chunks() -> Iterator[tuple[int, list[tuple[int, bytes | None]]]]:
+            for index in itertools.count():
+                chunk = [item for _, item in zip(range(block), lines, strict=False)]
+                if not chunk:
+                    return
+                yield index, chunk
+
+        def parsed(numbered: tuple[int, list[tuple[int, bytes | None]]]) -> ReadBatch:
+            index, chunk = numbered
             part = _json_block(path, chunk)
-            if first and part.objects == 0:
+            if index == 0 and part.objects == 0:
                 raise InputError(
                     f"{path} is not JSON lines: none of its first {len(chunk)} records "
                     "is a JSON object; "
                     "pass --format if it is another format"
                 )
-            first = False
-            yield part.read
+            return part.read
+
+        # lines are split here while pyarrow parses the blocks before on a second thread
+        yield from converted(chunks(), parsed)
 
 
 def _lines(handle) -> Iterator[tuple[int, bytes | None]]:
