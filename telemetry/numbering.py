@@ -155,7 +155,35 @@ def normalize(
         )
     if not isinstance(values, pa.Array):
         raise TypeError(f"values must be a pyarrow string array, got {type(values).__name__}")
+    if memo is None and len(values) >= _DEDUPE_FROM and not pa.types.is_dictionary(values.type):
+        return _normalize_distinct(values, region)
     return _normalize_chunk(values, region, memo)
+
+
+_DEDUPE_FROM = 4096  # rows from which a one-off call parses each distinct value once
+
+
+def _normalize_distinct(values: pa.Array, region: str | None) -> Normalized:
+    """:func:`normalize` of the distinct values (Arrow's hash table), gathered per
+    row: identifiers repeat, and a gather costs less than a lookup in the memo."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values)
+    distinct = len(encoded.dictionary)
+    if 2 * distinct > len(values):  # mostly distinct: the memo alone does better
+        return _normalize_chunk(values, region, None)
+    norm = _normalize_chunk(encoded.dictionary, region, None)
+    # row → its distinct value; null rows → one extra entry that reads as null
+    entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+    region_index = np.append(norm.region_index, np.int16(-1))[entry]
+    return Normalized(
+        norm.ids.take(pa.array(entry, mask=entry == distinct)),
+        np.append(norm.kind, np.int8(Kind.NULL))[entry],
+        np.append(norm.reason, np.int8(0))[entry],
+        np.append(norm.cc, np.int16(0))[entry],
+        region_names().take(pa.array(region_index, mask=region_index < 0, type=pa.int16())),
+        region_index,
+    )
 
 
 def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> Normalized:

@@ -187,6 +187,23 @@ def test_a_memo_kept_across_calls_changes_nothing_even_when_it_fills_up():
         Memo(slots=1000)
 
 
+@pytest.mark.parametrize("rows", [5000, 20_000])
+def test_a_large_call_parsing_distinct_values_once_reads_as_row_by_row(rows):
+    # from 4096 rows a call without a memo normalizes each distinct value once and
+    # gathers (with many repeats) or goes row by row (mostly distinct): same results
+    rng = random.Random(rows)
+    pool = [f"+44 7700 900{i:03d}" for i in range(400)] + [f"0121 496 0{i:03d}" for i in range(300)]
+    pool += ["anonymous", "sip:Alice@Example.COM", "112", "AcmeBank", "+999 1234", "\uff0b44 20 7946 0125", "0", ""]
+    for distinct in (pool, [f"+1 201 555 {i:04d}" for i in range(rows)]):
+        values = pa.array([rng.choice(distinct) if rng.random() > 0.05 else None for _ in range(rows)])
+        once = normalize(values, "GB")
+        row_by_row = normalize(values, "GB", memo=Memo())
+        assert once.ids.equals(row_by_row.ids)
+        assert once.region.equals(row_by_row.region)
+        for name in ("kind", "reason", "cc", "region_index"):
+            assert np.array_equal(getattr(once, name), getattr(row_by_row, name)), name
+
+
 def test_fallback_rows_mix_with_kernel_rows():
     values = pa.array(["+44 20 7946 0123", "\uff0b44 20 7946 0125", None, "8~10 1 201 555 0123", "112"])
     ids, kinds, _, regions = _ids(values, "RU")
