@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -83,6 +84,7 @@ def keyed_records(path: str, pages: Sequence[str] = (), fold: bool = False) -> I
         yield row, obj, reason
 
 
+@functools.lru_cache(maxsize=1024)  # field names repeat in every record
 def _fold(key: str) -> str:
     return key.strip().lower().replace("_", "").replace(" ", "")
 

@@ -108,14 +108,11 @@ def parse_receipt(text: str) -> Receipt:
     it is not a receipt: a missing ``id``, ``submit date`` or ``stat``, a field
     that does not fit its form, an impossible date."""
     values: dict[str, str] = {}
-    matches = list(_LABEL.finditer(text))
     taken: list[tuple[str, int, int]] = []  # (label, value start, label start)
-    for match in matches:
+    for match in _LABEL.finditer(text):
         label = match.group(1).lower()
-        if label in values or any(label == t[0] for t in taken):
+        if label in values:
             continue  # a repeat is part of the text
-        if any(t[0] == "text" for t in taken) and label == "text":
-            continue
         taken.append((label, match.end(), match.start()))
         values[label] = ""
     for i, (label, start, _) in enumerate(taken):
