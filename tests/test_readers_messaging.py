@@ -423,3 +423,42 @@ def test_twilio_console_export_headers(tmp_path):
     assert not rejects and rows[0]["start_time"] == ts(2026, 11, 1, 10)
     assert (rows[0]["status"], rows[0]["tenant"], rows[0]["direction"]) == (
         "delivered", "ACx", "outbound")
+
+
+@st.composite
+def rfc2822_times(draw) -> str:
+    """RFC 2822 times as Twilio writes them, and near misses: impossible dates, hours,
+    zones, lower-case months, missing seconds or weekday, ISO times, junk."""
+    day = draw(st.integers(0, 32))
+    month = draw(st.sampled_from(["Jan", "feb", "Feb", "MAR", "Apr", "Sep", "Dec", "Foo"]))
+    year = draw(st.sampled_from([1, 1900, 1999, 2000, 2024, 2026, 2100, 9999]))
+    clock = f"{draw(st.integers(0, 25)):02d}:{draw(st.integers(0, 61)):02d}"
+    if draw(st.booleans()):
+        clock += f":{draw(st.integers(0, 61)):02d}"
+    zone = draw(st.sampled_from(["+0000", "-0000", "+0100", "-0530", "+2359", "+2400", "-0190", "GMT", "UT", "Z", "EST"]))
+    weekday = draw(st.sampled_from(["", "Mon, ", "Tue,", "Sun,  "]))
+    text = f"{weekday}{day:0{draw(st.integers(1, 2))}d} {month} {year:04d} {clock} {zone}"
+    return draw(st.sampled_from([text, text, text, " " + text + " ", "2026-11-02T10:00:00Z", "not a time", ""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(rfc2822_times(), st.none()), min_size=1, max_size=12))
+def test_vectorized_rfc2822_times_read_as_parse_time(values):
+    # the one-pass reading of Twilio's times gives each row what parse_time gives it
+    import numpy as np
+
+    from telemetry.readers._convert import Verdict
+    from telemetry.readers.twilio import _times
+
+    verdict = Verdict(len(values))
+    got = _times(values, "start_time", verdict).to_pylist()
+    expected, bad = [], []
+    for value in values:
+        try:
+            expected.append(parse_time(value))
+            bad.append(False)
+        except (ValueError, OverflowError):
+            expected.append(None)
+            bad.append(True)
+    assert got == expected
+    assert verdict.bad.tolist() == bad and np.all(verdict.bad == np.array(bad))

@@ -116,16 +116,75 @@ def parse_time(text: str | None) -> dt.datetime | None:
 
 
 def _times(values: list[str | None], name: str, verdict: Verdict) -> pa.Array:
-    out: list[dt.datetime | None] = []
-    bad = np.zeros(len(values), dtype=np.bool_)
-    for i, value in enumerate(values):
+    """:func:`parse_time` of every value: RFC 2822 times as Twilio writes them in one
+    vectorized pass (:func:`_rfc2822`), the rest one by one."""
+    micros, done, bad = _rfc2822(pa.array(values, pa.string()))
+    good = (done & ~bad).tolist()
+    out: list[int | None] = [m if g else None for m, g in zip(micros.tolist(), good)]
+    for i in np.flatnonzero(~done).tolist():
         try:
-            out.append(parse_time(value))
+            value = parse_time(values[i])
         except (ValueError, OverflowError):
-            out.append(None)
             bad[i] = True
+            continue
+        out[i] = None if value is None else (value - _EPOCH) // _MICROSECOND
     verdict.flag(bad, f"{name}: not an RFC 2822 or ISO 8601 time")
     return pa.array(out, TS)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_RFC2822_PARTS = (
+    r"^\s*(?:[A-Za-z]{3},\s*)?(?P<d>\d{1,2})\s+(?P<mon>[A-Za-z]{3})\s+(?P<y>\d{4})\s+"
+    r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s+"
+    r"(?:(?P<sign>[+-])(?P<zh>\d{2})(?P<zm>\d{2})|UT|GMT|Z)\s*$"
+)
+_MONTHS = pa.array(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+_DAYS_IN = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _rfc2822(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch microseconds of the values in RFC 2822 form (``[Day,] d Mon yyyy h:mm[:ss]
+    zone``), which rows are in that form, and which of those are impossible, all as
+    ``email.utils.parsedate_to_datetime`` reads them: the weekday is ignored; years
+    below 100 are 19xx above 68 and 20xx otherwise; a zone ``±hhmm`` is hh hours plus
+    mm minutes and must stay within a day."""
+    import pyarrow.compute as pc
+
+    n = len(text)
+    parts = pc.extract_regex(text, _RFC2822_PARTS)
+    done = np.asarray(parts.is_valid(), np.bool_)
+    if not done.any():
+        return np.zeros(n, np.int64), done, np.zeros(n, np.bool_)
+
+    def number(key: str) -> np.ndarray:  # an absent part (seconds, a named zone) is 0
+        digits = pc.struct_field(parts, key)
+        digits = pc.if_else(pc.equal(digits, ""), "0", digits)
+        return np.asarray(pc.fill_null(pc.cast(digits, pa.int64()), 0), np.int64)
+
+    month = pc.index_in(pc.utf8_lower(pc.struct_field(parts, "mon")), value_set=_MONTHS)
+    month = np.asarray(pc.fill_null(month, -1), np.int64) + 1
+    day, year, hour, minute, second = (number(k) for k in ("d", "y", "H", "M", "S"))
+    year = np.where(year < 100, year + np.where(year > 68, 1900, 2000), year)  # as email.utils
+    west = np.asarray(pc.fill_null(pc.equal(pc.struct_field(parts, "sign"), "-"), False), np.bool_)
+    offset = np.where(west, -1, 1) * (number("zh") * 3600 + number("zm") * 60)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    length = _DAYS_IN[np.clip(month - 1, 0, 11)] + ((month == 2) & leap)
+    bad = done & (
+        (month < 1) | (year < 1) | (day < 1) | (day > length) | (hour > 23) | (minute > 59)
+        | (second > 59) | (np.abs(offset) >= 86400)
+    )  # fmt: skip
+    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    return np.where(done & ~bad, (seconds - offset) * 1_000_000, 0), done, bad
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm)."""
+    y = y - (m <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def _lookup(values: list[str | None], table: dict[str, Any]) -> tuple[list[Any], np.ndarray]:
