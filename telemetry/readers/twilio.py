@@ -139,7 +139,7 @@ _RFC2822_PARTS = (
     r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s+"
     r"(?:(?P<sign>[+-])(?P<zh>\d{2})(?P<zm>\d{2})|UT|GMT|Z)\s*$"
 )
-_MONTHS = pa.array(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+_MONTHS = pa.array("jan feb mar apr may jun jul aug sep oct nov dec".split())
 _DAYS_IN = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
