@@ -175,14 +175,27 @@ def _normalize_distinct(values: pa.Array, region: str | None) -> Normalized:
     norm = _normalize_chunk(encoded.dictionary, region, None)
     # row → its distinct value; null rows → one extra entry that reads as null
     entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
-    region_index = np.append(norm.region_index, np.int16(-1))[entry]
+    kind, reason, cc, region_index = per_row(norm, entry)
     return Normalized(
         norm.ids.take(pa.array(entry, mask=entry == distinct)),
+        kind,
+        reason,
+        cc,
+        region_names().take(pa.array(region_index, mask=region_index < 0, type=pa.int16())),
+        region_index,
+    )
+
+
+def per_row(
+    norm: Normalized, entry: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``kind``, ``reason``, ``cc`` and ``region_index`` per row, where ``entry`` indexes
+    the values ``norm`` describes and ``len(norm.kind)`` stands for a null row."""
+    return (
         np.append(norm.kind, np.int8(Kind.NULL))[entry],
         np.append(norm.reason, np.int8(0))[entry],
         np.append(norm.cc, np.int16(0))[entry],
-        region_names().take(pa.array(region_index, mask=region_index < 0, type=pa.int16())),
-        region_index,
+        np.append(norm.region_index, np.int16(-1))[entry],
     )
 
 

@@ -70,7 +70,7 @@ class Pseudonymizer:
         import pyarrow.compute as pc
 
         from telemetry.hashing import hmac16
-        from telemetry.numbering import Kind, Memo, normalize, region_names
+        from telemetry.numbering import Memo, normalize, per_row, region_names
 
         arrays = [_plain(c) for c in columns]
         if len({len(a) for a in arrays}) > 1:
@@ -101,10 +101,6 @@ class Pseudonymizer:
             if distinct:
                 digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], np.uint8).reshape(distinct, 16)
                 ok[e, :distinct] = np.asarray(hashed.is_valid(), np.bool_)
-        kinds = np.append(norm.kind, np.int8(Kind.NULL))
-        reasons = np.append(norm.reason, np.int8(0))
-        codes = np.append(norm.cc, np.int16(0))
-        regions = np.append(norm.region_index, np.int16(-1)).astype(np.int32)
         out = []
         for c in range(len(arrays)):
             row = entry[c * n : (c + 1) * n]
@@ -115,11 +111,12 @@ class Pseudonymizer:
             pseudo = pa.Array.from_buffers(
                 pa.binary(16), n, [bitmap, pa.py_buffer(digests.reshape(-1, 16)[flat])], null_count=nulls
             )
-            region_index = regions[row]
+            kind, reason, cc, region_index = per_row(norm, row)
+            region_index = region_index.astype(np.int32)
             region = pa.DictionaryArray.from_arrays(pa.array(region_index, mask=region_index < 0), region_names())
             indices = pa.array(row, mask=row == distinct, type=pa.int32())
             normalized = pa.DictionaryArray.from_arrays(indices, norm.ids)
-            out.append(Identifiers(pseudo, kinds[row], reasons[row], codes[row], region, normalized))
+            out.append(Identifiers(pseudo, kind, reason, cc, region, normalized))
         return out
 
     def ips(self, values: pa.Array, key_index: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:

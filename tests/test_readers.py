@@ -732,35 +732,3 @@ def test_fuzz_jsonl_lines_accounted(tmp_path_factory, lines):
     records = [i + 1 for i, line in enumerate(lines) if line.strip()]
     assert sorted(list(rows) + [r.row for r in rejects]) == records
     assert table.schema == CANONICAL
-
-
-def test_converted_keeps_order_raises_in_place_and_stops_its_thread():
-    import threading
-    import time
-
-    from telemetry.readers._convert import converted
-
-    def slow_square(x: int) -> int:
-        time.sleep(0.002 * (x % 3))  # later items may finish first
-        if x == 7:
-            raise InputError("bad item 7")
-        return x * x
-
-    got = []
-    with pytest.raises(InputError, match="bad item 7"):
-        for value in converted(iter(range(10)), slow_square):
-            got.append(value)
-    assert got == [x * x for x in range(7)]
-
-    def failing_source():
-        yield 1
-        raise InputError("source broke")
-
-    assert next(converted(failing_source(), slow_square, ahead=1)) == 1
-    with pytest.raises(InputError, match="source broke"):
-        list(converted(failing_source(), slow_square))
-
-    early = converted(iter(range(100)), slow_square)
-    next(early)
-    early.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("telemetry-convert")]

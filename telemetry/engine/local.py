@@ -7,11 +7,10 @@ which bounds memory however large the input is.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from telemetry.engine import Job, Partial
+from telemetry.ordered import ordered_map
 
 
 class LocalEngine:
@@ -26,11 +25,4 @@ class LocalEngine:
             for read in reads:
                 yield job.work(read)
             return
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="telemetry") as pool:
-            pending: deque = deque()
-            for read in reads:
-                pending.append(pool.submit(job.work, read))
-                if len(pending) >= 2 * self.threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        yield from ordered_map(job.work, reads, threads=self.threads, ahead=2 * self.threads)

@@ -672,26 +672,12 @@ def not_utf8(field: str) -> bool:
     return not field.isascii() and (_REPLACEMENT in field or _SURROGATE.search(field) is not None)
 
 
-def converted(items: Iterator[Any], convert: Callable[[Any], Any], ahead: int = 3) -> Iterator[Any]:
-    """``convert(item)`` for each of ``items``, in order, computed on a second thread
-    while the next items are produced (parsing and Arrow's compute functions both
-    release the GIL); at most ``ahead`` conversions in flight. An error of either
-    side is raised here, in order."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+def converted(items: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:
+    """``convert(item)`` for each parsed block, in order, on a second thread while the
+    next blocks are parsed (:func:`telemetry.ordered.ordered_map`)."""
+    from telemetry.ordered import ordered_map
 
-    with ThreadPoolExecutor(1, thread_name_prefix="telemetry-convert") as pool:
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(convert, item))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    return ordered_map(convert, items, name="telemetry-convert")
 
 
 def blocks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

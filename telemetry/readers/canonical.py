@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -255,12 +254,9 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
     with handle:
         lines = _lines(handle)
 
-        def chunks() -> Iterator[tuple[int, list[tuple[int, bytes | None]]]]:
-            for index in itertools.count():
-                chunk = [item for _, item in zip(range(block), lines, strict=False)]
-                if not chunk:
-                    return
-                yield index, chunk
+        def chunks() -> Iterator[list[tuple[int, bytes | None]]]:
+            while chunk := [item for _, item in zip(range(block), lines, strict=False)]:
+                yield chunk
 
         def parsed(numbered: tuple[int, list[tuple[int, bytes | None]]]) -> ReadBatch:
             index, chunk = numbered
@@ -274,7 +270,7 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
             return part.read
 
         # lines are split here while pyarrow parses the blocks before on a second thread
-        yield from converted(chunks(), parsed)
+        yield from converted(enumerate(chunks()), parsed)
 
 
 def _lines(handle) -> Iterator[tuple[int, bytes | None]]:

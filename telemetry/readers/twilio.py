@@ -119,17 +119,18 @@ def _times(values: list[str | None], name: str, verdict: Verdict) -> pa.Array:
     """:func:`parse_time` of every value: RFC 2822 times as Twilio writes them in one
     vectorized pass (:func:`_rfc2822`), the rest one by one."""
     micros, done, bad = _rfc2822(pa.array(values, pa.string()))
-    good = (done & ~bad).tolist()
-    out: list[int | None] = [m if g else None for m, g in zip(micros.tolist(), good)]
+    valid = done & ~bad
     for i in np.flatnonzero(~done).tolist():
         try:
             value = parse_time(values[i])
         except (ValueError, OverflowError):
             bad[i] = True
             continue
-        out[i] = None if value is None else (value - _EPOCH) // _MICROSECOND
+        if value is not None:
+            micros[i] = (value - _EPOCH) // _MICROSECOND
+            valid[i] = True
     verdict.flag(bad, f"{name}: not an RFC 2822 or ISO 8601 time")
-    return pa.array(out, TS)
+    return pa.array(micros, TS, mask=~valid)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -140,7 +141,6 @@ _RFC2822_PARTS = (
     r"(?:(?P<sign>[+-])(?P<zh>\d{2})(?P<zm>\d{2})|UT|GMT|Z)\s*$"
 )
 _MONTHS = pa.array("jan feb mar apr may jun jul aug sep oct nov dec".split())
-_DAYS_IN = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
 def _rfc2822(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,23 +168,16 @@ def _rfc2822(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     year = np.where(year < 100, year + np.where(year > 68, 1900, 2000), year)  # as email.utils
     west = np.asarray(pc.fill_null(pc.equal(pc.struct_field(parts, "sign"), "-"), False), np.bool_)
     offset = np.where(west, -1, 1) * (number("zh") * 3600 + number("zm") * 60)
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    length = _DAYS_IN[np.clip(month - 1, 0, 11)] + ((month == 2) & leap)
+    # the first day of the month and of the next, as days since 1970 (NumPy's calendar)
+    months = (year - 1970) * 12 + month - 1
+    first = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    after = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
     bad = done & (
-        (month < 1) | (year < 1) | (day < 1) | (day > length) | (hour > 23) | (minute > 59)
-        | (second > 59) | (np.abs(offset) >= 86400)
+        (month < 1) | (year < 1) | (day < 1) | (day > after - first) | (hour > 23)
+        | (minute > 59) | (second > 59) | (np.abs(offset) >= 86400)
     )  # fmt: skip
-    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    seconds = (first + day - 1) * 86400 + hour * 3600 + minute * 60 + second
     return np.where(done & ~bad, (seconds - offset) * 1_000_000, 0), done, bad
-
-
-def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm)."""
-    y = y - (m <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def _lookup(values: list[str | None], table: dict[str, Any]) -> tuple[list[Any], np.ndarray]:
