@@ -310,3 +310,39 @@ def test_large_states_consolidated_on_threads_equal_one_thread(monkeypatch):
     serial = consolidated()
     assert threaded[0].equals(serial[0]) and threaded[1].equals(serial[1])
     assert threaded[0].equals(finalize(accumulate(to_batch(records), spec)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    starts=st.lists(st.one_of(st.integers(-(2**53), 2**53), st.integers(T0 - 3 * W15, T0 + 3 * W15)), max_size=60),
+    window=st.sampled_from([1, 7, 1_000_000, W15, 86_400_000_000]),
+    spans=st.tuples(st.integers(1, 4), st.integers(1, 500)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_batch_groups_matches_group_rows(starts, window, spans, seed):
+    # The dense table (narrow key spans) and the hashed fallback (wide ones) number
+    # groups as group_rows does on the full key rows, window index = floor division.
+    from kernels.aggregate import batch_groups, group_rows
+
+    n = len(starts)
+    rng = np.random.default_rng(seed)
+    codes = np.stack([rng.integers(-2, spans[0], n), rng.integers(-2, spans[1], n)]).astype(np.int64)
+    start = np.array(starts, np.int64)
+    gid, keys = batch_groups(start, np.int64(window), np.ascontiguousarray(codes))
+    full = np.column_stack([np.array([s // window for s in starts], np.int64).reshape(n), codes.T])
+    want_gid, first = group_rows(np.ascontiguousarray(full, np.int64))
+    assert gid.tolist() == want_gid.tolist()
+    assert keys.tolist() == full[first].tolist()
+
+
+def test_window_index_is_floor_division_at_every_boundary():
+    # The float estimate lands on either side of a boundary; the correction must fix both.
+    from kernels.aggregate import batch_groups
+
+    for window in (1, 3, 7, 1_000_000, 60_000_000, W15):
+        k = np.array([-(2**53) // window, -3, -1, 0, 1, T0 // window, 2**52 // window, 2**53 // window - 1])
+        # beyond 2^53 µs the float estimate also falls short (times found by a search)
+        far = np.array([1450665332545715734, 2317630084245287153, 1006051300342561413, 3573878119971710404])
+        starts = np.unique(np.concatenate([k * window + d for d in (-1, 0, 1)] + [far, -far]).astype(np.int64))
+        gid, keys = batch_groups(starts, np.int64(window), np.zeros((0, len(starts)), np.int64))
+        assert keys[gid, 0].tolist() == [int(s) // window for s in starts.tolist()]

@@ -268,21 +268,19 @@ def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
         return None if pa.types.is_null(arr.type) else arr
 
     start = _start_us(col("start_time"), n)
-    keys = np.empty((n, _FIXED_KEYS + len(spec.by)), np.int64)
-    keys[:, 0] = agg.window_index(start, np.int64(spec.window_us))
+    codes = np.empty((_FIXED_KEYS - 1 + len(spec.by), n), np.int64)  # key columns after the window
     channel = _vocab_codes(col("channel"), CHANNELS, n)
     unknown = (channel < 0) & _valid(col("channel"), n)
     if unknown.any():
         raise InputError(f"channel holds values outside {', '.join(CHANNELS)}; map them in the reader")
-    keys[:, 1] = np.where(channel < 0, 0, channel)  # SPEC 2: a missing channel means voice
+    np.maximum(channel, 0, out=codes[0])  # SPEC 2: a missing channel (-1) means voice (0)
     dims = []
     for j, name in enumerate(spec.by):
-        codes, values = _encode_dim(col(name), n)
-        keys[:, _FIXED_KEYS + j] = codes
+        codes[_FIXED_KEYS - 1 + j], values = _encode_dim(col(name), n)
         dims.append(values)
 
-    gid, first = agg.group_rows(keys)
-    n_groups = len(first)
+    gid, keys = agg.batch_groups(start, np.int64(spec.window_us), codes)
+    n_groups = len(keys)
     status = _vocab_codes(col("status"), STATUSES, n)
     counts = agg.accumulate_counts(
         gid,
@@ -295,14 +293,14 @@ def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
         _floats(col("packet_loss_pct"), n),
     )
     end = col("end_time")
-    latency = np.full(n, np.nan)
-    if end is not None:
+    if end is None:
+        latency = np.full(n, np.nan)
+    else:
         end_us = _ints(end.cast(pa.timestamp("us", tz="UTC")), n, 0)
-        delivered = (status == _DELIVERED) & _valid(end, n)
-        latency[delivered] = (end_us[delivered] - start[delivered]).astype(np.float64)
+        latency = agg.latency_us(start, end_us, status, _DELIVERED, _valid(end, n))
     return State(spec, [Run(
         dims,
-        keys[first],
+        keys,
         counts,
         Histogram.build(gid, _floats(col("pdd_ms"), n), n_groups),
         Histogram.build(gid, _floats(col("jitter_ms"), n), n_groups),
@@ -387,8 +385,10 @@ def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -
     raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * 16 : (arr.offset + n) * 16]
     # The first 8 bytes of an HMAC output are uniform: exact sets and HLL use them directly.
     prefix = np.ascontiguousarray(raw.reshape(n, 16)[:, :8]).view("<u8").reshape(n)
-    valid = _valid(arr, n)
-    return Distinct.build(np.ascontiguousarray(gid[valid]), np.ascontiguousarray(prefix[valid]), n_groups)
+    if arr.null_count:
+        valid = _valid(arr, n)
+        gid, prefix = gid[valid], prefix[valid]
+    return Distinct.build(gid, prefix, n_groups)
 
 
 def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:
