@@ -9,16 +9,20 @@ records). Every input record is counted in exactly one of ``records_ok``,
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
+
+if TYPE_CHECKING:
+    import polars as pl
 
 from telemetry import __version__
 from telemetry.config import Options, load_config, make_options, thread_count
@@ -67,7 +71,6 @@ def process(
 
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
     from telemetry.engine import Job, get_engine
-    from telemetry.metrics import release
     from telemetry.quarantine import QuarantineWriter
     from telemetry.readers import ReaderOptions, open_inputs
 
@@ -100,6 +103,8 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
     )
     for seq, part in enumerate(engine.run(job, reads)):
+        if state is None:
+            _import_in_background("polars")  # for the release at the end
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
         totals["records_ok"] += part.records_ok
@@ -115,6 +120,8 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         quarantine.close()
     if state is None:
         state = job.work(_empty_read()).state
+    from telemetry.metrics import release
+
     released = release(state, job.spec, k=opts.k)
     assert totals["records_in"] == (
         totals["records_ok"] + totals["records_quarantined"] + totals["records_opted_out"]
@@ -151,6 +158,13 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         write_partitioned(released.metrics.to_arrow(), out / "metrics", "window_start", "part-0")
         write_run_json(out, summary)
     return Result(released.metrics, summary, out)
+
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` on a daemon thread. Called once the kernels are busy, it
+    takes the import (Polars: ~0.1 s, most of it holding the GIL) off the
+    single-threaded start-up; a later ``import`` waits for it to finish."""
+    threading.Thread(target=importlib.import_module, args=(module,), name="telemetry-import", daemon=True).start()
 
 
 def _write_records(out: Path, records, seq: int) -> None:
