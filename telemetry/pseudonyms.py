@@ -92,14 +92,15 @@ class Pseudonymizer:
             epochs, slot = keys[:1], np.zeros(n, np.int64)
         else:
             epochs, slot = np.unique(keys, return_inverse=True)
-        digests = np.zeros((len(epochs), distinct + 1, 16), np.uint8)
+        # one 16-byte item per digest: NumPy gathers items ten times faster than (n, 16) rows
+        digests = np.zeros((len(epochs), distinct + 1), "V16")
         ok = np.zeros((len(epochs), distinct + 1), np.bool_)
         for e, epoch in enumerate(epochs.tolist()):
             if epoch < 0:
                 continue  # no key covers these rows: null
             hashed = hmac16(norm.ids, self._states["subscriber"], np.full(distinct, epoch, np.int32))
             if distinct:
-                digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], np.uint8).reshape(distinct, 16)
+                digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], "V16", distinct)
                 ok[e, :distinct] = np.asarray(hashed.is_valid(), np.bool_)
         out = []
         for c in range(len(arrays)):
@@ -109,7 +110,7 @@ class Pseudonymizer:
             nulls = n - int(np.count_nonzero(valid))
             bitmap = None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
             pseudo = pa.Array.from_buffers(
-                pa.binary(16), n, [bitmap, pa.py_buffer(digests.reshape(-1, 16)[flat])], null_count=nulls
+                pa.binary(16), n, [bitmap, pa.py_buffer(digests.reshape(-1)[flat])], null_count=nulls
             )
             kind, reason, cc, region_index = per_row(norm, row)
             region_index = region_index.astype(np.int32)
