@@ -609,7 +609,7 @@ def _warm(offsets, data, valid, slots, meta, arena, hashes, sink):
     mask = np.uint64(len(slots) - 1)
     acc = np.uint64(0)
     for i in range(len(valid)):
-        hashes[i] = _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) if valid[i] else 0
+        hashes[i] = _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) if valid[i] else np.uint64(0)
     for i in range(len(valid)):
         acc += np.uint64(slots[np.int64(hashes[i] & mask)])
     for i in range(len(valid)):

@@ -104,9 +104,10 @@ class Memo:
     result), reusable across batches normalized with one region: CDRs name the
     same subscribers over and over, so a long run parses each one about once.
 
-    It holds clear identifiers, so it lives only as long as its owner (one run's
-    :class:`telemetry.pseudonyms.Pseudonymizer`, one per thread) and is never
-    written anywhere. Not thread-safe: one memo per thread.
+    It holds clear identifiers, so it lives only as long as its owner and is never
+    written anywhere. Not thread-safe: one memo per thread. (The pipeline keeps
+    identifiers it has seen in ``telemetry.pseudonyms._Seen`` instead, with their
+    pseudonyms.)
     """
 
     def __init__(self, slots: int = 1 << 20, arena_bytes: int = 32 << 20) -> None:

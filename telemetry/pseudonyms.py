@@ -40,7 +40,7 @@ class Pseudonymizer:
         self.keyring = keyring
         self.region = check_region(region)
         self._states = {d: midstates(keyring.subkeys(d)) for d in DOMAINS}
-        self._local = threading.local()  # one normalization memo per thread
+        self._local = threading.local()  # one table of identifiers seen (_Seen) per thread
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_local"}
@@ -69,8 +69,7 @@ class Pseudonymizer:
         """
         import pyarrow.compute as pc
 
-        from telemetry.hashing import hmac16
-        from telemetry.numbering import Memo, normalize, per_row, region_names
+        from telemetry.numbering import Normalized, per_row, region_names
 
         arrays = [_plain(c) for c in columns]
         if len({len(a) for a in arrays}) > 1:
@@ -82,10 +81,19 @@ class Pseudonymizer:
         distinct = len(encoded.dictionary)
         # row → entry of the distinct values; null rows → an extra entry that stays null
         entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
-        memo = getattr(self._local, "memo", None)
-        if memo is None:
-            memo = self._local.memo = Memo()
-        norm = normalize(encoded.dictionary, self.region, memo=memo)
+        seen = getattr(self._local, "seen", None)
+        if seen is None:
+            seen = self._local.seen = _Seen(self.region, self._states["subscriber"])
+        number = seen.numbers(encoded.dictionary)  # distinct value → its number in the run
+        region_index = seen.region_index[number]
+        norm = Normalized(
+            seen.ids.take(number),
+            seen.kind[number],
+            seen.reason[number],
+            seen.cc[number],
+            region_names().take(pa.array(region_index, mask=region_index < 0)),
+            region_index,
+        )
 
         keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
         if n and keys.min() == keys.max():  # one epoch: the common case, no sort
@@ -96,12 +104,8 @@ class Pseudonymizer:
         digests = np.zeros((len(epochs), distinct + 1), "V16")
         ok = np.zeros((len(epochs), distinct + 1), np.bool_)
         for e, epoch in enumerate(epochs.tolist()):
-            if epoch < 0:
-                continue  # no key covers these rows: null
-            hashed = hmac16(norm.ids, self._states["subscriber"], np.full(distinct, epoch, np.int32))
-            if distinct:
-                digests[e, :distinct] = np.frombuffer(hashed.buffers()[1], "V16", distinct)
-                ok[e, :distinct] = np.asarray(hashed.is_valid(), np.bool_)
+            if epoch >= 0:  # else no key covers these rows: null
+                digests[e, :distinct], ok[e, :distinct] = seen.pseudonyms(number, epoch)
         out = []
         for c in range(len(arrays)):
             row = entry[c * n : (c + 1) * n]
@@ -142,6 +146,85 @@ class Pseudonymizer:
         from telemetry.hashing import hmac16
 
         return hmac16(values, self._states[domain], key_index)
+
+
+#: A thread's table of the identifiers it has seen in a run starts afresh past this many.
+SEEN_LIMIT = 1 << 20
+
+
+class _Seen:
+    """The distinct identifiers one thread has met in a run, with what each became:
+    its normalization (text, kind, reason, calling code, region) and, per key epoch,
+    its pseudonym. CDRs name the same subscribers over and over, so a batch costs a
+    lookup per distinct value (``kernels.intern``); only values met for the first
+    time are normalized and hashed.
+
+    It holds clear identifiers: it lives only as long as its owner (one run's
+    :class:`Pseudonymizer`, one per thread) and is never written anywhere. Past
+    :data:`SEEN_LIMIT` values it is emptied, which bounds its memory.
+    """
+
+    def __init__(self, region: str | None, states: np.ndarray) -> None:
+        self.region = region
+        self.states = states
+        self._clear()
+
+    def _clear(self) -> None:
+        from kernels.intern import empty
+
+        self.slots, self.starts, self.arena, self.fill = empty()
+        self.ids = pa.array([], pa.string())
+        self.kind = np.zeros(0, np.int8)
+        self.reason = np.zeros(0, np.int8)
+        self.cc = np.zeros(0, np.int16)
+        self.region_index = np.zeros(0, np.int16)
+        self.digests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # epoch → (V16 digests, valid)
+
+    def numbers(self, values: pa.Array) -> np.ndarray:
+        """The number of each of ``values`` (distinct, no nulls: a dictionary)."""
+        from kernels.intern import intern
+        from telemetry.arrowstr import string_views
+
+        if self.fill[0] + len(values) > SEEN_LIMIT:
+            self._clear()
+        views = string_views(values)
+        number = np.empty(len(values), np.int64)
+        before = int(self.fill[0])
+        self.slots, self.starts, self.arena = intern(
+            views.offsets, views.data, views.valid, self.slots, self.starts, self.arena, self.fill, number
+        )
+        if self.fill[0] > before:
+            self._normalize(before, int(self.fill[0]))
+        return number
+
+    def _normalize(self, before: int, after: int) -> None:
+        """Normalize the values numbered ``before`` … ``after - 1``, just added."""
+        from telemetry.numbering import normalize
+
+        lo = self.starts[before]
+        offsets = (self.starts[before : after + 1] - lo).astype(np.int32)
+        text = self.arena[lo : self.starts[after]]
+        new = pa.Array.from_buffers(pa.string(), after - before, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+        norm = normalize(new, self.region)
+        self.ids = pa.concat_arrays([self.ids, norm.ids])
+        self.kind = np.concatenate([self.kind, norm.kind])
+        self.reason = np.concatenate([self.reason, norm.reason])
+        self.cc = np.concatenate([self.cc, norm.cc])
+        self.region_index = np.concatenate([self.region_index, norm.region_index])
+
+    def pseudonyms(self, number: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Digests (16-byte items) and validity of the values ``number`` under key ``epoch``."""
+        from telemetry.hashing import hmac16
+
+        digests, ok = self.digests.get(epoch, (np.zeros(0, "V16"), np.zeros(0, np.bool_)))
+        done = len(digests)
+        if done < len(self.ids):  # values added since: hash them under this epoch
+            todo = len(self.ids) - done
+            hashed = hmac16(self.ids.slice(done), self.states, np.full(todo, epoch, np.int32))
+            digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
+            ok = np.concatenate([ok, np.asarray(hashed.is_valid(), np.bool_)])
+            self.digests[epoch] = digests, ok
+        return digests[number], ok[number]
 
 
 def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:

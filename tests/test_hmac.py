@@ -337,6 +337,51 @@ def test_pseudonymizer_hashes_distinct_values_once_with_each_rows_epoch() -> Non
         assert result.region.to_pylist() == [None if v is None else regions[v] for v in values]
 
 
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.lists(st.one_of(st.none(), st.binary(max_size=12)), max_size=40), max_size=6))
+def test_intern_numbers_values_in_order_of_first_appearance(calls) -> None:
+    # kernels.intern against a dict, across calls, from a table small enough to grow
+    from kernels.intern import empty, intern
+    from telemetry.arrowstr import string_views
+
+    slots, starts, arena, fill = empty(slots=4, arena_bytes=4)
+    reference: dict[bytes, int] = {}
+    for values in calls:
+        views = string_views(pa.array(values, pa.binary()))
+        number = np.empty(len(values), np.int64)
+        slots, starts, arena = intern(views.offsets, views.data, views.valid, slots, starts, arena, fill, number)
+        want = [-1 if v is None else reference.setdefault(v, len(reference)) for v in values]
+        assert number.tolist() == want
+        assert fill[0] == len(reference)
+
+
+def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> None:
+    # A Pseudonymizer remembers identifiers (and pseudonyms per epoch) across batches,
+    # and starts afresh past SEEN_LIMIT: every batch must read as in a run of its own.
+    from datetime import datetime, timezone
+
+    from telemetry import pseudonyms
+    from telemetry.keys import Keyring
+
+    monkeypatch.setattr(pseudonyms, "SEEN_LIMIT", 40)
+    keyring = Keyring.from_key(KEYS[0]).rotate(datetime(2026, 1, 1, tzinfo=timezone.utc), key=KEYS[1])
+    rng = np.random.default_rng(9)
+    pool = [f"+44 7700 900{i:03d}" for i in range(60)] + ["anonymous", "12", "AcmeBank", "+999 1"]
+    engine = pseudonyms.Pseudonymizer(keyring, region="GB")
+    for _ in range(12):
+        rows = int(rng.integers(1, 50))
+        values = pa.array([pool[int(i)] if i >= 0 else None for i in rng.integers(-1, len(pool), rows)])
+        key_index = rng.integers(-1, 2, rows).astype(np.int16)
+        got = engine.identifiers(values, key_index)
+        want = pseudonyms.Pseudonymizer(keyring, region="GB").identifiers(values, key_index)
+        assert got.pseudonyms.equals(want.pseudonyms)
+        assert got.normalized.to_pylist() == want.normalized.to_pylist()
+        assert got.region.to_pylist() == want.region.to_pylist()
+        for name in ("kind", "reason", "cc"):
+            assert np.array_equal(getattr(got, name), getattr(want, name))
+        assert engine._local.seen.fill[0] <= pseudonyms.SEEN_LIMIT  # memory stays bounded
+
+
 def test_identifier_columns_together_equal_each_alone() -> None:
     from telemetry.keys import Keyring
     from telemetry.pseudonyms import Pseudonymizer

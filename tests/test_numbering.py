@@ -398,3 +398,25 @@ def test_numbering_tables_cached_on_disk_load_exactly_and_a_damaged_copy_is_igno
         handle.write(b"\0" * 64)
     assert phonemeta._load(path) is None
     assert phonemeta._load(str(tmp_path / "absent.npz")) is None
+
+
+def test_lookup_tables_use_the_full_64_bit_hash():
+    # A conditional expression mixing uint64 with a plain 0 is float64 in Numba:
+    # the hashes lost their low 11 bits, which are the slot index, and every lookup
+    # probed long runs of a few crowded slots. Both prefetch passes must keep them.
+    from kernels import e164, intern
+    from telemetry.arrowstr import string_views
+
+    views = string_views(pa.array([f"+4477009{i:05d}" for i in range(500)] + [None]))
+    n = len(views.valid)
+    want = [e164._hash(views.data, np.int64(views.offsets[i]), np.int64(views.offsets[i + 1])) for i in range(n - 1)]
+    assert len({h & 0x7FF for h in want}) > 400  # the low bits are spread
+
+    memo = Memo()
+    hashes = np.empty(n, np.uint64)
+    e164._warm(views.offsets, views.data, views.valid, memo.slots, memo.meta, memo.arena, hashes, np.zeros(1, np.uint64))
+    assert hashes[:-1].tolist() == want
+    slots, starts, arena, _ = intern.empty()
+    hashes = np.empty(n, np.uint64)
+    intern._warm(views.offsets, views.data, views.valid, slots, starts, arena, hashes)
+    assert hashes[:-1].tolist() == want

@@ -1,0 +1,132 @@
+"""A table of distinct byte strings that lasts across batches: each row of an
+Arrow string chunk → the number of its value, new values numbered as they come.
+
+Callers guarantee: ``offsets``/``data``/``valid`` are views of one Arrow string
+chunk (``telemetry.arrowstr.string_views``); ``slots``, ``starts``, ``arena`` and
+``fill`` come from :func:`empty` or an earlier call, and the arrays a call
+returns replace the ones passed in (they grow as values are added).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels._jit import njit
+from kernels.e164 import _hash
+
+EMPTY = -1
+
+
+def empty(slots: int = 1 << 16, arena_bytes: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An empty table: ``slots`` (power of two; 31 hash bits << 32 | number, -1
+    empty), ``starts`` (value m is ``arena[starts[m]:starts[m + 1]]``), ``arena``
+    and ``fill`` ([values, arena bytes used])."""
+    return (
+        np.full(slots, EMPTY, np.int64),
+        np.zeros(slots // 2 + 1, np.int64),
+        np.empty(arena_bytes, np.uint8),
+        np.zeros(2, np.int64),
+    )
+
+
+@njit
+def _place(slots, h, number):
+    """Put ``number`` (hash ``h``) into the first free slot of its probe sequence."""
+    mask = np.uint64(len(slots) - 1)
+    slot = np.int64(h & mask)
+    while slots[slot] != EMPTY:
+        slot = (slot + 1) & (len(slots) - 1)
+    slots[slot] = (np.int64(h >> np.uint64(33)) << 32) | number
+
+
+@njit
+def _grown_slots(slots, starts, arena, count):
+    """A table twice as large holding the same ``count`` values."""
+    bigger = np.full(2 * len(slots), EMPTY, np.int64)
+    for m in range(count):
+        _place(bigger, _hash(arena, starts[m], starts[m + 1]), m)
+    return bigger
+
+
+@njit
+def _grown(array, need):
+    out = np.empty(max(2 * len(array), need), array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+@njit
+def _warm(offsets, data, valid, slots, starts, arena, hashes):
+    """Hash every row, then load the lines its lookup will touch, one pass per
+    level: loads that do not wait on each other overlap, where a lookup's three
+    dependent misses (slot, start, bytes) would be paid one after another."""
+    mask = np.uint64(len(slots) - 1)
+    for i in range(len(valid)):
+        hashes[i] = _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) if valid[i] else np.uint64(0)
+    acc = np.int64(0)
+    for i in range(len(valid)):
+        acc += slots[np.int64(hashes[i] & mask)]
+    for i in range(len(valid)):
+        v = slots[np.int64(hashes[i] & mask)]
+        if v >= 0:
+            acc += starts[v & 0xFFFFFFFF]
+    for i in range(len(valid)):
+        v = slots[np.int64(hashes[i] & mask)]
+        if v >= 0:
+            acc += arena[starts[v & 0xFFFFFFFF]]
+    return acc
+
+
+@njit
+def intern(offsets, data, valid, slots, starts, arena, fill, number):
+    """``number[i]`` = the number of row i's bytes (-1 for a null row); values not
+    seen before get the next numbers, from ``fill[0]`` on. Returns the table's
+    ``slots``, ``starts`` and ``arena`` (new arrays when they had to grow)."""
+    count = fill[0]
+    used = fill[1]
+    hashes = np.empty(len(valid), np.uint64)
+    _warm(offsets, data, valid, slots, starts, arena, hashes)
+    for i in range(len(valid)):
+        if not valid[i]:
+            number[i] = -1
+            continue
+        s = np.int64(offsets[i])
+        e = np.int64(offsets[i + 1])
+        h = hashes[i]
+        tag = np.int64(h >> np.uint64(33))
+        slot = np.int64(h & np.uint64(len(slots) - 1))
+        found = -1
+        while slots[slot] != EMPTY:
+            v = slots[slot]
+            if (v >> 32) == tag:
+                m = v & 0xFFFFFFFF
+                a = starts[m]
+                if starts[m + 1] - a == e - s:
+                    same = True
+                    for k in range(e - s):
+                        if arena[a + k] != data[s + k]:
+                            same = False
+                            break
+                    if same:
+                        found = m
+                        break
+            slot = (slot + 1) & (len(slots) - 1)
+        if found < 0:
+            if used + (e - s) > len(arena):
+                arena = _grown(arena, used + (e - s))
+            if count + 2 > len(starts):
+                starts = _grown(starts, count + 2)
+            for k in range(e - s):
+                arena[used + k] = data[s + k]
+            used += e - s
+            starts[count + 1] = used
+            found = count
+            count += 1
+            if 2 * count > len(slots):  # keep the load under one half
+                slots = _grown_slots(slots, starts, arena, count)
+            else:
+                slots[slot] = (tag << 32) | found
+        number[i] = found
+    fill[0] = count
+    fill[1] = used
+    return slots, starts, arena
