@@ -732,3 +732,50 @@ def test_fuzz_jsonl_lines_accounted(tmp_path_factory, lines):
     records = [i + 1 for i, line in enumerate(lines) if line.strip()]
     assert sorted(list(rows) + [r.row for r in rejects]) == records
     assert table.schema == CANONICAL
+
+
+TYPED = [(pa.int16(), st.integers(-(2**15), 2**15 - 1)), (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
+         (pa.int64(), st.integers(-(2**63), 2**63 - 1)), (pa.uint8(), st.integers(0, 255)),
+         (pa.float32(), st.floats(width=32)), (pa.float64(), st.floats())]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), typed=st.sampled_from(TYPED), name=st.sampled_from(["pdd_ms", "duration_ms", "sip_code", "q850_cause", "mos", "jitter_ms", "packet_loss_pct"]))  # fmt: skip
+def test_typed_numbers_are_checked_per_row_as_values(data, typed, name):
+    _check_typed_numbers(data.draw(st.lists(st.one_of(st.none(), typed[1]), max_size=30)), typed[0], name,
+                         data.draw(st.integers(0, 3)))  # fmt: skip
+
+
+def test_typed_numbers_beyond_float_precision():
+    _check_typed_numbers([2**60 + 1, -1, None], pa.int64(), "jitter_ms", 1)
+    _check_typed_numbers([2**60 + 1, 3], pa.int64(), "rtt_ms", 0)
+
+
+def _check_typed_numbers(values, kind, name, skip):
+    # Typed columns in range are cast whole (bounds from the buffers, nulls read as in
+    # range); any null, NaN, infinity or out-of-range value must still be found per row,
+    # in sliced arrays too (buffers with an offset).
+    import math
+
+    from telemetry.readers import _convert
+
+    array = pa.array([None] * skip + values, kind).slice(skip)
+    verdict = _convert.Verdict(len(values))
+    if name in _convert.INTS:
+        out = _convert._int(array, name, verdict)
+        low, high = _convert.INTS[name][1:]
+        whole = [v is None or (float(v).is_integer() and math.isfinite(v)) for v in values]
+    else:
+        out = _convert._float(array, name, verdict)
+        low, high = _convert.FLOATS[name]
+        whole = [True] * len(values)
+    fits = [v is None or (w and math.isfinite(v) and v >= low and (high is None or v <= high)) for v, w in zip(values, whole)]
+    assert verdict.bad.tolist() == [not f for f in fits]
+    kept = [v if f else None for v, f in zip(values, fits)]
+    got = out.to_pylist()
+    if name in _convert.INTS:
+        assert got == [None if v is None else int(v) for v in kept]
+    elif pa.types.is_integer(kind):  # integers beyond 2^24 round to the nearest float32
+        assert got == [None if v is None else float(np.float32(np.int64(v) if v < 2**63 else v)) for v in kept]
+    else:
+        assert got == pa.array(kept, pa.float64()).cast(pa.float32()).to_pylist()

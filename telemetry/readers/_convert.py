@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -115,7 +116,13 @@ class Verdict:
 
     def __init__(self, n: int) -> None:
         self.bad = np.zeros(n, dtype=np.bool_)
-        self.reasons = np.empty(n, dtype=object)
+        self._reasons: np.ndarray | None = None  # made at the first flag: most batches have none
+
+    @property
+    def reasons(self) -> np.ndarray:
+        if self._reasons is None:
+            self._reasons = np.empty(len(self.bad), dtype=object)
+        return self._reasons
 
     def flag(self, mask: Any, reason: str) -> None:
         if isinstance(mask, (pa.Array, pa.ChunkedArray)) and not pc.any(mask).as_py():
@@ -312,9 +319,8 @@ def _time(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
 def _int(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     target, low, high = INTS[name]
     if pa.types.is_integer(raw.type):
-        bounds = pc.min_max(raw)
-        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-        if lo is None or (lo >= low and (high is None or hi <= high)):
+        lo, hi = _bounds(raw, low)
+        if lo >= low and (high is None or hi <= high):
             return pc.cast(raw, target)  # typed input within range: nothing to check per row
         values, failed = _cast(raw, pa.int64())
         verdict.flag(failed, f"{name}: out of range")
@@ -346,13 +352,12 @@ def _int(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
 def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     low, high = FLOATS[name]
     if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
-        values = pc.cast(raw, pa.float64())
-        bounds = pc.min_max(values)
-        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-        if lo is None or (
-            pc.all(pc.is_finite(values)).as_py() and lo >= low and (high is None or hi <= high)
-        ):
-            return pc.cast(raw, pa.float32())  # typed input within range: nothing to check per row
+        lo, hi = _bounds(raw, low)
+        # NaN and ±inf show in the minimum or maximum: finite bounds mean finite values
+        if math.isfinite(lo) and math.isfinite(hi) and lo >= low and (high is None or hi <= high):
+            # typed input within range: nothing to check per row (integers beyond 2^24 round)
+            return pc.cast(raw, pa.float32(), safe=False)
+        values = pc.cast(raw, pa.float64(), safe=False)
     else:
         text = _trimmed(raw, name, verdict)
         values = _decimals(text)
@@ -368,6 +373,21 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     bad = pc.fill_null(bad, NO)
     verdict.flag(bad, f"{name}: out of range")
     return pc.cast(pc.if_else(bad, NULL_FLOAT, values), pa.float32())
+
+
+def _bounds(raw: pa.Array, low: float) -> tuple[Any, Any]:
+    """Minimum and maximum of a typed numeric column whose nulls read as ``low`` (in
+    range; ``(low, low)`` when there are no rows), from the buffers: Arrow's min_max
+    and fill_null each walk the validity bitmap (0.8 ms per 262,144 rows)."""
+    n = len(raw)
+    if n == 0:
+        return low, low
+    values = np.frombuffer(raw.buffers()[1], raw.type.to_pandas_dtype())[raw.offset : raw.offset + n]
+    if raw.null_count:  # NumPy: Arrow's fill_null alone costs 0.8 ms per 262,144 rows
+        bits = np.frombuffer(raw.buffers()[0], np.uint8)
+        valid = np.unpackbits(bits, count=raw.offset + n, bitorder="little")[raw.offset :].view(np.bool_)
+        values = values * valid + ~valid * values.dtype.type(low)  # np.where is 10x slower
+    return values.min(), values.max()
 
 
 def _bool(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
@@ -394,18 +414,13 @@ def _vocabulary(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArra
     lookup = np.array(
         [_word_index(w, vocabulary, aliases) for w in words.to_pylist()], dtype=np.int32
     )
-    idx = (
-        encoded.indices.fill_null(_zero(encoded.indices.type)).to_numpy(zero_copy_only=False)
-        if len(encoded)
-        else np.zeros(0, np.int64)
-    )
-    known = ~np.asarray(encoded.indices.is_null(), dtype=np.bool_)
-    mapped = lookup[idx] if len(lookup) else np.full(len(encoded), -1, dtype=np.int32)
-    verdict.flag(known & (mapped == -1), f"{name}: not a known {name} value")
-    mapped = np.where(known & (mapped >= 0), mapped, -1).astype(np.int32)
-    return pa.DictionaryArray.from_arrays(
-        pa.array(mapped, mask=mapped < 0, type=pa.int32()), _WORDS[name]
-    )
+    # per row through Arrow's take (a null row stays null): NumPy would need the indices'
+    # nulls filled first, which costs more than the rest together
+    unknown = lookup == -1
+    if unknown.any():
+        verdict.flag(pa.array(unknown).take(encoded.indices), f"{name}: not a known {name} value")
+    codes = pa.array(lookup, mask=lookup < 0, type=pa.int32())  # empty and unknown words: null
+    return pa.DictionaryArray.from_arrays(codes.take(encoded.indices), _WORDS[name])
 
 
 def _word_index(word: str | None, vocabulary: tuple[str, ...], aliases: dict[str, str]) -> int:
@@ -480,10 +495,6 @@ def _decimals(text: pa.Array) -> pa.Array | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _zero(kind: pa.DataType) -> pa.Scalar:
-    return pa.scalar(0, kind)
-
-
 @functools.lru_cache(maxsize=None)
 def _scale(factor: int) -> pa.Scalar:
     return pa.scalar(factor, pa.int64())
