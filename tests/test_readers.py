@@ -749,6 +749,7 @@ def test_typed_numbers_are_checked_per_row_as_values(data, typed, name):
 def test_typed_numbers_beyond_float_precision():
     _check_typed_numbers([2**60 + 1, -1, None], pa.int64(), "jitter_ms", 1)
     _check_typed_numbers([2**60 + 1, 3], pa.int64(), "rtt_ms", 0)
+    _check_typed_numbers([1e300, 5.0, None, 2.5], pa.float64(), "duration_ms", 2)
 
 
 def _check_typed_numbers(values, kind, name, skip):
@@ -764,7 +765,7 @@ def _check_typed_numbers(values, kind, name, skip):
     if name in _convert.INTS:
         out = _convert._int(array, name, verdict)
         low, high = _convert.INTS[name][1:]
-        whole = [v is None or (float(v).is_integer() and math.isfinite(v)) for v in values]
+        whole = [v is None or (math.isfinite(v) and float(v).is_integer() and -(2**63) <= v < 2**63) for v in values]
     else:
         out = _convert._float(array, name, verdict)
         low, high = _convert.FLOATS[name]
