@@ -1,4 +1,4 @@
-"""Zero-copy NumPy views of Arrow string arrays, for the kernels.
+"""Zero-copy NumPy views of Arrow string arrays, for the kernels, and validity masks.
 
 Handles ``string`` and ``large_string``, sliced arrays (``array.offset``),
 absent validity bitmaps and read-only buffers. Chunked arrays are handled by
@@ -34,7 +34,7 @@ def string_views(array: pa.Array) -> StringViews:
     else:
         raise TypeError(f"expected a string array, got {array.type}")
     n = len(array)
-    validity, offsets_buf, data_buf = array.buffers()[:3]
+    offsets_buf, data_buf = array.buffers()[1:3]
     if offsets_buf is None:  # an empty array may come without buffers
         offsets = np.zeros(n + 1, dtype=offset_type)
     else:
@@ -43,8 +43,16 @@ def string_views(array: pa.Array) -> StringViews:
         data = np.zeros(0, dtype=np.uint8)
     else:
         data = np.frombuffer(data_buf, dtype=np.uint8)
+    return StringViews(offsets, data, validity(array))
+
+
+def validity(array: pa.Array) -> np.ndarray:
+    """``True`` per non-null row (bool array), unpacked from the validity bitmap at
+    once: ``is_valid()`` + NumPy conversion go bit by bit, ten times slower."""
+    n = len(array)
     if array.null_count == 0:
-        valid = np.ones(n, dtype=np.bool_)
-    else:
-        valid = ~np.asarray(array.is_null(), dtype=np.bool_)
-    return StringViews(offsets, data, valid)
+        return np.ones(n, dtype=np.bool_)
+    if pa.types.is_null(array.type) or array.buffers()[0] is None:  # nulls without a bitmap
+        return np.asarray(array.is_valid(), dtype=np.bool_)
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset :].view(np.bool_)

@@ -346,3 +346,30 @@ def test_window_index_is_floor_division_at_every_boundary():
         starts = np.unique(np.concatenate([k * window + d for d in (-1, 0, 1)] + [far, -far]).astype(np.int64))
         gid, keys = batch_groups(starts, np.int64(window), np.zeros((0, len(starts)), np.int64))
         assert keys[gid, 0].tolist() == [int(s) // window for s in starts.tolist()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(-1000, 1000)), max_size=70),
+    skip=st.integers(0, 17),
+    kind=st.sampled_from([pa.int16(), pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.timestamp("us", tz="UTC"), "dictionary"]),
+)
+def test_arrow_columns_as_numpy_match_arrow(values, skip, kind):
+    # The buffer readers (validity bitmap unpacked at once, one select for the nulls)
+    # must agree with Arrow's own is_valid / fill_null on sliced arrays of every type used.
+    from telemetry.arrowstr import validity
+    from telemetry.metrics.state import _floats, _ints
+
+    if kind == "dictionary":
+        array = pa.array([None] * skip + [None if v is None else str(v % 7) for v in values]).dictionary_encode()
+    else:
+        array = pa.array([None] * skip + values, pa.int64()).cast(kind)
+    array = array.slice(skip)
+    assert validity(array).tolist() == array.is_valid().to_pylist()
+    if kind == "dictionary":
+        array = array.indices
+    as_int = array.cast(pa.int64()) if pa.types.is_timestamp(array.type) else array
+    assert _ints(array, len(values), -9).tolist() == as_int.cast(pa.int64()).fill_null(-9).to_pylist()
+    if not pa.types.is_timestamp(array.type):
+        want = [np.nan if v is None else float(v) for v in array.cast(pa.float64()).to_pylist()]
+        assert np.array_equal(_floats(array, len(values)), np.array(want, np.float64), equal_nan=True)

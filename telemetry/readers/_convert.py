@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry.arrowstr import validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
@@ -384,8 +385,7 @@ def _bounds(raw: pa.Array, low: float) -> tuple[Any, Any]:
         return low, low
     values = np.frombuffer(raw.buffers()[1], raw.type.to_pandas_dtype())[raw.offset : raw.offset + n]
     if raw.null_count:  # NumPy: Arrow's fill_null alone costs 0.8 ms per 262,144 rows
-        bits = np.frombuffer(raw.buffers()[0], np.uint8)
-        valid = np.unpackbits(bits, count=raw.offset + n, bitorder="little")[raw.offset :].view(np.bool_)
+        valid = validity(raw)
         values = values * valid + ~valid * values.dtype.type(low)  # np.where is 10x slower
     return values.min(), values.max()
 
