@@ -40,13 +40,13 @@ class Pseudonymizer:
         self.keyring = keyring
         self.region = check_region(region)
         self._states = {d: midstates(keyring.subkeys(d)) for d in DOMAINS}
-        self._local = threading.local()  # one table of identifiers seen (_Seen) per thread
+        self._seen = _Seen(self.region, self._states["subscriber"])
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+        return {k: v for k, v in self.__dict__.items() if k != "_seen"}  # clear identifiers stay home
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _local=threading.local())
+        self.__dict__.update(state, _seen=_Seen(state["region"], state["_states"]["subscriber"]))
 
     def epoch_index(self, start_time: pa.Array) -> np.ndarray:
         """Index of the key epoch covering each record's start time (-1: none)."""
@@ -69,7 +69,7 @@ class Pseudonymizer:
         """
         import pyarrow.compute as pc
 
-        from telemetry.numbering import Normalized, per_row, region_names
+        from telemetry.numbering import per_row, region_names
 
         arrays = [_plain(c) for c in columns]
         if len({len(a) for a in arrays}) > 1:
@@ -81,31 +81,18 @@ class Pseudonymizer:
         distinct = len(encoded.dictionary)
         # row → entry of the distinct values; null rows → an extra entry that stays null
         entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
-        seen = getattr(self._local, "seen", None)
-        if seen is None:
-            seen = self._local.seen = _Seen(self.region, self._states["subscriber"])
-        number = seen.numbers(encoded.dictionary)  # distinct value → its number in the run
-        region_index = seen.region_index[number]
-        norm = Normalized(
-            seen.ids.take(number),
-            seen.kind[number],
-            seen.reason[number],
-            seen.cc[number],
-            region_names().take(pa.array(region_index, mask=region_index < 0)),
-            region_index,
-        )
-
         keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
         if n and keys.min() == keys.max():  # one epoch: the common case, no sort
             epochs, slot = keys[:1], np.zeros(n, np.int64)
         else:
             epochs, slot = np.unique(keys, return_inverse=True)
+        norm, hashed = self._seen.lookup(encoded.dictionary, [e for e in epochs.tolist() if e >= 0])
         # one 16-byte item per digest: NumPy gathers items ten times faster than (n, 16) rows
         digests = np.zeros((len(epochs), distinct + 1), "V16")
         ok = np.zeros((len(epochs), distinct + 1), np.bool_)
         for e, epoch in enumerate(epochs.tolist()):
             if epoch >= 0:  # else no key covers these rows: null
-                digests[e, :distinct], ok[e, :distinct] = seen.pseudonyms(number, epoch)
+                digests[e, :distinct], ok[e, :distinct] = hashed[epoch]
         out = []
         for c in range(len(arrays)):
             row = entry[c * n : (c + 1) * n]
@@ -153,20 +140,23 @@ SEEN_LIMIT = 1 << 20
 
 
 class _Seen:
-    """The distinct identifiers one thread has met in a run, with what each became:
-    its normalization (text, kind, reason, calling code, region) and, per key epoch,
-    its pseudonym. CDRs name the same subscribers over and over, so a batch costs a
+    """The distinct identifiers a run has met, with what each became: its
+    normalization (text, kind, reason, calling code, region) and, per key epoch, its
+    pseudonym. CDRs name the same subscribers over and over, so a batch costs a
     lookup per distinct value (``kernels.intern``); only values met for the first
-    time are normalized and hashed.
+    time are normalized and hashed. The threads of a run share it: lookups take a
+    lock, and a lookup's results stay valid whatever other threads add later
+    (arrays are replaced, never changed in place).
 
     It holds clear identifiers: it lives only as long as its owner (one run's
-    :class:`Pseudonymizer`, one per thread) and is never written anywhere. Past
-    :data:`SEEN_LIMIT` values it is emptied, which bounds its memory.
+    :class:`Pseudonymizer`), is never pickled or written anywhere, and is emptied
+    past :data:`SEEN_LIMIT` values, which bounds its memory.
     """
 
     def __init__(self, region: str | None, states: np.ndarray) -> None:
         self.region = region
         self.states = states
+        self._lock = threading.Lock()
         self._clear()
 
     def _clear(self) -> None:
@@ -180,8 +170,29 @@ class _Seen:
         self.region_index = np.zeros(0, np.int16)
         self.digests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # epoch → (V16 digests, valid)
 
-    def numbers(self, values: pa.Array) -> np.ndarray:
-        """The number of each of ``values`` (distinct, no nulls: a dictionary)."""
+    def lookup(self, values: pa.Array, epochs: list[int]):
+        """The normalization of ``values`` (distinct, no nulls: a dictionary), and per
+        key epoch of ``epochs`` their digests (16-byte items) and validity."""
+        from telemetry.numbering import Normalized, region_names
+
+        with self._lock:
+            number = self._numbers(values)
+            for epoch in epochs:
+                self._hash_new(epoch)
+            ids, kind, reason, cc, region_index = self.ids, self.kind, self.reason, self.cc, self.region_index
+            digests = {epoch: self.digests[epoch] for epoch in epochs}
+        region_index = region_index[number]
+        norm = Normalized(
+            ids.take(number),
+            kind[number],
+            reason[number],
+            cc[number],
+            region_names().take(pa.array(region_index, mask=region_index < 0)),
+            region_index,
+        )
+        return norm, {epoch: (d[number], ok[number]) for epoch, (d, ok) in digests.items()}
+
+    def _numbers(self, values: pa.Array) -> np.ndarray:
         from kernels.intern import intern
         from telemetry.arrowstr import string_views
 
@@ -212,19 +223,18 @@ class _Seen:
         self.cc = np.concatenate([self.cc, norm.cc])
         self.region_index = np.concatenate([self.region_index, norm.region_index])
 
-    def pseudonyms(self, number: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Digests (16-byte items) and validity of the values ``number`` under key ``epoch``."""
+    def _hash_new(self, epoch: int) -> None:
+        """HMAC under ``epoch`` the values that have no digest for it yet."""
         from telemetry.hashing import hmac16
 
         digests, ok = self.digests.get(epoch, (np.zeros(0, "V16"), np.zeros(0, np.bool_)))
         done = len(digests)
-        if done < len(self.ids):  # values added since: hash them under this epoch
+        if done < len(self.ids):
             todo = len(self.ids) - done
             hashed = hmac16(self.ids.slice(done), self.states, np.full(todo, epoch, np.int32))
             digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
             ok = np.concatenate([ok, np.asarray(hashed.is_valid(), np.bool_)])
             self.digests[epoch] = digests, ok
-        return digests[number], ok[number]
 
 
 def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -379,7 +379,28 @@ def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> Non
         assert got.region.to_pylist() == want.region.to_pylist()
         for name in ("kind", "reason", "cc"):
             assert np.array_equal(getattr(got, name), getattr(want, name))
-        assert engine._local.seen.fill[0] <= pseudonyms.SEEN_LIMIT  # memory stays bounded
+        assert engine._seen.fill[0] <= pseudonyms.SEEN_LIMIT  # memory stays bounded
+
+
+def test_threads_share_the_identifiers_seen(monkeypatch) -> None:
+    # One table per run, shared by the threads: lookups, additions and the emptying
+    # past SEEN_LIMIT race here, and every thread must still get a fresh run's results.
+    from telemetry import pseudonyms
+    from telemetry.keys import Keyring
+
+    monkeypatch.setattr(pseudonyms, "SEEN_LIMIT", 300)
+    keyring = Keyring.from_key(KEYS[0])
+    pool = [f"+44 7700 900{i:03d}" for i in range(400)]
+    batches = [pa.array([pool[(7 * t + 13 * i) % 400] for i in range(150)]) for t in range(8)]
+    wanted = [pseudonyms.Pseudonymizer(keyring, region="GB").identifiers(b).pseudonyms for b in batches]
+    engine = pseudonyms.Pseudonymizer(keyring, region="GB")
+    calls = iter(range(10**6))
+
+    def check(_: int) -> bool:
+        k = next(calls) % len(batches)
+        return engine.identifiers(batches[k]).pseudonyms.equals(wanted[k])
+
+    assert failures_in_threads(check, threads=4, rounds=25) == []
 
 
 def test_identifier_columns_together_equal_each_alone() -> None:
