@@ -579,6 +579,15 @@ def _hash(data, s, e):
     return h
 
 
+@_lean
+def _equal(x, i, y, j, n):
+    """x[i:i+n] == y[j:j+n], bytes."""
+    for k in range(n):
+        if x[i + k] != y[j + k]:
+            return False
+    return True
+
+
 @njit
 def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
                       slots, meta, arena, fill):  # fmt: skip
@@ -659,15 +668,9 @@ def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, r
             if (slots[slot] >> 32) == tag:
                 m = slots[slot] & 0xFFFFFFFF
                 a = meta[m, 0]
-                if meta[m, 1] == e - s:
-                    same = True
-                    for k in range(e - s):
-                        if arena[a + k] != data[s + k]:
-                            same = False
-                            break
-                    if same:
-                        hit = m
-                        break
+                if meta[m, 1] == e - s and _equal(arena, a, data, s, e - s):
+                    hit = m
+                    break
             slot = (slot + 1) & (len(slots) - 1)
         if hit >= 0:
             a = meta[hit, 0] + meta[hit, 1]

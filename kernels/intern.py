@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from kernels.e164 import _hash
+from kernels.e164 import _equal, _hash
 
 EMPTY = -1
 
@@ -101,15 +101,9 @@ def intern(offsets, data, valid, slots, starts, arena, fill, number):
             if (v >> 32) == tag:
                 m = v & 0xFFFFFFFF
                 a = starts[m]
-                if starts[m + 1] - a == e - s:
-                    same = True
-                    for k in range(e - s):
-                        if arena[a + k] != data[s + k]:
-                            same = False
-                            break
-                    if same:
-                        found = m
-                        break
+                if starts[m + 1] - a == e - s and _equal(arena, a, data, s, e - s):
+                    found = m
+                    break
             slot = (slot + 1) & (len(slots) - 1)
         if found < 0:
             if used + (e - s) > len(arena):
