@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from telemetry.keys import Keyring, as_keyring
+
+if TYPE_CHECKING:
+    from telemetry.numbering import Normalized
 
 DOMAINS = ("subscriber", "ip", "record")
 
@@ -170,7 +173,9 @@ class _Seen:
         self.region_index = np.zeros(0, np.int16)
         self.digests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # epoch → (V16 digests, valid)
 
-    def lookup(self, values: pa.Array, epochs: list[int]):
+    def lookup(
+        self, values: pa.Array, epochs: list[int]
+    ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
         """The normalization of ``values`` (distinct, no nulls: a dictionary), and per
         key epoch of ``epochs`` their digests (16-byte items) and validity."""
         from telemetry.numbering import Normalized, region_names

@@ -358,13 +358,13 @@ def test_intern_numbers_values_in_order_of_first_appearance(calls) -> None:
 def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> None:
     # A Pseudonymizer remembers identifiers (and pseudonyms per epoch) across batches,
     # and starts afresh past SEEN_LIMIT: every batch must read as in a run of its own.
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from telemetry import pseudonyms
     from telemetry.keys import Keyring
 
     monkeypatch.setattr(pseudonyms, "SEEN_LIMIT", 40)
-    keyring = Keyring.from_key(KEYS[0]).rotate(datetime(2026, 1, 1, tzinfo=timezone.utc), key=KEYS[1])
+    keyring = Keyring.from_key(KEYS[0]).rotate(datetime(2026, 1, 1, tzinfo=UTC), key=KEYS[1])
     rng = np.random.default_rng(9)
     pool = [f"+44 7700 900{i:03d}" for i in range(60)] + ["anonymous", "12", "AcmeBank", "+999 1"]
     engine = pseudonyms.Pseudonymizer(keyring, region="GB")
