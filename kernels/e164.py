@@ -564,90 +564,14 @@ def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack):
     return SIP, 0, 0, -1, pos
 
 
-@_lean
-def _hash(data, s, e):
-    """FNV-1a of data[s:e], finished with MurmurHash3's fmix64: FNV alone leaves
-    the low bits (the table index) poorly mixed for numbers differing in a digit."""
-    h = np.uint64(14695981039346656037)
-    for k in range(s, e):
-        h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
-
-
-@_lean
-def _equal(x, i, y, j, n):
-    """x[i:i+n] == y[j:j+n], bytes."""
-    for k in range(n):
-        if x[i + k] != y[j + k]:
-            return False
-    return True
-
-
 @njit
-def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
-                      slots, meta, arena, fill):  # fmt: skip
+def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region):
     """Normalizes every row; row i's text is out[out_offsets[i]:out_offsets[i+1]].
-
-    ``slots`` (a power of two, -1 = empty), ``meta`` ((len(slots) // 2, 6) int32),
-    ``arena`` (uint8) and ``fill`` ([entries, arena bytes used]) are the
-    first-occurrence memo of :func:`_rows`. A caller may keep them across calls
-    made with the same ``tables``, ``dm`` and ``short_max``; once full, new
-    values are parsed without being remembered."""
+    Every row is parsed: callers pass distinct values (``telemetry.numbering``
+    dedupes with Arrow's hash table, a run remembers values in ``kernels.intern``)."""
     bufs = np.zeros((3, BUF), dtype=np.uint8)
     caps = np.full(CAPS, -1, dtype=np.int64)
     stack = np.zeros((STACK, 2 + CAPS), dtype=np.int64)
-    hashes = np.empty(len(valid), dtype=np.uint64)
-    sink = np.zeros(1, dtype=np.uint64)
-    _warm(offsets, data, valid, slots, meta, arena, hashes, sink)
-    _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
-          bufs, caps, stack, slots, meta, arena, fill, hashes)  # fmt: skip
-
-
-@_lean
-def _warm(offsets, data, valid, slots, meta, arena, hashes, sink):
-    """Hash every row, then load the memo lines its lookups will touch, one
-    independent load per row per pass: a large memo lives in main memory, and
-    loads that do not wait on each other overlap (a lookup's three dependent
-    misses, one row after another, cost ~500 ns a row; this brings the lines in
-    at a fraction of that). ``sink`` keeps the loads from being optimized away."""
-    mask = np.uint64(len(slots) - 1)
-    acc = np.uint64(0)
-    for i in range(len(valid)):
-        hashes[i] = _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) if valid[i] else np.uint64(0)
-    for i in range(len(valid)):
-        acc += np.uint64(slots[np.int64(hashes[i] & mask)])
-    for i in range(len(valid)):
-        entry = slots[np.int64(hashes[i] & mask)]
-        if entry >= 0:
-            m = entry & 0xFFFFFFFF
-            acc += np.uint64(meta[m, 0])
-    for i in range(len(valid)):
-        entry = slots[np.int64(hashes[i] & mask)]
-        if entry >= 0:
-            a = meta[entry & 0xFFFFFFFF, 0]
-            acc += np.uint64(arena[a]) + np.uint64(arena[a + meta[entry & 0xFFFFFFFF, 1]])
-    sink[0] = acc
-
-
-@_lean
-def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
-          bufs, caps, stack, slots, meta, arena, fill, hashes):  # fmt: skip
-    """CDRs name the same subscribers over and over: a row whose bytes equal an
-    earlier row's takes that row's result instead of being parsed again. The
-    first occurrences live in a compact table (``slots``: 31 hash bits << 32 |
-    entry, -1 empty; ``meta`` row per entry: arena
-    start, input length, output length, kind, reason, code << 16 | region; the
-    arena holds input then output bytes) rather than as indexes into the batch:
-    a hit then touches a few cache lines of a small table instead of three
-    random places in the batch's buffers."""
-    mask = np.uint64(len(slots) - 1)
-    count = fill[0]
-    used = fill[1]
     pos = 0
     out_offsets[0] = 0
     for i in range(len(valid)):
@@ -655,55 +579,11 @@ def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, r
         reason[i] = 0
         code[i] = 0
         region[i] = -1
-        if not valid[i]:
-            out_offsets[i + 1] = pos
-            continue
-        s = np.int64(offsets[i])
-        e = np.int64(offsets[i + 1])
-        h = hashes[i]
-        tag = np.int64(h >> np.uint64(33))
-        slot = np.int64(h & mask)
-        hit = -1
-        while slots[slot] >= 0:
-            if (slots[slot] >> 32) == tag:
-                m = slots[slot] & 0xFFFFFFFF
-                a = meta[m, 0]
-                if meta[m, 1] == e - s and _equal(arena, a, data, s, e - s):
-                    hit = m
-                    break
-            slot = (slot + 1) & (len(slots) - 1)
-        if hit >= 0:
-            a = meta[hit, 0] + meta[hit, 1]
-            for k in range(meta[hit, 2]):
-                out[pos + k] = arena[a + k]
-            pos += meta[hit, 2]
-            kind[i] = meta[hit, 3]
-            reason[i] = meta[hit, 4]
-            code[i] = meta[hit, 5] >> 16
-            region[i] = (meta[hit, 5] & 0xFFFF) - 1
-            out_offsets[i + 1] = pos
-            continue
-        start = pos
-        k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
-        kind[i] = k
-        reason[i] = r
-        code[i] = c
-        region[i] = g
+        if valid[i]:
+            k, r, c, g, pos = _row(data, np.int64(offsets[i]), np.int64(offsets[i + 1]), tables, dm, short_max,
+                                   out, pos, bufs, caps, stack)  # fmt: skip
+            kind[i] = k
+            reason[i] = r
+            code[i] = c
+            region[i] = g
         out_offsets[i + 1] = pos
-        need = (e - s) + (pos - start)
-        if count < len(meta) and used + need <= len(arena):  # full: later rows are simply parsed
-            for j in range(e - s):
-                arena[used + j] = data[s + j]
-            for j in range(pos - start):
-                arena[used + (e - s) + j] = out[start + j]
-            meta[count, 0] = used
-            meta[count, 1] = e - s
-            meta[count, 2] = pos - start
-            meta[count, 3] = k
-            meta[count, 4] = r
-            meta[count, 5] = (np.int32(c) << 16) | (np.int32(g) + 1)
-            slots[slot] = (tag << 32) | count
-            count += 1
-            used += need
-    fill[0] = count
-    fill[1] = used

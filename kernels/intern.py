@@ -12,9 +12,32 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from kernels.e164 import _equal, _hash
 
 EMPTY = -1
+
+
+@njit(_nrt=False)
+def _hash(data, s, e):
+    """FNV-1a of data[s:e], finished with MurmurHash3's fmix64: FNV alone leaves
+    the low bits (the table index) poorly mixed for numbers differing in a digit."""
+    h = np.uint64(14695981039346656037)
+    for k in range(s, e):
+        h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(_nrt=False)
+def _equal(x, i, y, j, n):
+    """x[i:i+n] == y[j:j+n], bytes."""
+    for k in range(n):
+        if x[i + k] != y[j + k]:
+            return False
+    return True
 
 
 def empty(slots: int = 1 << 16, arena_bytes: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -46,6 +46,14 @@ def string_views(array: pa.Array) -> StringViews:
     return StringViews(offsets, data, validity(array))
 
 
+def plain_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One plain string array: chunks concatenated, dictionaries decoded."""
+    if isinstance(values, pa.ChunkedArray):
+        chunks = [plain_strings(c) for c in values.chunks]
+        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
+
+
 def validity(array: pa.Array) -> np.ndarray:
     """``True`` per non-null row (bool array), unpacked from the validity bitmap at
     once: ``is_valid()`` + NumPy conversion go bit by bit, ten times slower."""

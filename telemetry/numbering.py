@@ -69,8 +69,12 @@ class Normalized(NamedTuple):
     kind: np.ndarray  # int8 Kind per row
     reason: np.ndarray  # int8 error reason per row, 0 = ok; REASONS[code] -> text
     cc: np.ndarray  # int16 calling code, 0 = not a phone number
-    region: pa.Array  # string ISO region, null for non-phone ids and unknown regions
     region_index: np.ndarray  # int16 index of ``region`` in region_names(), -1 where null
+
+    @property
+    def region(self) -> pa.Array:
+        """String ISO region, null for non-phone ids and unknown regions (made when read)."""
+        return region_names().take(pa.array(self.region_index, mask=self.region_index < 0, type=pa.int16()))
 
 
 def check_region(region: str | None) -> str | None:
@@ -99,92 +103,28 @@ def short_max(region: str | None) -> int:
     return min(SHORT_MAX, tables().min_length[region] - 1)
 
 
-class Memo:
-    """The normalization kernel's memory of values it has parsed (input bytes →
-    result), reusable across batches normalized with one region: CDRs name the
-    same subscribers over and over, so a long run parses each one about once.
-
-    It holds clear identifiers, so it lives only as long as its owner and is never
-    written anywhere. Not thread-safe: one memo per thread. (The pipeline keeps
-    identifiers it has seen in ``telemetry.pseudonyms._Seen`` instead, with their
-    pseudonyms.)
-    """
-
-    def __init__(self, slots: int = 1 << 20, arena_bytes: int = 32 << 20) -> None:
-        if slots < 2 or slots & (slots - 1):
-            raise ValueError("slots must be a power of two")
-        self.slots = np.full(slots, -1, dtype=np.int64)
-        self.meta = np.empty((slots // 2, 6), dtype=np.int32)
-        self.arena = np.empty(arena_bytes, dtype=np.uint8)
-        self.fill = np.zeros(2, dtype=np.int64)  # entries, arena bytes used
-
-    @classmethod
-    def for_batch(cls, n: int) -> "Memo":
-        """A one-off memo sized for ``n`` rows (repeats within one call only)."""
-        slots = 1024
-        while slots < 2 * n and slots < 1 << 20:
-            slots *= 2
-        return cls(slots, min(8 << 20, 24 * slots))
-
-    def make_room(self) -> None:
-        """Forget everything once three quarters full, so new values are remembered again."""
-        if 4 * self.fill[0] >= 3 * len(self.meta) or 4 * self.fill[1] >= 3 * len(self.arena):
-            self.slots.fill(-1)
-            self.fill[:] = 0
-
-
-def normalize(
-    values: pa.Array | pa.ChunkedArray, region: str | None = None, *, memo: Memo | None = None
-) -> Normalized:
+def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> Normalized:
     """Normalize identifiers; ``region`` is the default for national notation.
-    ``memo`` (optional) carries parsed values over from earlier calls with the
-    same region (see :class:`Memo`)."""
-    region = check_region(region)
-    if isinstance(values, pa.ChunkedArray):
-        chunks = [_normalize_chunk(c, region, memo) for c in values.chunks]
-        if not chunks:
-            chunks = [_normalize_chunk(pa.array([], type=pa.string()), region, memo)]
-        if len(chunks) == 1:
-            return chunks[0]
-        return Normalized(
-            pa.concat_arrays([c.ids for c in chunks]),
-            np.concatenate([c.kind for c in chunks]),
-            np.concatenate([c.reason for c in chunks]),
-            np.concatenate([c.cc for c in chunks]),
-            pa.concat_arrays([c.region for c in chunks]),
-            np.concatenate([c.region_index for c in chunks]),
-        )
-    if not isinstance(values, pa.Array):
-        raise TypeError(f"values must be a pyarrow string array, got {type(values).__name__}")
-    if memo is None and len(values) >= _DEDUPE_FROM and not pa.types.is_dictionary(values.type):
-        return _normalize_distinct(values, region)
-    return _normalize_chunk(values, region, memo)
-
-
-_DEDUPE_FROM = 4096  # rows from which a one-off call parses each distinct value once
-
-
-def _normalize_distinct(values: pa.Array, region: str | None) -> Normalized:
-    """:func:`normalize` of the distinct values (Arrow's hash table), gathered per
-    row: identifiers repeat, and a gather costs less than a lookup in the memo."""
+    Each distinct value is parsed once (Arrow's hash table, or the dictionary of a
+    dictionary array as it is), then the results are gathered per row."""
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(values)
-    distinct = len(encoded.dictionary)
-    if 2 * distinct > len(values):  # mostly distinct: the memo alone does better
-        return _normalize_chunk(values, region, None)
-    norm = _normalize_chunk(encoded.dictionary, region, None)
+    from telemetry.arrowstr import plain_strings
+
+    region = check_region(region)
+    if isinstance(values, pa.ChunkedArray):
+        values = plain_strings(values)
+    if not isinstance(values, pa.Array):
+        raise TypeError(f"values must be a pyarrow string array, got {type(values).__name__}")
+    text_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise TypeError(f"values must be a pyarrow string array, got {values.type}")
+    encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+    norm = _normalize_values(encoded.dictionary, region)
+    distinct = len(norm.kind)
     # row → its distinct value; null rows → one extra entry that reads as null
     entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
-    kind, reason, cc, region_index = per_row(norm, entry)
-    return Normalized(
-        norm.ids.take(pa.array(entry, mask=entry == distinct)),
-        kind,
-        reason,
-        cc,
-        region_names().take(pa.array(region_index, mask=region_index < 0, type=pa.int16())),
-        region_index,
-    )
+    return Normalized(norm.ids.take(pa.array(entry, mask=entry == distinct)), *per_row(norm, entry))
 
 
 def per_row(
@@ -200,15 +140,12 @@ def per_row(
     )
 
 
-def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> Normalized:
+def _normalize_values(array: pa.Array, region: str | None) -> Normalized:
+    """:func:`normalize` of a string array, parsing every row (callers pass distinct values)."""
     from kernels.e164 import normalize_strings
     from telemetry.arrowstr import string_views
     from telemetry.phonemeta import tables
 
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        raise TypeError(f"values must be a pyarrow string array, got {array.type}")
     t = tables()
     views = string_views(array)
     n = len(array)
@@ -220,10 +157,6 @@ def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> 
     cc = np.empty(n, dtype=np.int16)
     region_idx = np.empty(n, dtype=np.int16)
     dm = t.region_meta[region] if region is not None else -1
-    if memo is None:
-        memo = Memo.for_batch(n)
-    else:
-        memo.make_room()
     normalize_strings(
         views.offsets,
         views.data,
@@ -237,10 +170,6 @@ def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> 
         reason,
         cc,
         region_idx,
-        memo.slots,
-        memo.meta,
-        memo.arena,
-        memo.fill,
     )
     fallback = np.flatnonzero(kind == _FALLBACK)
     texts: list[str | None] = []
@@ -254,8 +183,7 @@ def _normalize_chunk(array: pa.Array, region: str | None, memo: Memo | None) -> 
         mask = np.zeros(n, dtype=np.bool_)
         mask[fallback] = True
         ids = pc.replace_with_mask(ids, pa.array(mask), pa.array(texts, type=pa.string()))
-    regions = region_names().take(pa.array(region_idx, mask=region_idx < 0, type=pa.int16()))
-    return Normalized(ids, kind, reason, cc, regions, region_idx)
+    return Normalized(ids, kind, reason, cc, region_idx)
 
 
 @functools.cache

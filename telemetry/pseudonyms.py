@@ -72,9 +72,10 @@ class Pseudonymizer:
         """
         import pyarrow.compute as pc
 
+        from telemetry.arrowstr import plain_strings
         from telemetry.numbering import per_row, region_names
 
-        arrays = [_plain(c) for c in columns]
+        arrays = [plain_strings(c) for c in columns]
         if len({len(a) for a in arrays}) > 1:
             raise ValueError("identifier columns must have the same number of rows")
         if len({a.type for a in arrays}) > 1:
@@ -178,7 +179,7 @@ class _Seen:
     ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
         """The normalization of ``values`` (distinct, no nulls: a dictionary), and per
         key epoch of ``epochs`` their digests (16-byte items) and validity."""
-        from telemetry.numbering import Normalized, region_names
+        from telemetry.numbering import Normalized
 
         with self._lock:
             number = self._numbers(values)
@@ -186,15 +187,7 @@ class _Seen:
                 self._hash_new(epoch)
             ids, kind, reason, cc, region_index = self.ids, self.kind, self.reason, self.cc, self.region_index
             digests = {epoch: self.digests[epoch] for epoch in epochs}
-        region_index = region_index[number]
-        norm = Normalized(
-            ids.take(number),
-            kind[number],
-            reason[number],
-            cc[number],
-            region_names().take(pa.array(region_index, mask=region_index < 0)),
-            region_index,
-        )
+        norm = Normalized(ids.take(number), kind[number], reason[number], cc[number], region_index[number])
         return norm, {epoch: (d[number], ok[number]) for epoch, (d, ok) in digests.items()}
 
     def _numbers(self, values: pa.Array) -> np.ndarray:
@@ -240,14 +233,6 @@ class _Seen:
             digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
             ok = np.concatenate([ok, np.asarray(hashed.is_valid(), np.bool_)])
             self.digests[epoch] = digests, ok
-
-
-def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One plain string array (chunks concatenated, dictionaries decoded)."""
-    if isinstance(values, pa.ChunkedArray):
-        chunks = [_plain(c) for c in values.chunks]
-        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
-    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
 
 
 def pseudonymize(

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import validity
+from telemetry.arrowstr import string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
@@ -471,8 +471,6 @@ def _with_seconds(text: pa.Array) -> bool:
     Arrow's zoned ISO 8601 cast then accepts, the general path reads alike (Arrow
     also takes ``hh:mm`` without seconds, which that path rejects). Byte checks, no
     regex."""
-    from telemetry.arrowstr import string_views
-
     views = string_views(text)
     starts = views.offsets[:-1][views.valid].astype(np.int64)
     lengths = np.diff(views.offsets)[views.valid]
@@ -494,7 +492,6 @@ def _decimals(text: pa.Array) -> pa.Array | None:
     return values if pc.all(pc.is_finite(values)).as_py() is not False else None
 
 
-@functools.lru_cache(maxsize=None)
 @functools.lru_cache(maxsize=None)
 def _scale(factor: int) -> pa.Scalar:
     return pa.scalar(factor, pa.int64())
