@@ -1,4 +1,4 @@
-"""Zero-copy NumPy views of Arrow string arrays, for the kernels, and validity masks.
+"""Zero-copy NumPy views of Arrow arrays (strings, fixed-width values), and validity masks.
 
 Handles ``string`` and ``large_string``, sliced arrays (``array.offset``),
 absent validity bitmaps and read-only buffers. Chunked arrays are handled by
@@ -52,6 +52,15 @@ def plain_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
         chunks = [plain_strings(c) for c in values.chunks]
         return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
     return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
+
+
+def numeric_values(array: pa.Array) -> np.ndarray:
+    """The values of a fixed-width numeric array (zero-copy); a null row holds
+    whatever its slot holds, so read :func:`validity` beside them."""
+    n = len(array)
+    if n == 0:
+        return np.zeros(0, array.type.to_pandas_dtype())
+    return np.frombuffer(array.buffers()[1], array.type.to_pandas_dtype())[array.offset : array.offset + n]
 
 
 def validity(array: pa.Array) -> np.ndarray:

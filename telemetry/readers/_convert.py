@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import string_views, validity
+from telemetry.arrowstr import numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
@@ -380,10 +380,9 @@ def _bounds(raw: pa.Array, low: float) -> tuple[Any, Any]:
     """Minimum and maximum of a typed numeric column whose nulls read as ``low`` (in
     range; ``(low, low)`` when there are no rows), from the buffers: Arrow's min_max
     and fill_null each walk the validity bitmap (0.8 ms per 262,144 rows)."""
-    n = len(raw)
-    if n == 0:
+    if len(raw) == 0:
         return low, low
-    values = np.frombuffer(raw.buffers()[1], raw.type.to_pandas_dtype())[raw.offset : raw.offset + n]
+    values = numeric_values(raw)
     if raw.null_count:  # NumPy: Arrow's fill_null alone costs 0.8 ms per 262,144 rows
         valid = validity(raw)
         values = values * valid + ~valid * values.dtype.type(low)  # np.where is 10x slower
