@@ -160,6 +160,16 @@ def test_fuzz_damaged_parquet(flips: list[tuple[int, int]], keep: int) -> None:
 # -- regressions the fuzzers found -------------------------------------------------------------
 
 
+def test_parquet_column_name_not_utf8_is_a_one_line_error(tmp_path) -> None:
+    # pyarrow decodes the footer's column names when it opens the file and raises
+    # UnicodeDecodeError, not an Arrow error, for a name that is not UTF-8
+    path = tmp_path / "name.parquet"
+    path.write_bytes(_PARQUET.replace(b"destination", b"\x80estination"))  # every copy of the name
+    with pytest.raises(InputError, match="is not a readable Parquet file") as info:
+        list(get_format("parquet").read(str(path), 16, ReaderOptions()))
+    assert "\n" not in str(info.value)
+
+
 def _strings(values: list[bytes]) -> pa.Array:
     """A string array of raw bytes, not checked for UTF-8, as a damaged Parquet page or
     pyarrow's JSON parser hands it over."""

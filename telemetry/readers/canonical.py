@@ -47,7 +47,7 @@ def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator
     try:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
-    except (pa.ArrowException, OSError):
+    except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
         raise InputError(
             f"{path} is not a readable Parquet file; pass --format if it is another format"
         ) from None
