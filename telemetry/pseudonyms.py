@@ -232,7 +232,7 @@ class _Seen:
             hashed = hmac16(self.ids.slice(done), self.states, np.full(todo, epoch, np.int32))
             digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
             ok = np.concatenate([ok, np.asarray(hashed.is_valid(), np.bool_)])
-            self.digests[epoch] = digests, ok
+        self.digests[epoch] = digests, ok  # also when nothing is new: a batch of nulls first
 
 
 def pseudonymize(

@@ -193,6 +193,19 @@ def test_pseudonymize_arrow_keeps_nulls_and_withheld_as_null():
     assert out.to_pylist() == [reference_pseudonym("+447700900123", None), None, None]
 
 
+def test_records_without_identifiers_are_aggregated(tmp_path):
+    # Regression: a run whose first batch held no identifier at all (here a file
+    # without source and destination columns) crashed in the pseudonymizer
+    path = tmp_path / "routes.csv"
+    path.write_text("start_time,route,status\n2026-11-01T10:00:00Z,r1,answered\n2026-11-01T10:01:00Z,r1,busy\n")
+    result = telemetry.process(path, key=TEST_KEY, k=1)
+    # no subscriber to count: the row is below k and withheld (SPEC 5), but accounted for
+    summary = {k: result.summary[k] for k in ("records_ok", "rows_released", "rows_withheld", "records_withheld")}
+    assert summary == {"records_ok": 2, "rows_released": 0, "rows_withheld": 1, "records_withheld": 2}
+    none = telemetry.pseudonymize(pa.array([None, None], pa.string()), key=TEST_KEY)
+    assert none.to_pylist() == [None, None]
+
+
 def test_split_invariance_across_batch_sizes_and_threads(cdr_csv):
     base = telemetry.process(cdr_csv, key=TEST_KEY, region="GB", k=1, threads=1)
     for rows, threads in ((7, 2), (1, 2), (13, 1)):
