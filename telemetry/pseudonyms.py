@@ -70,27 +70,20 @@ class Pseudonymizer:
         name the same subscribers over and over, as callers and as callees) and per
         key epoch present, then gathered per row.
         """
-        import pyarrow.compute as pc
-
-        from telemetry.arrowstr import plain_strings
         from telemetry.numbering import per_row, region_names
 
-        arrays = [plain_strings(c) for c in columns]
+        arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
         if len({len(a) for a in arrays}) > 1:
             raise ValueError("identifier columns must have the same number of rows")
-        if len({a.type for a in arrays}) > 1:
-            arrays = [a.cast(pa.large_string()) for a in arrays]
         n = len(arrays[0])
-        encoded = pc.dictionary_encode(pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0])
-        distinct = len(encoded.dictionary)
-        # row → entry of the distinct values; null rows → an extra entry that stays null
-        entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+        values, entries = _entries(arrays)
+        distinct = len(values)
         keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
         if n and keys.min() == keys.max():  # one epoch: the common case, no sort
             epochs, slot = keys[:1], np.zeros(n, np.int64)
         else:
             epochs, slot = np.unique(keys, return_inverse=True)
-        norm, hashed = self._seen.lookup(encoded.dictionary, [e for e in epochs.tolist() if e >= 0])
+        norm, hashed = self._seen.lookup(values, [e for e in epochs.tolist() if e >= 0])
         # one 16-byte item per digest: NumPy gathers items ten times faster than (n, 16) rows
         digests = np.zeros((len(epochs), distinct + 1), "V16")
         ok = np.zeros((len(epochs), distinct + 1), np.bool_)
@@ -98,8 +91,7 @@ class Pseudonymizer:
             if epoch >= 0:  # else no key covers these rows: null
                 digests[e, :distinct], ok[e, :distinct] = hashed[epoch]
         out = []
-        for c in range(len(arrays)):
-            row = entry[c * n : (c + 1) * n]
+        for row in entries:
             flat = slot.reshape(n) * (distinct + 1) + row
             valid = ok.reshape(-1)[flat]
             nulls = n - int(np.count_nonzero(valid))
@@ -143,6 +135,40 @@ class Pseudonymizer:
 SEEN_LIMIT = 1 << 20
 
 
+def _entries(arrays: Sequence[pa.Array]) -> tuple[pa.Array, list[np.ndarray]]:
+    """The values of identifier columns (no nulls, repeats allowed) and, per column,
+    each row's entry in them (int64; ``len(values)`` for a null row). Dictionary
+    columns give their dictionaries as they are; text columns are encoded together."""
+    import pyarrow.compute as pc
+
+    from kernels.aggregate import with_nulls
+    from telemetry.arrowstr import numeric_values, plain_strings, validity
+
+    if all(pa.types.is_dictionary(a.type) and not a.dictionary.null_count for a in arrays):
+        dictionaries = [a.dictionary for a in arrays]
+        indices = [a.indices for a in arrays]
+    else:
+        plain = [plain_strings(a) for a in arrays]
+        if len({a.type for a in plain}) > 1:
+            plain = [a.cast(pa.large_string()) for a in plain]
+        encoded = pc.dictionary_encode(pa.concat_arrays(plain) if len(plain) > 1 else plain[0])
+        dictionaries, indices = [encoded.dictionary], [encoded.indices]
+    if len({d.type for d in dictionaries}) > 1:
+        dictionaries = [d.cast(pa.large_string()) for d in dictionaries]
+    values = pa.concat_arrays(dictionaries) if len(dictionaries) > 1 else dictionaries[0]
+    entries = []
+    start = 0
+    for dictionary, index in zip(dictionaries, indices):
+        entry = np.empty(len(index), np.int64)
+        with_nulls(numeric_values(index), validity(index), len(values) - start, entry)
+        entry += start  # this dictionary's entries follow the ones before it; nulls → len(values)
+        entries.append(entry)
+        start += len(dictionary)
+    if len(entries) < len(arrays):  # text encoded together: one column after the other
+        entries = np.split(entries[0], len(arrays))
+    return values, entries
+
+
 class _Seen:
     """The distinct identifiers a run has met, with what each became: its
     normalization (text, kind, reason, calling code, region) and, per key epoch, its
@@ -177,7 +203,7 @@ class _Seen:
     def lookup(
         self, values: pa.Array, epochs: list[int]
     ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """The normalization of ``values`` (distinct, no nulls: a dictionary), and per
+        """The normalization of ``values`` (no nulls, repeats allowed: dictionaries), and per
         key epoch of ``epochs`` their digests (16-byte items) and validity."""
         from telemetry.numbering import Normalized
 

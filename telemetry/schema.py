@@ -41,6 +41,16 @@ COLUMNS = tuple(CANONICAL.names)
 #: Columns holding subscriber identifiers (pseudonymized, never passed through).
 IDENTIFIER_COLUMNS = ("source", "destination")
 
+#: The canonical record as the Parquet reader hands it to the pipeline: identifier
+#: columns stay dictionary-encoded as their dictionary pages store them (the same
+#: strings in Arrow's dictionary layout), so each distinct identifier is checked,
+#: normalized and hashed once per batch and never decoded per row. Text readers
+#: hand over ``CANONICAL`` (encoding there would only add a pass). Identifiers
+#: never leave the pipeline in clear, so no output sees this layout.
+READ = pa.schema(
+    [f.with_type(DICT) if f.name in IDENTIFIER_COLUMNS else f for f in CANONICAL]
+)
+
 CHANNELS = ("voice", "sms", "mms", "voicemail", "conference")
 VOICE_CHANNELS = ("voice", "voicemail", "conference")
 MESSAGE_CHANNELS = ("sms", "mms")

@@ -20,15 +20,17 @@ from telemetry.errors import InputError
 from telemetry.generate import generate, write
 from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs
 from telemetry.readers import canonical as canonical_reader
-from telemetry.schema import CANONICAL
+from telemetry.schema import CANONICAL, READ
 from telemetry.status import status_from_codes
 
 UTC = dt.timezone.utc
 
 
 def read_all(paths, fmt="auto", **kw):
+    """(parts, their good rows as one canonical table, row numbers, rejects)."""
     parts = list(open_inputs([str(p) for p in paths], fmt, **kw))
-    table = pa.Table.from_batches([p.batch for p in parts], schema=CANONICAL)
+    assert all(p.batch.schema in (CANONICAL, READ) for p in parts)
+    table = pa.Table.from_batches([p.batch.cast(CANONICAL) for p in parts], schema=CANONICAL)
     rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
     rejects = [r for p in parts for r in p.rejects]
     return parts, table, rows, rejects
@@ -58,7 +60,9 @@ def test_round_trip(tmp_path, generated, fmt):
     assert rows.tolist() == list(range(1, 3001))
     sizes = [p.batch.num_rows for p in parts]
     assert sizes == [700] * 4 + [200]
-    assert all(p.batch.schema == CANONICAL and p.file == str(path) for p in parts)
+    # Parquet keeps the identifiers' dictionary pages (schema.READ); text is read as text
+    assert all(p.batch.schema == (READ if fmt == "parquet" else CANONICAL) for p in parts)
+    assert all(p.file == str(path) for p in parts)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -516,6 +520,24 @@ def test_jsonl_that_is_not_jsonl(tmp_path):
 
 
 # -- Parquet -----------------------------------------------------------------------------------
+
+
+def test_parquet_identifiers_stay_dictionaries_checked_per_value(tmp_path):
+    # Identifier pages are read as dictionaries and checked once per dictionary value:
+    # an empty value reads as null, bytes that are not UTF-8 quarantine their rows only.
+    start = pa.array([dt.datetime(2026, 11, 1, 10, i) for i in range(6)], pa.timestamp("us", tz="UTC"))
+    source = pa.array([b"+44 7700 900001", b"", b"\xff+44 7700 900002", b"+44 7700 900001", None,
+                       b"\xff+44 7700 900002"], pa.binary())  # fmt: skip
+    destination = pa.array(["+1 201 555 0123", "", None, "12", "+1 201 555 0123", "12"])
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"start_time": start, "source": source, "destination": destination}), path)
+    parts, table, rows, rejects = read_all([path])
+    assert all(p.batch.schema == READ for p in parts)
+    assert [(r.row, r.reason) for r in rejects] == [(3, "source: not valid UTF-8"), (6, "source: not valid UTF-8")]
+    assert all("\ufffd" in r.fields["source"] for r in rejects)  # shown masked, as in CSV
+    assert rows.tolist() == [1, 2, 4, 5]
+    assert table.column("source").to_pylist() == ["+44 7700 900001", None, "+44 7700 900001", None]
+    assert table.column("destination").to_pylist() == ["+1 201 555 0123", None, "12", "+1 201 555 0123"]
 
 
 def test_parquet_of_text_columns_and_other_types(tmp_path):

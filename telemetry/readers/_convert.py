@@ -42,7 +42,7 @@ from telemetry.arrowstr import numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
-from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, STATUSES, TS
+from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, IDENTIFIER_COLUMNS, READ, STATUSES, TS
 from telemetry.status import (
     CHANNEL_ALIASES,
     DIRECTION_ALIASES,
@@ -139,10 +139,13 @@ def to_canonical(
     columns: Mapping[str, pa.Array], n: int, verdict: Verdict | None = None
 ) -> tuple[pa.RecordBatch, Verdict]:
     """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
-    are ignored), and the verdict (``verdict`` may carry rows a reader already flagged)."""
+    are ignored), and the verdict (``verdict`` may carry rows a reader already flagged).
+    Identifier columns given as dictionaries (Parquet pages) stay dictionaries: the
+    batch then has the :data:`~telemetry.schema.READ` schema, else ``CANONICAL``."""
     verdict = verdict or Verdict(n)
+    schema = READ if any(_is_dictionary(columns.get(name)) for name in IDENTIFIER_COLUMNS) else CANONICAL
     out: dict[str, pa.Array] = {}
-    for field in CANONICAL:
+    for field in schema:
         name = field.name
         raw = columns.get(name)
         if raw is None:
@@ -153,7 +156,9 @@ def to_canonical(
             continue
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
-        if name in TEXT:
+        if name in IDENTIFIER_COLUMNS and schema is READ:
+            out[name] = _identifier(raw, name, verdict)
+        elif name in TEXT:
             out[name] = _text(raw, name, verdict)
         elif name in TIMES:
             out[name] = _time(raw, name, verdict)
@@ -184,7 +189,11 @@ def to_canonical(
     for later in ("answer_time", "end_time"):
         if later in columns:
             verdict.flag(pc.less(out[later], start), f"{later}: before start_time")
-    return pa.RecordBatch.from_arrays([out[f.name] for f in CANONICAL], schema=CANONICAL), verdict
+    return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema), verdict
+
+
+def _is_dictionary(raw: pa.Array | pa.ChunkedArray | None) -> bool:
+    return raw is not None and pa.types.is_dictionary(raw.type)
 
 
 def split(
@@ -236,6 +245,26 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     if pc.any(empty).as_py():
         raw = pc.if_else(pc.fill_null(empty, NO), NULL_TEXT, raw)
     return raw
+
+
+def _identifier(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
+    """:func:`_text`, dictionary-encoded. A dictionary as read (Parquet's dictionary
+    pages) is checked once per distinct value and kept, not decoded per row; other
+    input (the other identifier column of another type) is encoded."""
+    if not pa.types.is_dictionary(raw.type):
+        return pc.dictionary_encode(_text(raw, name, verdict))
+    words = Verdict(len(raw.dictionary))
+    dictionary = _text(raw.dictionary, name, words)
+    indices = raw.indices
+    if dictionary.null_count:  # empty or unreadable values: their rows become null
+        rows = validity(indices)
+        entries = np.where(rows, numeric_values(indices), 0)  # a null's slot holds anything
+        for reason in set(words.reasons[words.bad].tolist()):
+            verdict.flag(rows & (words.bad & (words.reasons == reason))[entries], reason)
+        gone = rows & ~validity(dictionary)[entries]
+        indices = pc.if_else(pa.array(gone), pa.nulls(1, indices.type)[0], indices)
+        dictionary = dictionary.fill_null(EMPTY_TEXT)  # no row points at these any more
+    return pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.string()))
 
 
 def _utf8(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
