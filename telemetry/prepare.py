@@ -17,6 +17,7 @@ from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
 from telemetry.quarantine import mask_fields
 from telemetry.readers import ReadBatch, Reject
+from telemetry.schema import DICTIONARY_TEXT
 
 #: Canonical columns that never reach aggregation or record output as they are.
 _CLEAR = ("record_id", "source", "destination", "source_ip", "location")
@@ -78,7 +79,9 @@ def prepare(
         from telemetry.numbering import Kind
 
         rec = dict(columns)
-        rec["dst_region"] = rec["dst_region"].cast(pa.string())  # record output keeps plain strings
+        for name in ("dst_region", *DICTIONARY_TEXT):  # record output keeps plain strings (CANONICAL)
+            if name in rec and pa.types.is_dictionary(rec[name].type):
+                rec[name] = rec[name].cast(pa.string())
         rec["record_id"] = pseudonymizer.records(batch.column("record_id"), key_index)
         rec["source_ip"] = ip_pseudo if ip_pseudo is not None else pa.nulls(n, pa.binary(16))
         rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)

@@ -41,15 +41,17 @@ COLUMNS = tuple(CANONICAL.names)
 #: Columns holding subscriber identifiers (pseudonymized, never passed through).
 IDENTIFIER_COLUMNS = ("source", "destination")
 
-#: The canonical record as the Parquet reader hands it to the pipeline: identifier
-#: columns stay dictionary-encoded as their dictionary pages store them (the same
-#: strings in Arrow's dictionary layout), so each distinct identifier is checked,
-#: normalized and hashed once per batch and never decoded per row. Text readers
-#: hand over ``CANONICAL`` (encoding there would only add a pass). Identifiers
-#: never leave the pipeline in clear, so no output sees this layout.
-READ = pa.schema(
-    [f.with_type(DICT) if f.name in IDENTIFIER_COLUMNS else f for f in CANONICAL]
-)
+#: Text columns the Parquet reader keeps as their dictionary pages store them:
+#: the identifiers and the text dimensions, few distinct values each per batch.
+DICTIONARY_TEXT = (*IDENTIFIER_COLUMNS, "tenant", "route", "mno", "device_type")
+
+#: The canonical record as the Parquet reader hands it to the pipeline: the
+#: :data:`DICTIONARY_TEXT` columns stay dictionary-encoded (the same strings in
+#: Arrow's dictionary layout), so each distinct identifier is checked, normalized
+#: and hashed once per batch and each route grouped by its code, none decoded per
+#: row. Text readers hand over ``CANONICAL`` (encoding there would only add a
+#: pass). Outputs never see this layout: record output casts back to ``CANONICAL``.
+READ = pa.schema([f.with_type(DICT) if f.name in DICTIONARY_TEXT else f for f in CANONICAL])
 
 CHANNELS = ("voice", "sms", "mms", "voicemail", "conference")
 VOICE_CHANNELS = ("voice", "voicemail", "conference")

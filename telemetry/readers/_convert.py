@@ -42,7 +42,7 @@ from telemetry.arrowstr import numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
-from telemetry.schema import CANONICAL, CHANNELS, DIRECTIONS, IDENTIFIER_COLUMNS, READ, STATUSES, TS
+from telemetry.schema import CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, READ, STATUSES, TS
 from telemetry.status import (
     CHANNEL_ALIASES,
     DIRECTION_ALIASES,
@@ -140,10 +140,10 @@ def to_canonical(
 ) -> tuple[pa.RecordBatch, Verdict]:
     """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
     are ignored), and the verdict (``verdict`` may carry rows a reader already flagged).
-    Identifier columns given as dictionaries (Parquet pages) stay dictionaries: the
+    Identifier and dimension text given as dictionaries (Parquet pages) stays so: the
     batch then has the :data:`~telemetry.schema.READ` schema, else ``CANONICAL``."""
     verdict = verdict or Verdict(n)
-    schema = READ if any(_is_dictionary(columns.get(name)) for name in IDENTIFIER_COLUMNS) else CANONICAL
+    schema = READ if any(_is_dictionary(columns.get(name)) for name in DICTIONARY_TEXT) else CANONICAL
     out: dict[str, pa.Array] = {}
     for field in schema:
         name = field.name
@@ -156,8 +156,8 @@ def to_canonical(
             continue
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
-        if name in IDENTIFIER_COLUMNS and schema is READ:
-            out[name] = _identifier(raw, name, verdict)
+        if name in DICTIONARY_TEXT and schema is READ:
+            out[name] = _dictionary_text(raw, name, verdict)
         elif name in TEXT:
             out[name] = _text(raw, name, verdict)
         elif name in TIMES:
@@ -247,10 +247,10 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     return raw
 
 
-def _identifier(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
+def _dictionary_text(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
     """:func:`_text`, dictionary-encoded. A dictionary as read (Parquet's dictionary
     pages) is checked once per distinct value and kept, not decoded per row; other
-    input (the other identifier column of another type) is encoded."""
+    input (a column of another type beside dictionary ones) is encoded."""
     if not pa.types.is_dictionary(raw.type):
         return pc.dictionary_encode(_text(raw, name, verdict))
     words = Verdict(len(raw.dictionary))

@@ -24,7 +24,7 @@ from telemetry.errors import InputError
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
 from telemetry.readers._convert import Verdict, converted, split, to_canonical
 from telemetry.readers._stream import Utf8Stream
-from telemetry.schema import CANONICAL, IDENTIFIER_COLUMNS
+from telemetry.schema import CANONICAL, DICTIONARY_TEXT
 
 _NAMES = frozenset(CANONICAL.names)
 _DELIMITERS = (",", ";", "\t", "|")
@@ -48,10 +48,10 @@ def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
-        # identifiers are read as dictionaries, as their pages store them (schema.READ)
-        identifiers = [name for name in IDENTIFIER_COLUMNS if name in present]
-        if identifiers:
-            parquet = pq.ParquetFile(path, read_dictionary=identifiers, metadata=parquet.metadata)
+        # identifiers and dimensions are read as their dictionary pages (schema.READ)
+        dictionaries = [name for name in DICTIONARY_TEXT if name in present]
+        if dictionaries:
+            parquet = pq.ParquetFile(path, read_dictionary=dictionaries, metadata=parquet.metadata)
     except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
         raise InputError(
             f"{path} is not a readable Parquet file; pass --format if it is another format"
