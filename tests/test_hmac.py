@@ -337,10 +337,15 @@ def test_pseudonymizer_hashes_distinct_values_once_with_each_rows_epoch() -> Non
         assert result.region.to_pylist() == [None if v is None else regions[v] for v in values]
 
 
+_SHARED = [b"+4477009000" + bytes([d]) * n for d in b"01" for n in range(9)] + [b"sip:+1555" * 2 + b"x", b"sip:+1555" * 2]
+
+
 @settings(max_examples=60, deadline=None)
-@given(calls=st.lists(st.lists(st.one_of(st.none(), st.binary(max_size=12)), max_size=40), max_size=6))
+@given(calls=st.lists(st.lists(st.one_of(st.none(), st.binary(max_size=12), st.sampled_from(_SHARED)),
+                               max_size=40), max_size=6))  # fmt: skip
 def test_intern_numbers_values_in_order_of_first_appearance(calls) -> None:
-    # kernels.intern against a dict, across calls, from a table small enough to grow
+    # kernels.intern against a dict, across calls, from a table small enough to grow;
+    # values compared eight bytes at a time, so some share 8 or 16 bytes and differ after
     from kernels.intern import empty, intern
     from telemetry.arrowstr import string_views
 
@@ -353,6 +358,21 @@ def test_intern_numbers_values_in_order_of_first_appearance(calls) -> None:
         want = [-1 if v is None else reference.setdefault(v, len(reference)) for v in values]
         assert number.tolist() == want
         assert fill[0] == len(reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.binary(max_size=40), flip=st.integers(-1, 39), i=st.integers(0, 9), j=st.integers(0, 9))
+def test_intern_byte_comparison_sees_every_byte(value, flip, i, j) -> None:
+    # the table compares values eight bytes at a time, then the tail: a difference in
+    # any byte, at any offset of either buffer, must count
+    from kernels import intern
+
+    other = bytearray(value)
+    if 0 <= flip < len(other):
+        other[flip] ^= 0x20
+    x = np.frombuffer(bytes(i) + value + bytes(8), np.uint8)
+    y = np.frombuffer(bytes(j) + bytes(other) + bytes(8), np.uint8)
+    assert intern._equal(x, i, y, j, len(value)) == (bytes(other) == value)
 
 
 def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> None:
