@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean debian-tools
+.PHONY: demo test bench clean debian-tools bytecode
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -12,15 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) bytecode
 	$(BIN)/telemetry demo
+
+# The package's bytecode, compiled ahead as a non-editable install would: where
+# PYTHONDONTWRITEBYTECODE is set (as on the machines here) every run would otherwise
+# compile the sources again, about 50 ms of each start-up. Up-to-date files are skipped.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q telemetry kernels
 
 test: $(STAMP) debian-tools
 	$(BIN)/python -m pytest -q
 
 # Writes benchmarks/RESULTS.md (the one generated file kept in git); --memory adds the
 # minutes-long 10 M / 40 M peak-RSS run that CI leaves out.
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops \
 		--benchmark-sort=name --results benchmarks/RESULTS.md --memory
 
