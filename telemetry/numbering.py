@@ -83,10 +83,10 @@ def check_region(region: str | None) -> str | None:
         return None
     if not isinstance(region, str):
         raise ConfigError(f"region must be an ISO 3166-1 alpha-2 code such as 'GB', got {type(region).__name__}")
-    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+    from telemetry.phonemeta import tables  # its regions are phonenumbers' SUPPORTED_REGIONS
 
     code = region.strip().upper()
-    if code not in SUPPORTED_REGIONS:
+    if code not in tables().region_meta:
         raise ConfigError(
             f"unknown region {region!r}: use an ISO 3166-1 alpha-2 code known to libphonenumber "
             "(e.g. US, GB, DE), or leave the region unset to accept only numbers written with +"

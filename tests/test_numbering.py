@@ -3,6 +3,7 @@ and of the regex compiler it rests on (telemetry.regexdfa)."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -211,6 +212,12 @@ def test_wrong_arguments():
     with pytest.raises(ConfigError, match="unknown region"):
         normalize(pa.array(["1"]), "XX")
     assert check_region("gb") == "GB" and check_region(None) is None
+    # regions are checked against the tables' regions, without importing phonenumbers
+    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+
+    assert [r for r in SUPPORTED_REGIONS if check_region(r.lower()) != r] == []
+    with pytest.raises(ConfigError, match="unknown region"):
+        check_region("001")  # the non-geographic entries' name is not a region
 
 
 def test_kernel_constants_match_the_recipe():
@@ -391,3 +398,28 @@ def test_the_intern_table_uses_the_full_64_bit_hash():
     hashes = np.empty(n, np.uint64)
     intern._warm(views.offsets, views.data, views.valid, slots, starts, arena, hashes, 0, n)
     assert hashes[:-1].tolist() == want
+
+
+def test_numbering_tables_cache_is_named_after_the_phonenumbers_release(tmp_path, monkeypatch):
+    # the cache key reads phonenumbers' __init__.py (its __version__) without importing it
+    import importlib.util
+    from types import SimpleNamespace
+
+    from kernels import _jit
+    from telemetry import phonemeta
+
+    monkeypatch.setattr(_jit, "CACHE_DIR", str(tmp_path))
+    installed = phonemeta._cache_path()
+    fake = tmp_path / "__init__.py"
+    find_spec = importlib.util.find_spec
+
+    def spec(name, *args):
+        return SimpleNamespace(origin=str(fake)) if name == "phonenumbers" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", spec)
+    paths = []
+    for version in ("9.0.43", "9.0.44", "9.0.43"):
+        fake.write_text(f'__version__ = "{version}"\n')
+        paths.append(phonemeta._cache_path())
+    assert paths[0] == paths[2] != paths[1]
+    assert installed not in paths and os.path.dirname(installed) == str(tmp_path)
