@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean debian-tools bytecode
+.PHONY: demo test bench clean debian-tools bytecode kernels
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -12,8 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP) bytecode
+demo: $(STAMP) bytecode kernels
 	$(BIN)/telemetry demo
+
+# The kernel specializations runs use, compiled ahead into the kernel cache (kernels/build.py):
+# a run then starts without importing Numba. Nothing to do when up to date; about a minute
+# on a cold cache; a failed build only warns (runs then compile with Numba, as before).
+kernels: $(STAMP)
+	$(BIN)/python -m kernels.build
 
 # The package's bytecode, compiled ahead as a non-editable install would: where
 # PYTHONDONTWRITEBYTECODE is set (as on the machines here) every run would otherwise
@@ -21,12 +27,12 @@ demo: $(STAMP) bytecode
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q telemetry kernels
 
-test: $(STAMP) debian-tools
+test: $(STAMP) debian-tools kernels
 	$(BIN)/python -m pytest -q
 
 # Writes benchmarks/RESULTS.md (the one generated file kept in git); --memory adds the
 # minutes-long 10 M / 40 M peak-RSS run that CI leaves out.
-bench: $(STAMP) bytecode
+bench: $(STAMP) bytecode kernels
 	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops \
 		--benchmark-sort=name --results benchmarks/RESULTS.md --memory
 

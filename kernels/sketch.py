@@ -176,10 +176,8 @@ def histogram(gid, values, n_groups):
                 lo = min(lo, c)
                 hi = max(hi, c)
             k += 1
-    if lo < ZERO_CODE < hi:
-        lo = min(lo, ZERO_CODE)  # both signs: zero inside the range
     if hi < lo:
-        lo = hi = ZERO_CODE  # zeros only
+        lo = hi = np.int64(ZERO_CODE)  # zeros only (with both signs, zero lies inside the range)
     if n_groups * (hi - lo + 2) <= DENSE_CELLS * k + DENSE_SLACK:
         return _dense(gids[:k], codes[:k], lo, hi - lo + 1, n_groups)
     return _grouped(gids[:k], codes[:k], np.ones(k, np.int64), n_groups)

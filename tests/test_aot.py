@@ -1,0 +1,99 @@
+"""Kernels compiled ahead of time (kernels/build.py, kernels/_jit.py): a run served by
+them gives what Numba gives, never imports Numba, and a call of other types, or a
+module built from other sources, never reaches them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kernels import _jit
+from kernels import aggregate as agg
+from tests.conftest import TEST_KEY
+
+
+@pytest.fixture(scope="module")
+def ahead() -> dict:
+    """The compiled-ahead functions, built first if ``make`` has not (as it does)."""
+    if not _jit.ahead_path():
+        pytest.skip("no kernel cache directory (TELEMETRY_CACHE_DIR=off)")
+    if not os.path.exists(f"{_jit.ahead_path()}.json"):
+        subprocess.run([sys.executable, "-m", "kernels.build"], check=True)
+    table = _jit._load(_jit.ahead_path())
+    assert table, "kernels.build left no loadable module"
+    return table
+
+
+def _run(path, out, aot: str) -> str:
+    code = (
+        "import sys, telemetry; "
+        f"telemetry.process([{str(path)!r}], key={TEST_KEY!r}, out={str(out)!r}, region='GB', k=1); "
+        "print('numba' in sys.modules)"
+    )
+    env = {**os.environ, "TELEMETRY_AOT": aot}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_run_served_ahead_gives_what_numba_gives_without_importing_it(ahead, tmp_path) -> None:
+    from telemetry.generate import write
+
+    path = tmp_path / "cdrs.parquet"
+    write(path, 20_000, seed=5, batch_rows=5000)
+    assert _run(path, tmp_path / "ahead", "on") == "False"
+    assert _run(path, tmp_path / "numba", "off") == "True"
+    read = [pl.read_parquet(tmp_path / side / "metrics" / "**" / "*.parquet") for side in ("ahead", "numba")]
+    assert len(read[0]) and read[0].sort(pl.all()).equals(read[1].sort(pl.all()))
+
+
+def test_calls_of_other_types_go_to_numba(ahead, monkeypatch) -> None:
+    monkeypatch.setattr(_jit, "_ahead_table", ahead)
+    name = agg.with_nulls.name
+    values = np.arange(10, dtype=np.int32)
+    valid = np.arange(10) % 3 != 0
+    served = {signature for kernel, signature in ahead if kernel == name}
+    out = np.empty(10, np.int64)
+    assert _jit._signature((values, valid, -1, out)) in served  # the pipeline's own call
+    cases = [
+        (values.astype(np.int8), valid, -1, np.empty(10, np.int64)),  # a dtype never compiled ahead
+        (np.arange(20, dtype=np.int32)[::2], valid, -1, np.empty(10, np.int64)),  # strided: layout A
+        (values, valid, -1, np.empty(10, np.int32)),  # the output's dtype
+    ]
+    for args in cases:
+        assert _jit._signature(args) not in served
+        agg.with_nulls(*args)
+        np.testing.assert_array_equal(args[3], np.where(valid, np.asarray(args[0]), -1))
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    assert _jit._signature((values, valid, -1, read_only)) not in served
+
+
+def test_scalars_are_keyed_as_numba_types_them() -> None:
+    keys = [_jit._argument(v) for v in (1, np.int64(1), 2**63, True, np.bool_(False), 1.5, np.float32(1), "x")]
+    assert keys[0] == keys[1] == ("scalar", "<i8")
+    assert keys[2] is None and keys[7] is None  # beyond int64, not a kernel argument: never ahead
+    assert keys[3] == keys[4] == ("scalar", "?")
+    assert keys[5] == ("scalar", "<f8") != keys[6]
+
+
+def test_a_module_built_from_other_sources_is_never_loaded(ahead, tmp_path, monkeypatch) -> None:
+    for source in _jit._KERNELS.glob("*.py"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    real = _jit.ahead_path()
+    monkeypatch.setattr(_jit, "_KERNELS", tmp_path)
+    before = _jit.ahead_path()
+    assert before == real  # named after the sources' content, not where they lie
+    with open(tmp_path / "sketch.py", "a") as handle:
+        handle.write("\n# edited\n")
+    assert _jit.ahead_path() != before and not os.path.exists(f"{_jit.ahead_path()}.json")
+    assert _jit._load(_jit.ahead_path()) == {}
+    manifest = json.loads(open(f"{before}.json").read())
+    broken = tmp_path / "broken"
+    (tmp_path / "broken.json").write_text(json.dumps({**manifest, "library": str(tmp_path / "absent.so")}))
+    assert _jit._load(str(broken)) == {}
