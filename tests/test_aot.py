@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -93,7 +94,7 @@ def test_a_module_built_from_other_sources_is_never_loaded(ahead, tmp_path, monk
         handle.write("\n# edited\n")
     assert _jit.ahead_path() != before and not os.path.exists(f"{_jit.ahead_path()}.json")
     assert _jit._load(_jit.ahead_path()) == {}
-    manifest = json.loads(open(f"{before}.json").read())
+    manifest = json.loads(Path(f"{before}.json").read_text())
     broken = tmp_path / "broken"
     (tmp_path / "broken.json").write_text(json.dumps({**manifest, "library": str(tmp_path / "absent.so")}))
     assert _jit._load(str(broken)) == {}
