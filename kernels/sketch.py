@@ -152,8 +152,11 @@ def _append_summed(c, w, a, b, g, out_k, out_c, k):
 
 #: A histogram is counted in a dense (group × code) table when the table has at most
 #: this many cells per value (plus DENSE_SLACK): linear, no sorting. Per-batch
-#: histograms usually qualify (a few hundred groups, codes of one metric's range).
-DENSE_CELLS = 4
+#: histograms usually qualify (a few thousand groups, codes of one metric's range):
+#: zeroing and scanning 32 int32 cells per value still costs less than sorting
+#: (16 → 9.4 ms per 262,144-record batch for the three histograms, measured at 4, 8,
+#: 16, 32 and 64).
+DENSE_CELLS = 32
 DENSE_SLACK = 1 << 16
 
 
@@ -189,7 +192,7 @@ def _dense(gids, codes, lo, span, n_groups):
     codes lo … lo + span - 1 and one for zero's code when that lies outside."""
     width = span + 1
     zero_first = ZERO_CODE < lo  # zero's cell goes before the range, or else after it
-    table = np.zeros(n_groups * width, np.int64)
+    table = np.zeros(n_groups * width, np.int32)  # counts of one call's values: below 2^31
     for i in range(gids.shape[0]):
         c = codes[i]
         if c == ZERO_CODE and not (lo <= c < lo + span):
