@@ -8,6 +8,8 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -517,6 +519,25 @@ def test_jsonl_that_is_not_jsonl(tmp_path):
         read_all([path], fmt="jsonl")
     with pytest.raises(InputError, match="cannot tell the format.*--format"):
         read_all([path])
+
+
+@pytest.mark.parametrize("first", ["null", "  null", 'null "x"', "null}"])
+def test_jsonl_block_starting_with_null_is_rejected_not_a_crash(tmp_path, first):
+    # pyarrow's JSON parser segfaults on a block whose first value is a top-level null
+    # (apache/arrow#47409; found by make fuzz): such a block must not reach it. Read in
+    # a child process, so that a regression fails this test instead of killing pytest.
+    path = tmp_path / "x.jsonl"
+    good = '{"start_time": "2026-11-01T10:00:00Z", "source": "+44 7700 900123"}'
+    path.write_text(f"{first}\n{good}\nnull\n{good}\n")
+    code = (
+        "import sys; from telemetry.readers import open_inputs\n"
+        "parts = list(open_inputs([sys.argv[1]], 'jsonl'))\n"
+        "print(sorted(int(r) for p in parts for r in p.rows), sorted((r.row, r.reason) for p in parts for r in p.rejects))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    reason = "not a JSON object" if first.strip() == "null" else "not valid JSON"
+    assert done.stdout.strip() == f"[2, 4] [(1, '{reason}'), (3, 'not a JSON object')]"
 
 
 # -- Parquet -----------------------------------------------------------------------------------

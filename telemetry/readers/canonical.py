@@ -310,7 +310,9 @@ def _json_block(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart:
 def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart | None:
     """The fast path: pyarrow parses the whole block. It gives up (None) on anything
     unusual — a bad line, a type that changes between rows, a nested canonical value —
-    and the line-by-line path then says which rows are at fault."""
+    and the line-by-line path then says which rows are at fault. A block whose first
+    value is not an object never reaches pyarrow: one starting with a top-level
+    ``null`` crashes its parser (segmentation fault; apache/arrow#47409, pyarrow 26)."""
     import io
 
     import pyarrow.json as pjson
@@ -318,6 +320,8 @@ def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _Json
     if any(line is None for _, line in chunk):
         return None
     data = b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in chunk)
+    if not data.lstrip(b" \t\r").startswith(b"{"):  # see the docstring: never a leading null
+        return None
     try:
         table = pjson.read_json(
             io.BytesIO(data),
