@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -107,8 +108,6 @@ def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> 
     """Normalize identifiers; ``region`` is the default for national notation.
     Each distinct value is parsed once (Arrow's hash table, or the dictionary of a
     dictionary array as it is), then the results are gathered per row."""
-    import pyarrow.compute as pc
-
     from telemetry.arrowstr import plain_strings
 
     region = check_region(region)
@@ -119,12 +118,42 @@ def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> 
     text_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
         raise TypeError(f"values must be a pyarrow string array, got {values.type}")
-    encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
-    norm = _normalize_values(encoded.dictionary, region)
-    distinct = len(norm.kind)
-    # row → its distinct value; null rows → one extra entry that reads as null
-    entry = encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False).astype(np.int64)
-    return Normalized(norm.ids.take(pa.array(entry, mask=entry == distinct)), *per_row(norm, entry))
+    distinct, (entry,) = distinct_entries([values])
+    norm = _normalize_values(distinct, region)
+    return Normalized(norm.ids.take(pa.array(entry, mask=entry == len(distinct))), *per_row(norm, entry))
+
+
+def distinct_entries(columns: Sequence[pa.Array]) -> tuple[pa.Array, list[np.ndarray]]:
+    """The values of text columns of the same rows (no nulls; repeats allowed) and, per
+    column, each row's entry in them (int64; ``len(values)`` for a null row), so that
+    work done once per value is gathered per row. Dictionary columns give their
+    dictionaries as they are; text columns are encoded together (Arrow's hash table)."""
+    import pyarrow.compute as pc
+
+    from telemetry.arrowstr import filled_values, plain_strings
+
+    if all(pa.types.is_dictionary(c.type) and not c.dictionary.null_count for c in columns):
+        dictionaries = [c.dictionary for c in columns]
+        indices = [c.indices for c in columns]
+    else:
+        plain = [plain_strings(c) for c in columns]
+        if len({c.type for c in plain}) > 1:
+            plain = [c.cast(pa.large_string()) for c in plain]
+        encoded = pc.dictionary_encode(pa.concat_arrays(plain) if len(plain) > 1 else plain[0])
+        dictionaries, indices = [encoded.dictionary], [encoded.indices]
+    if len({d.type for d in dictionaries}) > 1:
+        dictionaries = [d.cast(pa.large_string()) for d in dictionaries]
+    values = pa.concat_arrays(dictionaries) if len(dictionaries) > 1 else dictionaries[0]
+    entries = []
+    start = 0
+    for dictionary, index in zip(dictionaries, indices):
+        entry = filled_values(index, np.int64, len(values) - start)
+        entry += start  # this dictionary's entries follow the ones before it; nulls → len(values)
+        entries.append(entry)
+        start += len(dictionary)
+    if len(entries) < len(columns):  # text encoded together: one column after the other
+        entries = np.split(entries[0], len(columns))
+    return values, entries
 
 
 def per_row(

@@ -70,13 +70,13 @@ class Pseudonymizer:
         name the same subscribers over and over, as callers and as callees) and per
         key epoch present, then gathered per row.
         """
-        from telemetry.numbering import per_row, region_names
+        from telemetry.numbering import distinct_entries, per_row, region_names
 
         arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
         if len({len(a) for a in arrays}) > 1:
             raise ValueError("identifier columns must have the same number of rows")
         n = len(arrays[0])
-        values, entries = _entries(arrays)
+        values, entries = distinct_entries(arrays)
         distinct = len(values)
         keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
         if n and keys.min() == keys.max():  # one epoch: the common case, no sort
@@ -131,42 +131,8 @@ class Pseudonymizer:
         return hmac16(values, self._states[domain], key_index)
 
 
-#: A thread's table of the identifiers it has seen in a run starts afresh past this many.
+#: The run's table of identifiers seen (shared by its threads) starts afresh past this many.
 SEEN_LIMIT = 1 << 20
-
-
-def _entries(arrays: Sequence[pa.Array]) -> tuple[pa.Array, list[np.ndarray]]:
-    """The values of identifier columns (no nulls, repeats allowed) and, per column,
-    each row's entry in them (int64; ``len(values)`` for a null row). Dictionary
-    columns give their dictionaries as they are; text columns are encoded together."""
-    import pyarrow.compute as pc
-
-    from kernels.aggregate import with_nulls
-    from telemetry.arrowstr import numeric_values, plain_strings, validity
-
-    if all(pa.types.is_dictionary(a.type) and not a.dictionary.null_count for a in arrays):
-        dictionaries = [a.dictionary for a in arrays]
-        indices = [a.indices for a in arrays]
-    else:
-        plain = [plain_strings(a) for a in arrays]
-        if len({a.type for a in plain}) > 1:
-            plain = [a.cast(pa.large_string()) for a in plain]
-        encoded = pc.dictionary_encode(pa.concat_arrays(plain) if len(plain) > 1 else plain[0])
-        dictionaries, indices = [encoded.dictionary], [encoded.indices]
-    if len({d.type for d in dictionaries}) > 1:
-        dictionaries = [d.cast(pa.large_string()) for d in dictionaries]
-    values = pa.concat_arrays(dictionaries) if len(dictionaries) > 1 else dictionaries[0]
-    entries = []
-    start = 0
-    for dictionary, index in zip(dictionaries, indices):
-        entry = np.empty(len(index), np.int64)
-        with_nulls(numeric_values(index), validity(index), len(values) - start, entry)
-        entry += start  # this dictionary's entries follow the ones before it; nulls → len(values)
-        entries.append(entry)
-        start += len(dictionary)
-    if len(entries) < len(arrays):  # text encoded together: one column after the other
-        entries = np.split(entries[0], len(arrays))
-    return values, entries
 
 
 class _Seen:
@@ -249,6 +215,7 @@ class _Seen:
 
     def _hash_new(self, epoch: int) -> None:
         """HMAC under ``epoch`` the values that have no digest for it yet."""
+        from telemetry.arrowstr import validity
         from telemetry.hashing import hmac16
 
         digests, ok = self.digests.get(epoch, (np.zeros(0, "V16"), np.zeros(0, np.bool_)))
@@ -257,7 +224,7 @@ class _Seen:
             todo = len(self.ids) - done
             hashed = hmac16(self.ids.slice(done), self.states, np.full(todo, epoch, np.int32))
             digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
-            ok = np.concatenate([ok, np.asarray(hashed.is_valid(), np.bool_)])
+            ok = np.concatenate([ok, validity(hashed)])
         self.digests[epoch] = digests, ok  # also when nothing is new: a batch of nulls first
 
 

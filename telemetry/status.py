@@ -129,9 +129,11 @@ def _values(array, n: int) -> tuple[np.ndarray, np.ndarray]:
     if array is None:
         return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
     if isinstance(array, (pa.Array, pa.ChunkedArray)):
-        known = ~np.asarray(array.is_null(), dtype=np.bool_)
-        values = np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        return values, known
+        from telemetry.arrowstr import filled_values, validity
+
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        return filled_values(array, np.int64, 0), validity(array)
     if np.ma.isMaskedArray(array):
         return array.filled(0).astype(np.int64), ~np.ma.getmaskarray(array)
     return np.asarray(array).astype(np.int64), np.ones(n, dtype=np.bool_)

@@ -4,6 +4,7 @@ module built from other sources, never reaches them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -32,12 +33,14 @@ def ahead() -> dict:
 
 
 def _run(path, out, aot: str) -> str:
+    # the key goes through the environment: a failed run's message shows the command
     code = (
-        "import sys, telemetry; "
-        f"telemetry.process([{str(path)!r}], key={TEST_KEY!r}, out={str(out)!r}, region='GB', k=1); "
+        "import base64, os, sys, telemetry; "
+        f"telemetry.process([{str(path)!r}], key=base64.b64decode(os.environ['TELEMETRY_KEY']), "
+        f"out={str(out)!r}, region='GB', k=1); "
         "print('numba' in sys.modules)"
     )
-    env = {**os.environ, "TELEMETRY_AOT": aot}
+    env = {**os.environ, "TELEMETRY_AOT": aot, "TELEMETRY_KEY": base64.b64encode(TEST_KEY).decode()}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
@@ -75,12 +78,25 @@ def test_calls_of_other_types_go_to_numba(ahead, monkeypatch) -> None:
     assert _jit._signature((values, valid, -1, read_only)) not in served
 
 
-def test_scalars_are_keyed_as_numba_types_them() -> None:
-    keys = [_jit._argument(v) for v in (1, np.int64(1), 2**63, True, np.bool_(False), 1.5, np.float32(1), "x")]
-    assert keys[0] == keys[1] == ("scalar", "<i8")
-    assert keys[2] is None and keys[7] is None  # beyond int64, not a kernel argument: never ahead
-    assert keys[3] == keys[4] == ("scalar", "?")
-    assert keys[5] == ("scalar", "<f8") != keys[6]
+def test_arguments_get_the_same_key_exactly_when_numba_types_them_alike() -> None:
+    # the key must be a function of Numba's type: two arguments sharing a key and typed
+    # differently by Numba would send one of them to code compiled for the other
+    import numba
+
+    base = np.arange(12, dtype=np.int64)
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    arguments = [
+        1, -(2**63), np.int64(1), np.int32(1), np.uint64(1), True, np.bool_(False), 1.5, np.float64(2), np.float32(1),
+        base, base[::2], base.reshape(3, 4), base.reshape(3, 4).T, base.astype(np.int32), read_only,
+        np.zeros(0, np.uint8), (base, base), (base, base.astype(np.int32)), np.zeros(3, np.float32)[1:],
+    ]  # fmt: skip
+    keyed = [(a, _jit._argument(a)) for a in arguments]
+    assert all(key is not None for _, key in keyed)
+    for a, key_a in keyed:
+        for b, key_b in keyed:
+            assert (key_a == key_b) == (numba.typeof(a) == numba.typeof(b)), (key_a, key_b)
+    assert [_jit._argument(v) for v in (2**63, "x", [1], None)] == [None] * 4  # never compiled ahead
 
 
 def test_a_module_built_from_other_sources_is_never_loaded(ahead, tmp_path, monkeypatch) -> None:
@@ -98,3 +114,12 @@ def test_a_module_built_from_other_sources_is_never_loaded(ahead, tmp_path, monk
     broken = tmp_path / "broken"
     (tmp_path / "broken.json").write_text(json.dumps({**manifest, "library": str(tmp_path / "absent.so")}))
     assert _jit._load(str(broken)) == {}
+
+
+def test_versions_in_the_cache_key_are_the_installed_ones() -> None:
+    # read from .dist-info folder names without importing Numba; checked against the modules
+    import llvmlite
+    import numba
+
+    assert (_jit._version("numba"), _jit._version("llvmlite")) == (numba.__version__, llvmlite.__version__)
+    assert _jit._version("no_such_package_here") == "absent"

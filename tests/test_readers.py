@@ -789,6 +789,20 @@ def test_typed_numbers_are_checked_per_row_as_values(data, typed, name):
                          data.draw(st.integers(0, 3)))  # fmt: skip
 
 
+def test_half_floats_are_checked_like_other_typed_numbers():
+    # float16 columns exist in Parquet; the range check must read them in NumPy (no
+    # kernel takes half floats)
+    import numpy as np
+
+    from telemetry.readers import _convert
+
+    array = pa.array([np.float16(1.5), None, np.float16(6.0), np.float16(4.0)], pa.float16())
+    verdict = _convert.Verdict(4)
+    out = _convert._float(array, "mos", verdict)
+    assert verdict.bad.tolist() == [False, False, True, False]
+    assert out.to_pylist() == [1.5, None, None, 4.0]
+
+
 def test_typed_numbers_beyond_float_precision():
     _check_typed_numbers([2**60 + 1, -1, None], pa.int64(), "jitter_ms", 1)
     _check_typed_numbers([2**60 + 1, 3], pa.int64(), "rtt_ms", 0)

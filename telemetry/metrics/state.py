@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import aggregate as agg
-from telemetry.arrowstr import numeric_values, validity
+from telemetry.arrowstr import filled_values, validity
 from telemetry.errors import InputError, SchemaError
 from telemetry.metrics.sketches import Distinct, Histogram
 from telemetry.metrics.spec import AggSpec
@@ -333,27 +333,13 @@ def _start_us(arr: pa.Array | None, n: int) -> np.ndarray:
 def _ints(arr: pa.Array | None, n: int, null: int) -> np.ndarray:
     if arr is None:
         return np.full(n, null, np.int64)
-    return _numbers(arr, np.int64, null)
+    return filled_values(arr, np.int64, null)
 
 
 def _floats(arr: pa.Array | None, n: int) -> np.ndarray:
     if arr is None:
         return np.full(n, np.nan)
-    return _numbers(arr, np.float64, np.nan)
-
-
-def _numbers(arr: pa.Array, dtype: type, null: float) -> np.ndarray:
-    """A numeric (or timestamp) Arrow array as ``dtype``, ``null`` where null, read from
-    its buffers: ``fill_null`` and ``to_numpy`` walk the validity bitmap bit by bit
-    (~1 ms per 262,144 rows; this takes a twentieth of that)."""
-    if pa.types.is_timestamp(arr.type):
-        arr = arr.cast(pa.int64())
-    values = numeric_values(arr)
-    if not arr.null_count:
-        return values.astype(dtype)
-    out = np.empty(len(arr), dtype)
-    agg.with_nulls(values, validity(arr), out.dtype.type(null), out)
-    return out
+    return filled_values(arr, np.float64, np.nan)
 
 
 def _vocab_codes(arr: pa.Array | None, vocab: tuple[str, ...], n: int) -> np.ndarray:

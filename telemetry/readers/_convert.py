@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import numeric_values, string_views, validity
+from telemetry.arrowstr import filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
@@ -177,7 +177,7 @@ def to_canonical(
     if status.null_count and ("sip_code" in columns or "q850_cause" in columns):
         answered = None
         if "answer_time" in columns:
-            answered = ~np.asarray(out["answer_time"].is_null(), dtype=np.bool_)
+            answered = validity(out["answer_time"])
         derived = status_from_codes(out["sip_code"], out["q850_cause"], answered)
         # both index the full STATUSES dictionary, so rows combine by index
         out["status"] = pa.DictionaryArray.from_arrays(
@@ -258,7 +258,7 @@ def _dictionary_text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Dictionar
     indices = raw.indices
     if dictionary.null_count:  # empty or unreadable values: their rows become null
         rows = validity(indices)
-        entries = np.where(rows, numeric_values(indices), 0)  # a null's slot holds anything
+        entries = filled_values(indices, np.int64, 0)
         for reason in set(words.reasons[words.bad].tolist()):
             verdict.flag(rows & (words.bad & (words.reasons == reason))[entries], reason)
         gone = rows & ~validity(dictionary)[entries]
@@ -412,7 +412,7 @@ def _bounds(raw: pa.Array, low: float) -> tuple[Any, Any]:
     if len(raw) == 0:
         return low, low
     values = numeric_values(raw)
-    if raw.null_count:  # NumPy: Arrow's fill_null alone costs 0.8 ms per 262,144 rows
+    if raw.null_count:  # in NumPy, in the column's own type (half floats included, which kernels lack)
         valid = validity(raw)
         values = values * valid + ~valid * values.dtype.type(low)  # np.where is 10x slower
     return values.min(), values.max()
