@@ -26,3 +26,31 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+# At the command's exit: the OpenBLAS worker threads NumPy's BLAS runs (its wheel's
+# library, found among the process's mappings), and the variable as the command saw it.
+_BLAS_AT_EXIT = """
+import atexit, ctypes, os, sys
+def report():
+    path = next(line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line)
+    threads = ctypes.CDLL(path).scipy_openblas_get_num_threads64_()
+    print(os.environ.get("OPENBLAS_NUM_THREADS"), threads, file=sys.stderr)
+atexit.register(report)
+sys.argv = ["telemetry", "generate", "--out", sys.argv[1], "--records", "100"]
+from telemetry.cli import entry
+entry()
+"""
+
+
+def test_cli_starts_no_blas_threads_unless_the_operator_asks(tmp_path):
+    import os
+
+    for setting, expected in ((None, "1 1"), ("2", "2 2")):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if setting is not None:
+            env["OPENBLAS_NUM_THREADS"] = setting
+        done = subprocess.run([sys.executable, "-c", _BLAS_AT_EXIT, str(tmp_path / "cdr.csv")],
+                              env=env, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr.split()[-2:] == expected.split()
