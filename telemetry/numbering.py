@@ -119,7 +119,7 @@ def normalize(values: pa.Array | pa.ChunkedArray, region: str | None = None) -> 
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
         raise TypeError(f"values must be a pyarrow string array, got {values.type}")
     distinct, (entry,) = distinct_entries([values])
-    norm = _normalize_values(distinct, region)
+    norm = normalize_distinct(distinct, region)
     return Normalized(norm.ids.take(pa.array(entry, mask=entry == len(distinct))), *per_row(norm, entry))
 
 
@@ -169,8 +169,9 @@ def per_row(
     )
 
 
-def _normalize_values(array: pa.Array, region: str | None) -> Normalized:
-    """:func:`normalize` of a string array, parsing every row (callers pass distinct values)."""
+def normalize_distinct(array: pa.Array, region: str | None) -> Normalized:
+    """:func:`normalize` of a string array whose values are distinct (nulls allowed),
+    parsing every row: no encoding first. ``region`` as :func:`check_region` returns it."""
     from kernels.e164 import normalize_strings
     from telemetry.arrowstr import string_views
     from telemetry.phonemeta import tables

@@ -200,13 +200,13 @@ class _Seen:
 
     def _normalize(self, before: int, after: int) -> None:
         """Normalize the values numbered ``before`` … ``after - 1``, just added."""
-        from telemetry.numbering import normalize
+        from telemetry.numbering import normalize_distinct
 
         lo = self.starts[before]
         offsets = (self.starts[before : after + 1] - lo).astype(np.int32)
         text = self.arena[lo : self.starts[after]]
         new = pa.Array.from_buffers(pa.string(), after - before, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
-        norm = normalize(new, self.region)
+        norm = normalize_distinct(new, self.region)  # the table's values are distinct
         self.ids = pa.concat_arrays([self.ids, norm.ids])
         self.kind = np.concatenate([self.kind, norm.kind])
         self.reason = np.concatenate([self.reason, norm.reason])
