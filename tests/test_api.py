@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import telemetry
 
 
@@ -54,3 +56,41 @@ def test_cli_starts_no_blas_threads_unless_the_operator_asks(tmp_path):
                               env=env, capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stderr.split()[-2:] == expected.split()
+
+
+# RSS after freeing a 16 MiB array: glibc hands such a block back to the OS unless the
+# command's allocator settings keep it for the next batch.
+_FREED = """
+import os, sys
+import numpy as np
+if sys.argv[1] == "keep":
+    from telemetry.cli.process import keep_freed_memory
+    keep_freed_memory()
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+block = np.ones(16 << 17)  # 16 MiB of float64
+held = rss()
+del block
+print(held - rss(), os.environ.get("MIMALLOC_PURGE_DELAY"))
+"""
+
+
+def test_batch_commands_keep_freed_memory_for_the_next_batch():
+    import os
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the settings are glibc's")
+    base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MIMALLOC_PURGE_DELAY")}
+
+    def returned_mib(mode: str, **env: str) -> tuple[int, str]:
+        done = subprocess.run([sys.executable, "-c", _FREED, mode], env={**base, **env},
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        freed, purge = done.stdout.split()
+        return int(freed), purge
+
+    assert returned_mib("default")[0] >= 15  # glibc unmapped the block
+    assert returned_mib("keep") == (0, "-1")  # kept, and Arrow's mimalloc told not to purge
+    # an operator's own allocator settings win
+    assert returned_mib("keep", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")[0] >= 15
+    assert returned_mib("keep", MIMALLOC_PURGE_DELAY="10")[1] == "10"

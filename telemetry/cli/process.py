@@ -46,6 +46,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_freed_memory()
     from telemetry.config import load_config, make_options
     from telemetry.pipeline import run as run_pipeline
     from telemetry.progress import Progress
@@ -58,6 +59,32 @@ def run(args: argparse.Namespace) -> int:
         result = run_pipeline(args.inputs, keyring, opts, Path(args.out), progress)
     print(summary_line(result.summary, args.out))
     return result.exit_code
+
+
+def keep_freed_memory() -> None:
+    """Allocator settings for a batch run, called before it allocates.
+
+    Every batch allocates and frees a few hundred MB of arrays. By default glibc
+    hands large blocks back to the OS when freed (mmap threshold, heap trimming)
+    and Arrow's mimalloc purges freed pages after 10 ms, so the next batch faults
+    the same memory in again, zeroed by the kernel: 130-150 k page faults and
+    0.7 s of system time in a 4 M-record run. Kept for reuse: 96 k faults and
+    0.45 s. The peak RSS does not change (the run reaches it either way); the
+    memory goes back when the command exits. An operator's ``MIMALLOC_PURGE_DELAY``
+    or ``glibc.malloc`` tunables (``GLIBC_TUNABLES``) are left as they are.
+    """
+    import ctypes
+    import os
+    import platform
+
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")  # read when mimalloc first purges
+    if platform.libc_ver()[0] != "glibc" or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    mallopt = ctypes.CDLL(None).mallopt
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest; also stops its dynamic adjustment
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 64 << 20)
 
 
 def summary_line(s: dict, out: str) -> str:
