@@ -9,10 +9,8 @@ records). Every input record is counted in exactly one of ``records_ok``,
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import polars as pl
+    import pyarrow as pa
 
 from telemetry import __version__
 from telemetry.config import Options, load_config, make_options, thread_count
@@ -34,11 +33,18 @@ log = logging.getLogger("telemetry")
 
 @dataclass
 class Result:
-    """What a run produced: released metrics and the run summary."""
+    """What a run produced: released metrics (``table``, Arrow; ``metrics``, the same
+    rows as a polars frame) and the run summary."""
 
-    metrics: pl.DataFrame
+    table: pa.Table
     summary: dict[str, Any]
     out: Path | None = None
+
+    @property
+    def metrics(self) -> pl.DataFrame:
+        from telemetry.metrics.frame import as_frame
+
+        return as_frame(self.table)
 
     @property
     def exit_code(self) -> int:
@@ -103,8 +109,6 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
     )
     for seq, part in enumerate(engine.run(job, reads)):
-        if state is None:
-            _import_in_background("polars")  # for the release at the end
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
         totals["records_ok"] += part.records_ok
@@ -155,16 +159,9 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         from telemetry.sinks.parquet import write_partitioned
         from telemetry.sinks.runinfo import write_run_json
 
-        write_partitioned(released.metrics.to_arrow(), out / "metrics", "window_start", "part-0")
+        write_partitioned(released.table, out / "metrics", "window_start", "part-0")
         write_run_json(out, summary)
-    return Result(released.metrics, summary, out)
-
-
-def _import_in_background(module: str) -> None:
-    """Import ``module`` on a daemon thread. Called once the kernels are busy, it
-    takes the import (Polars: ~0.1 s, most of it holding the GIL) off the
-    single-threaded start-up; a later ``import`` waits for it to finish."""
-    threading.Thread(target=importlib.import_module, args=(module,), name="telemetry-import", daemon=True).start()
+    return Result(released.table, summary, out)
 
 
 def _write_records(out: Path, records, seq: int) -> None:

@@ -94,3 +94,33 @@ def test_batch_commands_keep_freed_memory_for_the_next_batch():
     # an operator's own allocator settings win
     assert returned_mib("keep", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")[0] >= 15
     assert returned_mib("keep", MIMALLOC_PURGE_DELAY="10")[1] == "10"
+
+
+_MODULES_AT_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("polars" in sys.modules, "numba" in sys.modules, file=sys.stderr))
+sys.argv = ["telemetry", "process", sys.argv[1], "--out", sys.argv[2], "--region", "GB"]
+from telemetry.cli import entry
+entry()
+"""
+
+
+def test_process_command_writes_metrics_without_polars(tmp_path):
+    # polars is the API's view of the rows (Result.metrics); the files come from Arrow
+    import base64
+    import os
+
+    import pyarrow.parquet as pq
+
+    from telemetry.generate import write
+
+    write(tmp_path / "cdr.parquet", 2_000)
+    env = dict(os.environ, TELEMETRY_KEY=base64.b64encode(bytes(range(32))).decode())
+    done = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, str(tmp_path / "cdr.parquet"),
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.split()[-2] == "False"
+    result = telemetry.process(tmp_path / "cdr.parquet", key=bytes(range(32)), region="GB")
+    written = pq.read_table(tmp_path / "out" / "metrics").drop_columns(["date"])
+    assert written.equals(result.table.cast(written.schema))
+    assert result.metrics.to_arrow().cast(result.table.schema).equals(result.table)

@@ -2,19 +2,26 @@
 
 Every value is a deterministic function of the state's exact integers and
 histogram buckets, so the frame is identical bit for bit however the input was
-split or merged.
+split or merged. Rows are built and sorted as Arrow tables (what the sinks
+write); :func:`as_frame` gives the polars view the API returns, so a run that
+only writes files never imports polars.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kernels import aggregate as agg
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
 from telemetry.schema import CHANNELS, MESSAGE_CHANNELS, STATUSES
+
+if TYPE_CHECKING:
+    import polars as pl
 
 OTHER = "__other__"
 
@@ -41,17 +48,22 @@ def metric_columns(by: tuple[str, ...]) -> list[str]:
     return ["window_start", "window_end", "channel", *by, *VOICE_COLUMNS, *MESSAGE_COLUMNS, *DISTINCT_COLUMNS]
 
 
-def schema(by: tuple[str, ...]) -> dict[str, pl.DataType]:
-    """Output dtypes: dimensions are strings (see docs/metrics.md), counts int64, the rest float64."""
-    out: dict[str, pl.DataType] = {
-        "window_start": pl.Datetime("us", "UTC"),
-        "window_end": pl.Datetime("us", "UTC"),
-        "channel": pl.String(),
-    }
-    out.update({name: pl.String() for name in by})
+def schema(by: tuple[str, ...]) -> pa.Schema:
+    """Output types: dimensions are strings (see docs/metrics.md), counts int64, the rest float64."""
+    fields = [pa.field("window_start", _TS), pa.field("window_end", _TS), pa.field("channel", pa.string())]
+    fields += [pa.field(name, pa.string()) for name in by]
     for name in (*VOICE_COLUMNS, *MESSAGE_COLUMNS, *DISTINCT_COLUMNS):
-        out[name] = pl.Int64() if name in _COUNT_NAMES else pl.Float64()
-    return out
+        fields.append(pa.field(name, pa.int64() if name in _COUNT_NAMES else pa.float64()))
+    return pa.schema(fields)
+
+
+def as_frame(table: pa.Table) -> pl.DataFrame:
+    """Metric rows as a polars frame (zero-copy: the Arrow types map one to one)."""
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def dimension_text(value) -> str:
@@ -66,15 +78,16 @@ def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
     (as emitted: strings in byte order, nulls last)."""
     if spec is not None and spec.key() != state.spec.key():
         raise ValueError("spec differs from the spec the state was accumulated with")
-    return sort_rows(metric_rows(state), state.spec.by)
+    return as_frame(sort_rows(metric_rows(state), state.spec.by))
 
 
-def sort_rows(frame: pl.DataFrame, by: tuple[str, ...]) -> pl.DataFrame:
-    """Metric rows in :func:`finalize` order."""
-    return frame.sort(["window_start", "channel", *by], nulls_last=True, maintain_order=True)
+def sort_rows(table: pa.Table, by: tuple[str, ...]) -> pa.Table:
+    """Metric rows in :func:`finalize` order (a stable sort: ties keep their order)."""
+    keys = [(name, "ascending", "at_end") for name in ("window_start", "channel", *by)]
+    return table.take(pc.sort_indices(table, sort_keys=keys))
 
 
-def metric_rows(state: State, keep: np.ndarray | None = None) -> pl.DataFrame:
+def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     """The metric row of each group (only those where ``keep`` is True), in group order."""
     by = state.spec.by
     g = state.n_groups
@@ -150,12 +163,10 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pl.DataFrame:
     columns["distinct_sources"] = count(state.sources.counts(), everyone)
     columns["distinct_destinations"] = count(state.destinations.counts(), everyone)
 
-    table = pa.table({name: columns[name] for name in metric_columns(by)})
+    table = pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
     if keep is not None:
         table = table.filter(pa.array(keep))
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame.cast(schema(by))  # pins dtypes for empty frames too
+    return table
 
 
 def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:

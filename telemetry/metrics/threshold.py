@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import metric_rows, sort_rows
+from telemetry.metrics.frame import as_frame, metric_rows, sort_rows
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass
@@ -20,15 +24,20 @@ class Released:
     ``rows_withheld``/``records_withheld`` count groups (at the configured
     grouping) and their records that appear in no released row;
     ``rows_rolled_up`` counts groups below k that were published inside a
-    released ``__other__`` row.
+    released ``__other__`` row. The rows are ``table`` (Arrow, what the sinks
+    write) and, as a polars frame, ``metrics``.
     """
 
-    metrics: pl.DataFrame
+    table: pa.Table
     rows_released: int
     rows_withheld: int
     records_withheld: int
     rows_rolled_up: int
     k: int
+
+    @property
+    def metrics(self) -> pl.DataFrame:
+        return as_frame(self.table)
 
 
 def passes(state: State, k: int) -> np.ndarray:
@@ -65,5 +74,5 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
         withheld_rows = int((~published).sum())
         withheld_records = int(records[~published].sum())
         rows.append(metric_rows(rollup, rollup_ok))
-    metrics = sort_rows(pl.concat(rows), state.spec.by)
-    return Released(metrics, metrics.height, withheld_rows, withheld_records, rolled_up, k)
+    table = sort_rows(pa.concat_tables(rows), state.spec.by)
+    return Released(table, table.num_rows, withheld_rows, withheld_records, rolled_up, k)
