@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 import telemetry
 
 
@@ -58,42 +56,30 @@ def test_cli_starts_no_blas_threads_unless_the_operator_asks(tmp_path):
         assert done.stderr.split()[-2:] == expected.split()
 
 
-# RSS after freeing a 16 MiB array: glibc hands such a block back to the OS unless the
-# command's allocator settings keep it for the next batch.
-_FREED = """
-import os, sys
-import numpy as np
-if sys.argv[1] == "keep":
-    from telemetry.cli.process import keep_freed_memory
-    keep_freed_memory()
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
-block = np.ones(16 << 17)  # 16 MiB of float64
-held = rss()
-del block
-print(held - rss(), os.environ.get("MIMALLOC_PURGE_DELAY"))
+_PURGE_AT_EXIT = """
+import atexit, os, sys
+atexit.register(lambda: print(os.environ.get("MIMALLOC_PURGE_DELAY"), file=sys.stderr))
+sys.argv = ["telemetry", "process", sys.argv[1], "--out", sys.argv[2], "--region", "GB"]
+from telemetry.cli import entry
+entry()
 """
 
 
-def test_batch_commands_keep_freed_memory_for_the_next_batch():
+def test_process_command_keeps_arrow_memory_unless_the_operator_says(tmp_path):
+    import base64
     import os
-    import platform
 
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("the settings are glibc's")
-    base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MIMALLOC_PURGE_DELAY")}
+    from telemetry.generate import write
 
-    def returned_mib(mode: str, **env: str) -> tuple[int, str]:
-        done = subprocess.run([sys.executable, "-c", _FREED, mode], env={**base, **env},
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        freed, purge = done.stdout.split()
-        return int(freed), purge
-
-    assert returned_mib("default")[0] >= 15  # glibc unmapped the block
-    assert returned_mib("keep") == (0, "-1")  # kept, and Arrow's mimalloc told not to purge
-    # an operator's own allocator settings win
-    assert returned_mib("keep", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")[0] >= 15
-    assert returned_mib("keep", MIMALLOC_PURGE_DELAY="10")[1] == "10"
+    write(tmp_path / "cdr.parquet", 500)
+    base = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    base["TELEMETRY_KEY"] = base64.b64encode(bytes(range(32))).decode()
+    for own, seen in ((None, "-1"), ("25", "25")):
+        env = base if own is None else {**base, "MIMALLOC_PURGE_DELAY": own}
+        done = subprocess.run([sys.executable, "-c", _PURGE_AT_EXIT, str(tmp_path / "cdr.parquet"),
+                               str(tmp_path / "out")], env=env, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr.split()[-1] == seen
 
 
 _MODULES_AT_EXIT = """

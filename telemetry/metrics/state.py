@@ -35,12 +35,8 @@ OTHER_CODE = -2
 _FIXED_KEYS = 2  # window index, channel code
 _DELIVERED = STATUSES.index("delivered")
 MAX_RUNS = 64  # unconsolidated runs a state may carry before merging folds them
-#: ... and the bytes they may hold beyond the largest run (see State.merge). Batch states
-#: of 262,144 records hold 5-8 MiB: at 64 MiB a 4 M-record run folded its first 14 at the
-#: end of the input (160-180 ms on both cores) and then copied that result again with the
-#: last 3 (90 ms); now its 17 are folded once (100 ms). Its peak RSS (~800 MB, reading
-#: and kernels) does not change.
-PENDING_BYTES = 256 << 20
+#: ... and the bytes they may hold beyond the largest run (see State.merge).
+PENDING_BYTES = 64 << 20
 
 
 @dataclass
