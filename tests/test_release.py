@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from telemetry.metrics import AggSpec, accumulate, finalize, release
+from telemetry.metrics import AggSpec, accumulate, finalize, merge, release
 from telemetry.metrics.frame import metric_columns
 from tests.reference_metrics import assert_matches, reference_release, to_batch
 from tests.test_metrics import BYS, T0, W15, record
@@ -35,6 +35,25 @@ def test_matches_reference_release(records, by, k):
     want, rows_withheld, records_withheld, rolled = reference_release(records, W15, by, k)
     assert_matches(out.metrics, want, by)
     assert out.metrics.columns == metric_columns(by)
+    assert (out.rows_released, out.rows_withheld, out.records_withheld, out.rows_rolled_up) == (
+        len(want), rows_withheld, records_withheld, rolled)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(record(), min_size=1, max_size=30), by=BYS, k=st.integers(1, 4),
+       cuts=st.lists(st.integers(1, 59), max_size=3))  # fmt: skip
+def test_release_reads_unconsolidated_runs_like_the_reference(records, by, k, cuts):
+    # batches merged as runs that stay apart (as a pipeline's last batches do); the records
+    # twice over, cut between the copies and elsewhere, so that runs share groups and also
+    # hold groups of their own: the release of the runs is the release of all records
+    spec = AggSpec(window="15m", by=by)
+    both = records + records[::-1]
+    bounds = sorted({0, len(records), len(both), *(c for c in cuts if c < len(both))})
+    state = merge([accumulate(to_batch(both[a:b]), spec) for a, b in zip(bounds, bounds[1:])])
+    assert len(state.apart()) == len(bounds) - 1
+    out = release(state, spec, k=k)
+    want, rows_withheld, records_withheld, rolled = reference_release(both, W15, by, k)
+    assert_matches(out.metrics, want, by)
     assert (out.rows_released, out.rows_withheld, out.records_withheld, out.rows_rolled_up) == (
         len(want), rows_withheld, records_withheld, rolled)
 

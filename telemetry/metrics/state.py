@@ -80,12 +80,7 @@ class Run:
     @classmethod
     def union(cls, runs: list["Run"]) -> "Run":
         """All runs' groups in one run: one pass, whatever the number of runs."""
-        dims = runs[0].dims
-        keys = [runs[0].keys]
-        for run in runs[1:]:
-            dims, recoded = _unify_dims(dims, run.dims, run.keys)
-            keys.append(recoded)
-        stacked = np.ascontiguousarray(np.vstack(keys))
+        dims, stacked = _common_keys(runs)
         gid, first = agg.group_rows(stacked)
         n = len(first)
         counts = np.zeros((n, agg.N_COUNTERS), np.int64)
@@ -227,6 +222,18 @@ class State:
     @property
     def records(self) -> int:
         return sum(int(r.counts[:, agg.RECORDS].sum()) for r in self._runs)
+
+    def apart(self) -> list[tuple["State", np.ndarray]]:
+        """Each run as a state of its own, with the mask of its groups that no other run
+        holds: what can be read in place without consolidating the runs (batches in time
+        order share only the windows at their edges)."""
+        if len(self._runs) < 2:
+            return [(self, np.ones(self.n_groups, np.bool_))]
+        _, stacked = _common_keys(self._runs)
+        gid, first = agg.group_rows(stacked)
+        alone = (np.bincount(gid, minlength=len(first)) == 1)[gid]
+        bounds = np.cumsum([0] + [run.n_groups for run in self._runs])
+        return [(State(self.spec, [run]), alone[a:b]) for run, a, b in zip(self._runs, bounds, bounds[1:])]
 
     def take(self, groups: np.ndarray) -> "State":
         """The groups listed (increasing indices), renumbered in that order."""
@@ -386,6 +393,17 @@ def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -
         valid = _valid(arr, n)
         gid, prefix = gid[valid], prefix[valid]
     return Distinct.build(gid, prefix, n_groups)
+
+
+def _common_keys(runs: list[Run]) -> tuple[list[list], np.ndarray]:
+    """Value lists covering every run's dimensions, and all runs' keys recoded into them,
+    stacked in run order."""
+    dims = runs[0].dims
+    keys = [runs[0].keys]
+    for run in runs[1:]:
+        dims, recoded = _unify_dims(dims, run.dims, run.keys)
+        keys.append(recoded)
+    return dims, np.ascontiguousarray(np.vstack(keys))
 
 
 def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:

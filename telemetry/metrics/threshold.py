@@ -11,7 +11,7 @@ import pyarrow as pa
 from kernels import aggregate as agg
 from telemetry.metrics.frame import as_frame, metric_rows, sort_rows
 from telemetry.metrics.spec import AggSpec
-from telemetry.metrics.state import OTHER_CODE, State
+from telemetry.metrics.state import OTHER_CODE, State, merge
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,10 +54,19 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     k = int(k)
     if spec is not None and spec.key() != state.spec.key():
         raise ValueError("spec differs from the spec the state was accumulated with")
-    ok = passes(state, k)
-    # rows come straight from the state: no copy of the groups that pass
-    rows = [metric_rows(state, ok)]
-    below = state.take(np.flatnonzero(~ok))
+    # Rows come straight from the state's runs: no copy of the groups that pass, and no
+    # consolidation of the runs; only groups that several runs hold are merged first.
+    parts = state.apart()
+    shared = [part.take(np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
+    if shared:
+        merged = merge(shared)
+        parts.append((merged, np.ones(merged.n_groups, np.bool_)))
+    rows, below_parts = [], []
+    for part, alone in parts:
+        ok = passes(part, k) & alone
+        rows.append(metric_rows(part, ok))
+        below_parts.append(part.take(np.flatnonzero(alone & ~ok)))
+    below = merge(below_parts)
     records = below.counts[:, agg.RECORDS]
     rolled_up = 0
     withheld_rows = below.n_groups
