@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ class Result:
     summary: dict[str, Any]
     out: Path | None = None
 
-    @property
+    @cached_property
     def metrics(self) -> pl.DataFrame:
         from telemetry.metrics.frame import as_frame
 

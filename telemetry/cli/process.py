@@ -67,8 +67,8 @@ def keep_freed_memory() -> None:
     is left as it is).
 
     Every batch allocates and frees the same few hundred MB of Arrow buffers. By
-    default mimalloc hands freed pages back to the OS after 10 ms, and the next
-    batch faults them in again, zeroed by the kernel. Kept: page faults of a
+    default mimalloc hands freed pages back to the OS shortly after (its purge
+    delay), and the next batch faults them in again, zeroed by the kernel. Kept: page faults of a
     4 M-record run fell from about 155 k to 123-135 k; peak RSS of 10 M and 40 M
     records 923 and 980 MB (862 and 937 MB before). glibc's heap was tried too
     (1 GiB trim threshold): fewer faults still, but its fragments added 20% to the

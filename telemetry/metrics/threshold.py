@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,7 +36,7 @@ class Released:
     rows_rolled_up: int
     k: int
 
-    @property
+    @cached_property
     def metrics(self) -> pl.DataFrame:
         return as_frame(self.table)
 
