@@ -13,6 +13,7 @@ import codecs
 import csv
 import json
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -91,16 +92,18 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
     wanted = [f"c{i}" for i in positions.values()]
     rejects: list[Reject] = []
     numbers = _RowNumbers()
+    lock = threading.Lock()  # pyarrow calls the handler on its reading thread, ahead of the batches
 
     def invalid(row: Any) -> str:
         number = row.number - 1  # pyarrow counts the header row
-        numbers.skip(number)
         text = row.text or ""
         if text.count('"') % 2:
             reason = "unterminated quoted field"
         else:
             reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
-        rejects.append(Reject(path, number, reason, {}))
+        with lock:
+            numbers.skip(number)
+            rejects.append(Reject(path, number, reason, {}))
         return "skip"
 
     # pyarrow reads ahead several blocks: peak memory grows with the block, not the file
@@ -136,12 +139,21 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
             f"{path}: cannot parse as CSV; pass --format if it is another format"
         ) from None
     with stream:
-        yield from _csv_batches(path, reader, positions, numbers, rejects)
+        yield from _csv_batches(path, reader, positions, numbers, rejects, lock)
 
 
 def _csv_batches(
-    path: str, reader: Any, positions: dict[str, int], numbers: _RowNumbers, rejects: list[Reject]
+    path: str,
+    reader: Any,
+    positions: dict[str, int],
+    numbers: _RowNumbers,
+    rejects: list[Reject],
+    lock: threading.Lock,
 ) -> Iterator[ReadBatch]:
+    """Batches with their row numbers and the rows pyarrow rejected so far. pyarrow parses
+    ahead and reports bad rows from its own thread, so rows skipped and rejects are taken
+    under ``lock``, all at once: a reject reported meanwhile stays for the next batch."""
+
     def parsed() -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[Reject]]]:
         while True:
             try:
@@ -154,12 +166,16 @@ def _csv_batches(
                     f"{path}: CSV parse error after data row {numbers.next - 1} "
                     "(a row larger than the block size?)"
                 ) from None
-            yield batch, numbers.take(batch.num_rows), list(rejects)
-            rejects.clear()
+            with lock:
+                rows, taken = numbers.take(batch.num_rows), rejects[:]
+                rejects.clear()
+            yield batch, rows, taken
 
     yield from converted(parsed(), lambda block: _csv_block(path, positions, *block))
-    if rejects:
-        yield ReadBatch(_empty(), np.zeros(0, np.int64), list(rejects), path)
+    with lock:
+        taken = rejects[:]
+    if taken:
+        yield ReadBatch(_empty(), np.zeros(0, np.int64), taken, path)
 
 
 def _csv_block(
