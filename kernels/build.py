@@ -67,7 +67,6 @@ def _compile(recorded: dict, target: str) -> None:
     name = f"_telemetry_kernels_{Path(target).name.split('-')[-1]}"
     cc = CC(name)
     cc.target_cpu = "host"
-    cc.output_dir = str(Path(target).parent)
     cc.verbose = False
     exports = []
     for i, ((kernel_name, signature), (kernel, types)) in enumerate(sorted(recorded.items(), key=lambda kv: repr(kv[0]))):

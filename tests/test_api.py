@@ -1,11 +1,17 @@
-"""The public surface: cheap import, a truthful ``__all__``."""
+"""The public surface: cheap import, a truthful ``__all__``, and what the ``telemetry``
+command sets up for itself."""
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
+
 import telemetry
+from telemetry.generate import write
 
 
 def test_every_name_in_all_resolves():
@@ -28,84 +34,55 @@ def test_unknown_attribute_is_an_attribute_error():
         raise AssertionError("expected AttributeError")
 
 
-# At the command's exit: the OpenBLAS worker threads NumPy's BLAS runs (its wheel's
-# library, found among the process's mappings), and the variable as the command saw it.
-_BLAS_AT_EXIT = """
+# A ``telemetry`` command run in a child process; at its exit the child prints, to stderr,
+# what ``REPORT`` (an expression) gives then, after whatever the command itself wrote.
+_AT_EXIT = """
 import atexit, ctypes, os, sys
-def report():
-    path = next(line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line)
-    threads = ctypes.CDLL(path).scipy_openblas_get_num_threads64_()
-    print(os.environ.get("OPENBLAS_NUM_THREADS"), threads, file=sys.stderr)
-atexit.register(report)
-sys.argv = ["telemetry", "generate", "--out", sys.argv[1], "--records", "100"]
+atexit.register(lambda: print(REPORT, file=sys.stderr))
+sys.argv = ["telemetry", *sys.argv[1:]]
 from telemetry.cli import entry
 entry()
 """
+_KEY = {"TELEMETRY_KEY": base64.b64encode(bytes(range(32))).decode()}
+
+
+def _at_exit(report: str, args: list, drop: str = "", **env: str) -> list[str]:
+    """What ``report`` gave at the exit of ``telemetry *args`` (environment variable
+    ``drop`` unset, ``env`` added), split into words."""
+    child = {k: v for k, v in os.environ.items() if k != drop} | _KEY | env
+    code = _AT_EXIT.replace("REPORT", report)
+    command = [sys.executable, "-c", code, *map(str, args)]
+    done = subprocess.run(command, env=child, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr.splitlines()[-1].split()
+
+
+# the OpenBLAS worker threads of NumPy's BLAS (its wheel's library, among the mappings)
+_BLAS = (
+    'os.environ.get("OPENBLAS_NUM_THREADS"), ctypes.CDLL(next(line.split()[-1] for line in '
+    'open("/proc/self/maps") if "openblas" in line)).scipy_openblas_get_num_threads64_()'
+)
 
 
 def test_cli_starts_no_blas_threads_unless_the_operator_asks(tmp_path):
-    import os
-
-    for setting, expected in ((None, "1 1"), ("2", "2 2")):
-        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-        if setting is not None:
-            env["OPENBLAS_NUM_THREADS"] = setting
-        done = subprocess.run([sys.executable, "-c", _BLAS_AT_EXIT, str(tmp_path / "cdr.csv")],
-                              env=env, capture_output=True, text=True)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stderr.split()[-2:] == expected.split()
-
-
-_PURGE_AT_EXIT = """
-import atexit, os, sys
-atexit.register(lambda: print(os.environ.get("MIMALLOC_PURGE_DELAY"), file=sys.stderr))
-sys.argv = ["telemetry", "process", sys.argv[1], "--out", sys.argv[2], "--region", "GB"]
-from telemetry.cli import entry
-entry()
-"""
+    args = ["generate", "--out", tmp_path / "cdr.csv", "--records", "100"]
+    assert _at_exit(_BLAS, args, drop="OPENBLAS_NUM_THREADS") == ["1", "1"]
+    assert _at_exit(_BLAS, args, OPENBLAS_NUM_THREADS="2") == ["2", "2"]
 
 
 def test_process_command_keeps_arrow_memory_unless_the_operator_says(tmp_path):
-    import base64
-    import os
-
-    from telemetry.generate import write
-
     write(tmp_path / "cdr.parquet", 500)
-    base = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
-    base["TELEMETRY_KEY"] = base64.b64encode(bytes(range(32))).decode()
-    for own, seen in ((None, "-1"), ("25", "25")):
-        env = base if own is None else {**base, "MIMALLOC_PURGE_DELAY": own}
-        done = subprocess.run([sys.executable, "-c", _PURGE_AT_EXIT, str(tmp_path / "cdr.parquet"),
-                               str(tmp_path / "out")], env=env, capture_output=True, text=True)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stderr.split()[-1] == seen
-
-
-_MODULES_AT_EXIT = """
-import atexit, sys
-atexit.register(lambda: print("polars" in sys.modules, "numba" in sys.modules, file=sys.stderr))
-sys.argv = ["telemetry", "process", sys.argv[1], "--out", sys.argv[2], "--region", "GB"]
-from telemetry.cli import entry
-entry()
-"""
+    args = ["process", tmp_path / "cdr.parquet", "--out", tmp_path / "out", "--region", "GB"]
+    purge = 'os.environ.get("MIMALLOC_PURGE_DELAY")'
+    assert _at_exit(purge, args, drop="MIMALLOC_PURGE_DELAY") == ["-1"]
+    assert _at_exit(purge, args, MIMALLOC_PURGE_DELAY="25") == ["25"]
 
 
 def test_process_command_writes_metrics_without_polars(tmp_path):
     # polars is the API's view of the rows (Result.metrics); the files come from Arrow
-    import base64
-    import os
-
-    import pyarrow.parquet as pq
-
-    from telemetry.generate import write
-
     write(tmp_path / "cdr.parquet", 2_000)
-    env = dict(os.environ, TELEMETRY_KEY=base64.b64encode(bytes(range(32))).decode())
-    done = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, str(tmp_path / "cdr.parquet"),
-                           str(tmp_path / "out")], env=env, capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.split()[-2] == "False"
+    args = ["process", tmp_path / "cdr.parquet", "--out", tmp_path / "out", "--region", "GB"]
+    assert _at_exit('"polars" in sys.modules', args) == ["False"]
     result = telemetry.process(tmp_path / "cdr.parquet", key=bytes(range(32)), region="GB")
     written = pq.read_table(tmp_path / "out" / "metrics").drop_columns(["date"])
     assert written.equals(result.table.cast(written.schema))
