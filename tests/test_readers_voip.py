@@ -470,6 +470,67 @@ def test_pyarrow_path_reads_as_the_csv_module_narrow(tmp_path, data, header) -> 
     agree(tmp_path, (b"a;b;c\n" if header else b"") + data, NARROW, ";", header)
 
 
+REGULAR = st.text(alphabet='ab ,;"\n\r\t0\u00e9', max_size=6)
+
+
+@AGREE
+@given(
+    st.lists(st.lists(REGULAR, min_size=3, max_size=3), max_size=12),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_regular_ranges_are_scanned_as_the_csv_module_reads_them(
+    tmp_path, rows, quote_all, cut, broken
+) -> None:
+    # what CDR writers make: one width, LF line ends, quotes doubled — read by the scan
+    # kernel, not pyarrow, unless a kept field is not ASCII or a CR stands unquoted;
+    # ``broken``: a byte that is not UTF-8 somewhere
+    import csv as csvmod
+    import io
+
+    from telemetry.readers._vendorcsv import _scan_range
+
+    text = io.StringIO()
+    quoting = csvmod.QUOTE_ALL if quote_all else csvmod.QUOTE_MINIMAL
+    csvmod.writer(text, lineterminator="\n", quoting=quoting).writerows(rows)
+    data = text.getvalue().encode()
+    if cut and data.endswith(b"\n"):
+        data = data[:-1]  # the last record without its line feed
+    if broken:
+        data = data.replace(b"a", b"\xff", 1)
+    path = tmp_path / "regular.csv"
+    path.write_bytes(data)
+    scanned = _scan_range(str(path), NARROW, 3, ",", (0, None), 1 << 20)
+    kept_ascii = not broken and all(row[0].isascii() and row[2].isascii() for row in rows)
+    bare_cr = not quote_all and any("\r" in f and not any(c in f for c in ',"\n') for r in rows for f in r)
+    if kept_ascii and not bare_cr:
+        assert scanned is not None
+    slow = outcome(slow_records(str(path), NARROW))
+    if scanned is not None:
+        assert scanned.count == len(rows) and not scanned.open_end
+        assert outcome(scanned.parts) == slow
+    agree(tmp_path, data, NARROW)
+
+
+@pytest.mark.parametrize("fmt", ["asterisk", "freeswitch", "kamailio"])
+def test_cdr_writers_files_are_scanned_without_pyarrow(tmp_path, monkeypatch, fmt) -> None:
+    from telemetry.readers import _vendorcsv
+
+    class Unused:
+        def __init__(self, *args) -> None:
+            raise AssertionError("a regular range went to pyarrow")
+
+    path = tmp_path / f"cdrs.{fmt}"
+    records = get_format(fmt).write(generate(3000, seed=4), str(path))
+    with monkeypatch.context() as pyarrow_only:
+        pyarrow_only.setattr(_vendorcsv, "_scan_range", lambda *args: None)
+        good, rejects = read_all(path, fmt, batch_rows=1000)
+    assert len(good) == records and not rejects
+    monkeypatch.setattr(_vendorcsv, "_Fast", Unused)
+    assert read_all(path, fmt, batch_rows=1000) == (good, rejects)
+
+
 def test_record_larger_than_a_block_hands_over_to_the_csv_module(tmp_path) -> None:
     lines = [ast_line(billsec=str(i)) for i in range(40)]
     lines[25] = lines[25].replace('"Dial"', '"' + "D" * 5000 + '"')

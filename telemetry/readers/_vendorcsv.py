@@ -1,5 +1,12 @@
 """Vendor CSV files (Asterisk, FreeSWITCH, Kamailio) streamed as blocks of text columns.
 
+The file is read in ranges, two side by side on worker threads. A range as CDR
+writers write it — records of one width ending in ``\n``, fields bare or quoted
+with quotes doubled, only ASCII in the fields a reader keeps — is split by
+:func:`kernels.csvscan.scan` and its kept fields copied straight into ``string``
+columns, a pass over its bytes or two. Any other range goes through pyarrow, as
+follows, and reads exactly as it did before the scan existed.
+
 pyarrow's CSV reader splits the file in C — ranges of it on two worker threads,
 while the caller converts what came before — and builds only the columns a reader
 maps, as ``string`` arrays: no Python runs per well-formed record. The records it
@@ -30,6 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -357,6 +365,9 @@ class _Range:
 def _parse_range(
     path: str, layout: Layout, width: int, delimiter: str, span: tuple[int, int | None], block: int
 ) -> _Range:
+    regular = _scan_range(path, layout, width, delimiter, span, 2 * block * _RANGE_BLOCKS)
+    if regular is not None:
+        return regular
     fast = _Fast(path, layout, width, delimiter, span, block)
     try:
         parts = list(fast.blocks())
@@ -364,6 +375,76 @@ def _parse_range(
         fast.close()
     count = max((_last_number(part) for part in parts), default=0)
     return _Range(parts, count, fast.open_end, fast.open_bytes)
+
+
+_buffers = threading.local()  # each worker's bytes and field spans of its last range, reused
+
+
+def _scan_range(
+    path: str, layout: Layout, width: int, delimiter: str, span: tuple[int, int | None], limit: int
+) -> _Range | None:
+    """A range read by :func:`kernels.csvscan.scan`, or None when it is not regular
+    or longer than ``limit`` bytes (pyarrow then reads it). Its fields are copied
+    out, so the worker's buffer is reused for its next range: no fresh pages per range."""
+    from kernels.csvscan import gather, scan
+
+    data = _read_span(path, span, min(limit, (1 << 31) - 1))  # positions are int32
+    if data is None:
+        return None  # a range ending in an overlong record: pyarrow's blocks bound memory
+    index = layout.fields(width)
+    kept = sorted({i for i in index.values() if i is not None})
+    column = np.full(width, -1, np.int64)
+    column[kept] = np.arange(len(kept))
+    spans = getattr(_buffers, "spans", None)
+    if spans is None or spans[0].shape[0] != len(kept):
+        spans = tuple(np.empty((len(kept), 1 << 14), np.int32) for _ in range(3))
+    records, *spans = scan(data, ord(delimiter), column, width, *spans)
+    _buffers.spans = starts, ends, sizes = spans
+    if records < 0:
+        return None
+    lengths = sizes[:, :records].sum(axis=1, dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    offsets = np.empty((len(kept), records + 1), np.int32)
+    out = np.empty(int(lengths.sum()) + 8, np.uint8)
+    gather(data, starts, ends, sizes, records, bases, offsets, out)
+    columns: dict[str, pa.Array] = {}
+    for key, i in index.items():
+        if i is None:
+            columns[key] = pa.nulls(records, pa.string())  # a field this width lacks is empty
+            continue
+        c = int(column[i])
+        empty = sizes[c, :records] == 0  # an empty field is null, quoted or not
+        nulls = int(np.count_nonzero(empty))
+        bitmap = pa.py_buffer(np.packbits(~empty, bitorder="little")) if nulls else None
+        text = out[bases[c] : bases[c] + lengths[c]]
+        buffers = [bitmap, pa.py_buffer(offsets[c]), pa.py_buffer(text)]
+        columns[key] = pa.Array.from_buffers(pa.string(), records, buffers, null_count=nulls)
+    rows = np.arange(1, records + 1, dtype=np.int64)
+    return _Range([Records(columns, rows, [])], records, False, None)
+
+
+def _read_span(path: str, span: tuple[int, int | None], limit: int) -> np.ndarray | None:
+    """Bytes ``start`` to ``end`` (None: the end of the file) of the file, in this
+    thread's reused buffer; None when they are more than ``limit``."""
+    start, end = span
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            size = (os.fstat(handle.fileno()).st_size if end is None else end) - start
+            if size > limit:
+                return None
+            buffer = getattr(_buffers, "data", None)
+            if buffer is None or len(buffer) < size:
+                buffer = _buffers.data = np.empty(max(size, 1 << 20), np.uint8)
+            handle.seek(start)
+            got = 0
+            while got < size:
+                count = handle.readinto(memoryview(buffer)[got:size])
+                if not count:
+                    break  # the file is shorter than it was
+                got += count
+            return buffer[:got]
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
 
 
 def _parallel(
