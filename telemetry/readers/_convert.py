@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import filled_values, numeric_values, string_views, validity
+from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import masked
 from telemetry.readers import ReadBatch, Reject
@@ -229,22 +229,38 @@ def _text(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     """Text as ``string``, empty → null. Binary input is checked for UTF-8 here."""
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
-    if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+    text = pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)
+    if text or pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type):
         # Arrow does not check that string data it reads (Parquet pages, JSON) is
-        # UTF-8: check it as bytes, one vectorized cast unless a row is bad
-        raw = raw.view(pa.large_binary() if pa.types.is_large_string(raw.type) else pa.binary())
-    if pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type):
-        raw = _utf8(raw, name, verdict)
-    elif not pa.types.is_string(raw.type):
+        # UTF-8: check it as bytes — ASCII at a glance, else one vectorized cast
+        # unless a row is bad
+        large = pa.types.is_large_string(raw.type) or pa.types.is_large_binary(raw.type)
+        views = string_views(raw)
+        if _ascii(views):
+            raw = raw.view(pa.large_string() if large else pa.string())
+        else:
+            raw = _utf8(raw.view(pa.large_binary() if large else pa.binary()), name, verdict)
+            views = string_views(raw)
+        empty = (views.offsets[1:] == views.offsets[:-1]) & views.valid
+    else:
         try:
             raw = pc.cast(raw, pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             verdict.flag(raw.is_valid(), f"{name}: wrong type")
             return pa.nulls(len(raw), pa.string())
-    empty = pc.equal(raw, EMPTY_TEXT)
-    if pc.any(empty).as_py():
-        raw = pc.if_else(pc.fill_null(empty, NO), NULL_TEXT, raw)
+        empty = as_mask(pc.equal(raw, EMPTY_TEXT))
+    if empty.any():
+        raw = pc.if_else(pa.array(empty), NULL_TEXT, raw)
     return raw
+
+
+def _ascii(views: StringViews) -> bool:
+    """Whether a string array's bytes are all ASCII (and so UTF-8)."""
+    from kernels.fields import ascii_only
+
+    if not len(views.offsets) or views.offsets[0] == views.offsets[-1]:
+        return True
+    return bool(ascii_only(views.data, int(views.offsets[0]), int(views.offsets[-1])))
 
 
 def _dictionary_text(raw: pa.Array, name: str, verdict: Verdict) -> pa.DictionaryArray:
@@ -483,9 +499,26 @@ def _cast(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     return pa.concat_arrays([left, right]), np.concatenate([bad_left, bad_right])
 
 
+def _plain(text: pa.Array, kernel: Callable, target: pa.DataType) -> pa.Array | None:
+    """``text`` (``string``) read by a :mod:`kernels.fields` kernel into int64 values of
+    ``target``, nulls kept; None when a row is not in the kernel's form."""
+    views = string_views(text)
+    values = np.zeros(len(text), np.int64)
+    if not kernel(views.offsets, views.data, views.valid, values):
+        return None
+    bitmap = pa.py_buffer(np.packbits(views.valid, bitorder="little")) if text.null_count else None
+    return pa.Array.from_buffers(target, len(text), [bitmap, pa.py_buffer(values)], text.null_count)
+
+
 def _digits(text: pa.Array) -> pa.Array | None:
     """``text`` as int64 when every value is plain ASCII digits (the common case,
     read without a regex), else None."""
+    from kernels.fields import plain_uints
+
+    if pa.types.is_string(text.type):
+        read = _plain(text, plain_uints, pa.int64())
+        if read is not None:
+            return read  # 1 to 18 digits each: what the cast below reads alike
     if pc.all(pc.ascii_is_decimal(text)).as_py() is False:
         return None
     try:
@@ -616,8 +649,14 @@ def _wall_clock(text: pa.Array) -> pa.Array | None:
     """``text`` as naive ``timestamp[us]`` when every value is a valid
     ``YYYY-MM-DD[T ]hh:mm:ss[.ffffff]`` (the common case, read without a regex: Arrow's
     ISO 8601 cast takes no other form of 19 characters or more into a naive time), else None."""
+    from kernels.fields import wall_clock
+
     if len(text) == text.null_count:
         return pa.nulls(len(text), pa.timestamp("us"))
+    if pa.types.is_string(text.type):
+        read = _plain(text, wall_clock, pa.timestamp("us"))
+        if read is not None:
+            return read  # every value ``YYYY-MM-DD hh:mm:ss``: what the cast below reads alike
     if pc.min(pc.binary_length(text)).as_py() < 19:
         return None
     try:
