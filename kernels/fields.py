@@ -16,6 +16,8 @@ import numpy as np
 
 from kernels._jit import njit
 
+_HIGH = np.uint64(0x8080808080808080)
+
 
 @njit(_nrt=False)
 def _digits(data, s, count):
@@ -118,9 +120,6 @@ def plain_uints(offsets, data, valid, out):
     return True
 
 
-_HIGH = np.uint64(0x8080808080808080)
-
-
 @njit(_nrt=False)
 def ascii_only(data, lo, hi):
     """Whether ``data[lo:hi]`` holds only bytes below 0x80 (so is UTF-8), eight at a time."""
@@ -133,3 +132,70 @@ def ascii_only(data, lo, hi):
         seen |= np.uint64(data[i])
         i += 1
     return (seen & _HIGH) == 0
+
+
+@njit(_nrt=False)
+def _all_hex(w):
+    """Whether all 8 bytes of ``w`` are ASCII hex digits: for a byte v < 0x80,
+    v + (0x80 - lo) has its top bit set iff v >= lo, and no sum carries into the
+    next byte."""
+    ones = np.uint64(0x0101010101010101)
+    folded = w | (ones * np.uint64(0x20))  # A-F as a-f
+    digit = (w + ones * np.uint64(0x80 - 48)) & ~(w + ones * np.uint64(0x7F - 57)) & _HIGH
+    letter = (folded + ones * np.uint64(0x80 - 97)) & ~(folded + ones * np.uint64(0x7F - 102)) & _HIGH
+    return ((digit | letter) == _HIGH) and (w & _HIGH) == 0
+
+
+@njit(_nrt=False)
+def _same_head(data, a, b, size):
+    """data[a:a + size] == data[b:b + size], eight bytes at a time, the last eight first
+    (trunk names differ at their ends: carrier-a, carrier-b). Each head is followed
+    by its 9-byte counter, so a word read past its end stays inside its row."""
+    if size < 8:
+        mask = (np.uint64(1) << np.uint64(8 * size)) - np.uint64(1)
+        return ((_word(data, a) ^ _word(data, b)) & mask) == 0
+    if _word(data, a + size - 8) != _word(data, b + size - 8):
+        return False
+    for j in range(0, size - 8, 8):
+        if _word(data, a + j) != _word(data, b + j):
+            return False
+    return True
+
+
+@njit(_nrt=False)
+def channel_heads(offsets, data, valid, firsts, codes):
+    """Channel names ending in ``-`` and 8 hex digits (a SIP or PJSIP channel's
+    counter), grouped by what precedes the counter: ``codes[i]`` numbers row i's
+    head among the distinct heads in the order first met, ``firsts[k]`` is the first
+    row with head k; -1 for the other rows. CDRs name few trunks: a head is looked
+    for among the known ones, the last row's first. Returns the number of heads, or
+    -1 when there are more than ``len(firsts)``."""
+    count = 0
+    last = -1
+    for i in range(len(valid)):
+        codes[i] = -1
+        if not valid[i]:
+            continue
+        s = np.int64(offsets[i])
+        e = np.int64(offsets[i + 1])
+        if e - s < 9 or data[e - 9] != 45 or not _all_hex(_word(data, e - 8)):
+            continue
+        size = e - 9 - s
+        code = -1
+        for step in range(count + 1):
+            k = last if step == 0 else step - 1
+            if k < 0 or (step > 0 and k == last):
+                continue
+            a = np.int64(offsets[firsts[k]])
+            if np.int64(offsets[firsts[k] + 1]) - 9 - a == size and _same_head(data, a, s, size):
+                code = k
+                break
+        if code < 0:
+            if count == len(firsts):
+                return -1
+            firsts[count] = i
+            code = count
+            count += 1
+        codes[i] = code
+        last = code
+    return count

@@ -362,11 +362,13 @@ def test_fuzz_kamailio(data: bytes) -> None:
 CHANNEL_TEXT = st.text(alphabet="PJSIDAHZapLoc/-;<09afgx \t\u0663", max_size=16)
 
 
-COUNTER = st.text(alphabet="0189aAfFgGx-;:/`@\u00e9", min_size=7, max_size=9)
+COUNTER = st.text(alphabet="0189aAfFgGx-;:/`@\u00e9", min_size=7, max_size=9) | st.integers(
+    0, 2**32 - 1
+).map(lambda n: f"{n:08x}")  # as SIP and PJSIP channels count
 CHANNEL = st.none() | CHANNEL_TEXT | st.builds(
     lambda tech, peer, counter: f"{tech}/{peer}-{counter}",
     st.sampled_from(["PJSIP", "SIP", "IAX2", "DAHDI", "Local", "pjsip"]),
-    CHANNEL_TEXT,
+    CHANNEL_TEXT | st.sampled_from(["a", "ab", "b", "carrier-a", "carrier-ab"]),
     COUNTER,
 )
 
@@ -383,14 +385,23 @@ def test_routes_of_is_route_of_per_row(channels, skip) -> None:
 def test_all_hex_byte_by_byte() -> None:
     import numpy as np
 
-    from telemetry.readers.asterisk import _all_hex
+    from kernels.fields import _all_hex
 
     for position in range(8):
         for byte in range(256):
             word = bytearray(b"0a9FfA0b")
             word[position] = byte
-            got = bool(_all_hex(np.frombuffer(bytes(word), "<u8"))[0])
+            got = bool(_all_hex(np.frombuffer(bytes(word), "<u8")[0]))
             assert got == (chr(byte) in "0123456789abcdefABCDEF"), (position, byte)
+
+
+def test_routes_of_more_trunks_than_the_kernel_groups() -> None:
+    import pyarrow as pa
+
+    from telemetry.readers.asterisk import _HEADS
+
+    channels = [f"PJSIP/peer-{i}-{i:08x}" for i in range(_HEADS + 5)] + ["SIP/a-0000000f", None]
+    assert routes_of(pa.array(channels, pa.string())).to_pylist() == [route_of(c) for c in channels]
 
 
 FIELD = st.text(alphabet='ab ,;"\n\r\t\u00e9\u20ac\ufffd0\x00', max_size=6)

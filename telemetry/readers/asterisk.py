@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry.arrowstr import string_views
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, register
 from telemetry.readers._convert import (
     Verdict,
@@ -82,14 +83,14 @@ def routes_of(channels: pa.Array) -> pa.Array:
     A channel ends in a per-call counter, so names are all distinct but few peers
     stand before the last ``-``. When what follows it is hex digits, the route
     depends only on what precedes it: ``route_of(head + "-0")``. PJSIP and SIP
-    counters (8 hex digits) are found straight from the bytes; other counters by
-    splitting at the last ``-``; the names left (``Local/…;1``) go one by one."""
+    counters (8 hex digits) are found straight from the bytes and their heads
+    grouped by :func:`kernels.fields.channel_heads`; other counters (and all rows of
+    a batch naming more than :data:`_HEADS` trunks) by splitting at the last ``-``;
+    the names left (``Local/…;1``) go one by one."""
     n = len(channels)
     if channels.type != pa.string():
         channels = channels.cast(pa.string())
-    counted = _counter8(channels)
-    heads = pc.binary_slice(channels.view(pa.binary()), 0, -9)
-    out = _by_head(heads, counted)
+    out, counted = _counted_routes(channels)
     rest = ~counted & as_mask(pc.greater(pc.binary_length(channels), _ZERO))
     if rest.any():
         others = channels.filter(pa.array(rest))
@@ -112,43 +113,26 @@ def routes_of(channels: pa.Array) -> pa.Array:
     return out
 
 
-def _counter8(channels: pa.Array) -> np.ndarray:
-    """Rows ending in ``-`` and 8 hex digits, read from the string buffers."""
-    _, offsets, data = channels.buffers()
-    ends = np.frombuffer(offsets, np.int32, len(channels) + 1, channels.offset * 4)
-    body = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    if len(body) < 9:  # no row is long enough
-        return np.zeros(len(channels), np.bool_)
-    long = np.diff(ends) >= 9  # a null row has length 0
-    ends = ends[1:]
-    # every row's last 8 bytes as one unaligned uint64 (rows too short read byte 0)
-    window = np.ndarray((len(body) - 7,), "<u8", buffer=data, strides=(1,))
-    last8 = window[np.where(long, ends - 8, 0)]
-    return long & (body[np.where(long, ends - 9, 0)] == ord("-")) & _all_hex(last8)
+_HEADS = 256  # distinct heads per batch the kernel groups; past that, Arrow's hash table
 
 
-_HIGH = np.uint64(0x8080808080808080)
+def _counted_routes(channels: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The routes of the channels ending in ``-`` and 8 hex digits (null elsewhere),
+    and which rows those are."""
+    from kernels.fields import channel_heads
 
-
-def _bytes(value: int) -> np.uint64:
-    return np.uint64(value * 0x0101010101010101)
-
-
-def _all_hex(words: np.ndarray) -> np.ndarray:
-    """Whether all 8 bytes of each uint64 are ASCII hex digits, 8 bytes at a time: for
-    a byte v < 0x80, v + (0x80 - lo) has its top bit set iff v >= lo, and no sum
-    carries into the next byte."""
-
-    def at_least(v: np.ndarray, low: int) -> np.ndarray:
-        return (v + _bytes(0x80 - low)) & _HIGH
-
-    def above(v: np.ndarray, high: int) -> np.ndarray:
-        return (v + _bytes(0x7F - high)) & _HIGH
-
-    folded = words | _bytes(0x20)  # A-F as a-f
-    digit = at_least(words, ord("0")) & ~above(words, ord("9"))
-    letter = at_least(folded, ord("a")) & ~above(folded, ord("f"))
-    return ((digit | letter) == _HIGH) & ((words & _HIGH) == 0)
+    views = string_views(channels)
+    firsts = np.empty(_HEADS, np.int64)
+    codes = np.empty(len(channels), np.int64)
+    heads = channel_heads(views.offsets, views.data, views.valid, firsts, codes)
+    if heads < 0:  # more trunks in a batch than it groups: the general way for every row
+        return pa.nulls(len(channels), pa.string()), np.zeros(len(channels), np.bool_)
+    counted = codes >= 0
+    texts = [
+        bytes(views.data[views.offsets[r] : views.offsets[r + 1] - 9]).decode("utf-8") for r in firsts[:heads]
+    ]
+    routes = pa.array([route_of(t + "-0") for t in texts], pa.string())
+    return routes.take(pa.array(codes, mask=~counted)), counted
 
 
 def _by_head(heads: pa.Array, keyed: np.ndarray) -> pa.Array:
