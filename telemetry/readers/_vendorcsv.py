@@ -404,9 +404,11 @@ def _scan_range(
         return None
     lengths = sizes[:, :records].sum(axis=1, dtype=np.int64)
     bases = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    offsets = np.empty((len(kept), records + 1), np.int32)
-    out = np.empty(int(lengths.sum()) + 8, np.uint8)
-    gather(data, starts, ends, sizes, records, bases, offsets, out)
+    # in Arrow's memory pool, which keeps freed pages for the next range's columns
+    offsets_buffer = pa.allocate_buffer(len(kept) * (records + 1) * 4)
+    out_buffer = pa.allocate_buffer(int(lengths.sum()) + 8)
+    offsets = np.frombuffer(offsets_buffer, np.int32).reshape(len(kept), records + 1)
+    gather(data, starts, ends, sizes, records, bases, offsets, np.frombuffer(out_buffer, np.uint8))
     columns: dict[str, pa.Array] = {}
     for key, i in index.items():
         if i is None:
@@ -416,8 +418,8 @@ def _scan_range(
         empty = sizes[c, :records] == 0  # an empty field is null, quoted or not
         nulls = int(np.count_nonzero(empty))
         bitmap = pa.py_buffer(np.packbits(~empty, bitorder="little")) if nulls else None
-        text = out[bases[c] : bases[c] + lengths[c]]
-        buffers = [bitmap, pa.py_buffer(offsets[c]), pa.py_buffer(text)]
+        size = (records + 1) * 4
+        buffers = [bitmap, offsets_buffer.slice(c * size, size), out_buffer.slice(bases[c], lengths[c])]
         columns[key] = pa.Array.from_buffers(pa.string(), records, buffers, null_count=nulls)
     rows = np.arange(1, records + 1, dtype=np.int64)
     return _Range([Records(columns, rows, [])], records, False, None)
