@@ -127,20 +127,19 @@ def distinct_entries(columns: Sequence[pa.Array]) -> tuple[pa.Array, list[np.nda
     """The values of text columns of the same rows (no nulls; repeats allowed) and, per
     column, each row's entry in them (int64; ``len(values)`` for a null row), so that
     work done once per value is gathered per row. Dictionary columns give their
-    dictionaries as they are; text columns are encoded together (Arrow's hash table)."""
+    dictionaries as they are; text columns are encoded one by one (Arrow's hash
+    table), not concatenated first: a value in several columns is listed once per
+    column, which the caller's lookup absorbs."""
     import pyarrow.compute as pc
 
     from telemetry.arrowstr import filled_values, plain_strings
 
-    if all(pa.types.is_dictionary(c.type) and not c.dictionary.null_count for c in columns):
-        dictionaries = [c.dictionary for c in columns]
-        indices = [c.indices for c in columns]
-    else:
-        plain = [plain_strings(c) for c in columns]
-        if len({c.type for c in plain}) > 1:
-            plain = [c.cast(pa.large_string()) for c in plain]
-        encoded = pc.dictionary_encode(pa.concat_arrays(plain) if len(plain) > 1 else plain[0])
-        dictionaries, indices = [encoded.dictionary], [encoded.indices]
+    encoded = [
+        c if pa.types.is_dictionary(c.type) and not c.dictionary.null_count else pc.dictionary_encode(plain_strings(c))
+        for c in columns
+    ]
+    dictionaries = [c.dictionary for c in encoded]
+    indices = [c.indices for c in encoded]
     if len({d.type for d in dictionaries}) > 1:
         dictionaries = [d.cast(pa.large_string()) for d in dictionaries]
     values = pa.concat_arrays(dictionaries) if len(dictionaries) > 1 else dictionaries[0]
@@ -151,8 +150,6 @@ def distinct_entries(columns: Sequence[pa.Array]) -> tuple[pa.Array, list[np.nda
         entry += start  # this dictionary's entries follow the ones before it; nulls → len(values)
         entries.append(entry)
         start += len(dictionary)
-    if len(entries) < len(columns):  # text encoded together: one column after the other
-        entries = np.split(entries[0], len(columns))
     return values, entries
 
 
