@@ -373,3 +373,37 @@ def test_arrow_columns_as_numpy_match_arrow(values, skip, kind):
     if not pa.types.is_timestamp(array.type):
         want = [np.nan if v is None else float(v) for v in array.cast(pa.float64()).to_pylist()]
         assert np.array_equal(_floats(array, len(values)), np.array(want, np.float64), equal_nan=True)
+
+
+def _hourly(hours: range, rows: int = 3) -> list[dict]:
+    """Calls in the given hours of T0's day: each hour its own windows."""
+    return [
+        {"start_time": T0 + h * 3_600_000_000 + i, "channel": "voice", "status": "answered", "route": "carrier-a",
+         "duration_ms": 1000 * i, "pdd_ms": 100 * i, "source": bytes([i]) * 16, "destination": bytes([h]) * 16}
+        for h in hours
+        for i in range(rows)
+    ]
+
+
+def test_merging_folds_runs_that_share_groups_and_keeps_time_ordered_ones_apart(monkeypatch):
+    import telemetry.metrics.state as state_module
+
+    monkeypatch.setattr(state_module, "PENDING_BYTES", 0)  # pending runs past the largest: a fold is due
+    spec = AggSpec(window="15m", by=("route",))
+    ordered = [accumulate(to_batch(_hourly(range(h, h + 1))), spec) for h in range(6)]
+    apart = merge(ordered)
+    # batches in time order share no group: folding would copy them all to save nothing
+    assert len(apart.apart()) == 6
+    again = [accumulate(to_batch(_hourly(range(2))), spec) for _ in range(6)]
+    folded = merge(again)
+    assert len(folded.apart()) < 3  # the same groups over and over: folded as they come
+    # looked at again only when the runs have doubled: six more of one hour's groups
+    # join the six apart, and are folded with them at twelve
+    state = apart
+    for n in range(7, 13):
+        state = state.merge(accumulate(to_batch(_hourly(range(9, 10))), spec))
+        assert len(state.apart()) == (n if n < 12 else 1)
+    monkeypatch.setattr(state_module, "MAX_RUNS", 4)
+    assert len(merge(ordered).apart()) <= 4  # however they relate, no more runs than that
+    for state, records in ((apart, _hourly(range(6))), (folded, _hourly(range(2)) * 6)):
+        assert_matches(finalize(state, spec), reference_metrics(records, W15, ("route",)), ("route",))

@@ -160,18 +160,23 @@ class State:
 
     A state is a list of runs (batch states not yet consolidated): merging
     appends runs, and consolidation — when more than MAX_RUNS pile up, when the
-    runs besides the largest hold more than the largest and PENDING_BYTES, or
-    when an array is read (finalize, release, pickling) — is one counting-sort
-    pass over all of them. Folding n batch states one by one therefore costs
-    amortized linear time (the consolidated run at least doubles between passes
-    while it is the larger part), not a copy of the state per merge, and memory
-    stays within about twice the consolidated state plus PENDING_BYTES however
-    long the input. Treat a state as immutable.
+    runs besides the largest hold more than the largest and PENDING_BYTES and
+    share enough groups that folding saves a quarter of their rows, or when an
+    array is read (finalize, release, pickling) — is one counting-sort pass over
+    all of them. Runs that share few groups (batches in time order meet only in
+    the windows at their edges) stay apart: folding them would copy every group
+    to hold nearly as much; they are looked at again when their number doubles.
+    Folding n batch states one by one therefore costs amortized linear time (the
+    consolidated run at least doubles between passes while it is the larger
+    part), not a copy of the state per merge, and memory stays within about
+    twice the consolidated state plus PENDING_BYTES however long the input.
+    Treat a state as immutable.
     """
 
-    def __init__(self, spec: AggSpec, runs: list[Run]) -> None:
+    def __init__(self, spec: AggSpec, runs: list[Run], apart: int = 0) -> None:
         self.spec = spec
         self._runs = [r for r in runs if r.n_groups]
+        self._apart = apart  # runs found not worth folding when last looked at (0: never)
 
     @classmethod
     def empty(cls, spec: AggSpec) -> "State":
@@ -187,9 +192,15 @@ class State:
                              "only states of the same spec merge")
         runs = self._runs + other._runs
         sizes = [r.nbytes for r in runs]
-        if len(runs) > MAX_RUNS or (len(runs) > 1 and sum(sizes) - max(sizes) > max(max(sizes), PENDING_BYTES)):
-            runs = [Run.union(runs)]
-        return State(self.spec, runs)
+        apart = self._apart
+        if len(runs) > MAX_RUNS:
+            runs, apart = [Run.union(runs)], 0
+        elif len(runs) > 1 and sum(sizes) - max(sizes) > max(max(sizes), PENDING_BYTES) and len(runs) >= 2 * apart:
+            if _shrinks(runs):
+                runs, apart = [Run.union(runs)], 0
+            else:
+                apart = len(runs)  # looked at again when there are twice as many
+        return State(self.spec, runs, apart)
 
     def _core(self) -> Run:
         if len(self._runs) != 1:
@@ -205,6 +216,7 @@ class State:
     def __setstate__(self, data: dict) -> None:
         self.spec = data["spec"]
         self._runs = data["runs"]
+        self._apart = 0
 
     dims = property(lambda self: self._core().dims)
     keys = property(lambda self: self._core().keys)
@@ -393,6 +405,15 @@ def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -
         valid = _valid(arr, n)
         gid, prefix = gid[valid], prefix[valid]
     return Distinct.build(gid, prefix, n_groups)
+
+
+def _shrinks(runs: list[Run]) -> bool:
+    """Whether folding the runs would hold their groups in at most three quarters of
+    the rows. Runs of batches in time order share only the windows at their edges:
+    folding them would copy every group to hold nearly as much."""
+    _, stacked = _common_keys(runs)
+    _, first = agg.group_rows(stacked)
+    return len(first) <= 0.75 * len(stacked)
 
 
 def _common_keys(runs: list[Run]) -> tuple[list[list], np.ndarray]:
