@@ -94,7 +94,7 @@ def test_process_vs_polars_map_elements_hmac(benchmark, figure, parquet_4m, benc
     per_record = float(stdout.split()[2]) / MAP_ROWS
     baseline_s = per_record * PROCESS_ROWS
     out = bench_dir / "process-out-2"
-    benchmark.pedantic(lambda: run_cli(_process_args(parquet_4m, out), cli_env), rounds=2, iterations=1)
+    benchmark.pedantic(lambda: run_cli(_process_args(parquet_4m, out), cli_env), rounds=3, iterations=1)
     ours = benchmark.stats.stats.min
     ratio = baseline_s / ours
     benchmark.extra_info.update(seconds=round(ours, 2), baseline_seconds_extrapolated=round(baseline_s, 1),
