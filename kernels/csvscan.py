@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.intern import word
 
 QUOTE = 34
 LF = 10
@@ -28,23 +29,13 @@ _QUOTES = np.uint64(0x2222222222222222)
 
 
 @njit(_nrt=False)
-def _word(data, p):
-    """data[p:p + 8] as a little-endian uint64 (one load: the indices are unsigned)."""
-    q = np.uint64(p)
-    w = np.uint64(0)
-    for k in range(8):
-        w |= np.uint64(data[q + np.uint64(k)]) << np.uint64(8 * k)
-    return w
-
-
-@njit(_nrt=False)
 def _quoted_end(data, i, kept):
     """From ``i`` inside a quoted field, the first byte that is a quote, a NUL or,
     in a kept field, above 0x7F; eight bytes at a time (a byte is zero in
     ``x`` iff ``(x - 0x01…) & ~x`` has its top bit set, exactly in the lowest one)."""
     n = len(data)
     while i + 8 <= n:
-        w = _word(data, i)
+        w = word(data, i)
         q = w ^ _QUOTES
         special = ((q - _ONES) & ~q) | ((w - _ONES) & ~w)
         if kept:
@@ -159,7 +150,7 @@ def gather(data, starts, ends, sizes, records, bases, offsets, out):
             j = s
             if sizes[c, r] == e - s:
                 while j < e and j + 8 <= n:
-                    _put(out, a, _word(data, j))
+                    _put(out, a, word(data, j))
                     a += 8
                     j += 8
                 if j > e:

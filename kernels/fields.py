@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.intern import word
 
 _HIGH = np.uint64(0x8080808080808080)
 
@@ -52,16 +53,6 @@ def _month_days(y, m):
 
 
 @njit(_nrt=False)
-def _word(data, p):
-    """data[p:p + 8] as a little-endian uint64 (one load: the indices are unsigned)."""
-    q = np.uint64(p)
-    w = np.uint64(0)
-    for k in range(8):
-        w |= np.uint64(data[q + np.uint64(k)]) << np.uint64(8 * k)
-    return w
-
-
-@njit(_nrt=False)
 def wall_clock(offsets, data, valid, out):
     """``out[i]``: row i as microseconds since 1970-01-01 00:00:00 of the same wall
     clock, for rows ``YYYY-MM-DD hh:mm:ss`` (or ``T`` between date and time) of a
@@ -80,8 +71,8 @@ def wall_clock(offsets, data, valid, out):
             return False  # space or T
         if data[s + 13] != 58 or data[s + 16] != 58:
             return False  # : :
-        head = _word(data, s)
-        more = _word(data, s + 2)
+        head = word(data, s)
+        more = word(data, s + 2)
         if head != date or more != tail:
             if data[s + 4] != 45 or data[s + 7] != 45:
                 return False  # - -
@@ -126,7 +117,7 @@ def ascii_only(data, lo, hi):
     seen = np.uint64(0)
     i = lo
     while i + 8 <= hi:
-        seen |= _word(data, i)
+        seen |= word(data, i)
         i += 8
     while i < hi:
         seen |= np.uint64(data[i])
@@ -153,11 +144,11 @@ def _same_head(data, a, b, size):
     by its 9-byte counter, so a word read past its end stays inside its row."""
     if size < 8:
         mask = (np.uint64(1) << np.uint64(8 * size)) - np.uint64(1)
-        return ((_word(data, a) ^ _word(data, b)) & mask) == 0
-    if _word(data, a + size - 8) != _word(data, b + size - 8):
+        return ((word(data, a) ^ word(data, b)) & mask) == 0
+    if word(data, a + size - 8) != word(data, b + size - 8):
         return False
     for j in range(0, size - 8, 8):
-        if _word(data, a + j) != _word(data, b + j):
+        if word(data, a + j) != word(data, b + j):
             return False
     return True
 
@@ -178,7 +169,7 @@ def channel_heads(offsets, data, valid, firsts, codes):
             continue
         s = np.int64(offsets[i])
         e = np.int64(offsets[i + 1])
-        if e - s < 9 or data[e - 9] != 45 or not _all_hex(_word(data, e - 8)):
+        if e - s < 9 or data[e - 9] != 45 or not _all_hex(word(data, e - 8)):
             continue
         size = e - 9 - s
         code = -1

@@ -17,9 +17,10 @@ EMPTY = -1
 
 
 @njit(_nrt=False)
-def _word(data, p):
-    """data[p:p + 8] as a little-endian uint64. LLVM turns the eight loads into one
-    when the indices are unsigned (no wraparound check for negative ones)."""
+def word(data, p):
+    """data[p:p + 8] as a little-endian uint64 (the kernels' eight-bytes-at-a-time
+    reads). LLVM turns the eight loads into one when the indices are unsigned (no
+    wraparound check for negative ones)."""
     q = np.uint64(p)
     w = np.uint64(0)
     for k in range(8):
@@ -34,7 +35,7 @@ def _hash(data, s, e):
     h = np.uint64(e - s) * np.uint64(0x9E3779B97F4A7C15)
     p = s
     while p + 8 <= e:
-        h = (h ^ _word(data, p)) * np.uint64(0xFF51AFD7ED558CCD)
+        h = (h ^ word(data, p)) * np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(32)
         p += 8
     tail = np.uint64(0)
@@ -57,7 +58,7 @@ def _equal(x, i, y, j, n):
     """x[i:i+n] == y[j:j+n], eight bytes at a time."""
     k = 0
     while k + 8 <= n:
-        if _word(x, i + k) != _word(y, j + k):
+        if word(x, i + k) != word(y, j + k):
             return False
         k += 8
     while k < n:
