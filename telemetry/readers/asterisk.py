@@ -113,7 +113,7 @@ def routes_of(channels: pa.Array) -> pa.Array:
     return out
 
 
-_HEADS = 256  # distinct heads per batch the kernel groups; past that, Arrow's hash table
+_HEADS = 256  # distinct heads per batch the kernel groups; past that, every row goes the general way
 
 
 def _counted_routes(channels: pa.Array) -> tuple[pa.Array, np.ndarray]:
