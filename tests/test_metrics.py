@@ -291,7 +291,7 @@ def test_sliced_batch():
 
 
 def test_large_states_consolidated_on_threads_equal_one_thread(monkeypatch):
-    # Over _SIDE_BY_SIDE_MIN groups the five sketches are merged on a thread pool;
+    # Over SIDE_BY_SIDE_MIN groups the five sketches are merged on a thread pool;
     # the result must equal the same merge done on one thread, bit for bit.
     import telemetry.metrics.state as state_module
     from telemetry.metrics import release
@@ -304,9 +304,9 @@ def test_large_states_consolidated_on_threads_equal_one_thread(monkeypatch):
         merged = merge(parts)
         return finalize(merged), release(merged, spec, k=2).metrics
 
-    assert merge(parts).n_groups > state_module._SIDE_BY_SIDE_MIN
+    assert merge(parts).n_groups > state_module.SIDE_BY_SIDE_MIN
     threaded = consolidated()
-    monkeypatch.setattr(state_module, "_SIDE_BY_SIDE_MIN", 1 << 62)
+    monkeypatch.setattr(state_module, "SIDE_BY_SIDE_MIN", 1 << 62)
     serial = consolidated()
     assert threaded[0].equals(serial[0]) and threaded[1].equals(serial[1])
     assert threaded[0].equals(finalize(accumulate(to_batch(records), spec)))

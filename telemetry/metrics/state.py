@@ -90,7 +90,7 @@ class Run:
             dims,
             stacked[first],
             counts,
-            *_side_by_side(
+            *side_by_side(
                 len(gid),
                 lambda: Histogram.union([r.pdd for r in runs], sizes, gid),
                 lambda: Histogram.union([r.jitter for r in runs], sizes, gid),
@@ -108,7 +108,7 @@ class Run:
             self.dims,
             self.keys[groups],
             self.counts[groups],
-            *_side_by_side(
+            *side_by_side(
                 self.n_groups,
                 lambda: self.pdd.regroup(gmap),
                 lambda: self.jitter.regroup(gmap),
@@ -128,7 +128,7 @@ class Run:
             self.dims,
             new_keys[first],
             counts,
-            *_side_by_side(
+            *side_by_side(
                 self.n_groups,
                 lambda: self.pdd.regroup(gmap),
                 lambda: self.jitter.regroup(gmap),
@@ -141,15 +141,15 @@ class Run:
 
 #: Groups from which consolidating a state (the end of a run, release) is worth
 #: threads: it is five independent sketch passes whose kernels release the GIL.
-_SIDE_BY_SIDE_MIN = 4096
+SIDE_BY_SIDE_MIN = 4096
 
 
-def _side_by_side(groups: int, *tasks: Callable[[], Any]) -> list[Any]:
+def side_by_side(groups: int, *tasks: Callable[[], Any]) -> list[Any]:
     """Results of ``tasks`` in order; on threads when there are ``groups`` enough."""
     import os
 
     workers = min(len(tasks), os.cpu_count() or 1)
-    if workers < 2 or groups < _SIDE_BY_SIDE_MIN or threading.current_thread() is not threading.main_thread():
+    if workers < 2 or groups < SIDE_BY_SIDE_MIN or threading.current_thread() is not threading.main_thread():
         return [task() for task in tasks]  # an engine's worker thread: the cores are busy already
     with ThreadPoolExecutor(workers, thread_name_prefix="telemetry-merge") as pool:
         return list(pool.map(lambda task: task(), tasks))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,7 +12,7 @@ import pyarrow as pa
 from kernels import aggregate as agg
 from telemetry.metrics.frame import as_frame, metric_rows, sort_rows
 from telemetry.metrics.spec import AggSpec
-from telemetry.metrics.state import OTHER_CODE, State, merge
+from telemetry.metrics.state import OTHER_CODE, State, merge, side_by_side
 
 if TYPE_CHECKING:
     import polars as pl
@@ -62,12 +62,15 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     if shared:
         merged = merge(shared)
         parts.append((merged, np.ones(merged.n_groups, np.bool_)))
-    rows, below_parts = [], []
-    for part, alone in parts:
+
+    def rows_and_below(part: State, alone: np.ndarray) -> tuple[pa.Table, State]:
         ok = passes(part, k) & alone
-        rows.append(metric_rows(part, ok))
-        below_parts.append(part.take(np.flatnonzero(alone & ~ok)))
-    below = merge(below_parts)
+        return metric_rows(part, ok), part.take(np.flatnonzero(alone & ~ok))
+
+    # the parts side by side on the cores: release runs after the workers are done
+    done = side_by_side(sum(len(alone) for _, alone in parts), *(partial(rows_and_below, *p) for p in parts))
+    rows = [table for table, _ in done]
+    below = merge([part for _, part in done])
     records = below.counts[:, agg.RECORDS]
     rolled_up = 0
     withheld_rows = below.n_groups
