@@ -18,14 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from kernels.intern import word
+from kernels.intern import HIGH, ONES, word
 
 QUOTE = 34
 LF = 10
 CR = 13
-_ONES = np.uint64(0x0101010101010101)
-_HIGH = np.uint64(0x8080808080808080)
-_QUOTES = np.uint64(0x2222222222222222)
+_QUOTES = ONES * np.uint64(QUOTE)
 
 
 @njit(_nrt=False)
@@ -37,10 +35,10 @@ def _quoted_end(data, i, kept):
     while i + 8 <= n:
         w = word(data, i)
         q = w ^ _QUOTES
-        special = ((q - _ONES) & ~q) | ((w - _ONES) & ~w)
+        special = ((q - ONES) & ~q) | ((w - ONES) & ~w)
         if kept:
             special |= w
-        if special & _HIGH:
+        if special & HIGH:
             break
         i += 8
     while i < n:

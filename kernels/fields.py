@@ -15,9 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from kernels.intern import word
-
-_HIGH = np.uint64(0x8080808080808080)
+from kernels.intern import HIGH, ONES, word
 
 
 @njit(_nrt=False)
@@ -122,7 +120,7 @@ def ascii_only(data, lo, hi):
     while i < hi:
         seen |= np.uint64(data[i])
         i += 1
-    return (seen & _HIGH) == 0
+    return (seen & HIGH) == 0
 
 
 @njit(_nrt=False)
@@ -130,11 +128,10 @@ def _all_hex(w):
     """Whether all 8 bytes of ``w`` are ASCII hex digits: for a byte v < 0x80,
     v + (0x80 - lo) has its top bit set iff v >= lo, and no sum carries into the
     next byte."""
-    ones = np.uint64(0x0101010101010101)
-    folded = w | (ones * np.uint64(0x20))  # A-F as a-f
-    digit = (w + ones * np.uint64(0x80 - 48)) & ~(w + ones * np.uint64(0x7F - 57)) & _HIGH
-    letter = (folded + ones * np.uint64(0x80 - 97)) & ~(folded + ones * np.uint64(0x7F - 102)) & _HIGH
-    return ((digit | letter) == _HIGH) and (w & _HIGH) == 0
+    folded = w | (ONES * np.uint64(0x20))  # A-F as a-f
+    digit = (w + ONES * np.uint64(0x80 - 48)) & ~(w + ONES * np.uint64(0x7F - 57)) & HIGH
+    letter = (folded + ONES * np.uint64(0x80 - 97)) & ~(folded + ONES * np.uint64(0x7F - 102)) & HIGH
+    return ((digit | letter) == HIGH) and (w & HIGH) == 0
 
 
 @njit(_nrt=False)
@@ -159,7 +156,7 @@ def channel_heads(offsets, data, valid, firsts, codes):
     counter), grouped by what precedes the counter: ``codes[i]`` numbers row i's
     head among the distinct heads in the order first met, ``firsts[k]`` is the first
     row with head k; -1 for the other rows. CDRs name few trunks: a head is looked
-    for among the known ones, the last row's first. Returns the number of heads, or
+    for among the known ONES, the last row's first. Returns the number of heads, or
     -1 when there are more than ``len(firsts)``."""
     count = 0
     last = -1

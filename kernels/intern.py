@@ -16,6 +16,11 @@ from kernels._jit import njit
 EMPTY = -1
 
 
+#: Eight bytes at a time: ``ONES * b`` is byte b in every lane, ``HIGH`` each lane's top bit.
+ONES = np.uint64(0x0101010101010101)
+HIGH = np.uint64(0x8080808080808080)
+
+
 @njit(_nrt=False)
 def word(data, p):
     """data[p:p + 8] as a little-endian uint64 (the kernels' eight-bytes-at-a-time

@@ -524,6 +524,17 @@ def test_regular_ranges_are_scanned_as_the_csv_module_reads_them(
     agree(tmp_path, data, NARROW)
 
 
+def test_a_range_past_the_scan_limit_goes_to_pyarrow(tmp_path) -> None:
+    # the scan reads its range whole; pyarrow's blocks bound memory for an overlong one
+    from telemetry.readers._vendorcsv import _scan_range
+
+    path = tmp_path / "regular.csv"
+    path.write_bytes(b"a,b,c\n" * 100)  # 600 bytes, regular
+    assert _scan_range(str(path), NARROW, 3, ",", (0, None), 600).count == 100
+    assert _scan_range(str(path), NARROW, 3, ",", (0, None), 599) is None
+    assert _scan_range(str(path), NARROW, 3, ",", (0, 300), 300).count == 50
+
+
 @pytest.mark.parametrize("fmt", ["asterisk", "freeswitch", "kamailio"])
 def test_cdr_writers_files_are_scanned_without_pyarrow(tmp_path, monkeypatch, fmt) -> None:
     from telemetry.readers import _vendorcsv

@@ -62,18 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def keep_freed_memory() -> None:
-    """Arrow's allocator keeps the pages a batch frees for the next one, called
-    before the run allocates (``MIMALLOC_PURGE_DELAY=-1``; an operator's own value
-    is left as it is).
-
-    Every batch allocates and frees the same few hundred MB of Arrow buffers. By
-    default mimalloc hands freed pages back to the OS shortly after (its purge
-    delay), and the next batch faults them in again, zeroed by the kernel. Kept: page faults of a
-    4 M-record run fell from about 155 k to 123-135 k; peak RSS of 10 M and 40 M
-    records 923 and 980 MB (862 and 937 MB before). glibc's heap was tried too
-    (1 GiB trim threshold): fewer faults still, but its fragments added 20% to the
-    40 M-record peak. The memory goes back when the command exits.
-    """
+    """Arrow's allocator keeps the pages a batch frees for the next one
+    (``MIMALLOC_PURGE_DELAY=-1``, set before the run allocates; an operator's own
+    value is left as it is). Every batch allocates and frees the same few hundred MB
+    of Arrow buffers, which mimalloc would otherwise hand back to the OS for the next
+    batch to fault in again, zeroed. The memory goes back when the command exits;
+    measurements are in docs/design.md."""
     import os
 
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")  # read when mimalloc first purges

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -78,10 +78,10 @@ class Run:
         )
 
     @classmethod
-    def union(cls, runs: list["Run"]) -> "Run":
-        """All runs' groups in one run: one pass, whatever the number of runs."""
-        dims, stacked = _common_keys(runs)
-        gid, first = agg.group_rows(stacked)
+    def union(cls, runs: list["Run"], grouped: "_Grouped | None" = None) -> "Run":
+        """All runs' groups in one run: one pass, whatever the number of runs
+        (``grouped``: their keys as :func:`_grouped` gives them, if already at hand)."""
+        dims, stacked, gid, first = grouped or _grouped(runs)
         n = len(first)
         counts = np.zeros((n, agg.N_COUNTERS), np.int64)
         agg.add_rows(counts, np.ascontiguousarray(np.vstack([r.counts for r in runs])), gid)
@@ -173,10 +173,10 @@ class State:
     Treat a state as immutable.
     """
 
-    def __init__(self, spec: AggSpec, runs: list[Run], apart: int = 0) -> None:
+    def __init__(self, spec: AggSpec, runs: list[Run], checked: int = 0) -> None:
         self.spec = spec
         self._runs = [r for r in runs if r.n_groups]
-        self._apart = apart  # runs found not worth folding when last looked at (0: never)
+        self._checked = checked  # runs found not worth folding when last looked at (0: never)
 
     @classmethod
     def empty(cls, spec: AggSpec) -> "State":
@@ -192,15 +192,17 @@ class State:
                              "only states of the same spec merge")
         runs = self._runs + other._runs
         sizes = [r.nbytes for r in runs]
-        apart = self._apart
+        checked = self._checked
         if len(runs) > MAX_RUNS:
-            runs, apart = [Run.union(runs)], 0
-        elif len(runs) > 1 and sum(sizes) - max(sizes) > max(max(sizes), PENDING_BYTES) and len(runs) >= 2 * apart:
-            if _shrinks(runs):
-                runs, apart = [Run.union(runs)], 0
+            runs, checked = [Run.union(runs)], 0
+        elif len(runs) > 1 and sum(sizes) - max(sizes) > max(max(sizes), PENDING_BYTES) and len(runs) >= 2 * checked:
+            # fold only when it saves a quarter of the rows; else look again at twice the runs
+            grouped = _grouped(runs)
+            if len(grouped.first) <= 0.75 * len(grouped.stacked):
+                runs, checked = [Run.union(runs, grouped)], 0
             else:
-                apart = len(runs)  # looked at again when there are twice as many
-        return State(self.spec, runs, apart)
+                checked = len(runs)
+        return State(self.spec, runs, checked)
 
     def _core(self) -> Run:
         if len(self._runs) != 1:
@@ -216,7 +218,7 @@ class State:
     def __setstate__(self, data: dict) -> None:
         self.spec = data["spec"]
         self._runs = data["runs"]
-        self._apart = 0
+        self._checked = 0
 
     dims = property(lambda self: self._core().dims)
     keys = property(lambda self: self._core().keys)
@@ -241,8 +243,7 @@ class State:
         order share only the windows at their edges)."""
         if len(self._runs) < 2:
             return [(self, np.ones(self.n_groups, np.bool_))]
-        _, stacked = _common_keys(self._runs)
-        gid, first = agg.group_rows(stacked)
+        _, _, gid, first = _grouped(self._runs)
         alone = (np.bincount(gid, minlength=len(first)) == 1)[gid]
         bounds = np.cumsum([0] + [run.n_groups for run in self._runs])
         return [(State(self.spec, [run]), alone[a:b]) for run, a, b in zip(self._runs, bounds, bounds[1:])]
@@ -407,24 +408,26 @@ def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -
     return Distinct.build(gid, prefix, n_groups)
 
 
-def _shrinks(runs: list[Run]) -> bool:
-    """Whether folding the runs would hold their groups in at most three quarters of
-    the rows. Runs of batches in time order share only the windows at their edges:
-    folding them would copy every group to hold nearly as much."""
-    _, stacked = _common_keys(runs)
-    _, first = agg.group_rows(stacked)
-    return len(first) <= 0.75 * len(stacked)
+class _Grouped(NamedTuple):
+    """Runs' keys together: value lists covering every run's dimensions, all keys
+    recoded into them and stacked in run order, each stacked row's group and each
+    group's first row."""
+
+    dims: list[list]
+    stacked: np.ndarray
+    gid: np.ndarray
+    first: np.ndarray
 
 
-def _common_keys(runs: list[Run]) -> tuple[list[list], np.ndarray]:
-    """Value lists covering every run's dimensions, and all runs' keys recoded into them,
-    stacked in run order."""
+def _grouped(runs: list[Run]) -> _Grouped:
     dims = runs[0].dims
     keys = [runs[0].keys]
     for run in runs[1:]:
         dims, recoded = _unify_dims(dims, run.dims, run.keys)
         keys.append(recoded)
-    return dims, np.ascontiguousarray(np.vstack(keys))
+    stacked = np.ascontiguousarray(np.vstack(keys))
+    gid, first = agg.group_rows(stacked)
+    return _Grouped(dims, stacked, gid, first)
 
 
 def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:
