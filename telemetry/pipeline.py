@@ -79,7 +79,7 @@ def process(
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
     from telemetry.engine import Job, get_engine
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, open_inputs
+    from telemetry.readers import ReaderOptions, plan_inputs
 
     for path in paths:
         if not os.path.isfile(path):
@@ -106,7 +106,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     state = None
-    reads = open_inputs(
+    reads = plan_inputs(
         paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
     )
     for seq, part in enumerate(engine.run(job, reads)):

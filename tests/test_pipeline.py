@@ -109,13 +109,15 @@ def test_parquet_input_gives_the_records_and_metrics_csv_gives(cdr_csv, tmp_path
     # reach an output: records and metrics equal those of the same rows as CSV.
     import pyarrow.csv as pcsv
 
+    # row groups of 7 rows, batches of 10: the two threads read pieces of two groups
     parquet = tmp_path / "cdrs.parquet"
     text = pcsv.ConvertOptions(column_types={name: pa.string() for name in HEADER})
-    pq.write_table(pcsv.read_csv(cdr_csv, convert_options=text), parquet)
+    pq.write_table(pcsv.read_csv(cdr_csv, convert_options=text), parquet, row_group_size=7)
     outputs = {}
     for path in (cdr_csv, parquet):
         out = tmp_path / path.suffix[1:]
-        result = telemetry.process([path], key=TEST_KEY, out=out, region="GB", emit_records=True, k=1)
+        result = telemetry.process([path], key=TEST_KEY, out=out, region="GB", emit_records=True, k=1,
+                                   batch_rows=10, threads=2)  # fmt: skip
         outputs[path.suffix] = result.metrics, pq.read_table(out / "records").sort_by("record_id")
     (csv_metrics, csv_records), (pq_metrics, pq_records) = outputs[".csv"], outputs[".parquet"]
     assert pq_metrics.equals(csv_metrics) and len(csv_metrics)

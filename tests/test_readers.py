@@ -594,6 +594,41 @@ def test_parquet_of_text_columns_and_other_types(tmp_path):
         read_all([damaged])
 
 
+_PIECE_ROWS = pa.Table.from_batches(list(generate(400, seed=11, batch_rows=400)))
+_PIECE_ROWS = _PIECE_ROWS.set_column(  # every 7th record without a start time: a reject
+    _PIECE_ROWS.schema.get_field_index("start_time"), "start_time",
+    pa.array(np.where(np.arange(400) % 7 == 3, None, _PIECE_ROWS.column("start_time").to_numpy()),
+             _PIECE_ROWS.schema.field("start_time").type))  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(st.integers(1, 60), min_size=1, max_size=8), batch_rows=st.integers(1, 50))
+def test_parquet_pieces_read_in_any_order_give_what_the_file_reads(tmp_path, groups, batch_rows):
+    from telemetry.readers import Piece, plan_inputs
+
+    path = tmp_path / "groups.parquet"
+    with pq.ParquetWriter(path, _PIECE_ROWS.schema) as writer:
+        start = 0
+        for size in groups:  # one row group per write
+            writer.write_table(_PIECE_ROWS.slice(start, size))
+            start += size
+    pieces = list(plan_inputs([path], batch_rows=batch_rows))
+    assert all(isinstance(piece, Piece) and piece.file == str(path) for piece in pieces)
+    if max(groups) > canonical_reader.PIECE_MAX * batch_rows:
+        assert len(pieces) == 1  # a row group too large to hand out: the file is one piece
+    read = {i: list(piece.read()) for i, piece in reversed(list(enumerate(pieces)))}
+    parts = [part for i in range(len(pieces)) for part in read[i]]
+    assert all(part.batch.num_rows + len(part.rejects) <= batch_rows for part in parts)
+    held = [sum(part.batch.num_rows + len(part.rejects) for part in read[i]) for i in range(len(pieces))]
+    if len(pieces) > 1:
+        assert min(held[:-1]) >= batch_rows and sum(held) == sum(groups)
+    _, table, rows, rejects = read_all([path], batch_rows=batch_rows)
+    assert pa.Table.from_batches([p.batch.cast(CANONICAL) for p in parts], schema=CANONICAL).equals(table)
+    assert np.concatenate([p.rows for p in parts]).tolist() == rows.tolist()
+    assert [r for p in parts for r in p.rejects] == rejects and len(rejects) == sum(
+        1 for row in range(sum(groups)) if row % 7 == 3)  # fmt: skip
+
+
 # -- detection ---------------------------------------------------------------------------------
 
 

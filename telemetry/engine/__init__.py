@@ -90,12 +90,22 @@ class Job:
             prepared.opted_out,
         )
 
+    def work_item(self, item) -> list[Partial]:
+        """:meth:`work` of a read batch, or of each batch of a
+        :class:`~telemetry.readers.Piece`, read on this thread as it goes."""
+        from telemetry.readers import Piece
+
+        if isinstance(item, Piece):
+            return [self.work(read) for read in item.read()]
+        return [self.work(item)]
+
 
 class Engine(Protocol):
     name: str
 
     def run(self, job: Job, reads: Iterator) -> Iterator[Partial]:
-        """Yield one Partial per read batch, in input order."""
+        """Yield one Partial per read batch, in input order; ``reads`` as
+        :func:`telemetry.readers.plan_inputs` yields them (batches and pieces)."""
 
 
 def get_engine(name: str, threads: int) -> Engine:

@@ -1,7 +1,8 @@
 """The local engine: a thread pool over read batches on this machine.
 
 Kernels release the GIL, so threads keep every core busy without copying
-batches between processes. At most ``2 × threads`` batches are in flight,
+batches between processes. At most ``2 × threads`` batches or pieces are in
+flight (a piece: a few batches, decoded by the thread that aggregates them),
 which bounds memory however large the input is.
 """
 
@@ -22,7 +23,8 @@ class LocalEngine:
     def run(self, job: Job, reads: Iterator) -> Iterator[Partial]:
         job.prepare_only()  # build tables once, before the threads race to
         if self.threads == 1:
-            for read in reads:
-                yield job.work(read)
+            for item in reads:
+                yield from job.work_item(item)
             return
-        yield from ordered_map(job.work, reads, threads=self.threads, ahead=2 * self.threads)
+        for partials in ordered_map(job.work_item, reads, threads=self.threads, ahead=2 * self.threads):
+            yield from partials

@@ -72,6 +72,16 @@ Reader = Callable[[str, int, ReaderOptions], Iterator[ReadBatch]]
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A part of one file that any thread may read, in any order with the others
+    (a run of Parquet row groups): ``read()`` yields its batches, in order, with
+    their row numbers in the file."""
+
+    file: str
+    read: Callable[[], Iterator[ReadBatch]]
+
+
+@dataclass(frozen=True)
 class ReaderFormat:
     """A registered input format.
 
@@ -84,6 +94,9 @@ class ReaderFormat:
     ``settings``: the names the reader looks up with ``_convert.setting`` (in
     :attr:`ReaderOptions.extra`), each with a check raising :class:`ConfigError`
     for a bad value, so a run fails on a typo before it reads anything.
+    ``pieces(path, batch_rows, options)``: for a format whose files split into
+    independent parts, the file as :class:`Piece` objects, which together yield
+    what ``read`` yields (batches of at most ``batch_rows`` rows); see :func:`plan_inputs`.
     """
 
     name: str
@@ -93,6 +106,7 @@ class ReaderFormat:
     description: str = ""
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
     settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    pieces: Callable[[str, int, ReaderOptions], Iterator[Piece]] | None = None
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
@@ -233,17 +247,41 @@ def open_inputs(
 ) -> Iterator[ReadBatch]:
     """Read ``paths`` in order, yielding batches of ``batch_rows`` good rows (the last
     of each file may be shorter) with the rejects met while reading them."""
+    for path, reader in _readers(paths, fmt, batch_rows, "open_inputs"):
+        yield from rebatch(reader.read(path, batch_rows, options or ReaderOptions()), batch_rows)
+
+
+def plan_inputs(
+    paths: Sequence[str | os.PathLike],
+    fmt: str = "auto",
+    *,
+    batch_rows: int = 65536,
+    options: ReaderOptions | None = None,
+) -> Iterator[ReadBatch | Piece]:
+    """:func:`open_inputs` for a pool of threads: files of a format that splits them
+    come as :class:`Piece` objects, for the threads to read side by side (each piece's
+    batches hold at most ``batch_rows`` rows, not exactly that many); the others as
+    their batches, read here. In file order, each file's rows in order."""
+    for path, reader in _readers(paths, fmt, batch_rows, "plan_inputs"):
+        if reader.pieces is not None:
+            yield from reader.pieces(path, batch_rows, options or ReaderOptions())
+        else:
+            yield from rebatch(reader.read(path, batch_rows, options or ReaderOptions()), batch_rows)
+
+
+def _readers(
+    paths: Sequence[str | os.PathLike], fmt: str, batch_rows: int, caller: str
+) -> Iterator[tuple[str, ReaderFormat]]:
+    """Each path with its format, detected when its turn comes."""
     if isinstance(paths, (str, os.PathLike)):
-        raise TypeError("open_inputs: paths must be a sequence of paths, not one path")
+        raise TypeError(f"{caller}: paths must be a sequence of paths, not one path")
     if batch_rows < 1:
-        raise ValueError("open_inputs: batch_rows must be at least 1")
-    options = options or ReaderOptions()
+        raise ValueError(f"{caller}: batch_rows must be at least 1")
     if fmt != "auto":
         get_format(fmt)  # an unknown name fails before any file is opened
     for path in paths:
         path = os.fspath(path)
-        name = detect_format(path) if fmt == "auto" else fmt
-        yield from rebatch(get_format(name).read(path, batch_rows, options), batch_rows)
+        yield path, get_format(detect_format(path) if fmt == "auto" else fmt)
 
 
 def rebatch(parts: Iterator[ReadBatch], batch_rows: int) -> Iterator[ReadBatch]:

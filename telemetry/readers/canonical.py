@@ -15,6 +15,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import InputError
-from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers import Piece, ReadBatch, ReaderFormat, ReaderOptions, Reject, register
 from telemetry.readers._convert import Verdict, converted, split, to_canonical
 from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL, DICTIONARY_TEXT
@@ -43,39 +44,88 @@ def _wanted(name: str, options: ReaderOptions) -> bool:
 
 
 def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
-    import pyarrow.parquet as pq
+    file = _ParquetInput.open(path, options)
+    yield from file.decode(range(file.meta.num_row_groups), 0, batch_rows, threads=True)
 
-    try:
-        parquet = pq.ParquetFile(path)
-        names = parquet.schema_arrow.names
+
+def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Piece]:
+    """Runs of whole row groups, each of at least ``batch_rows`` rows (but the last),
+    for any thread to decode (no thread pool of Arrow's: the thread that decodes a
+    piece aggregates it while it is in its cache). A file with a row group over
+    PIECE_MAX × ``batch_rows`` rows is one piece read as :func:`read_parquet` reads it,
+    so that a piece never holds more than a few batches."""
+    file = _ParquetInput.open(path, options)
+    meta = file.meta
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    if any(size > PIECE_MAX * batch_rows for size in sizes):
+        yield Piece(path, partial(file.decode, range(len(sizes)), 0, batch_rows, threads=True))
+        return
+    first = start = held = 0
+    for i, size in enumerate(sizes):
+        held += size
+        if held >= batch_rows or i == len(sizes) - 1:
+            # batches of equal size: 300 k rows are two of 150 k, not 262 k and 38 k
+            rows = -(-held // -(-held // batch_rows)) if held else batch_rows
+            yield Piece(path, partial(file.decode, range(first, i + 1), start, rows, threads=False))
+            first, start, held = i + 1, start + held, 0
+
+
+#: A row group over this many batches makes its file one piece (see parquet_pieces).
+PIECE_MAX = 4
+
+
+class _ParquetInput(NamedTuple):
+    path: str
+    meta: Any  # pyarrow.parquet.FileMetaData
+    present: list[str]
+    dictionaries: list[str]
+
+    @classmethod
+    def open(cls, path: str, options: ReaderOptions) -> "_ParquetInput":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+        except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
+            raise InputError(
+                f"{path} is not a readable Parquet file; pass --format if it is another format"
+            ) from None
+        if "start_time" not in names:
+            raise InputError(
+                f"{path} has no start_time column; see the canonical schema (SPEC section 2)"
+            )
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
         # identifiers and dimensions are read as their dictionary pages (schema.READ)
         dictionaries = [name for name in DICTIONARY_TEXT if name in present]
-        if dictionaries:
-            parquet = pq.ParquetFile(path, read_dictionary=dictionaries, metadata=parquet.metadata)
-    except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
-        raise InputError(
-            f"{path} is not a readable Parquet file; pass --format if it is another format"
-        ) from None
-    if "start_time" not in names:
-        raise InputError(
-            f"{path} has no start_time column; see the canonical schema (SPEC section 2)"
-        )
-    done = 0
-    batches = parquet.iter_batches(batch_size=batch_rows, columns=present)
-    while True:
+        return cls(path, parquet.metadata, present, dictionaries)
+
+    def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
+        """Batches of ``batch_rows`` rows of row groups ``groups``, whose first row is
+        row ``start + 1`` of the file; ``threads``: Arrow decodes columns on its pool."""
+        import pyarrow.parquet as pq
+
+        path, done = self.path, start
         try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (pa.ArrowException, OSError):
-            raise InputError(f"{path}: Parquet data is damaged after row {done}") from None
-        n = batch.num_rows
-        raw = {name: batch.column(name) for name in present}
-        rows = np.arange(done + 1, done + n + 1, dtype=np.int64)
-        done += n
-        converted, verdict = to_canonical(raw, n)
-        yield split(path, rows, converted, verdict, raw)
+            parquet = pq.ParquetFile(path, read_dictionary=self.dictionaries, metadata=self.meta)
+        except OSError as exc:  # gone since it was opened
+            raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+        batches = parquet.iter_batches(
+            batch_size=batch_rows, row_groups=groups, columns=self.present, use_threads=threads
+        )
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError):
+                raise InputError(f"{path}: Parquet data is damaged after row {done}") from None
+            n = batch.num_rows
+            raw = {name: batch.column(name) for name in self.present}
+            rows = np.arange(done + 1, done + n + 1, dtype=np.int64)
+            done += n
+            converted, verdict = to_canonical(raw, n)
+            yield split(path, rows, converted, verdict, raw)
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -517,6 +567,7 @@ register(
         lambda head: head.startswith(b"PAR1"),
         "Apache Parquet in the canonical schema",
         write_parquet,
+        pieces=parquet_pieces,
     )
 )
 register(
