@@ -49,12 +49,17 @@ _KEY = {"TELEMETRY_KEY": base64.b64encode(bytes(range(32))).decode()}
 def _at_exit(report: str, args: list, drop: str = "", **env: str) -> list[str]:
     """What ``report`` gave at the exit of ``telemetry *args`` (environment variable
     ``drop`` unset, ``env`` added), split into words."""
+    return _stderr_at_exit(report, args, drop, **env)[-1].split()
+
+
+def _stderr_at_exit(report: str, args: list, drop: str = "", **env: str) -> list[str]:
+    """The lines the child of :func:`_at_exit` wrote to stderr, the report's last."""
     child = {k: v for k, v in os.environ.items() if k != drop} | _KEY | env
     code = _AT_EXIT.replace("REPORT", report)
     command = [sys.executable, "-c", code, *map(str, args)]
     done = subprocess.run(command, env=child, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stderr.splitlines()[-1].split()
+    return done.stderr.splitlines()
 
 
 # the OpenBLAS worker threads of NumPy's BLAS (its wheel's library, among the mappings)
@@ -76,6 +81,19 @@ def test_process_command_keeps_arrow_memory_unless_the_operator_says(tmp_path):
     purge = 'os.environ.get("MIMALLOC_PURGE_DELAY")'
     assert _at_exit(purge, args, drop="MIMALLOC_PURGE_DELAY") == ["-1"]
     assert _at_exit(purge, args, MIMALLOC_PURGE_DELAY="25") == ["25"]
+
+
+def test_process_command_shares_one_malloc_arena_unless_the_operator_says(tmp_path):
+    # glibc's malloc_stats lists its arenas; per-thread arenas would give the worker its own
+    write(tmp_path / "cdr.parquet", 2_000)
+    args = ["process", tmp_path / "cdr.parquet", "--out", tmp_path / "out", "--region", "GB", "--threads", "2"]
+    stats = "ctypes.CDLL(None).malloc_stats()"
+
+    def arenas(**env: str) -> int:
+        return sum(line.startswith("Arena ") for line in _stderr_at_exit(stats, args, **env))
+
+    assert arenas(drop="MALLOC_ARENA_MAX") == 1
+    assert arenas(MALLOC_ARENA_MAX="4") > 1
 
 
 def test_process_command_writes_metrics_without_polars(tmp_path):

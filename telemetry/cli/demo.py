@@ -17,9 +17,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry.cli.process import keep_freed_memory, summary_line
+    from telemetry.cli.process import summary_line, tune_allocators
 
-    keep_freed_memory()
+    tune_allocators()
     from telemetry.config import make_options
     from telemetry.generate import write
     from telemetry.keys import Keyring

@@ -46,7 +46,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    keep_freed_memory()
+    tune_allocators()
     from telemetry.config import load_config, make_options
     from telemetry.pipeline import run as run_pipeline
     from telemetry.progress import Progress
@@ -61,16 +61,30 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def keep_freed_memory() -> None:
-    """Arrow's allocator keeps the pages a batch frees for the next one
-    (``MIMALLOC_PURGE_DELAY=-1``, set before the run allocates; an operator's own
-    value is left as it is). Every batch allocates and frees the same few hundred MB
-    of Arrow buffers, which mimalloc would otherwise hand back to the OS for the next
-    batch to fault in again, zeroed. The memory goes back when the command exits;
-    measurements are in docs/design.md."""
+def tune_allocators() -> None:
+    """Allocator settings for a long run, made before it allocates; an operator's own
+    values are left as they are. Measurements are in docs/design.md.
+
+    * Arrow's allocator (mimalloc) keeps the pages a batch frees for the next one
+      (``MIMALLOC_PURGE_DELAY=-1``): every batch allocates and frees the same few hundred
+      MB of Arrow buffers, which it would otherwise hand back to the OS for the next
+      batch to fault in again, zeroed.
+    * glibc's malloc (NumPy's arrays) serves all threads from one arena
+      (``M_ARENA_MAX`` 1, as ``MALLOC_ARENA_MAX=1``): a block one thread frees is
+      reused by the next that needs it, where per-thread arenas each kept their own
+      fragments and the peak crept up the longer the run.
+    """
+    import ctypes
     import os
 
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")  # read when mimalloc first purges
+    if "MALLOC_ARENA_MAX" not in os.environ and "arena_max" not in os.environ.get("GLIBC_TUNABLES", ""):
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc; the C library's own elsewhere
+        if mallopt is not None:
+            mallopt(_M_ARENA_MAX, 1)  # before a thread allocates: arenas are made on demand
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def summary_line(s: dict, out: str) -> str:
