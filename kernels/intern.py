@@ -5,6 +5,12 @@ Callers guarantee: ``offsets``/``data``/``valid`` are views of one Arrow string
 chunk (``telemetry.arrowstr.string_views``); ``slots``, ``starts``, ``arena`` and
 ``fill`` come from :func:`empty` or an earlier call, and the arrays a call
 returns replace the ones passed in (they grow as values are added).
+
+A table only grows: a value keeps its number and its slot, and a value's probe
+sequence holds, before it, only values added before it. So a lookup that reads
+the table while another call adds to it (``insert`` False, :func:`intern`) is
+exact for the values numbered below a count taken before: it stops at an empty
+slot or at a value numbered since, which can only lie past the value it seeks.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import numpy as np
 from kernels._jit import njit
 
 EMPTY = -1
+TODO = -2  # a row whose number a lookup (insert False) did not find
 
 
 #: Eight bytes at a time: ``ONES * b`` is byte b in every lane, ``HIGH`` each lane's top bit.
@@ -117,10 +124,11 @@ BLOCK = 64
 
 
 @njit
-def _warm(offsets, data, valid, slots, starts, arena, hashes, lo, hi):
+def _warm(offsets, data, valid, slots, starts, arena, count, hashes, lo, hi):
     """Hash rows lo … hi - 1, then load the lines their lookups will touch, one pass
     per level: loads that do not wait on each other overlap, where a lookup's three
-    dependent misses (slot, start, bytes) would be paid one after another."""
+    dependent misses (slot, start, bytes) would be paid one after another. Values
+    numbered from ``count`` on are not touched (a lookup's ``starts`` may predate them)."""
     mask = np.uint64(len(slots) - 1)
     for i in range(lo, hi):
         hashes[i] = _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) if valid[i] else np.uint64(0)
@@ -129,26 +137,31 @@ def _warm(offsets, data, valid, slots, starts, arena, hashes, lo, hi):
         acc += slots[np.int64(hashes[i] & mask)]
     for i in range(lo, hi):
         v = slots[np.int64(hashes[i] & mask)]
-        if v >= 0:
+        if v >= 0 and (v & 0xFFFFFFFF) < count:
             acc += starts[v & 0xFFFFFFFF]
     for i in range(lo, hi):
         v = slots[np.int64(hashes[i] & mask)]
-        if v >= 0:
+        if v >= 0 and (v & 0xFFFFFFFF) < count:
             acc += arena[starts[v & 0xFFFFFFFF]]
     return acc
 
 
 @njit
-def intern(offsets, data, valid, slots, starts, arena, fill, number):
+def intern(offsets, data, valid, slots, starts, arena, fill, number, insert):
     """``number[i]`` = the number of row i's bytes (-1 for a null row); values not
     seen before get the next numbers, from ``fill[0]`` on. Returns the table's
-    ``slots``, ``starts`` and ``arena`` (new arrays when they had to grow)."""
+    ``slots``, ``starts`` and ``arena`` (new arrays when they had to grow).
+
+    With ``insert`` False nothing is written but ``number``: a value not among the
+    first ``fill[0]`` gets TODO. Such a lookup may run while one call with ``insert``
+    adds to the same table (see the module docstring), given a ``fill`` of its own
+    copied before, while no call was adding."""
     count = fill[0]
     used = fill[1]
     hashes = np.empty(len(valid), np.uint64)
     for i in range(len(valid)):
         if i % BLOCK == 0:
-            _warm(offsets, data, valid, slots, starts, arena, hashes, i, min(i + BLOCK, len(valid)))
+            _warm(offsets, data, valid, slots, starts, arena, count, hashes, i, min(i + BLOCK, len(valid)))
         if not valid[i]:
             number[i] = -1
             continue
@@ -160,13 +173,18 @@ def intern(offsets, data, valid, slots, starts, arena, fill, number):
         found = -1
         while slots[slot] != EMPTY:
             v = slots[slot]
+            m = v & 0xFFFFFFFF
+            if m >= count:  # added since this lookup's count: what it seeks is not further on
+                break
             if (v >> 32) == tag:
-                m = v & 0xFFFFFFFF
                 a = starts[m]
                 if starts[m + 1] - a == e - s and _equal(arena, a, data, s, e - s):
                     found = m
                     break
             slot = (slot + 1) & (len(slots) - 1)
+        if found < 0 and not insert:
+            number[i] = TODO
+            continue
         if found < 0:
             if used + (e - s) > len(arena):
                 arena = _grown(arena, used + (e - s))

@@ -140,9 +140,11 @@ class _Seen:
     normalization (text, kind, reason, calling code, region) and, per key epoch, its
     pseudonym. CDRs name the same subscribers over and over, so a batch costs a
     lookup per distinct value (``kernels.intern``); only values met for the first
-    time are normalized and hashed. The threads of a run share it: lookups take a
-    lock, and a lookup's results stay valid whatever other threads add later
-    (arrays are replaced, never changed in place).
+    time are normalized and hashed. The threads of a run share it: a lookup reads the
+    table outside the lock (``kernels.intern`` reads it exactly while another thread
+    adds to it) and adds what it did not find under the lock, and its results stay
+    valid whatever other threads add later (the result arrays are replaced, never
+    changed in place).
 
     It holds clear identifiers: it lives only as long as its owner (one run's
     :class:`Pseudonymizer`), is never pickled or written anywhere, and is emptied
@@ -153,11 +155,13 @@ class _Seen:
         self.region = region
         self.states = states
         self._lock = threading.Lock()
+        self._generation = 0  # tables emptied so far (_clear)
         self._clear()
 
     def _clear(self) -> None:
         from kernels.intern import empty
 
+        self._generation += 1
         self.slots, self.starts, self.arena, self.fill = empty()
         self.ids = pa.array([], pa.string())
         self.kind = np.zeros(0, np.int8)
@@ -171,10 +175,20 @@ class _Seen:
     ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
         """The normalization of ``values`` (no nulls, repeats allowed: dictionaries), and per
         key epoch of ``epochs`` their digests (16-byte items) and validity."""
+        from kernels.intern import intern
+        from telemetry.arrowstr import string_views
         from telemetry.numbering import Normalized
 
+        # Most values were met before: they are looked up outside the lock, in the table as
+        # it stands (kernels.intern reads it exactly while another thread adds to it);
+        # under the lock only the others are added.
+        views = string_views(values)
+        number = np.empty(len(values), np.int64)
         with self._lock:
-            number = self._numbers(values)
+            table, fill, generation = (self.slots, self.starts, self.arena), self.fill.copy(), self._generation
+        intern(views.offsets, views.data, views.valid, *table, fill, number, False)
+        with self._lock:
+            self._numbers(values, number, generation)
             for epoch in epochs:
                 self._hash_new(epoch)
             ids, kind, reason, cc, region_index = self.ids, self.kind, self.reason, self.cc, self.region_index
@@ -182,21 +196,29 @@ class _Seen:
         norm = Normalized(ids.take(number), kind[number], reason[number], cc[number], region_index[number])
         return norm, {epoch: (d[number], ok[number]) for epoch, (d, ok) in digests.items()}
 
-    def _numbers(self, values: pa.Array) -> np.ndarray:
-        from kernels.intern import intern
+    def _numbers(self, values: pa.Array, number: np.ndarray, generation: int) -> None:
+        """Complete ``number``, a lookup of ``values`` in the table of ``generation``:
+        the values it did not find (TODO) are added; all of them if the table was
+        emptied since, or is now (past SEEN_LIMIT)."""
+        from kernels.intern import TODO, intern
         from telemetry.arrowstr import string_views
 
-        if self.fill[0] + len(values) > SEEN_LIMIT:
+        todo = np.flatnonzero(number == TODO) if generation == self._generation else np.arange(len(values))
+        if not len(todo):
+            return
+        if self.fill[0] + len(todo) > SEEN_LIMIT:
             self._clear()
-        views = string_views(values)
-        number = np.empty(len(values), np.int64)
+            todo = np.arange(len(values))
+        new = values if len(todo) == len(values) else values.take(todo)
+        views = string_views(new)
+        got = np.empty(len(new), np.int64)
         before = int(self.fill[0])
         self.slots, self.starts, self.arena = intern(
-            views.offsets, views.data, views.valid, self.slots, self.starts, self.arena, self.fill, number
+            views.offsets, views.data, views.valid, self.slots, self.starts, self.arena, self.fill, got, True
         )
+        number[todo] = got
         if self.fill[0] > before:
             self._normalize(before, int(self.fill[0]))
-        return number
 
     def _normalize(self, before: int, after: int) -> None:
         """Normalize the values numbered ``before`` … ``after - 1``, just added."""

@@ -354,10 +354,41 @@ def test_intern_numbers_values_in_order_of_first_appearance(calls) -> None:
     for values in calls:
         views = string_views(pa.array(values, pa.binary()))
         number = np.empty(len(values), np.int64)
-        slots, starts, arena = intern(views.offsets, views.data, views.valid, slots, starts, arena, fill, number)
+        slots, starts, arena = intern(views.offsets, views.data, views.valid, slots, starts, arena, fill, number, True)
         want = [-1 if v is None else reference.setdefault(v, len(reference)) for v in values]
         assert number.tolist() == want
         assert fill[0] == len(reference)
+
+
+@settings(max_examples=100, deadline=None)
+@given(before=st.lists(st.one_of(st.none(), st.binary(max_size=12), st.sampled_from(_SHARED)), max_size=40),
+       since=st.lists(st.one_of(st.binary(max_size=12), st.sampled_from(_SHARED)), max_size=40),
+       asked=st.lists(st.one_of(st.none(), st.binary(max_size=12), st.sampled_from(_SHARED)), max_size=40),
+       slots=st.sampled_from([4, 1024]))  # fmt: skip
+def test_intern_lookup_reads_a_table_as_it_was_while_values_are_added(before, since, asked, slots) -> None:
+    # A lookup (insert False) given the arrays and a copy of fill taken at some moment,
+    # run after more values were added to those arrays (in place, or to grown copies):
+    # exactly the values numbered by that moment are found, nothing is written.
+    from kernels.intern import TODO, empty, intern
+    from telemetry.arrowstr import string_views
+
+    def call(table, fill, values, insert):
+        views = string_views(pa.array(values, pa.binary()))
+        number = np.empty(len(values), np.int64)
+        return intern(views.offsets, views.data, views.valid, *table, fill, number, insert), number
+
+    *table, fill = empty(slots=slots, arena_bytes=64)
+    table, _ = call(table, fill, before, True)
+    then, count = (table, fill.copy()), int(fill[0])
+    call(table, fill, since, True)  # another thread's insert
+    kept = [a.copy() for a in then[0]]
+    seen = {}
+    for v in before:
+        if v is not None:
+            seen.setdefault(v, len(seen))
+    _, number = call(then[0], then[1].copy(), asked, False)
+    assert number.tolist() == [-1 if v is None else seen.get(v, TODO) for v in asked]
+    assert all(np.array_equal(a, b) for a, b in zip(then[0], kept)) and count == len(seen)
 
 
 @settings(max_examples=200, deadline=None)

@@ -396,7 +396,7 @@ def test_the_intern_table_uses_the_full_64_bit_hash():
     assert len({h & 0x7FF for h in want}) > 400  # the low bits are spread
     slots, starts, arena, _ = intern.empty()
     hashes = np.empty(n, np.uint64)
-    intern._warm(views.offsets, views.data, views.valid, slots, starts, arena, hashes, 0, n)
+    intern._warm(views.offsets, views.data, views.valid, slots, starts, arena, 0, hashes, 0, n)
     assert hashes[:-1].tolist() == want
 
 
