@@ -175,18 +175,19 @@ class _Seen:
     ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
         """The normalization of ``values`` (no nulls, repeats allowed: dictionaries), and per
         key epoch of ``epochs`` their digests (16-byte items) and validity."""
-        from kernels.intern import intern
+        from kernels.intern import TODO, intern
         from telemetry.arrowstr import string_views
         from telemetry.numbering import Normalized
 
         # Most values were met before: they are looked up outside the lock, in the table as
         # it stands (kernels.intern reads it exactly while another thread adds to it);
         # under the lock only the others are added.
-        views = string_views(values)
-        number = np.empty(len(values), np.int64)
+        number = np.full(len(values), TODO, np.int64)
         with self._lock:
             table, fill, generation = (self.slots, self.starts, self.arena), self.fill.copy(), self._generation
-        intern(views.offsets, views.data, views.valid, *table, fill, number, False)
+        if fill[0]:  # an empty table has nothing to find
+            views = string_views(values)
+            intern(views.offsets, views.data, views.valid, *table, fill, number, False)
         with self._lock:
             self._numbers(values, number, generation)
             for epoch in epochs:
