@@ -629,6 +629,18 @@ def test_parquet_pieces_read_in_any_order_give_what_the_file_reads(tmp_path, gro
         1 for row in range(sum(groups)) if row % 7 == 3)  # fmt: skip
 
 
+def test_a_parquet_piece_whose_file_is_gone_is_a_one_line_error(tmp_path):
+    from telemetry.readers import plan_inputs
+
+    path = tmp_path / "gone.parquet"
+    pq.write_table(_PIECE_ROWS, path, row_group_size=100)
+    first, *rest = plan_inputs([path], batch_rows=100)
+    assert len(list(first.read())) == 1 and len(rest) == 3
+    path.unlink()  # rotated away while the run was under way
+    with pytest.raises(InputError, match=r"^cannot open input .*gone\.parquet: [^\n]*$"):
+        list(rest[0].read())
+
+
 # -- detection ---------------------------------------------------------------------------------
 
 
