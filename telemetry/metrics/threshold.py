@@ -58,17 +58,20 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     # Rows come straight from the state's runs: no copy of the groups that pass, and no
     # consolidation of the runs; only groups that several runs hold are merged first.
     parts = state.apart()
-    shared = [part.take(np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
-    if shared:
-        merged = merge(shared)
-        parts.append((merged, np.ones(merged.n_groups, np.bool_)))
+    shared = [(part, np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
 
     def rows_and_below(part: State, alone: np.ndarray) -> tuple[pa.Table, State]:
         ok = passes(part, k) & alone
         return metric_rows(part, ok), part.take(np.flatnonzero(alone & ~ok))
 
-    # the parts side by side on the cores: release runs after the workers are done
-    done = side_by_side(sum(len(alone) for _, alone in parts), *(partial(rows_and_below, *p) for p in parts))
+    def shared_rows_and_below() -> tuple[pa.Table, State]:
+        merged = merge([part.take(groups) for part, groups in shared])
+        return rows_and_below(merged, np.ones(merged.n_groups, np.bool_))
+
+    # the parts side by side on the cores (release runs after the workers are done), the
+    # merge of the shared groups first: it is the longest
+    tasks = ([shared_rows_and_below] if shared else []) + [partial(rows_and_below, *p) for p in parts]
+    done = side_by_side(sum(len(alone) for _, alone in parts), *tasks)
     rows = [table for table, _ in done]
     below = merge([part for _, part in done])
     records = below.counts[:, agg.RECORDS]
