@@ -156,6 +156,37 @@ def test_distinct_merge_equals_sketch_of_union_across_the_limit():
     np.testing.assert_array_equal(regrouped.counts(), direct.counts())
 
 
+def test_distinct_union_and_regroup_of_many_register_rows_equal_a_direct_build():
+    # parts holding HLL rows for the same groups, groups merged and dropped (-1): the rows
+    # are max-combined where they lie, and must give what one build of the values gives
+    rng = np.random.default_rng(8)
+    n_groups, parts, sources = 6, [], []
+    for part in range(4):
+        gid = rng.integers(0, n_groups, 6 * EXACT_LIMIT)
+        gid[: 2 * EXACT_LIMIT + part] = part % 3  # groups 0-2 over the limit in some parts only
+        vals = _hashes(rng, len(gid))
+        parts.append(Distinct.build(gid, vals, n_groups))
+        sources.append((gid, vals))
+    gmap = np.tile(np.array([0, 1, 0, 2, 3, 2], np.int64), len(parts))  # merges across parts
+    union = Distinct.union(parts, gmap, 4)
+    rows = [int(gmap[g]) for d in parts for g in d.hll_groups]
+    assert len(set(rows)) < len(rows)  # register rows of several parts for one group
+    gid = np.concatenate([gmap[:n_groups][g] for g, _ in sources])
+    vals = np.concatenate([v for _, v in sources])
+    direct = Distinct.build(gid, vals, 4)
+    for name in ("off", "vals", "hll_groups", "hll_regs"):
+        np.testing.assert_array_equal(getattr(union, name), getattr(direct, name))
+    for row, g in enumerate(union.hll_groups):  # registers straight from the group's values
+        want = np.zeros((1, union.hll_regs.shape[1]), np.uint8)
+        k.hll_add(want, 0, vals[gid == g])
+        np.testing.assert_array_equal(union.hll_regs[row], want[0])
+    dropped = union.regroup(np.array([-1, 1, 0, -1], np.int64), 2)  # 0 and 3 dropped, 2 → 0
+    keep = np.isin(gid, [1, 2])
+    again = Distinct.build(np.where(gid[keep] == 2, 0, 1), vals[keep], 2)
+    for name in ("off", "vals", "hll_groups", "hll_regs"):
+        np.testing.assert_array_equal(getattr(dropped, name), getattr(again, name))
+
+
 def test_bucket_representatives_bound_the_relative_error():
     xs = np.concatenate([np.geomspace(1e-300, 1e300, 20_001), -np.geomspace(1e-12, 1e12, 1001)])
     for x in xs:

@@ -91,20 +91,13 @@ class Distinct:
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         val_base = np.concatenate([[0], np.cumsum([len(d.vals) for d in parts])[:-1]]).astype(np.int64)
         off = np.concatenate([d.off[:-1] + vb for d, vb in zip(parts, val_base)] + [[sum(len(d.vals) for d in parts)]])
-        whole = cls(
-            off.astype(np.int64),
-            np.concatenate([d.vals for d in parts]),
-            np.concatenate([d.hll_groups + b for d, b in zip(parts, base)]).astype(np.int64),
-            np.concatenate([d.hll_regs for d in parts]),
-        )
-        return whole.regroup(gmap, n_groups)
+        # the register rows are combined where they lie: HLL groups' rows are 16 KiB each
+        hll = [(gmap[d.hll_groups + b], d.hll_regs) for d, b in zip(parts, base)]
+        return _regrouped(off.astype(np.int64), np.concatenate([d.vals for d in parts]), hll, gmap, n_groups)
 
     def regroup(self, gmap: np.ndarray, n_groups: int) -> "Distinct":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""
-        off, vals = k.csr_regroup(self.off, self.vals, np.ascontiguousarray(gmap[: len(self.off) - 1]), n_groups)
-        mapped = gmap[self.hll_groups]
-        kept = mapped >= 0
-        return Distinct(off, vals, *_combine_hll(mapped[kept], self.hll_regs[kept]))._spill()
+        return _regrouped(self.off, self.vals, [(gmap[self.hll_groups], self.hll_regs)], gmap, n_groups)
 
     def take(self, groups: np.ndarray) -> "Distinct":
         """The sets of ``groups`` (increasing), renumbered 0…len(groups)-1."""
@@ -131,12 +124,10 @@ class Distinct:
         big = np.flatnonzero(spill)
         if len(big) == 0:
             return self
-        groups = np.concatenate([self.hll_groups, big])
-        regs = np.concatenate([self.hll_regs, _regs(len(big))])
-        base = len(self.hll_groups)
+        spilled = _regs(len(big))
         for t, g in enumerate(big):
-            k.hll_add(regs, base + t, self.vals[self.off[g] : self.off[g + 1]])
-        groups, regs = _combine_hll(groups, regs)
+            k.hll_add(spilled, t, self.vals[self.off[g] : self.off[g + 1]])
+        groups, regs = _combine_hll([(self.hll_groups, self.hll_regs), (big.astype(np.int64), spilled)])
         keep = np.ones(len(self.off) - 1, dtype=bool)
         keep[big] = False
         _, vals = k.csr_take(self.off, self.vals, np.flatnonzero(keep).astype(np.int64))
@@ -146,13 +137,23 @@ class Distinct:
         return Distinct(full, vals, groups, regs)
 
 
-def _combine_hll(groups: np.ndarray, regs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One register row per group (max over duplicates), groups sorted."""
-    if len(groups) == 0:
-        return np.zeros(0, np.int64), _regs(0)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    if len(uniq) == len(groups):
-        return uniq.astype(np.int64), regs[np.argsort(groups, kind="stable")]
+def _regrouped(off, vals, hll, gmap, n_groups) -> Distinct:
+    """Sets given as CSR ``off``/``vals`` and HLL parts ``hll`` (see :func:`_combine_hll`,
+    groups already mapped), group g → gmap[g]."""
+    off, vals = k.csr_regroup(off, vals, np.ascontiguousarray(gmap[: len(off) - 1]), n_groups)
+    return Distinct(off, vals, *_combine_hll(hll))._spill()
+
+
+def _combine_hll(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One register row per group, the maximum over the rows given for it, groups
+    sorted. Each part is (groups, their register rows); group -1 drops its row. The
+    rows are read where they lie: no copy is made but the result."""
+    every = np.concatenate([groups for groups, _ in parts])
+    uniq = np.unique(every[every >= 0]).astype(np.int64)
     out = _regs(len(uniq))
-    k.hll_max_rows(out, inverse.astype(np.int64), regs)
-    return uniq.astype(np.int64), out
+    for groups, regs in parts:
+        kept = groups >= 0
+        if kept.any():
+            rows = np.searchsorted(uniq, groups[kept]).astype(np.int64)
+            k.hll_max_rows(out, rows, np.ascontiguousarray(regs if kept.all() else regs[kept]))
+    return uniq, out
