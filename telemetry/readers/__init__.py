@@ -96,7 +96,8 @@ class ReaderFormat:
     for a bad value, so a run fails on a typo before it reads anything.
     ``pieces(path, batch_rows, options)``: for a format whose files split into
     independent parts, the file as :class:`Piece` objects, which together yield
-    what ``read`` yields (batches of at most ``batch_rows`` rows); see :func:`plan_inputs`.
+    what ``read`` yields (batches of at most ``batch_rows`` rows), or None when this
+    file is better read by ``read``; see :func:`plan_inputs`.
     """
 
     name: str
@@ -106,7 +107,7 @@ class ReaderFormat:
     description: str = ""
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
     settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
-    pieces: Callable[[str, int, ReaderOptions], Iterator[Piece]] | None = None
+    pieces: Callable[[str, int, ReaderOptions], list[Piece] | None] | None = None
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
@@ -247,8 +248,9 @@ def open_inputs(
 ) -> Iterator[ReadBatch]:
     """Read ``paths`` in order, yielding batches of ``batch_rows`` good rows (the last
     of each file may be shorter) with the rejects met while reading them."""
+    options = options or ReaderOptions()
     for path, reader in _readers(paths, fmt, batch_rows, "open_inputs"):
-        yield from rebatch(reader.read(path, batch_rows, options or ReaderOptions()), batch_rows)
+        yield from rebatch(reader.read(path, batch_rows, options), batch_rows)
 
 
 def plan_inputs(
@@ -262,11 +264,13 @@ def plan_inputs(
     come as :class:`Piece` objects, for the threads to read side by side (each piece's
     batches hold at most ``batch_rows`` rows, not exactly that many); the others as
     their batches, read here. In file order, each file's rows in order."""
+    options = options or ReaderOptions()
     for path, reader in _readers(paths, fmt, batch_rows, "plan_inputs"):
-        if reader.pieces is not None:
-            yield from reader.pieces(path, batch_rows, options or ReaderOptions())
+        pieces = None if reader.pieces is None else reader.pieces(path, batch_rows, options)
+        if pieces is None:
+            yield from rebatch(reader.read(path, batch_rows, options), batch_rows)
         else:
-            yield from rebatch(reader.read(path, batch_rows, options or ReaderOptions()), batch_rows)
+            yield from pieces
 
 
 def _readers(

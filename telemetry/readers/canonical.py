@@ -48,26 +48,27 @@ def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator
     yield from file.decode(range(file.meta.num_row_groups), 0, batch_rows, threads=True)
 
 
-def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Piece]:
+def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[Piece] | None:
     """Runs of whole row groups, each of at least ``batch_rows`` rows (but the last),
     for any thread to decode (no thread pool of Arrow's: the thread that decodes a
-    piece aggregates it while it is in its cache). A file with a row group over
-    PIECE_MAX × ``batch_rows`` rows is one piece read as :func:`read_parquet` reads it,
-    so that a piece never holds more than a few batches."""
+    piece aggregates it while it is in its cache). None for a file with a row group
+    over PIECE_MAX × ``batch_rows`` rows: a piece would hold many batches for one
+    thread, so the file is read as :func:`read_parquet` reads it."""
     file = _ParquetInput.open(path, options)
-    meta = file.meta
-    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    sizes = [file.meta.row_group(i).num_rows for i in range(file.meta.num_row_groups)]
     if any(size > PIECE_MAX * batch_rows for size in sizes):
-        yield Piece(path, partial(file.decode, range(len(sizes)), 0, batch_rows, threads=True))
-        return
+        return None
+    pieces = []
     first = start = held = 0
     for i, size in enumerate(sizes):
         held += size
         if held >= batch_rows or i == len(sizes) - 1:
             # batches of equal size: 300 k rows are two of 150 k, not 262 k and 38 k
-            rows = -(-held // -(-held // batch_rows)) if held else batch_rows
-            yield Piece(path, partial(file.decode, range(first, i + 1), start, rows, threads=False))
+            batches = -(-held // batch_rows)  # ⌈held / batch_rows⌉
+            rows = -(-held // batches) if held else batch_rows
+            pieces.append(Piece(path, partial(file.decode, range(first, i + 1), start, rows, threads=False)))
             first, start, held = i + 1, start + held, 0
+    return pieces
 
 
 #: A row group over this many batches makes its file one piece (see parquet_pieces).
