@@ -238,3 +238,39 @@ def test_week_on_week_rule_compares_the_same_window(tmp_path: Path, monkeypatch)
     }))
     res = promtool("test", "rules", "tests.yml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_dashboard_interval_bands_are_wilson_of_the_summed_counts(tmp_path: Path) -> None:
+    """The band panels' PromQL, evaluated by promtool over two regions of one route, equals
+    the reference's Wilson interval of the route's summed counts."""
+    from tests.reference_metrics import wilson_roots
+
+    dash = json.loads(DASHBOARD.read_text())
+    bands = [p for p in dash["panels"] if p.get("repeat") == "route"]
+    assert [p["title"].split(" with ")[0] for p in bands] == ["ASR", "Delivery rate"]
+    lines = ["groups:", "  - name: bands", "    rules:"]
+    for panel, kind in zip(bands, ("asr", "delivery")):
+        assert {o["matcher"]["options"]: o["properties"][0] for o in panel["fieldConfig"]["overrides"]}["upper"] == \
+            {"id": "custom.fillBelowTo", "value": "lower"}
+        for target in panel["targets"][1:]:
+            expr = target["expr"].replace("$route", "busy")
+            lines += [f"      - record: band:{kind}_{target['legendFormat']}", f"        expr: {json.dumps(expr)}"]
+    (tmp_path / "bands.yml").write_text("\n".join(lines) + "\n")
+    counts = {"asr": ("answered", "attempts", "voice", (2210, 3400), (90, 140)),
+              "delivery": ("delivered", "submitted", "sms", (1877, 1900), (11, 12))}
+    series, checks = [], []
+    for kind, (num, den, channel, region_gb, region_fr) in counts.items():
+        for region, (x, n) in (("GB", region_gb), ("FR", region_fr)):
+            labels = f'channel="{channel}",route="busy",dst_region="{region}"'
+            series += [{"series": f"telemetry_{num}{{{labels}}}", "values": f"{x}x5"},
+                       {"series": f"telemetry_{den}{{{labels}}}", "values": f"{n}x5"}]
+        lo, hi = wilson_roots(region_gb[0] + region_fr[0], region_gb[1] + region_fr[1])
+        for side, want in (("lower", lo), ("upper", hi)):
+            checks.append({"expr": f"abs(band:{kind}_{side} - {want!r}) < bool 1e-9", "eval_time": "2m",
+                           "exp_samples": [{"labels": '{route="busy"}', "value": 1}]})
+    (tmp_path / "tests.yml").write_text(json.dumps({
+        "rule_files": ["bands.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
+    }))
+    res = promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
