@@ -243,3 +243,65 @@ def test_kill_minus_9_at_random_moments_changes_nothing(tmp_path: Path, key_env)
     assert distinct.select([*KEY_COLUMNS, "revision"]).is_unique().all()  # one content per revision
     assert len(files) + 1 == a["files"]
     assert a["records_in"] == 12 * 1500 + 400
+
+
+def test_stdin_lines_give_what_process_gives(tmp_path: Path, key_env) -> None:
+    rows = _calls(1, range(0, 7)) + _calls(20, range(0, 9), status="busy") + _calls(50, range(3, 12), route="b")
+    (tmp_path / "calls.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_cli("stream", "--stdin", "--format", "jsonl", "--out", str(tmp_path / "s"), "--region", "GB",
+                  env=key_env, input=(tmp_path / "calls.jsonl").read_text())
+    assert res.returncode == 0, res.stderr
+    batch = run_cli("process", str(tmp_path / "calls.jsonl"), "--out", str(tmp_path / "p"), "--region", "GB",
+                    env=key_env)
+    assert batch.returncode == 0
+    assert _rows(tmp_path / "s").equals(_rows(tmp_path / "p"))
+    assert _run(tmp_path / "s")["records_in"] == len(rows)
+    assert not list((tmp_path / "s" / "_state" / "spool").iterdir())  # consumed chunks removed
+
+
+def _scrape(port: int) -> dict[tuple, float]:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {(s.name, s.labels.get("route")): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "telemetry_attempts"}
+
+
+def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path, key_env) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telemetry", "stream", "--watch", str(watch), "--out", str(out), "--region", "GB",
+         "--serve", "0", "--poll", "1s", "--lateness", "0s"],
+        env=key_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(line.rsplit(":", 1)[1].split("/")[0])
+        # a file is written under a temporary name, then renamed: only then is it read
+        tmp = watch / "a.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in _calls(1, range(0, 6)) + _calls(16, range(0, 6))))
+        time.sleep(1.5)
+        assert _committed(out) == 0
+        renamed = time.monotonic()
+        tmp.rename(watch / "a.jsonl")
+        while _committed(out) < 1:
+            assert time.monotonic() - renamed < 60
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:00 window released
+        _jsonl(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
+        while _committed(out) < 2:
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:15 window: the latest complete
+        _jsonl(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
+        while _committed(out) < 3:
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-b"): 9.0}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = _run(out)
+    assert run["records_in"] == 26 and run["records_open"] == 5 and run["commits"] == 3
