@@ -195,6 +195,8 @@ def detect_format(path: str | os.PathLike) -> str:
         raise _undetected(path, "it is empty")
     if by_ext is not None and by_ext.name not in _GENERIC and _recognizes(by_ext, head):
         return by_ext.name
+    if _recognizes(_REGISTRY["parquet"], head):  # binary magic: no text sniffer needs to look
+        return "parquet"
     vendors = [
         f.name for f in _REGISTRY.values() if f.name not in _GENERIC and _recognizes(f, head)
     ]

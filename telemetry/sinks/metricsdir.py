@@ -18,7 +18,7 @@ from telemetry.metrics.frame import DISTINCT_COLUMNS, MESSAGE_COLUMNS, OTHER, VO
 
 __all__ = [
     "OTHER", "VOICE_CHANNELS", "MESSAGE_CHANNELS", "METRIC_COLUMNS", "metric_files", "signature",
-    "read_metrics", "read_run", "dimension_columns", "metric_columns", "check_dir",
+    "read_metrics", "latest_revisions", "read_run", "dimension_columns", "metric_columns", "check_dir",
 ]
 
 VOICE_CHANNELS = ("voice", "voicemail", "conference")
@@ -58,8 +58,10 @@ def signature(out: Path) -> tuple:
     return tuple(sig)
 
 
-def read_metrics(out: Path, files: list[Path] | None = None) -> pl.DataFrame:
-    """Every released metric row of ``out`` (or of ``files``), sorted by window."""
+def read_metrics(out: str | Path, files: list[Path] | None = None) -> pl.DataFrame:
+    """Every released metric row of ``out`` (or of ``files``), sorted by window; of a
+    stream's output (rows with a ``revision``), the latest revision of each row."""
+    out = Path(out)
     files = metric_files(out) if files is None else files
     if not files:
         return pl.DataFrame()
@@ -71,7 +73,16 @@ def read_metrics(out: Path, files: list[Path] | None = None) -> pl.DataFrame:
     missing = [c for c in (*_TIME_COLUMNS, "channel") if c not in df.columns]
     if missing:
         raise InputError(f"{out / 'metrics'} is not a telemetry metrics dataset (no {', '.join(missing)} column)")
-    return df.sort("window_start", "channel", maintain_order=True)
+    return latest_revisions(df).sort("window_start", "channel", maintain_order=True)
+
+
+def latest_revisions(df: pl.DataFrame) -> pl.DataFrame:
+    """The row of highest ``revision`` per window, channel and dimensions (as it is
+    when there is no ``revision`` column: a batch run releases each row once)."""
+    if "revision" not in df.columns or df.is_empty():
+        return df
+    key = [*_TIME_COLUMNS, "channel", *dimension_columns(df)]
+    return df.sort("revision").unique(subset=key, keep="last", maintain_order=True)
 
 
 def read_run(out: Path) -> dict[str, Any]:
@@ -88,7 +99,7 @@ def read_run(out: Path) -> dict[str, Any]:
 
 def dimension_columns(df: pl.DataFrame) -> list[str]:
     """The grouping columns of a metrics frame (``by``), in dataset order."""
-    skip = {*_TIME_COLUMNS, "channel", "date", *METRIC_COLUMNS}
+    skip = {*_TIME_COLUMNS, "channel", "date", "revision", "released_at", *METRIC_COLUMNS}
     return [c for c in df.columns if c not in skip]
 
 

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from telemetry.errors import ConfigError, InputError
 from telemetry.metrics.intervals import bounds, wilson
 from telemetry.sinks.metricsdir import (
-    METRIC_COLUMNS, OTHER, dimension_columns, metric_columns, metric_files, read_run,
+    METRIC_COLUMNS, OTHER, dimension_columns, latest_revisions, metric_columns, metric_files, read_run,
 )
 
 log = logging.getLogger(__name__)
@@ -110,18 +110,15 @@ class MetricsCollector(Collector):
         with self._lock:
             for gone in set(self._files) - set(files):
                 del self._files[gone]
-            # Partitions are by the date of window_start, so the newest file holding a
-            # complete window holds the latest one.
-            for path in reversed(files):
-                frame = self._frame(path)
-                if frame is None or frame.is_empty():
-                    continue
-                ends = frame["window_end"].cast(pl.Int64)
-                done = frame.filter(ends <= now_us)
-                if done.is_empty():
-                    continue
-                last = done["window_end"].max()
-                return done.filter(pl.col("window_end") == last)
+            # A stream writes a file per commit: the latest window's rows (and their
+            # revisions) can be spread over several files of its date partition.
+            frames = [f for f in (self._frame(path) for path in files) if f is not None and not f.is_empty()]
+        done = [f.filter(f["window_end"].cast(pl.Int64) <= now_us) for f in frames]
+        done = [f for f in done if not f.is_empty()]
+        if done:
+            last = max(f["window_end"].max() for f in done)
+            rows = pl.concat([f.filter(pl.col("window_end") == last) for f in done], how="diagonal_relaxed")
+            return latest_revisions(rows)
         return pl.DataFrame()
 
     # -- exposition ----------------------------------------------------------------------------
