@@ -53,11 +53,13 @@ def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[P
     for any thread to decode (no thread pool of Arrow's: the thread that decodes a
     piece aggregates it while it is in its cache). None for a file with a row group
     over PIECE_MAX × ``batch_rows`` rows: a piece would hold many batches for one
-    thread, so the file is read as :func:`read_parquet` reads it."""
+    thread, so the file is read as :func:`read_parquet` reads it; None too for a file
+    under a quarter of ``batch_rows``, whose batch plan_inputs gathers with the next
+    files' (a piece per small file would cost its fixed work per file)."""
     file = _ParquetInput.open(path, options)
     sizes = [file.meta.row_group(i).num_rows for i in range(file.meta.num_row_groups)]
-    if any(size > PIECE_MAX * batch_rows for size in sizes):
-        return None
+    if any(size > PIECE_MAX * batch_rows for size in sizes) or sum(sizes) < batch_rows // 4:
+        return None  # one piece too big for one thread, or a small file to gather with others
     pieces = []
     first = start = held = 0
     for i, size in enumerate(sizes):

@@ -285,7 +285,13 @@ class Stream:
 class _Reader:
     """The files of one micro-batch as read batches for the engine, each with the
     records that are too late for their window moved to its rejects; pushes a
-    :class:`_Mark` per batch and per file end."""
+    :class:`_Mark` per batch and per file end.
+
+    Small files are gathered into larger batches (:class:`telemetry.readers.Coalescer`)
+    as long as no file boundary inside a gathered batch moves the watermark across a
+    window's end or eviction point: at such a boundary nothing is released or evicted
+    and every record is judged late or too late exactly as at the first, so the
+    decisions are those taken file by file. A boundary that crosses one ends the batch."""
 
     def __init__(self, stream: Stream, files: list[Found], marks: deque) -> None:
         self.stream = stream
@@ -297,25 +303,52 @@ class _Reader:
     def watermark(self) -> int | None:
         return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
 
+    def _crosses(self, before: int | None, after: int | None) -> bool:
+        """Whether a window end or an eviction point lies in (before, after]."""
+        if after is None:
+            return False
+        if before is None:
+            return True
+        window_us, retention = self.stream.spec.window_us, self.stream.s.retention_us
+        return (after // window_us > before // window_us
+                or (after - retention) // window_us > (before - retention) // window_us)
+
     def __iter__(self) -> Iterator:
-        from telemetry.readers import Piece, ReaderOptions, Reject, plan_inputs
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, plan_inputs
 
         st = self.stream
         options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
+        small = Coalescer(st.opts.batch_rows)
+        ended: list[_Mark] = []  # files whose rows are all in batches handed out, or held
+        group_watermark = self.watermark()
+
+        def hand_out(ready):
+            for batch in ready:
+                self.marks.append(_Mark(watermark=group_watermark))
+                yield batch
+                self.marks.extend(ended)
+                ended.clear()
+
         for found in self.files:
             before = self.watermark()
+            if not small._held:
+                group_watermark = before
             try:
                 for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
                     for read in item.read() if isinstance(item, Piece) else (item,):
-                        read = self._too_late(read, before)
-                        self.marks.append(_Mark(watermark=before))
-                        yield read
+                        yield from hand_out(small.add(self._too_late(read, before)))
             except (InputError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, InputError) else f"cannot read: {exc.strerror or exc}"
                 self.failed.append(Reject(file=found.path, row=0, reason=f"file not read: {reason}", fields={}))
                 log.warning("stream: %s was not read: %s", found.name, reason)
             st.max_start = self.max_start
-            self.marks.append(_Mark(end=found, watermark=self.watermark()))
+            ended.append(_Mark(end=found, watermark=self.watermark()))
+            if self._crosses(before, self.watermark()):
+                yield from hand_out(small.flush())
+                self.marks.extend(ended)
+                ended.clear()
+        yield from hand_out(small.flush())
+        self.marks.extend(ended)
 
     def _too_late(self, read, watermark: int | None):
         """``read`` without the records whose window was evicted (they become rejects),
