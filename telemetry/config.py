@@ -44,6 +44,10 @@ class Options:
     emit_records: bool = False
     engine: str = "local"
     threads: int = 0  # 0: one per core
+    # --engine dask: an existing scheduler's address (else DASK_SCHEDULER_ADDRESS), or None for a
+    # LocalCluster of ``workers`` processes (0: one per core) started and stopped with the run
+    scheduler: str | None = None
+    workers: int = 0
     batch_rows: int = 262144
     # sections other stages read ([alerts], [mapping]…) and reader settings (timezone, [asterisk]…)
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -115,8 +119,8 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
         raise ConfigError(f"k must be a whole number >= 1; got {opts.k!r}")
     if opts.engine not in ("local", "dask"):
         raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
-    if opts.threads < 0 or opts.batch_rows < 1:
-        raise ConfigError("threads must be >= 0 and batch_rows >= 1")
+    if opts.threads < 0 or opts.workers < 0 or opts.batch_rows < 1:
+        raise ConfigError("threads and workers must be >= 0 and batch_rows >= 1")
     return opts
 
 

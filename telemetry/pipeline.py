@@ -59,13 +59,16 @@ def process(
     out: str | os.PathLike | None = None,
     config: str | os.PathLike | None = None,
     progress: Any = None,
+    client: Any = None,
     **options: Any,
 ) -> Result:
     """Run the pipeline over ``inputs``; see :class:`telemetry.config.Options` for options.
 
     ``out`` (optional) receives ``metrics/``, ``run.json``, ``quarantine/`` and,
     with ``emit_records=True``, ``records/``. ``config`` names a
-    ``telemetry.toml`` whose values the keyword options override.
+    ``telemetry.toml`` whose values the keyword options override. ``engine="dask"``
+    runs on the cluster of ``client`` (a ``distributed.Client``), or at ``scheduler=``,
+    or of ``workers=`` local processes (SPEC section 10).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -73,13 +76,13 @@ def process(
     if not paths:
         raise ValueError("inputs must name at least one file")
     opts = make_options(load_config(config) if config is not None else None, **options)
-    return run(paths, as_keyring(key), opts, Path(out) if out is not None else None, progress)
+    return run(paths, as_keyring(key), opts, Path(out) if out is not None else None, progress, client)
 
 
-def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
+def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None,
+        client: Any = None) -> Result:
     from telemetry.engine import Job, get_engine
-    from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, plan_inputs
+    from telemetry.readers import ReaderOptions
 
     for path in paths:
         if not os.path.isfile(path):
@@ -94,7 +97,8 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         if missing:
             log.warning("the opt-out list has no entries for key epoch(s) %s", ", ".join(missing))
 
-    engine = get_engine(opts.engine, thread_count(opts))
+    engine = get_engine(opts.engine, thread_count(opts), scheduler=opts.scheduler, workers=opts.workers,
+                        client=client)
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
     if out is not None:
@@ -103,26 +107,14 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         out.mkdir(parents=True, exist_ok=True)
         for stale in ("metrics", "records", "quarantine"):
             reset_dir(out / stale)
-    quarantine = QuarantineWriter(out) if out is not None else None
-    totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
-    state = None
-    reads = plan_inputs(
-        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
-    )
-    for seq, part in enumerate(engine.run(job, reads)):
-        state = part.state if state is None else state.merge(part.state)
-        totals["records_in"] += part.records_in
-        totals["records_ok"] += part.records_ok
-        totals["records_quarantined"] += len(part.rejects)
-        totals["records_opted_out"] += part.opted_out
-        if quarantine is not None and part.rejects:
-            quarantine.write(part.rejects)
-        if out is not None and part.records is not None and part.records.num_rows:
-            _write_records(out, part.records, seq)
-        if progress is not None:
-            progress(totals)
-    if quarantine is not None:
-        quarantine.close()
+    reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
+    try:
+        if hasattr(engine, "process"):  # it reads the inputs where it works (Dask: on the workers)
+            state, totals = engine.process(job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress)
+        else:
+            state, totals = _run_here(engine, job, paths, opts, reader_options, out, progress)
+    finally:
+        engine.close()
     if state is None:
         state = job.work(_empty_read()).state
     from telemetry.metrics import release
@@ -165,12 +157,39 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     return Result(released.table, summary, out)
 
 
-def _write_records(out: Path, records, seq: int) -> None:
+def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out: Path | None, progress):
+    """Batches read on this machine, Partials merged and written here as they come."""
+    from telemetry.quarantine import QuarantineWriter
+    from telemetry.readers import plan_inputs
+
+    quarantine = QuarantineWriter(out) if out is not None else None
+    totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
+    state = None
+    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
+    for seq, part in enumerate(engine.run(job, reads)):
+        state = part.state if state is None else state.merge(part.state)
+        totals["records_in"] += part.records_in
+        totals["records_ok"] += part.records_ok
+        totals["records_quarantined"] += len(part.rejects)
+        totals["records_opted_out"] += part.opted_out
+        if quarantine is not None and part.rejects:
+            quarantine.write(part.rejects)
+        if out is not None and part.records is not None and part.records.num_rows:
+            write_records(out, part.records, f"part-{seq:06d}")
+        if progress is not None:
+            progress(totals)
+    if quarantine is not None:
+        quarantine.close()
+    return state, totals
+
+
+def write_records(out: Path, records, name: str) -> None:
+    """A batch of record output as ``out/records/date=…/name.parquet``."""
     import pyarrow as pa
 
     from telemetry.sinks.parquet import write_partitioned
 
-    write_partitioned(pa.Table.from_batches([records]), out / "records", "start_time", f"part-{seq:06d}")
+    write_partitioned(pa.Table.from_batches([records]), out / "records", "start_time", name)
 
 
 def _empty_read():
