@@ -39,3 +39,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
         cwd=cwd,
         timeout=600,
     )
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real Dask cluster for the session: two worker processes of one thread each."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        yield client
