@@ -45,7 +45,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 def dask_client():
     """A real Dask cluster for the session: two worker processes of one thread each."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    from telemetry.engine.dask import local_cluster
+
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         yield client
