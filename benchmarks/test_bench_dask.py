@@ -74,6 +74,15 @@ def test_dask_one_vs_two_workers(figure, parquet_4m, csv_files, bench_dir, clust
             for n, client in ((1, one), (2, two)):
                 times[n].append(_timed(inputs, bench_dir / "dask-out", engine="dask", client=client))
         t1, t2 = min(times[1]), min(times[2])
+        if name.startswith("Parquet"):  # the control: what this machine gives threads right now
+            local = {1: [], 2: []}
+            for _ in range(ROUNDS):
+                for n in (1, 2):
+                    local[n].append(_timed(inputs, bench_dir / "local-out", engine="local", threads=n))
+            l1, l2 = min(local[1]), min(local[2])
+            figure(f"control: local engine, {rows / 1e6:g} M records in one Parquet file",
+                   f"2 threads: {l2:.2f} s", f"1 thread: {l1:.2f} s", round(l1 / l2, 2), "reported", None,
+                   "what two cores give right now; the Dask ratio above is bounded by it")
         figure(f"Dask engine, {rows / 1e6:g} M records in one {name}" if name.startswith("Parquet")
                else f"Dask engine, {rows / 1e6:g} M records in {name}",
                f"2 worker processes: {t2:.2f} s", f"1 worker process: {t1:.2f} s", round(t1 / t2, 2),
