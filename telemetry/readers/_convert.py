@@ -19,7 +19,8 @@ Accepted values (documented in docs/ as the input contract):
 - ``channel``, ``direction``, ``status``: the SPEC 2.1 vocabulary in any case, with
   blanks, hyphens and underscores interchangeable, plus the spellings in
   :mod:`telemetry.status`; an empty ``channel`` is ``voice``; an empty ``status``
-  is derived from ``sip_code`` / ``q850_cause`` when those are present;
+  is derived from ``sip_code`` / ``q850_cause`` when those are present, with what
+  ``answer_time``, ``duration_ms`` and ``pdd_ms`` show (:func:`telemetry.status.shown`);
 - empty text is null; ``answer_time`` and ``end_time`` must not precede ``start_time``.
 
 Reasons name the column and the rule, never the value.

@@ -19,9 +19,11 @@ Understood variables (any others, and caller_id_name, are dropped):
 - hangup_cause (names of ``switch_types.h``) and hangup_cause_q850 → q850_cause;
   sip_term_status → sip_code; the status follows from them by SPEC 2.1, and
   FreeSWITCH's own causes (ORIGINATOR_CANCEL, LOSE_RACE, …) by
-  :data:`telemetry.status.HANGUP_CAUSE_STATUS`;
+  :data:`telemetry.status.HANGUP_CAUSE_STATUS` — answered when the call was, and
+  the timers of :data:`telemetry.status.RING_TIMERS` no_answer after alerting;
 - progressmsec / progress_mediamsec (ms from start to 180 / 183; 0 = none), the
-  earlier one, else answermsec → pdd_ms.
+  earlier one, else answermsec → pdd_ms; a pdd_ms shows the callee was alerted, which
+  SPEC 2.1 asks of a 408 (or a ring timer) to be no_answer rather than failed.
 """
 
 from __future__ import annotations
