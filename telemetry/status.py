@@ -53,17 +53,21 @@ _ANSWERED, _BUSY, _NO_ANSWER, _REJECTED, _CANCELLED, _FAILED, _CONGESTION = (
     STATUSES.index(s)
     for s in ("answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion")
 )
-_SIP = {
-    486: _BUSY,
-    600: _BUSY,
-    480: _NO_ANSWER,
-    603: _REJECTED,
-    487: _CANCELLED,
-    503: _CONGESTION,
-}
-_Q850 = {17: _BUSY, 18: _NO_ANSWER, 19: _NO_ANSWER, 21: _REJECTED, 34: _CONGESTION, 42: _CONGESTION}
-#: Q.850 causes of a normal release: the call was answered, unless we know it was not.
-_Q850_NORMAL = (16, 31)
+
+
+def _table(size: int, statuses: dict[int, int]) -> np.ndarray:
+    """Code → status index for codes 0 … size − 1: ``statuses``, failed for any other."""
+    table = np.full(size, _FAILED, dtype=np.int32)
+    table[list(statuses)] = list(statuses.values())
+    return table
+
+
+#: SIP final response → status; 408 is failed here and no_answer after alerting.
+_SIP_STATUS = _table(700, {**dict.fromkeys(range(200, 300), _ANSWERED), 486: _BUSY, 600: _BUSY,
+                           480: _NO_ANSWER, 603: _REJECTED, 487: _CANCELLED, 503: _CONGESTION})
+#: Q.850 cause → status; 16, 31 (normal clearing): answered unless the record shows no answer.
+_Q850_STATUS = _table(128, {16: _ANSWERED, 31: _ANSWERED, 17: _BUSY, 18: _NO_ANSWER,
+                            19: _NO_ANSWER, 21: _REJECTED, 34: _CONGESTION, 42: _CONGESTION})
 #: SIP 408 Request Timeout: no_answer only after alerting (SPEC 2.1), else the route's failure.
 _TIMEOUT = 408
 #: Q.850 19 "no answer from user (user alerted)": the cause itself says the callee was alerted.
@@ -111,23 +115,15 @@ def status_from_codes(
     ans_v, ans_ok = _values(answered, n)
     alert_v, alert_ok = _values(alerted, n)
     answer_shown = ans_ok & (ans_v != 0)
-    rang = (alert_ok & (alert_v != 0)) | answer_shown | (q_ok & (q_v == _ALERTED_CAUSE))
-    out = np.full(n, -1, dtype=np.int32)
 
-    q_status = np.full(n, _FAILED, dtype=np.int32)
-    for cause, status in _Q850.items():
-        q_status[q_v == cause] = status
-    normal = np.isin(q_v, _Q850_NORMAL)
-    q_status[normal] = np.where(ans_ok & (ans_v == 0), _CANCELLED, _ANSWERED)[normal]
-    out[q_ok] = q_status[q_ok]
-
-    s_status = np.full(n, _FAILED, dtype=np.int32)
-    s_status[(sip_v >= 200) & (sip_v < 300)] = _ANSWERED
-    for code, status in _SIP.items():
-        s_status[sip_v == code] = status
-    timeout = sip_v == _TIMEOUT
-    s_status[timeout] = np.where(rang, _NO_ANSWER, _FAILED)[timeout]
-    out[sip_ok] = s_status[sip_ok]
+    # one table lookup per row (codes out of range read as "any other": failed)
+    q_status = _Q850_STATUS[np.clip(q_v, 0, len(_Q850_STATUS) - 1)]
+    abandoned = (q_status == _ANSWERED) & ans_ok & (ans_v == 0)  # normal clearing, no answer
+    q_status[abandoned] = _CANCELLED
+    s_status = _SIP_STATUS[np.clip(sip_v, 0, len(_SIP_STATUS) - 1)]
+    rang = (alert_ok & (alert_v != 0)) | (q_ok & (q_v == _ALERTED_CAUSE))
+    s_status[(sip_v == _TIMEOUT) & rang] = _NO_ANSWER
+    out = np.where(sip_ok, s_status, np.where(q_ok, q_status, -1)).astype(np.int32)
     out[answer_shown & (sip_ok | q_ok)] = _ANSWERED
 
     indices = pa.array(out, mask=out < 0, type=pa.int32())
