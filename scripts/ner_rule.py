@@ -60,7 +60,8 @@ def main() -> None:
             frames[name] = ner_by_route(path, Path(tmp) / f"out-{name}")
     new, old = frames["new"], frames["old"]
     timeouts = old["no_answer"] - new["no_answer"]
-    print("| route | attempts | 408 before alerting | NER, every 408 no_answer | NER, SPEC 2.1 | change |")
+    print("| route | attempts | 408 before alerting | NER, every 408 no_answer | NER, SPEC 2.1 "
+          "| change |")
     print("|---|---|---|---|---|---|")
     for route, attempts, moved, before, after in zip(
         new["route"], new["attempts"], timeouts, old["ner"], new["ner"], strict=True

@@ -29,15 +29,17 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "voip"
 
 # -- SPEC 2.1, by hand -------------------------------------------------------------------------
 # "200→answered; 486, 600 (Q.850 17)→busy; 480, 408 after alerting (Q.850 18, 19)→no_answer;
-#  603 (Q.850 21)→rejected; 487 (caller hung up before answer)→cancelled; 503, 34, 42→congestion;
-#  every other failure→failed."
+#  603 (Q.850 21)→rejected; 487 (caller hung up before answer)→cancelled;
+#  503, 34, 42→congestion; every other failure→failed."
 SIP_TABLE = {486: "busy", 600: "busy", 480: "no_answer", 603: "rejected", 487: "cancelled"}
 SIP_TABLE |= {503: "congestion"}
 Q850_TABLE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected", 34: "congestion"}
 Q850_TABLE |= {42: "congestion"}
 
 
-def spec_status(sip: int | None, q850: int | None, answered: bool | None, alerted: bool) -> str | None:
+def spec_status(
+    sip: int | None, q850: int | None, answered: bool | None, alerted: bool
+) -> str | None:
     """The status SPEC 2.1 gives a record with these codes, plus the decisions of
     docs/formats.md where it depends on context: an answered record is answered whatever
     its codes; 408 is no_answer only after alerting (a 180/183, or Q.850 19 "user
@@ -74,7 +76,9 @@ Q850 = st.one_of(
 #: a row: SIP code, Q.850 cause, answered, alerted (a 180/183 before the end)
 ROW = st.tuples(SIP, Q850, st.booleans(), st.booleans())
 ROWS = st.lists(ROW, min_size=1, max_size=24)
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
 
 
@@ -129,10 +133,11 @@ def test_spec_table_rows():
 def _canonical_rows(rows, answer_column: str | None) -> list[dict]:
     out = []
     for i, (sip, q850, answered, alerted) in enumerate(rows):
-        row = {"start_time": (START + dt.timedelta(minutes=i)).isoformat(), "sip_code": sip,
-               "q850_cause": q850, "pdd_ms": 2300 if alerted or answered else None}
+        start = START + dt.timedelta(minutes=i)
+        row = {"start_time": start.isoformat(), "sip_code": sip, "q850_cause": q850,
+               "pdd_ms": 2300 if alerted or answered else None}
         if answer_column == "answer_time":
-            row["answer_time"] = (START + dt.timedelta(minutes=i, seconds=9)).isoformat() if answered else None
+            row["answer_time"] = (start + dt.timedelta(seconds=9)).isoformat() if answered else None
         elif answer_column == "duration_ms":
             row["duration_ms"] = 61000 if answered else 0
         out.append(row)
@@ -147,7 +152,8 @@ def test_canonical_readers(tmp_path, fmt, rows, answer_column):
     path = tmp_path / f"calls.{fmt}"
     if fmt == "parquet":
         table = pa.Table.from_pylist(records)
-        pq.write_table(table.set_column(0, "start_time", table.column(0).cast(pa.timestamp("us", "UTC"))), path)
+        start = table.column("start_time").cast(pa.timestamp("us", "UTC"))
+        pq.write_table(table.set_column(0, "start_time", start), path)
     elif fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     else:
@@ -171,27 +177,34 @@ def test_mapped_reader(tmp_path, rows):
         writer.writerow(["Started", "Answered", "PddMs", "Outcome", "SipCode", "Cause"])
         for i, (sip, q850, answered, alerted) in enumerate(rows):
             start = START + dt.timedelta(minutes=i)
-            writer.writerow([start.isoformat(), (start + dt.timedelta(seconds=9)).isoformat() if answered else "",
-                             "1800" if alerted else "", "", sip or "", "" if q850 is None else q850])
+            answer = (start + dt.timedelta(seconds=9)).isoformat() if answered else ""
+            writer.writerow([start.isoformat(), answer, "1800" if alerted else "", "",
+                             "" if sip is None else sip, "" if q850 is None else q850])
     assert statuses(path, "mapped", mapping=mapping) == [spec_status(*r) for r in rows]
 
 
 # -- FreeSWITCH: progressmsec (180) / progress_mediamsec (183) show alerting --------------------
 
-TEMPLATE = "uuid,start_epoch,answer_epoch,end_epoch,billsec,hangup_cause,sip_term_status,progressmsec,progress_mediamsec"
+TEMPLATE = ("uuid,start_epoch,answer_epoch,end_epoch,billsec,hangup_cause,sip_term_status,"
+            "progressmsec,progress_mediamsec")
 # Q.850 names as switch_types.h spells them
-CAUSE_NAMES = {1: "UNALLOCATED_NUMBER", 16: "NORMAL_CLEARING", 17: "USER_BUSY", 18: "NO_USER_RESPONSE",
-               19: "NO_ANSWER", 21: "CALL_REJECTED", 31: "NORMAL_UNSPECIFIED", 34: "NORMAL_CIRCUIT_CONGESTION",
-               41: "NORMAL_TEMPORARY_FAILURE", 42: "SWITCH_CONGESTION", 102: "RECOVERY_ON_TIMER_EXPIRE",
-               127: "INTERWORKING"}
+CAUSE_NAMES = {
+    1: "UNALLOCATED_NUMBER", 16: "NORMAL_CLEARING", 17: "USER_BUSY", 18: "NO_USER_RESPONSE",
+    19: "NO_ANSWER", 21: "CALL_REJECTED", 31: "NORMAL_UNSPECIFIED", 34: "NORMAL_CIRCUIT_CONGESTION",
+    41: "NORMAL_TEMPORARY_FAILURE", 42: "SWITCH_CONGESTION", 102: "RECOVERY_ON_TIMER_EXPIRE",
+    127: "INTERWORKING",
+}
 # FreeSWITCH's own causes (above 127) and what they mean without an answer; None: a timer
 # that fires before or after ringing alike, so no_answer after alerting, else failed
-OWN_CAUSES = {"ORIGINATOR_CANCEL": "cancelled", "LOSE_RACE": "cancelled", "PROGRESS_TIMEOUT": "failed",
-              "MANAGER_REQUEST": "failed", "MEDIA_TIMEOUT": "failed", "GATEWAY_DOWN": "congestion",
-              "DECLINE": "rejected", "ALLOTTED_TIMEOUT": None, "NO_PICKUP": None}
+OWN_CAUSES = {
+    "ORIGINATOR_CANCEL": "cancelled", "LOSE_RACE": "cancelled", "PROGRESS_TIMEOUT": "failed",
+    "MANAGER_REQUEST": "failed", "MEDIA_TIMEOUT": "failed", "GATEWAY_DOWN": "congestion",
+    "DECLINE": "rejected", "ALLOTTED_TIMEOUT": None, "NO_PICKUP": None,
+}
 FS_ROW = st.tuples(
-    SIP, st.one_of(st.none(), st.sampled_from(sorted(CAUSE_NAMES)), st.sampled_from(sorted(OWN_CAUSES)),
-                   st.sampled_from(["ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT", 102, 19])),
+    SIP,
+    st.one_of(st.none(), st.sampled_from(sorted(CAUSE_NAMES)), st.sampled_from(sorted(OWN_CAUSES)),
+              st.sampled_from(["ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT", 102, 19])),
     st.booleans(), st.booleans(), st.booleans(),
 )
 
@@ -230,7 +243,8 @@ def test_freeswitch_reader(tmp_path, rows):
 @SETTINGS
 def test_kamailio_reader(tmp_path, rows, pdd_column):
     path = tmp_path / "acc_cdrs.csv"
-    header = ["id", "start_time", "end_time", "duration", "callid", "sip_code"] + (["pdd_ms"] if pdd_column else [])
+    header = ["id", "start_time", "end_time", "duration", "callid", "sip_code"]
+    header += ["pdd_ms"] if pdd_column else []
     expected = []
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
@@ -238,9 +252,10 @@ def test_kamailio_reader(tmp_path, rows, pdd_column):
         for i, (sip, talked, alerted) in enumerate(rows):
             answered = sip is not None and 200 <= sip <= 299 or (sip is None and talked)
             start = START + dt.timedelta(minutes=i)
-            writer.writerow([i + 1, start.strftime("%Y-%m-%d %H:%M:%S"), (start + dt.timedelta(seconds=30)).strftime(
-                "%Y-%m-%d %H:%M:%S"), "30.000" if answered else "0.000", f"c{i}@pbx", "" if sip is None else sip]
-                + (["1700" if alerted else ""] if pdd_column else []))
+            end = start + dt.timedelta(seconds=30)
+            row = [i + 1, f"{start:%Y-%m-%d %H:%M:%S}", f"{end:%Y-%m-%d %H:%M:%S}",
+                   "30.000" if answered else "0.000", f"c{i}@pbx", "" if sip is None else sip]
+            writer.writerow(row + (["1700" if alerted else ""] if pdd_column else []))
             if sip is None:  # the reader's own rule without a code: a confirmed dialog or a failure
                 expected.append("answered" if answered else "failed")
             else:
@@ -279,8 +294,11 @@ def test_freeswitch_timeouts_through_the_cli(tmp_path, key_env):
     rows = pl.read_parquet(out / "metrics" / "**" / "*.parquet").sort("route").to_dicts()
     columns = ("route", "attempts", "answered", "busy", "no_answer", "failed", "cancelled")
     assert [tuple(r[c] for c in columns) for r in rows] == [
-        ("carrier-a", 5, 1, 1, 3, 0, 0),  # 200; 408 after 180, after 183, with cause 19; 486
-        ("carrier-b", 7, 1, 0, 2, 4, 0),  # 200; 480, ALLOTTED after 180; 408 × 2, PROGRESS, ALLOTTED
+        # 200; 408 after a 180, after a 183, with cause 19; 486
+        ("carrier-a", 5, 1, 1, 3, 0, 0),
+        # 200; 480 and ALLOTTED_TIMEOUT after a 180; 408 × 2, PROGRESS_ and ALLOTTED_TIMEOUT before
+        ("carrier-b", 7, 1, 0, 2, 4, 0),
     ]
-    assert rows[0]["ner"] == pytest.approx(5 / 5)  # (answered + busy + no_answer + rejected) / attempts
+    # NER = (answered + busy + no_answer + rejected) / attempts
+    assert rows[0]["ner"] == pytest.approx(5 / 5)
     assert rows[1]["ner"] == pytest.approx(3 / 7)  # every 408 counted no_answer would say 7 / 7

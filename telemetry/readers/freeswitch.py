@@ -32,6 +32,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -227,7 +228,7 @@ def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict, n: int)
     names = [name or None for name in words.dictionary.to_pylist()]  # looked up once each
     codes = [Q850_CAUSES.get(name) if name else None for name in names]
     status = [HANGUP_CAUSE_STATUS.get(name) if name else None for name in names]
-    timers = as_mask(pa.array([name in RING_TIMERS for name in names], pa.bool_()).take(words.indices))
+    timer = pa.array([name in RING_TIMERS for name in names], pa.bool_())
     unknown = [bool(name) and c is None and s is None for name, c, s in zip(names, codes, status)]
     verdict.flag(
         as_mask(pa.array(unknown, pa.bool_()).take(words.indices)),
@@ -242,10 +243,11 @@ def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict, n: int)
         )
     else:
         raw["q850_cause"] = by_name
+    timers = as_mask(timer.take(words.indices))
     raw["status"] = _settled(pa.array(status, pa.string()).take(words.indices), timers, raw, n)
 
 
-def _settled(status: pa.Array, timers, raw: dict[str, pa.Array], n: int) -> pa.Array:
+def _settled(status: pa.Array, timers: np.ndarray, raw: dict[str, pa.Array], n: int) -> pa.Array:
     """The status of FreeSWITCH's own causes against what the record shows: an
     answered call is answered however it ended; a ring timer after alerting is
     no_answer (SPEC 2.1, as a SIP 408)."""
