@@ -14,7 +14,8 @@ from collections.abc import Callable
 from telemetry.readers.mapped import EXAMPLE_MAPPING
 from telemetry.schema import CANONICAL, MESSAGE_CHANNELS, VOICE_CHANNELS
 
-SIP_STATUS = {486: "busy", 600: "busy", 480: "no_answer", 408: "no_answer", 603: "rejected"}
+# a 408 is no_answer only after alerting, which an acc_cdrs export without pdd_ms cannot show
+SIP_STATUS = {486: "busy", 600: "busy", 480: "no_answer", 408: "failed", 603: "rejected"}
 SIP_STATUS |= {487: "cancelled", 503: "congestion"}
 DEFAULT_SIP = {"answered": 200, "busy": 486, "no_answer": 480, "rejected": 603}
 DEFAULT_SIP |= {"cancelled": 487, "failed": 500, "congestion": 503}

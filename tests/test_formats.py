@@ -186,6 +186,7 @@ DETECTED = {
     "voip/asterisk_master.csv": "asterisk",
     "voip/freeswitch_example.csv": "freeswitch",
     "voip/freeswitch_custom.csv": "freeswitch",
+    "voip/freeswitch_timeouts.csv": "freeswitch",
     "voip/kamailio_acc_cdrs.csv": "kamailio",
     "voip/kamailio_semicolon.csv": "kamailio",
     "messaging/cloudhopper-receipts.jsonl": "smpp-dlr",

@@ -1,5 +1,5 @@
 """Canonical readers: round trips, bad rows with row numbers and reasons, accounting,
-format detection, the status table of SPEC 2.1, and fuzzed inputs."""
+format detection and fuzzed inputs (the status table of SPEC 2.1: tests/test_status.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from telemetry.generate import generate, write
 from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs
 from telemetry.readers import canonical as canonical_reader
 from telemetry.schema import CANONICAL, READ
-from telemetry.status import status_from_codes
 
 UTC = dt.timezone.utc
 
@@ -689,54 +688,6 @@ def test_detect_format(tmp_path, generated):
     bad_parquet = tmp_path / "bad.parquet"
     bad_parquet.write_bytes(b"\x00\x01 nothing to see")
     assert detect_format(bad_parquet) == "parquet"  # its reader then says what is wrong
-
-
-# -- SPEC 2.1 status table ---------------------------------------------------------------------
-
-SPEC_SIP = {
-    200: "answered",
-    486: "busy",
-    600: "busy",
-    480: "no_answer",
-    408: "no_answer",
-    603: "rejected",
-    487: "cancelled",
-    503: "congestion",
-    404: "failed",
-    500: "failed",
-    302: "failed",
-    484: "failed",
-    202: "answered",
-}
-SPEC_Q850 = {
-    17: "busy",
-    18: "no_answer",
-    19: "no_answer",
-    21: "rejected",
-    34: "congestion",
-    42: "congestion",
-    1: "failed",
-    38: "failed",
-    127: "failed",
-    16: "answered",
-    31: "answered",
-}
-
-
-def test_status_from_codes_matches_spec_table():
-    sip = list(SPEC_SIP)
-    got = status_from_codes(pa.array(sip, pa.int16()), None).to_pylist()
-    assert got == [SPEC_SIP[c] for c in sip]
-    q = list(SPEC_Q850)
-    assert status_from_codes(None, np.array(q)).to_pylist() == [SPEC_Q850[c] for c in q]
-    # the SIP code wins; nulls stay null; a normal release without answer is a cancel
-    both = status_from_codes(
-        pa.array([486, None, None, 200, None]),
-        pa.array([16, 17, None, 21, 16]),
-        answered=np.array([False, False, False, True, False]),
-    )
-    assert both.to_pylist() == ["busy", "busy", None, "answered", "cancelled"]
-    assert both.type == CANONICAL.field("status").type
 
 
 def test_csv_rows_pyarrow_skips_while_a_batch_is_out_are_counted_once(tmp_path):

@@ -87,6 +87,8 @@ def test_freeswitch_custom_template_fixture() -> None:
     # the same layout given as a comma-separated list of names
     names = ",".join(template_names(template))
     check_fixture("freeswitch_custom.csv", "freeswitch", template=names)
+    # 408 with and without a 180/183 before it (SPEC 2.1: no_answer only after alerting)
+    check_fixture("freeswitch_timeouts.csv", "freeswitch", template=template)
 
 
 def test_kamailio_fixture() -> None:

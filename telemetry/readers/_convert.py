@@ -19,7 +19,8 @@ Accepted values (documented in docs/ as the input contract):
 - ``channel``, ``direction``, ``status``: the SPEC 2.1 vocabulary in any case, with
   blanks, hyphens and underscores interchangeable, plus the spellings in
   :mod:`telemetry.status`; an empty ``channel`` is ``voice``; an empty ``status``
-  is derived from ``sip_code`` / ``q850_cause`` when those are present;
+  is derived from ``sip_code`` / ``q850_cause`` when those are present, with what
+  ``answer_time``, ``duration_ms`` and ``pdd_ms`` show (:func:`telemetry.status.shown`);
 - empty text is null; ``answer_time`` and ``end_time`` must not precede ``start_time``.
 
 Reasons name the column and the rule, never the value.
@@ -48,6 +49,7 @@ from telemetry.status import (
     DIRECTION_ALIASES,
     STATUS_ALIASES,
     fold,
+    shown,
     status_from_codes,
 )
 
@@ -80,6 +82,8 @@ VOCABULARIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "direction": (DIRECTIONS, DIRECTION_ALIASES),
     "status": (STATUSES, STATUS_ALIASES),
 }
+# what shows how far a call got: answered, alerted (telemetry.status.shown)
+PROGRESS = ("answer_time", "duration_ms", "pdd_ms")
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -175,10 +179,10 @@ def to_canonical(
         out["channel"] = _fill_dictionary(out["channel"], CHANNELS.index("voice"))
     status = out["status"]
     if status.null_count and ("sip_code" in columns or "q850_cause" in columns):
-        answered = None
-        if "answer_time" in columns:
-            answered = validity(out["answer_time"])
-        derived = status_from_codes(out["sip_code"], out["q850_cause"], answered)
+        answered, alerted = shown(
+            *(out[name] if name in columns else None for name in PROGRESS), n=n
+        )
+        derived = status_from_codes(out["sip_code"], out["q850_cause"], answered, alerted)
         # both index the full STATUSES dictionary, so rows combine by index
         out["status"] = pa.DictionaryArray.from_arrays(
             pc.coalesce(status.indices, derived.indices), status.dictionary
@@ -584,7 +588,7 @@ _DECIMAL = r"^\+?(\d+(\.\d*)?|\.\d+)$"
 
 
 # a missing status is derived from these (SPEC 2.1), so a job using status needs them read
-_STATUS_FROM = ("sip_code", "q850_cause", "answer_time")
+_STATUS_FROM = ("sip_code", "q850_cause", *PROGRESS)
 
 
 def wanted(options: Any, name: str) -> bool:

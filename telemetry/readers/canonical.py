@@ -411,8 +411,8 @@ def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _Json
         column = table.column(name).combine_chunks()
         if pa.types.is_nested(column.type):
             return None
-        if not pa.types.is_null(column.type):
-            raw[name] = column
+        # a key given only as null is still given: a null answer_time says "not answered"
+        raw[name] = column.cast(pa.string()) if pa.types.is_null(column.type) else column
     n = table.num_rows
     converted, verdict = to_canonical(raw, n)
     rows = np.fromiter((number for number, _ in chunk), dtype=np.int64, count=n)
@@ -447,9 +447,11 @@ def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _Jso
         objects.append(obj)
         for key, value in obj.items():
             column = values.get(key)
-            if column is None or value is None:
+            if column is None:
                 continue
-            seen.add(key)
+            seen.add(key)  # a null value still gives the key (see _json_block_arrow)
+            if value is None:
+                continue
             kind = type(value)
             if kind is str:
                 column[index] = value
