@@ -10,6 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from telemetry.readers.asterisk import LAYOUT as ASTERISK_LAYOUT
 from telemetry.readers.asterisk import route_of, routes_of
 from telemetry.readers.freeswitch import EXAMPLE, template_names
 from tests import projections
+from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "voip"
 VOICE = ("voice", "voicemail", "conference")
@@ -90,14 +92,14 @@ def test_freeswitch_custom_template_fixture() -> None:
 
 
 def test_kamailio_fixture() -> None:
-    check_fixture("kamailio_acc_cdrs.csv", "kamailio")
+    check_fixture("kamailio_acc_cdrs.csv", "kamailio", kamailio={"start": "confirmed"})
 
 
 def test_kamailio_semicolons_mapping_and_timezone() -> None:
     check_fixture(
         "kamailio_semicolon.csv",
         "kamailio",
-        kamailio={"timezone": "Europe/London", "columns": {"gw": "route"}},
+        kamailio={"timezone": "Europe/London", "columns": {"gw": "route"}, "start": "confirmed"},
     )
 
 
@@ -616,9 +618,9 @@ def test_columns_a_job_does_not_use_are_never_read(tmp_path, fmt) -> None:
 
 
 # what a used field gives besides its own column: every channel is voice; hangup_cause is
-# the cause and the status; a Kamailio dialog's start is its answer
+# the cause and the status
 DERIVED = {"asterisk": ("channel",), "freeswitch": ("channel", "q850_cause")}
-DERIVED["kamailio"] = ("channel", "answer_time")
+DERIVED["kamailio"] = ("channel",)
 
 
 _PEAK = """
@@ -679,3 +681,93 @@ def test_canonical_csv_keeps_a_quoted_crlf_across_a_block_boundary(tmp_path) -> 
         except InputError:
             continue  # a row larger than the block
         assert parts[-1].batch.column("route").to_pylist()[-1] == "ab\r\ncd", pad
+
+
+# -- acc_cdrs exports with cdr_extra_nullable = 1; what the start time is ----------------------
+
+# the same six dialogs (cdr_start_on_confirmed = 0) as mysql -B, SELECT … INTO OUTFILE and
+# psql --csv write them (tests/fixtures/voip/README.md); extras never set are NULL
+NULLABLE_EXPORTS = ["kamailio_mysql_batch.tsv", "kamailio_mysql_outfile.txt", "kamailio_psql.csv"]
+RINGING = "include the ringing"
+
+
+def process(tmp_path, env, name: str, *extra: str) -> tuple[pl.DataFrame, dict, str]:
+    """Metrics, run.json and stderr of ``telemetry process`` over one fixture."""
+    out = tmp_path / "out"
+    done = run_cli("process", str(FIXTURES / name), "--out", str(out), "--k", "1",
+                   "--emit-records", *extra, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    return pl.read_parquet(out / "metrics" / "**" / "*.parquet"), summary, done.stderr
+
+
+@pytest.mark.parametrize("name", NULLABLE_EXPORTS)
+def test_process_reads_each_exports_null_marker(tmp_path, key_env, name) -> None:
+    metrics, summary, _ = process(tmp_path, key_env, name)
+    counts = ("records_in", "records_ok", "records_quarantined")
+    assert [summary[c] for c in counts] == [6, 6, 0]
+    row = metrics.select("attempts", "answered", "busy", "cancelled", "rejected", "failed",
+                         "total_duration_s").rows()
+    # dialogs 1, 3, 5 answered (sip_code NULL, duration > 0): 65.250 + 42.500 + 120.125 s
+    assert row == [(6, 3, 1, 1, 1, 0, 227.875)]
+
+
+def test_mysql_text_fields_as_each_mysql_route_writes_them() -> None:
+    from telemetry.readers._vendorcsv import mysql_text
+    from telemetry.readers.kamailio import EXPORTS
+
+    for name, export in (("kamailio_mysql_batch.tsv", "mysql-batch"),
+                         ("kamailio_mysql_outfile.txt", "mysql-outfile")):
+        records = list(mysql_text(str(FIXTURES / name), EXPORTS[export]))
+        assert [number for number, _, _ in records] == list(range(1, 8))  # header + 6 dialogs
+        fields = [f for _, f, _ in records[1:]]
+        assert [f[12] for f in fields] == [
+            'Acme "Desk" 3.0', "", "Softphone\\Beta 2.1", "", "", "Phone\t2\nbeta"]
+        assert [f[10] for f in fields] == ["", "486", "", "487", "", "603"]
+    # a route's own marker only: INTO OUTFILE writes the text NULL as NULL
+    records = list(mysql_text(str(FIXTURES / "kamailio_mysql_batch.tsv"), EXPORTS["mysql-outfile"]))
+    assert records[1][1][10] == "NULL"
+
+
+def test_export_setting_names_the_route(tmp_path) -> None:
+    batch = FIXTURES / "kamailio_mysql_batch.tsv"
+    good, rejects = read_all(batch, "kamailio", kamailio={"export": "mysql-outfile"})
+    assert {r.reason for r in rejects} == {"sip_code: not an integer"}  # NULL read as text
+    assert [g["row"] for g in good] == [2, 4, 6]
+    good, rejects = read_all(batch, "kamailio", kamailio={"export": "mysql-batch"})
+    assert (len(good), rejects) == (6, [])
+    # a file ending inside an escaped line feed (still being written) rejects its last record
+    cut = tmp_path / "acc_cdrs.txt"
+    text = (FIXTURES / "kamailio_mysql_outfile.txt").read_bytes()
+    cut.write_bytes(text[: text.rindex(b"\\\n") + 2])  # up to the last escaped line feed
+    good, rejects = read_all(cut, "kamailio")
+    assert len(good) == 5
+    assert [(r.row, r.reason) for r in rejects] == [(6, "unterminated escaped line feed")]
+    for bad in ({"export": "excel"}, {"start": "answer"}):
+        with pytest.raises(ConfigError, match="kamailio"):
+            read_all(batch, "kamailio", kamailio=bad)
+
+
+def test_process_kamailio_start_time(tmp_path, key_env) -> None:
+    # cdr_start_on_confirmed = 0 (Kamailio's default, the reader's too): the start is the
+    # INVITE, the answer instant is unknown and the duration includes 15.875 s of ringing
+    metrics, summary, stderr = process(tmp_path / "invite", key_env, "kamailio_psql.csv")
+    assert metrics.select("answered", "total_duration_s").rows() == [(3, 227.875)]
+    assert len(summary["notes"]) == 1 and RINGING in summary["notes"][0]
+    assert RINGING in stderr
+    records = pl.read_parquet(tmp_path / "invite" / "out" / "records" / "**" / "*.parquet")
+    assert records["answer_time"].null_count() == 6
+    assert records["start_time"].min().isoformat() == "2026-12-01T09:00:00+00:00"
+    # the same dialogs written with cdr_start_on_confirmed = 1, read with start = "confirmed":
+    # talk time only (60 + 40 + 112 s), the start of an answered dialog is its answer
+    config = tmp_path / "telemetry.toml"
+    config.write_text('[kamailio]\nstart = "confirmed"\n', encoding="utf-8")
+    metrics, summary, stderr = process(tmp_path / "confirmed", key_env,
+                                       "kamailio_psql_confirmed.csv", "--config", str(config))
+    assert metrics.select("answered", "total_duration_s").rows() == [(3, 212.0)]
+    assert summary["notes"] == [] and RINGING not in stderr
+    records = pl.read_parquet(tmp_path / "confirmed" / "out" / "records" / "**" / "*.parquet")
+    answered = records.filter(pl.col("status") == "answered").sort("start_time")
+    assert answered["answer_time"].to_list() == answered["start_time"].to_list()
+    assert [t.time().isoformat() for t in answered["start_time"]] == [
+        "09:00:05", "09:03:02", "09:05:08"]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -188,6 +189,91 @@ def records_of(
             column.append(field or None)
     columns = {key: pa.array(column, pa.string()) for key, column in values.items()}
     return Records(columns, np.asarray(rows, np.int64), rejects)
+
+
+# -- MySQL's tab-separated text ------------------------------------------------------------------
+
+#: What LOAD DATA reads after the escape character; any other character (a backslash, a
+#: tab, a line feed) stands for itself. MySQL Reference Manual, "LOAD DATA Statement".
+_MYSQL_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
+_MYSQL_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def mysql_records(
+    path: str, layout: Layout, nulls: frozenset[str], *, header: bool = False
+) -> Iterator[Records]:
+    """What :func:`slow_records` gives, for MySQL's tab-separated text (:func:`mysql_text`)."""
+    records = mysql_text(path, nulls)
+    if header:
+        next(records, None)
+        records = ((number - 1, fields, why) for number, fields, why in records)
+    for chunk in blocks(records, _SLOW_BLOCK):
+        yield records_of(path, layout, chunk)
+
+
+def mysql_text(
+    path: str, nulls: frozenset[str]
+) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(record number, fields, None)`` per record of MySQL's tab-separated text, numbered
+    as :func:`_convert.csv_records` numbers CSV records (``utf8=False``: bytes that are not
+    UTF-8 become lone surrogates). Records end at a line feed and fields at a tab; nothing
+    is quoted. A backslash escapes the next character: ``mysql -B`` writes a tab, line
+    feed, NUL and backslash inside a value as ``\\t``, ``\\n``, ``\\0``, ``\\\\``
+    (client/mysql.cc, ``safe_put_field``); ``SELECT … INTO OUTFILE`` puts a backslash
+    before a tab, line feed or backslash and writes NUL as ``\\0``; both are read as LOAD
+    DATA reads them. A field written exactly as one of ``nulls`` (``NULL`` from ``mysql
+    -B``, ``\\N`` from INTO OUTFILE) is empty, i.e. null. A file ending inside an escaped
+    line feed (still being written) rejects its last record."""
+    try:
+        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="\n")
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    with handle:
+        number = 0
+        pending = ""
+        try:
+            for line in handle:
+                line, pending = pending + line, ""
+                body = line.removesuffix("\n")
+                if line.endswith("\n") and (len(body) - len(body.rstrip("\\"))) % 2:
+                    pending = line  # an escaped line feed: the value goes on
+                    continue
+                if not body or ("\t" not in body and not body.strip()):
+                    continue  # a blank line is not a record
+                number += 1
+                if number == 1:
+                    body = body.removeprefix("\ufeff")
+                yield number, _mysql_fields(body, nulls), None
+        except OSError as exc:
+            raise InputError(f"{path}: read error after record {number}: {exc.strerror}") from None
+        if pending:
+            yield number + 1, None, "unterminated escaped line feed"
+
+
+def _mysql_fields(body: str, nulls: frozenset[str]) -> list[str]:
+    if "\\" not in body:
+        fields = body.split("\t")
+        if any(marker in body for marker in nulls):
+            fields = ["" if field in nulls else field for field in fields]
+        return fields
+    fields, start, i = [], 0, 0
+    while True:  # split at the tabs no backslash escapes
+        tab = body.find("\t", i)
+        slash = body.find("\\", i)
+        if slash != -1 and (tab == -1 or slash < tab):
+            i = slash + 2
+            continue
+        end = len(body) if tab == -1 else tab
+        field = body[start:end]
+        if field in nulls:
+            fields.append("")
+        elif "\\" in field:
+            fields.append(_MYSQL_ESCAPE.sub(lambda m: _MYSQL_ESCAPES.get(m[1], m[1]), field))
+        else:
+            fields.append(field)
+        if tab == -1:
+            return fields
+        start = i = tab + 1
 
 
 # -- the pyarrow path ----------------------------------------------------------------------------
