@@ -298,10 +298,19 @@ SEEDS = {
     "freeswitch": (FIXTURES / "freeswitch_example.csv").read_bytes().splitlines(),
     "kamailio": (FIXTURES / "kamailio_acc_cdrs.csv").read_bytes().splitlines()[1:],
 }
+SEEDS["kamailio-mysql"] = [  # MySQL text: records of both routes, split at line feeds
+    line
+    for name in ("kamailio_mysql_batch.tsv", "kamailio_mysql_outfile.txt")
+    for line in (FIXTURES / name).read_bytes().splitlines()[1:]
+]
 HEADER = (FIXTURES / "kamailio_acc_cdrs.csv").read_bytes().splitlines()[0]
-noise = st.binary(max_size=40) | st.text(alphabet='",;\n\r -:.0123456789AZaz\xe9', max_size=60).map(
-    lambda s: s.encode("utf-8")
-)
+HEADERS = {
+    "kamailio": HEADER,
+    "kamailio-mysql": (FIXTURES / "kamailio_mysql_batch.tsv").read_bytes().splitlines()[0],
+}
+noise = st.binary(max_size=40) | st.text(
+    alphabet='",;\n\r\t\\ -:.0123456789AZaz\xe9', max_size=60
+).map(lambda s: s.encode("utf-8"))
 
 
 @st.composite
@@ -320,7 +329,7 @@ def files(draw, fmt: str) -> bytes:
         else:
             lines.append(draw(noise))
     body = b"\n".join(lines)
-    return HEADER + b"\n" + body if fmt == "kamailio" else body
+    return HEADERS[fmt] + b"\n" + body if fmt in HEADERS else body
 
 
 def check_accounted(fmt: str, data: bytes) -> None:
@@ -357,6 +366,55 @@ def test_fuzz_freeswitch(data: bytes) -> None:
 @given(files("kamailio"))
 def test_fuzz_kamailio(data: bytes) -> None:
     check_accounted("kamailio", data)
+
+
+@FUZZ
+@given(files("kamailio-mysql"))
+def test_fuzz_kamailio_mysql_text(data: bytes) -> None:
+    check_accounted("kamailio", data)
+
+
+def mysql_batch(value: str | None) -> str:
+    """A value as ``mysql -B`` prints it (client/mysql.cc, safe_put_field)."""
+    if value is None:
+        return "NULL"
+    table = {"\0": "\\0", "\t": "\\t", "\n": "\\n", "\\": "\\\\"}
+    return "".join(table.get(c, c) for c in value)
+
+
+def mysql_outfile(value: str | None) -> str:
+    """A value as SELECT … INTO OUTFILE writes it with the default export options."""
+    if value is None:
+        return "\\N"
+    return "".join("\\0" if c == "\0" else "\\" + c if c in "\\\t\n" else c for c in value)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.lists(st.none() | st.text(alphabet='ab\\\t\n\0"NUL ,', max_size=6), min_size=2,
+                 max_size=4),
+        min_size=1, max_size=6,
+    ),
+    st.sampled_from([("mysql-batch", mysql_batch), ("mysql-outfile", mysql_outfile)]),
+)
+def test_mysql_text_reads_back_what_each_route_writes(rows, route) -> None:
+    from telemetry.readers._vendorcsv import mysql_text
+    from telemetry.readers.kamailio import EXPORTS
+
+    export, write = route
+    width = max(len(r) for r in rows)
+    rows = [r + [None] * (width - len(r)) for r in rows]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "acc_cdrs.txt")
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            for row in rows:
+                handle.write("\t".join(write(v) for v in row) + "\n")
+        got = list(mysql_text(path, EXPORTS[export]))
+    # NULL is null; so is the text NULL in mysql -B output, which prints both alike
+    ambiguous = {"NULL"} if export == "mysql-batch" else set()
+    want = [["" if v is None or v in ambiguous else v for v in row] for row in rows]
+    assert got == [(n, fields, None) for n, fields in enumerate(want, 1)]
 
 
 # -- the pyarrow path agrees with the csv module ---------------------------------------------------
@@ -771,3 +829,62 @@ def test_process_kamailio_start_time(tmp_path, key_env) -> None:
     assert answered["answer_time"].to_list() == answered["start_time"].to_list()
     assert [t.time().isoformat() for t in answered["start_time"]] == [
         "09:00:05", "09:03:02", "09:05:08"]
+
+
+MYSQL_LAYOUT = Layout((13,), lambda _: {"start": 1, "code": 10, "agent": 12, "none": None},
+                      lambda found: f"expected 13 columns, found {found}")
+
+
+def same_records(path: str, nulls: frozenset[str]) -> None:
+    from telemetry.readers._vendorcsv import mysql_records
+
+    fast = list(mysql_records(path, MYSQL_LAYOUT, nulls, header=True))
+    slow = list(mysql_records(path, MYSQL_LAYOUT, nulls, header=True, fast=False))
+    assert len(fast) == len(slow)
+    for f, s in zip(fast, slow, strict=True):
+        assert f.rows.tolist() == s.rows.tolist() and f.rejects == s.rejects
+        assert {k: c.to_pylist() for k, c in f.columns.items()} == {
+            k: c.to_pylist() for k, c in s.columns.items()}
+
+
+@FUZZ
+@given(files("kamailio-mysql"))
+def test_mysql_blocks_split_by_pyarrow_read_as_mysql_text(data: bytes) -> None:
+    from telemetry.readers.kamailio import EXPORTS
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "acc_cdrs.tsv")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        same_records(path, EXPORTS["mysql"])
+
+
+def test_plain_mysql_blocks_take_the_pyarrow_path(tmp_path) -> None:
+    from telemetry.readers._vendorcsv import _mysql_block
+    from telemetry.readers.kamailio import EXPORTS
+
+    lines = (FIXTURES / "kamailio_mysql_batch.tsv").read_bytes().splitlines(keepends=True)
+    plain = b"".join(line for line in lines[1:] if b"\\" not in line) * 500  # dialogs 1, 2, 4, 5
+    assert _mysql_block(MYSQL_LAYOUT, 13, EXPORTS["mysql-batch"], plain, 1) is not None
+    path = tmp_path / "acc_cdrs.tsv"
+    path.write_bytes(lines[0] + plain)
+    same_records(str(path), EXPORTS["mysql-batch"])
+
+
+@pytest.mark.parametrize("name", ["kamailio_mysql_batch.tsv", "kamailio_mysql_outfile.txt"])
+def test_mysql_pieces_end_at_unescaped_line_feeds(name) -> None:
+    from telemetry.readers._vendorcsv import _mysql_lines, _mysql_pieces
+
+    data = (FIXTURES / name).read_bytes()
+    whole = list(_mysql_lines(data, 0))
+    assert len(whole) == 7  # the header and six dialogs, the escaped line feed inside one
+    for size in range(1, len(data) + 2):
+        pieces = list(_mysql_pieces(str(FIXTURES / name), size))
+        assert b"".join(pieces) == data
+        for piece in pieces[:-1]:
+            assert piece.endswith(b"\n") and not piece.endswith(b"\\\n")
+        records, number = [], 0
+        for piece in pieces:
+            records += list(_mysql_lines(piece, number))
+            number = records[-1][0] if records else 0
+        assert records == whole, size

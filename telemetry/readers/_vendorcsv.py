@@ -200,15 +200,46 @@ _MYSQL_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def mysql_records(
-    path: str, layout: Layout, nulls: frozenset[str], *, header: bool = False
+    path: str, layout: Layout, nulls: frozenset[str], *, header: bool = False, fast: bool = True
 ) -> Iterator[Records]:
-    """What :func:`slow_records` gives, for MySQL's tab-separated text (:func:`mysql_text`)."""
-    records = mysql_text(path, nulls)
-    if header:
-        next(records, None)
-        records = ((number - 1, fields, why) for number, fields, why in records)
-    for chunk in blocks(records, _SLOW_BLOCK):
-        yield records_of(path, layout, chunk)
+    """What :func:`slow_records` gives, for MySQL's tab-separated text (:func:`mysql_text`),
+    records of ``layout.widths[0]`` fields. The file is read in pieces of about
+    :data:`BLOCK_BYTES` that end at a line feed no backslash escapes. A piece with no
+    backslash, no carriage return, valid UTF-8 and only records of that width (a ``mysql
+    -B`` export without escapes: the usual case) is split by pyarrow with quoting off and
+    ``nulls`` as its null values; any other piece record by record as :func:`mysql_text`
+    reads it (``fast=False``: every piece)."""
+    width = layout.widths[0]
+    number = 0  # records so far, the header included
+    for piece in _mysql_pieces(path, BLOCK_BYTES):
+        if header and not number:
+            head, _, rest = piece.partition(b"\n")
+            if b"\\" not in head and (b"\t" in head or head.strip()):
+                number, piece = 1, rest  # a plain header line: the rest may be plain too
+        records = None
+        if fast and (number or not header):
+            records = _mysql_block(layout, width, nulls, piece, number + 1)
+        if records is None:
+            items = [_mysql_record(n, raw, nulls) for n, raw in _mysql_lines(piece, number)]
+            records = records_of(path, layout, items)
+            count = len(items)
+        else:
+            count = len(records.rows)
+        number += count
+        if header:
+            records = _renumbered(_without(records, 1), -1)
+        if len(records.rows) or records.rejects:
+            yield records
+
+
+def _without(records: Records, row: int) -> Records:
+    """``records`` without record number ``row`` (the header)."""
+    keep = records.rows != row
+    if keep.all():
+        return Records(records.columns, records.rows, [r for r in records.rejects if r.row != row])
+    mask = pa.array(keep)
+    columns = {key: column.filter(mask) for key, column in records.columns.items()}
+    return Records(columns, records.rows[keep], records.rejects)
 
 
 def mysql_text(
@@ -224,30 +255,127 @@ def mysql_text(
     DATA reads them. A field written exactly as one of ``nulls`` (``NULL`` from ``mysql
     -B``, ``\\N`` from INTO OUTFILE) is empty, i.e. null. A file ending inside an escaped
     line feed (still being written) rejects its last record."""
+    number = 0
+    for piece in _mysql_pieces(path, BLOCK_BYTES):
+        for item in _mysql_lines(piece, number):
+            number = item[0]
+            yield _mysql_record(*item, nulls)
+
+
+def _mysql_pieces(path: str, size: int) -> Iterator[bytes]:
+    """The file in pieces of about ``size`` bytes, each ending just after a line feed that
+    no backslash escapes; the last one at the end of the file."""
     try:
-        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="\n")
+        handle = open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     with handle:
-        number = 0
-        pending = ""
-        try:
-            for line in handle:
-                line, pending = pending + line, ""
-                body = line.removesuffix("\n")
-                if line.endswith("\n") and (len(body) - len(body.rstrip("\\"))) % 2:
-                    pending = line  # an escaped line feed: the value goes on
-                    continue
-                if not body or ("\t" not in body and not body.strip()):
-                    continue  # a blank line is not a record
-                number += 1
-                if number == 1:
-                    body = body.removeprefix("\ufeff")
-                yield number, _mysql_fields(body, nulls), None
-        except OSError as exc:
-            raise InputError(f"{path}: read error after record {number}: {exc.strerror}") from None
-        if pending:
-            yield number + 1, None, "unterminated escaped line feed"
+        rest = b""
+        while True:
+            try:
+                data = handle.read(size)
+            except OSError as exc:
+                raise InputError(f"{path}: read error: {exc.strerror}") from None
+            if not data:
+                if rest:
+                    yield rest
+                return
+            data = rest + data
+            cut = len(data)
+            while (cut := data.rfind(b"\n", 0, cut)) >= 0:
+                before = cut
+                while before and data[before - 1] == 0x5C:  # backslashes before the line feed
+                    before -= 1
+                if (cut - before) % 2 == 0:
+                    break
+            rest = data[cut + 1 :]
+            if cut >= 0:
+                yield data[: cut + 1]
+
+
+def _mysql_lines(piece: bytes, before: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(record number, the record's bytes without its line feed)`` of one piece, numbered
+    after ``before``; None for a last record cut inside an escaped line feed (the file
+    ends there). Blank lines are not records; the file's byte-order mark is dropped."""
+    number = before
+    pending: bytes | None = None
+    lines = piece.split(b"\n")
+    tail = lines.pop()  # after the last line feed: the file's unterminated last line, if any
+    for line in lines:
+        if pending is not None:
+            line, pending = pending + b"\n" + line, None
+        if line.endswith(b"\\") and (len(line) - len(line.rstrip(b"\\"))) % 2:
+            pending = line  # an escaped line feed: the value goes on
+            continue
+        if b"\t" in line or line.strip():  # a blank line is not a record
+            number += 1
+            yield number, line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
+    if pending is not None:
+        if not tail:
+            yield number + 1, None
+            return
+        tail = pending + b"\n" + tail
+    if b"\t" in tail or tail.strip():
+        yield number + 1, tail.removeprefix(b"\xef\xbb\xbf") if number == 0 else tail
+
+
+def _mysql_record(
+    number: int, raw: bytes | None, nulls: frozenset[str]
+) -> tuple[int, list[str] | None, str | None]:
+    if raw is None:
+        return number, None, "unterminated escaped line feed"
+    return number, _mysql_fields(raw.decode("utf-8", "surrogateescape"), nulls), None
+
+
+def _mysql_block(
+    layout: Layout, width: int, nulls: frozenset[str], piece: bytes, first: int
+) -> Records | None:
+    """``piece`` split by pyarrow, its records numbered from ``first``, or None when it is
+    not plain (see :func:`mysql_records`)."""
+    import pyarrow.csv as pcsv
+
+    if b"\\" in piece or b"\r" in piece or not piece.endswith(b"\n"):
+        return None
+    if piece.startswith(b"\n") or b"\n\n" in piece:
+        return None  # pyarrow makes a blank line a row of nulls; it is no record
+    try:
+        piece.decode("utf-8")  # pyarrow's handler of an irregular row would decode it
+    except UnicodeDecodeError:
+        return None  # the csv-module path says which records are not UTF-8
+    index = layout.fields(width)
+    names = [f"f{i}" for i in range(width)]
+    used = sorted({i for i in index.values() if i is not None})
+    irregular: list[Any] = []
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(piece),
+            read_options=pcsv.ReadOptions(
+                use_threads=False, block_size=len(piece) + 1, column_names=names
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter="\t",
+                quote_char=False,
+                escape_char=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=lambda row: irregular.append(row) or "skip",
+            ),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=[names[i] for i in used],
+                column_types={names[i]: pa.string() for i in used},
+                strings_can_be_null=True,
+                null_values=["", *sorted(nulls)],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if irregular:
+        return None
+    n = table.num_rows
+    columns = {  # a field this width lacks is empty
+        key: pa.nulls(n, pa.string()) if i is None else table[names[i]].combine_chunks()
+        for key, i in index.items()
+    }
+    return Records(columns, np.arange(first, first + n, dtype=np.int64), [])
 
 
 def _mysql_fields(body: str, nulls: frozenset[str]) -> list[str]:
