@@ -27,6 +27,11 @@ with U+FFFD in a field the reader reads is rejected as ``not valid UTF-8`` (as i
 the canonical CSV reader); the csv-module path rejects the same records. Free-text
 fields a reader never maps are never decoded, so their bytes do not matter.
 
+MySQL's own tab-separated text (``mysql -B``, ``SELECT … INTO OUTFILE``: never quoted,
+backslash escapes, its NULL marker) is read by :func:`mysql_records`, in pieces that end at
+a line feed no backslash escapes: pyarrow splits a piece with no backslash, quoting off;
+:func:`mysql_text` reads any other piece record by record.
+
 Known difference from the csv module: text after a closing quote (``"ab"cd``)
 joins the field, as pyarrow reads it, where the csv module rejects the record
 (``malformed CSV quoting``); only a broken file shows it.

@@ -150,8 +150,8 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
     missing = [c for c in _TIMES if c not in names]
     if missing:
         raise InputError(
-            f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; "
-            "pass --format for another format"
+            f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; export "
+            "it with its column names first (docs/formats.md) or pass --format for another format"
         )
     where = {c: names.index(c) for c in _TIMES if c != "end_time" or wanted(options, c)}
     for i, name in enumerate(names):
