@@ -79,7 +79,7 @@ def process(
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
     from telemetry.engine import Job, get_engine
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, plan_inputs
+    from telemetry.readers import ReaderOptions, notes, plan_inputs
 
     for path in paths:
         if not os.path.isfile(path):
@@ -106,9 +106,8 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     state = None
-    reads = plan_inputs(
-        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
-    )
+    reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
+    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
@@ -133,6 +132,9 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     ), "record accounting does not add up"
 
     seconds = time.perf_counter() - started
+    run_notes = notes(paths, opts.fmt, reader_options)
+    for note in run_notes:
+        log.warning("%s", note)
     summary = {
         **totals,
         "records_late": 0,
@@ -155,6 +157,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         "rate_deck": bool(opts.rate_deck),
         "opt_out": bool(opts.opt_out),
         "version": __version__,
+        "notes": run_notes,
     }
     if out is not None:
         from telemetry.sinks.parquet import write_partitioned

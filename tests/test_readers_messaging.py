@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -462,3 +463,37 @@ def test_vectorized_rfc2822_times_read_as_parse_time(values):
             bad.append(True)
     assert got == expected
     assert verdict.bad.tolist() == bad
+
+
+# -- Twilio trunking directions and withheld callers, through `telemetry process` -------------
+
+
+def _process(tmp_path, env, fixture: str, *extra: str) -> pl.DataFrame:
+    out = tmp_path / "out"
+    done = run_cli("process", str(FIXTURES / fixture), "--out", str(out), "--k", "1",
+                   "--by", "direction", *extra, env=env)
+    assert done.returncode == 0, done.stderr
+    return pl.read_parquet(out / "metrics" / "**" / "*.parquet").sort("direction")
+
+
+def test_process_trunking_directions(tmp_path, key_env):
+    # the Call resource: trunking-terminating = from the customer to the PSTN (outbound),
+    # trunking-originating = from the PSTN to the customer (inbound)
+    got = _process(tmp_path, key_env, "twilio-calls-trunking.json").select(
+        "direction", "attempts", "answered", "busy", "no_answer", "total_duration_s")
+    assert got.rows() == [
+        ("inbound", 3, 2, 0, 1, 45.0 + 20.0),  # 2 trunking-originating + 1 inbound
+        ("outbound", 4, 3, 1, 0, 60.0 + 30.0 + 10.0),  # 3 trunking-terminating + 1 outbound-api
+    ]
+
+
+def test_process_withheld_twilio_callers(tmp_path, key_env):
+    # five calls from Twilio's placeholders (ANONYMOUS, UNAVAILABLE, RESTRICTED, BLOCKED,
+    # UNKNOWN on a keypad), three from two real numbers
+    got = _process(tmp_path, key_env, "twilio-calls-withheld.csv", "--emit-records")
+    assert got.select("direction", "attempts", "answered", "busy", "no_answer",
+                      "distinct_sources", "distinct_destinations").rows() == [
+        ("inbound", 8, 6, 1, 1, 2, 1)]
+    records = pl.read_parquet(tmp_path / "out" / "records" / "**" / "*.parquet")
+    assert records["source_withheld"].sum() == 5
+    assert records.filter(pl.col("source_withheld"))["source"].null_count() == 5
