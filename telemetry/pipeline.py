@@ -66,7 +66,8 @@ def process(
     """Run the pipeline over ``inputs``; see :class:`telemetry.config.Options` for options.
 
     ``out`` (optional) receives ``metrics/``, ``run.json``, ``quarantine/`` and,
-    with ``emit_records=True``, ``records/``. ``config`` names a
+    with ``emit_records=True``, ``records/``, replacing those of an earlier run only
+    once this one has succeeded (:mod:`telemetry.sinks.outdir`). ``config`` names a
     ``telemetry.toml`` whose values the keyword options override.
     """
     if isinstance(inputs, (str, os.PathLike)):
