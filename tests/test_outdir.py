@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,6 +118,29 @@ def test_a_failed_rerun_leaves_the_previous_outputs_intact(data, tmp_path, key_e
     assert not list(out.glob(".telemetry-run-*"))
 
 
+def test_a_rerun_that_cannot_write_leaves_the_previous_outputs_intact(tmp_path, key_env):
+    """Stopped midway through writing its outputs (a file size limit, as a full disk would):
+    exit 2, one line, the previous outputs as they were and no staging directory left."""
+    data, out = tmp_path / "big.parquet", tmp_path / "out"
+    write_records(data, 20_000, fmt="parquet", seed=4)
+    flags = ("--region", "GB", "--emit-records")
+    assert run_cli("process", str(data), "--out", str(out), *flags, "--window", "1d", env=key_env).returncode == 0
+    before = tree(out)
+    assert max(len(content) for content in before.values()) > 200_000  # the limit below is met
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "telemetry", "process", str(data), "--out", str(out), *flags, "--window", "1h"],
+        env=key_env, capture_output=True, text=True, preexec_fn=limited, timeout=600,
+    )
+    assert "File too large" in one_line_error(done)
+    assert tree(out) == before
+    assert not list(out.glob(".telemetry-run-*"))
+
+
 def test_out_naming_a_file_is_refused(data, tmp_path, key_env):
     target = tmp_path / "afile"
     target.write_text("not a directory\n")
@@ -143,3 +170,16 @@ def test_a_corrupt_output_list_stops_the_run(data, tmp_path, key_env):
     before = tree(out)
     assert "is not a telemetry output list" in one_line_error(process(str(data), "--out", str(out), env=key_env))
     assert tree(out) == before
+
+
+def test_a_staging_directory_left_behind_is_named_not_deleted(data, tmp_path, key_env):
+    out = tmp_path / "out"
+    left = out / ".telemetry-run-k1ll3d"  # as a run killed with SIGKILL leaves it
+    left.mkdir(parents=True)
+    (left / "run.json").write_text("{}\n")
+    done = process(str(data), "--out", str(out), env=key_env)
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        f"telemetry: WARNING: {left} is left by an interrupted run (or another run is writing here); delete it"
+    ]
+    assert (left / "run.json").read_text() == "{}\n"

@@ -4,10 +4,10 @@ Each command lives in its own module exposing ``register(subparsers)``, which
 adds its parser and sets ``func`` (a callable taking the parsed arguments and
 returning the exit code). Exit codes (SPEC section 6): 0 success, 1 completed
 with quarantined rows, 2 usage or configuration error (anything that stops a run
-for a reason the user can fix), 3 internal error (a bug: reported as one line
-naming only the exception's type, the traceback logged with ``-v``), 130
-interrupted. Errors are one line on stderr and never echo identifiers or key
-material.
+for a reason the user can fix, a file system's refusal such as a full disk
+included), 3 internal error (a bug: reported as one line naming only the
+exception's type, the traceback's frames shown with ``-v``), 130 interrupted.
+Errors are one line on stderr and never echo identifiers or key material.
 """
 
 from __future__ import annotations
@@ -68,14 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("telemetry: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug; its message may quote data, so only the type is shown
-        name = type(exc).__name__
-        if args.verbose:  # where it happened: the frames, not the message
-            frames = "".join(traceback.format_tb(exc.__traceback__))
-            print(f"Traceback (most recent call last):\n{frames}{name} (message withheld)", file=sys.stderr)
-        print(f"telemetry: internal error ({name}); run again with -v for the traceback and report it",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    except OSError as exc:  # a file system's refusal (disk full, no permission): the user's to fix
+        if exc.errno is None or not exc.strerror:
+            return _internal_error(exc, args.verbose)
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        print(f"telemetry: error: {exc.strerror}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return _internal_error(exc, args.verbose)
+
+
+def _internal_error(exc: Exception, verbose: bool) -> int:
+    """Report a bug: its message may quote data, so only the exception's type is shown."""
+    name = type(exc).__name__
+    if verbose:  # where it happened: the frames, not the message
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        print(f"Traceback (most recent call last):\n{frames}{name} (message withheld)", file=sys.stderr)
+    print(f"telemetry: internal error ({name}); run again with -v for the traceback and report it",
+          file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def entry() -> None:

@@ -8,8 +8,8 @@ its staging directory and leaves the previous outputs as they were.
 ``OUT/.telemetry-outputs.json`` lists every file the product wrote there. Before a run, and
 again just before the swap, each output path that exists must hold only listed files: a
 file the product did not write (an operator's own ``records/``) stops the run with a
-one-line error instead of being deleted. Replaced outputs are removed file by file from
-that list, never by deleting a tree. The decisions and the window the swap leaves are in
+one-line error instead of being deleted. Replaced outputs are removed file by file (the
+files found under them that the list names), never by deleting a tree. The decisions and the window the swap leaves are in
 docs/design.md ("Output directory").
 """
 
@@ -46,6 +46,8 @@ def staged(out: Path, inputs: Iterable[str]) -> Iterator[Path]:
     _make_dir(out)
     _check_inputs(out, inputs)
     _owned(out)
+    for left in sorted(out.glob(f"{_STAGING_PREFIX}*")):  # not deleted: it may be a run still going
+        log.warning("%s is left by an interrupted run (or another run is writing here); delete it", left)
     stage = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
     try:
         yield stage
