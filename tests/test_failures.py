@@ -167,7 +167,8 @@ def _limited() -> None:
 
 def _keys_list(key: Path, passphrase: Path):
     return subprocess.run(
-        [sys.executable, "-m", "telemetry", "keys", "list", "--key-file", str(key), "--passphrase-file", str(passphrase)],
+        [sys.executable, "-m", "telemetry", "keys", "list", "--key-file", str(key),
+         "--passphrase-file", str(passphrase)],
         capture_output=True, text=True, preexec_fn=_limited, timeout=300,
     )
 
@@ -178,7 +179,8 @@ def test_sealed_header_asking_more_than_sealing_writes_is_refused_before_derivin
     passphrase.write_text("correct horse battery staple\n")
     passphrase.chmod(0o600)
     sealed = tmp_path / "sealed.json"
-    assert run_cli("keys", "init", "--seal", "--out", str(sealed), "--passphrase-file", str(passphrase)).returncode == 0
+    created = run_cli("keys", "init", "--seal", "--out", str(sealed), "--passphrase-file", str(passphrase))
+    assert created.returncode == 0, created.stderr
     assert _keys_list(sealed, passphrase).returncode == 0  # the limit leaves room for a real file
     document = json.loads(sealed.read_text())
     document["kdf"].update(n=2**20, r=32)

@@ -9,8 +9,8 @@ its staging directory and leaves the previous outputs as they were.
 again just before the swap, each output path that exists must hold only listed files: a
 file the product did not write (an operator's own ``records/``) stops the run with a
 one-line error instead of being deleted. Replaced outputs are removed file by file (the
-files found under them that the list names), never by deleting a tree. The decisions and the window the swap leaves are in
-docs/design.md ("Output directory").
+files found under them that the list names), never by deleting a tree. The decisions and
+the window the swap leaves are in docs/design.md ("Output directory").
 """
 
 from __future__ import annotations
