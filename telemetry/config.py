@@ -75,6 +75,8 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
         raise ConfigError(f"configuration file {os.fspath(path)} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"configuration file {os.fspath(path)} nests values too deeply") from None
     unknown = sorted(
         printable(k)
         for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"}

@@ -105,6 +105,13 @@ def test_key_file_nested_beyond_any_parser(tmp_path):
     assert "not JSON" in one_line_error(run_cli("keys", "list", "--key-file", str(key)))
 
 
+def test_configuration_nested_beyond_the_parser(tmp_path):
+    config = tmp_path / "deep.toml"
+    config.write_text("a = " + "[" * 200_000 + "\n")
+    done = run_cli("alerts", "--out", str(tmp_path / "rules.yml"), "--config", str(config))
+    assert "nests values too deeply" in one_line_error(done)
+
+
 @pytest.mark.parametrize("field", ["valid_from", "key_id"])
 def test_key_file_errors_never_echo_a_field(field, tmp_path):
     """A key file whose valid_from held key material echoed it in the error (issue 16.6)."""
