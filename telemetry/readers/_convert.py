@@ -160,6 +160,9 @@ def to_canonical(
             continue
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
+        if pa.types.is_nested(raw.type):  # a list or struct column (Parquet): no row has a scalar
+            verdict.flag(validity(raw), f"{name}: nested value where a scalar belongs")
+            raw = pa.nulls(n, pa.string())
         if name in DICTIONARY_TEXT and schema is READ:
             out[name] = _dictionary_text(raw, name, verdict)
         elif name in TEXT:
@@ -749,6 +752,37 @@ def not_utf8(field: str) -> bool:
     """Whether a field read by :func:`csv_records` (``utf8=False``) or from a stream
     repaired with U+FFFD held bytes that are not UTF-8."""
     return not field.isascii() and (_REPLACEMENT in field or _SURROGATE.search(field) is not None)
+
+
+#: The reject reason of a JSON record with a string that is not Unicode text.
+LONE_SURROGATE = "a string holds a lone surrogate escape (\\ud800-\\udfff), not text"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def surrogate_escape(raw: bytes) -> bool:
+    """Whether JSON text ``raw`` has a ``\\uD800``-``\\uDFFF`` escape: the only way a
+    parsed value can hold a lone surrogate (check it with :func:`lone_surrogate`)."""
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def lone_surrogate(value: Any) -> bool:
+    """Whether parsed JSON ``value`` holds a string (or key) with a lone UTF-16 surrogate:
+    valid JSON syntax (RFC 8259 section 8.2) that Python accepts and no UTF-8 encoder
+    takes. The walk keeps its own stack (json.loads nests deeper than recursion may)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def converted(items: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:
