@@ -17,14 +17,13 @@ import pytest
 
 from kernels import _jit
 from kernels import aggregate as agg
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, require
 
 
 @pytest.fixture(scope="module")
 def ahead() -> dict:
     """The compiled-ahead functions, built first if ``make`` has not (as it does)."""
-    if not _jit.ahead_path():
-        pytest.skip("no kernel cache directory (TELEMETRY_CACHE_DIR=off)")
+    require(_jit.ahead_path(), _jit.NO_CACHE_REASON)
     if not os.path.exists(f"{_jit.ahead_path()}.json"):
         subprocess.run([sys.executable, "-m", "kernels.build"], check=True)
     table = _jit._load(_jit.ahead_path())

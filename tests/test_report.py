@@ -28,6 +28,7 @@ import telemetry
 from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks.report import render
+from tests.conftest import require
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,7 +39,7 @@ CHROMIUM_FLAGS = [
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "chromium is missing: run `make debian-tools` (make test does)"
+    require(path, "chromium is not on PATH: run `make debian-tools` (make test does)")
     return path
 
 

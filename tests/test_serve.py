@@ -22,6 +22,7 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks import prometheus
 from telemetry.sinks.metricsdir import METRIC_COLUMNS, OTHER
+from tests.conftest import promtool
 
 KEY = bytes(range(32))
 # SPEC section 4 fixes these column names; promtool's lint prefers base units
@@ -108,7 +109,7 @@ def test_exposition_matches_latest_window(server: Server, dataset: Path) -> None
 
 def test_promtool_accepts_the_exposition(server: Server) -> None:
     _, text = server.get()
-    res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    res = promtool("check", "metrics", input=text)
     # exit 1 is a parse error; 3 is lint findings, allowed only for the SPEC's unit suffixes
     assert res.returncode in (0, 3), res.stdout + res.stderr
     findings = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
