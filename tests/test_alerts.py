@@ -1,5 +1,8 @@
 """Alert rules (``telemetry alerts``) and the Grafana dashboard, checked with promtool
-against the series the exporter really emits."""
+against the series the exporter really emits.
+
+Reference: promtool (check rules, test rules, PromQL parsing) and the series a real exporter
+emits."""
 
 from __future__ import annotations
 

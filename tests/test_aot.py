@@ -1,6 +1,9 @@
 """Kernels compiled ahead of time (kernels/build.py, kernels/_jit.py): a run served by
 them gives what Numba gives, never imports Numba, and a call of other types, or a
-module built from other sources, never reaches them."""
+module built from other sources, never reaches them.
+
+Reference: the same run and kernels under Numba (TELEMETRY_AOT=off), and numba.typeof for
+argument keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Kernels + state + finalize against the slow reference (tests/reference_metrics.py)."""
+"""Kernels + state + finalize against the slow reference (tests/reference_metrics.py).
+
+Reference: the slow twin tests/reference_metrics.py (a Python loop over records); HLL counts
+within its stated error of exact counts."""
 
 from __future__ import annotations
 

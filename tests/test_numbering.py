@@ -1,5 +1,8 @@
 """Unit tests of identifier normalization (telemetry.numbering, kernels/e164.py)
-and of the regex compiler it rests on (telemetry.regexdfa)."""
+and of the regex compiler it rests on (telemetry.regexdfa).
+
+Reference: phonenumbers (parse, format_number, its metadata for short codes) and Python's re for
+the regex compiler."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Canonical readers: round trips, bad rows with row numbers and reasons, accounting,
-format detection, the status table of SPEC 2.1, and fuzzed inputs."""
+format detection, the status table of SPEC 2.1, and fuzzed inputs.
+
+Reference: canonical records the test writes, SPEC 2.1's status table and SPEC 2's types
+(SPEC_RANGES), the csv/json modules."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Twilio, SMPP delivery-receipt and mapped readers: published receipts, fixtures written
 from each format's documentation, generate → read round trips against a per-row
-projection of the canonical records, bad input, and hypothesis fuzzing."""
+projection of the canonical records, bad input, and hypothesis fuzzing.
+
+Reference: published SMPP receipts, vendor-documented fixtures, per-row projections
+(tests/projections.py), email.utils for Twilio times."""
 
 from __future__ import annotations
 

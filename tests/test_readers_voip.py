@@ -1,6 +1,9 @@
 """Asterisk, FreeSWITCH and Kamailio CDR readers: fixtures written from each format's
 source, generate → write → read round trips against an independent per-row reference,
-bad rows, and bounded fuzzing of every parser."""
+bad rows, and bounded fuzzing of every parser.
+
+Reference: fixtures from each vendor's source, per-row projections (tests/projections.py), the
+csv module (slow_records)."""
 
 from __future__ import annotations
 

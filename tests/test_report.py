@@ -4,7 +4,9 @@ Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe``
 (NUL-separated JSON on fds 3 and 4), which needs no websocket library: console
 messages, uncaught exceptions and browser log entries (CSP violations, failed
 fetches) are collected while the page loads, then a full-page screenshot is taken.
-"""
+
+Reference: Chromium's own console and log (a deliberately broken page proves the detector),
+Polars over the released rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``telemetry serve``: the real HTTP exporter, scraped over loopback."""
+"""``telemetry serve``: the real HTTP exporter, scraped over loopback.
+
+Reference: the metric rows on disk read with Polars, the guard's rule recomputed in DuckDB,
+promtool."""
 
 from __future__ import annotations
 
