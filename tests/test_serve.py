@@ -14,6 +14,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from prometheus_client import generate_latest
@@ -25,6 +27,7 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks import prometheus
 from telemetry.sinks.metricsdir import METRIC_COLUMNS, OTHER
+from tests import metricrows
 from tests.conftest import promtool
 
 KEY = bytes(range(32))
@@ -270,11 +273,6 @@ FROM rest GROUP BY channel
 def test_merged_other_row_matches_duckdb(tmp_path: Path) -> None:
     """Every column of the exposition under the cardinality guard, the merged
     ``__other__`` rows included, against the guard's documented rule run in DuckDB."""
-    import duckdb
-    import numpy as np
-
-    from tests import metricrows
-
     rng = np.random.default_rng(20)
     hour = dt.timedelta(hours=1)
     start = dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)
