@@ -25,6 +25,7 @@ UTC = dt.timezone.utc
 HOUR = dt.timedelta(hours=1)
 START = dt.datetime(2026, 3, 2, 6, tzinfo=UTC)
 WINDOWS = 6
+LONG_WINDOWS = 60
 SVG = "{http://www.w3.org/2000/svg}"
 RUN = {"records_in": 123_456, "records_ok": 120_000, "records_quarantined": 3_000, "records_opted_out": 456,
        "rows_released": 321, "rows_rolled_up": 17, "rows_withheld": 4, "records_withheld": 1_234, "k": 5}  # fmt: skip
@@ -35,14 +36,12 @@ MESSAGE = "channel IN ('sms', 'mms')"
 REACHED = "answered + busy + no_answer + rejected"
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory) -> tuple[Path, duckdb.DuckDBPyConnection]:
-    """Six hourly windows: nine voice routes (the page draws the eight busiest), some
-    silent in some hours (gaps), three message routes, roll-up rows, rows without PDD."""
-    out = tmp_path_factory.mktemp("written")
+def _write(out: Path, windows: int) -> tuple[Path, duckdb.DuckDBPyConnection]:
+    """Hourly windows: nine voice routes (the page draws the eight busiest), some silent
+    in some hours (gaps), three message routes, roll-up rows, rows without PDD."""
     rng = np.random.default_rng(21)
     rows = []
-    for i in range(WINDOWS):
+    for i in range(windows):
         w = metricrows.window(START + i * HOUR, HOUR)
         for r in range(9):
             if (i + r) % 5 == 4:
@@ -63,16 +62,32 @@ def written(tmp_path_factory) -> tuple[Path, duckdb.DuckDBPyConnection]:
     metricrows.write(out, rows, RUN)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE VIEW rows AS SELECT *, epoch(window_start) AS t FROM read_parquet('{out}/metrics/*/*.parquet')")
+    con.execute(f"CREATE VIEW rows AS SELECT *, CAST(epoch(window_start) AS BIGINT) AS t FROM read_parquet('{out}/metrics/*/*.parquet')")
     return out, con
+
+
+def _sections(out: Path) -> dict[str, str]:
+    """The rendered page, split at its section headings (the part before the first is '')."""
+    html = render(out)
+    parts = re.split(r"<h2>(.*?)</h2>", html)
+    return {"": parts[0]} | {unescape(title): body for title, body in zip(parts[1::2], parts[2::2])}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[Path, duckdb.DuckDBPyConnection]:
+    return _write(tmp_path_factory.mktemp("written"), WINDOWS)
 
 
 @pytest.fixture(scope="module")
 def page(written) -> dict[str, str]:
-    """The rendered page, split at its section headings (the part before the first is '')."""
-    html = render(written[0])
-    parts = re.split(r"<h2>(.*?)</h2>", html)
-    return {"": parts[0]} | {unescape(title): body for title, body in zip(parts[1::2], parts[2::2])}
+    return _sections(written[0])
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    """Sixty hourly windows: more than a line's 48 points, so the page groups them in twos."""
+    out, con = _write(tmp_path_factory.mktemp("long"), LONG_WINDOWS)
+    return con, _sections(out)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
@@ -102,9 +117,13 @@ def _value_axis(svg: ET.Element, parse):
 
 
 def _time_axis(svg: ET.Element):
-    """Pixel x to the window it marks, from the drawn HH:MM ticks (the data's one day)."""
-    ticks = [(float(t.get("x")), dt.datetime.combine(START.date(), dt.time.fromisoformat(t.text), UTC))
-             for t in _children(svg, "text") if t.get("text-anchor") == "middle"]
+    """Pixel x to the window it marks, from the drawn time ticks (the data's year)."""
+    def when(label: str) -> dt.datetime:  # "HH:MM" within a day, else "MM-DD HH:MM"
+        if len(label) == 5:
+            return dt.datetime.combine(START.date(), dt.time.fromisoformat(label), UTC)
+        return dt.datetime.strptime(f"{START.year}-{label}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+
+    ticks = [(float(t.get("x")), when(t.text)) for t in _children(svg, "text") if t.get("text-anchor") == "middle"]
     assert len(ticks) >= 2
     (x0, t0), (x1, t1) = ticks[0], ticks[-1]
 
@@ -142,28 +161,47 @@ def _lines(section: str) -> dict[str, dict[float, float]]:
 LINE_TOLERANCE = 5e-4
 
 
-@pytest.mark.parametrize("title, where, volume, numerator, denominator", [
+LINES = pytest.mark.parametrize("title, where, volume, numerator, denominator", [
     ("Answer-seizure ratio (ASR) per route", VOICE, "attempts", "answered", "attempts"),
     ("Network-effectiveness ratio (NER) per route", VOICE, "attempts", REACHED, "attempts"),
     ("SMS/MMS delivery rate per route", MESSAGE, "submitted", "delivered", "submitted"),
 ], ids=["asr", "ner", "delivery_rate"])  # fmt: skip
-def test_line_chart_points_are_the_ratios_of_the_summed_counts(written, page, title, where, volume,
-                                                               numerator, denominator) -> None:
-    _, con = written
+
+
+def _check_lines(con, section: str, where: str, volume: str, numerator: str, denominator: str,
+                 bucket: int) -> int:
+    """Each drawn line against the ratio of the summed counts per ``bucket`` seconds of
+    windows (epoch-aligned); returns the number of gaps (buckets a route had no row in)."""
     top = _top(con, where, volume)
     expected = {}
-    for route, t, ratio in _rows(con, f"SELECT route, t, sum({numerator}) / sum({denominator}) FROM rows "
-                                      f"WHERE {where} AND route IN {tuple(top)} GROUP BY route, t"):
+    for route, t, ratio in _rows(con, f"SELECT route, t // {bucket} * {bucket} AS b, "
+                                      f"sum({numerator}) / sum({denominator}) FROM rows "
+                                      f"WHERE {where} AND route IN {tuple(top)} GROUP BY route, b"):
         expected.setdefault(route, {})[t] = ratio
-    drawn = _lines(page[title])
+    buckets = {t for t, in _rows(con, f"SELECT DISTINCT t // {bucket} * {bucket} FROM rows WHERE {where}")}
+    drawn = _lines(section)
     assert list(drawn) == top  # the eight busiest routes, busiest first (legend order)
-    gaps = 0
     for route in top:
         assert drawn[route].keys() == expected[route].keys(), route  # gaps where the route was silent
-        gaps += WINDOWS - len(expected[route])
         for t, value in expected[route].items():
             assert drawn[route][t] == pytest.approx(value, abs=LINE_TOLERANCE), (route, t)
+    return sum(len(buckets) - len(expected[route]) for route in top)
+
+
+@LINES
+def test_line_chart_points_are_the_ratios_of_the_summed_counts(written, page, title, where, volume,
+                                                               numerator, denominator) -> None:
+    gaps = _check_lines(written[1], page[title], where, volume, numerator, denominator, 3600)
     assert gaps > 0 or where == MESSAGE
+
+
+@LINES
+def test_line_chart_of_many_windows_groups_them_and_recomputes_the_ratios(long_run, title, where, volume,
+                                                                          numerator, denominator) -> None:
+    # 60 windows of 1 h: a line has at most 48 points, so windows are grouped by 2 h (docs/outputs.md)
+    con, sections = long_run
+    _check_lines(con, sections[title], where, volume, numerator, denominator, 2 * 3600)
+    assert len(next(iter(_lines(sections[title]).values()))) > 24
 
 
 @pytest.mark.parametrize("title, where, columns, weight, parse", [
