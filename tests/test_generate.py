@@ -1,5 +1,8 @@
 """The synthetic data generator: deterministic, canonical, internally consistent,
-fictional or random-valid numbers, and a bad route that looks bad."""
+fictional or random-valid numbers, and a bad route that looks bad.
+
+Reference: libphonenumber validity and the fictional ranges, the canonical schema, recomputed
+per-row consistency."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ Accepted values (documented in docs/ as the input contract):
 - integers: optional sign and decimal digits (no hex, no exponent); ``pdd_ms`` and
   ``duration_ms`` must not be negative, ``sip_code`` is 100–699, ``q850_cause`` 0–127;
 - floats: decimal or exponent notation, finite; ``mos`` 1–5, ``packet_loss_pct``
-  0–100, ``jitter_ms`` and ``rtt_ms`` not negative;
+  0–100, ``jitter_ms`` and ``rtt_ms`` not negative; all within float32 (SPEC 2's
+  type: a larger value would be stored as infinity);
 - ``roaming``: true/false, yes/no, t/f, y/n, 1/0 in any case;
 - ``channel``, ``direction``, ``status``: the SPEC 2.1 vocabulary in any case, with
   blanks, hyphens and underscores interchangeable, plus the spellings in
@@ -71,11 +72,13 @@ INTS: dict[str, tuple[pa.DataType, int, int | None]] = {
     "sip_code": (pa.int16(), 100, 699),
     "q850_cause": (pa.int16(), 0, 127),
 }
-FLOATS: dict[str, tuple[float, float | None]] = {
+#: Largest finite float32 (SPEC 2 types these columns float32): a larger value would be stored as inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOATS: dict[str, tuple[float, float]] = {
     "mos": (1.0, 5.0),
-    "jitter_ms": (0.0, None),
+    "jitter_ms": (0.0, FLOAT32_MAX),
     "packet_loss_pct": (0.0, 100.0),
-    "rtt_ms": (0.0, None),
+    "rtt_ms": (0.0, FLOAT32_MAX),
 }
 VOCABULARIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "channel": (CHANNELS, CHANNEL_ALIASES),
@@ -104,10 +107,7 @@ _BOUNDS = {
     name: (pa.scalar(low, pa.int64()), None if high is None else pa.scalar(high, pa.int64()))
     for name, (_, low, high) in INTS.items()
 }
-_FLOAT_BOUNDS = {
-    name: (pa.scalar(low), None if high is None else pa.scalar(high))
-    for name, (low, high) in FLOATS.items()
-}
+_FLOAT_BOUNDS = {name: (pa.scalar(low), pa.scalar(high)) for name, (low, high) in FLOATS.items()}
 
 _ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
 _ZONE = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
@@ -407,7 +407,7 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
         lo, hi = _bounds(raw, low)
         # NaN and ±inf show in the minimum or maximum: finite bounds mean finite values
-        if math.isfinite(lo) and math.isfinite(hi) and lo >= low and (high is None or hi <= high):
+        if math.isfinite(lo) and math.isfinite(hi) and lo >= low and hi <= high:
             # typed input within range: nothing to check per row (integers beyond 2^24 round)
             return pc.cast(raw, pa.float32(), safe=False)
         values = pc.cast(raw, pa.float64(), safe=False)
@@ -421,8 +421,7 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
             verdict.flag(failed, f"{name}: not a number")
     bad = pc.invert(pc.is_finite(values))
     bad = pc.or_(bad, pc.less(values, _FLOAT_BOUNDS[name][0]))
-    if high is not None:
-        bad = pc.or_(bad, pc.greater(values, _FLOAT_BOUNDS[name][1]))
+    bad = pc.or_(bad, pc.greater(values, _FLOAT_BOUNDS[name][1]))
     bad = pc.fill_null(bad, NO)
     verdict.flag(bad, f"{name}: out of range")
     return pc.cast(pc.if_else(bad, NULL_FLOAT, values), pa.float32())

@@ -107,7 +107,7 @@ DIRECTIONS: dict[str, str] = {
 
 _RFC2822 = re.compile(
     r"^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?\s+"
-    r"(?:[+-]\d{4}|UT|GMT|Z)$"
+    r"(?:[+-]\d{4}|(?i:UTC?|GMT|Z|[AECMP][SD]T))$"  # the named zones email.utils knows (RFC 2822 obs-zone)
 )
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?$")
 
