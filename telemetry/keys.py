@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 KEY_BYTES = 32
-DOMAINS = ("subscriber", "ip", "record")
+#: HKDF domains: the three pseudonym (HMAC) domains and the Crypto-PAn key (SPEC 12).
+DOMAINS = ("subscriber", "ip", "record", "cryptopan")
 #: "Valid since the beginning": earlier than any record a reader can produce.
 BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 ENV_KEY = "TELEMETRY_KEY"
