@@ -17,7 +17,7 @@ from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
 from telemetry.quarantine import mask_fields
 from telemetry.readers import ReadBatch, Reject
-from telemetry.schema import DICTIONARY_TEXT
+from telemetry.schema import DICTIONARY_TEXT, RECORDS_METADATA
 
 #: Canonical columns that never reach aggregation or record output as they are.
 _CLEAR = ("record_id", "source", "destination", "source_ip", "location")
@@ -91,7 +91,7 @@ def prepare(
         rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)
         ids = np.asarray(pseudonymizer.keyring.key_ids() + [None], dtype=object)
         rec["key_id"] = pa.array(ids[key_index], type=pa.string()).dictionary_encode()
-        records = pa.RecordBatch.from_pydict(rec)
+        records = pa.RecordBatch.from_pydict(rec).replace_schema_metadata(RECORDS_METADATA)
         if keep is not None:
             records = records.filter(keep)
     return Prepared(prepared, records, rejects, int(opted.sum()))

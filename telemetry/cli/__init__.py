@@ -16,7 +16,7 @@ import sys
 
 from telemetry.errors import TelemetryError
 
-COMMANDS = ("demo", "process", "generate", "pseudonym", "keys", "optout", "serve", "alerts", "report")
+COMMANDS = ("demo", "process", "generate", "pseudonym", "keys", "optout", "erase", "serve", "alerts", "report")
 
 
 class _Parser(argparse.ArgumentParser):
