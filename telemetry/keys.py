@@ -230,6 +230,14 @@ class Keyring:
             raise ValueError(f"no epoch with key_id {key_id}; see: telemetry keys list")
         return Keyring(tuple(Epoch(e.key_id, e.valid_from) if e.key_id == key_id else e for e in self.epochs))
 
+    def ended_before(self, when: datetime) -> list[str]:
+        """Key ids of the epochs still holding a key whose whole validity ended at or
+        before ``when``: an epoch is valid until the next one's valid-from, so the
+        newest epoch never ends."""
+        when = _utc(when, "when")
+        return [e.key_id for e, successor in zip(self.epochs, self.epochs[1:])
+                if e.key is not None and successor.valid_from <= when]
+
     # -- use -----------------------------------------------------------------
 
     @property
