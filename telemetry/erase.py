@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from telemetry.errors import ConfigError
+from telemetry.keys import fsync_dir
 from telemetry.schema import RECORDS_METADATA
 
 LOG_NAME = "erasures.jsonl"
@@ -140,7 +141,7 @@ def _apply(dataset: Path, action: str, columns: tuple[str, ...], may_hold: Calla
         result.records_removed += removed
         if removed == meta.num_rows:
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             result.files_deleted += 1
         else:
             table = pq.read_table(path)
@@ -185,20 +186,7 @@ def _replace(path: Path, table: pa.Table) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _log(dataset: Path, result: Erasure, now: datetime | None) -> None:

@@ -516,7 +516,7 @@ def _replace_file(path: str | os.PathLike[str], data: bytes) -> None:
         if isinstance(exc, OSError):
             raise KeyMaterialError(f"cannot write key file {shown}: {exc.strerror}") from None
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     if old is not None:
         _wipe(old, shown)
 
@@ -562,7 +562,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in ``directory`` durable (a no-op where the platform cannot)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
