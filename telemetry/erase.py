@@ -51,7 +51,7 @@ class Erasure:
     files_rewritten: int = 0
     files_deleted: int = 0
     files_scanned: int = 0  # record files of the product looked at
-    files_skipped_by_statistics: int = 0  # of those, ruled out by their footer alone
+    files_decided_by_statistics: int = 0  # of those, ruled out (or wholly matched) by their footer alone
     rows_scanned: int = 0
     files_foreign: int = 0  # Parquet files under records/ the product did not write: untouched
     extra: dict = field(default_factory=dict)  # identifiers asked for, key ids…
@@ -95,11 +95,14 @@ def drop_epoch(dataset: str | os.PathLike, key_id: str, *, now: datetime | None 
     def may_hold(stats: dict[str, list[tuple[object, object] | None]]) -> bool:
         return any(b is None or b[0] <= key_id <= b[1] for b in stats["key_id"])
 
+    def only(stats: dict[str, list[tuple[object, object] | None]]) -> bool:
+        return all(b is not None and b[0] == b[1] == key_id for b in stats["key_id"])
+
     def matching(table: pa.Table) -> np.ndarray:
         ids = table.column("key_id").cast(pa.string())
         return pc.fill_null(pc.equal(ids, key_id), False).to_numpy(zero_copy_only=False)
 
-    return _apply(Path(dataset), "drop-epoch", ("key_id",), may_hold, matching, now, {"key_id": key_id})
+    return _apply(Path(dataset), "drop-epoch", ("key_id",), may_hold, matching, now, {"key_id": key_id}, only)
 
 
 def _any_between(targets: list[bytes], lo, hi) -> bool:
@@ -110,7 +113,9 @@ def _any_between(targets: list[bytes], lo, hi) -> bool:
 
 
 def _apply(dataset: Path, action: str, columns: tuple[str, ...], may_hold: Callable, matching: Callable,
-           now: datetime | None, extra: dict) -> Erasure:  # fmt: skip
+           now: datetime | None, extra: dict, only: Callable = lambda stats: False) -> Erasure:  # fmt: skip
+    """Remove the rows ``matching`` finds in every record file whose footer statistics
+    ``may_hold`` them; a file whose statistics say ``only`` such rows is deleted unread."""
     root = dataset / "records"
     if not root.is_dir():
         raise ConfigError(f"{dataset} has no records/ directory (record output of: telemetry process --emit-records)")
@@ -119,8 +124,9 @@ def _apply(dataset: Path, action: str, columns: tuple[str, ...], may_hold: Calla
         if path.name.endswith(_TMP_SUFFIX) and path.name.startswith("."):
             path.unlink()  # our own temporary file, left by a crash: the original is intact
             continue
-        if path.suffix != ".parquet" or path.name.startswith((".", "_")) or not path.is_file():
-            continue
+        hidden = any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+        if path.suffix != ".parquet" or hidden or not path.is_file():
+            continue  # hidden files and folders (staging, temporary) are no output
         try:
             meta = pq.read_metadata(path)
         except (OSError, pa.ArrowException):
@@ -130,11 +136,16 @@ def _apply(dataset: Path, action: str, columns: tuple[str, ...], may_hold: Calla
             result.files_foreign += 1
             continue
         result.files_scanned += 1
-        if not may_hold(_statistics(meta, columns)):
-            result.files_skipped_by_statistics += 1
+        stats = _statistics(meta, columns)
+        if not may_hold(stats):
+            result.files_decided_by_statistics += 1
             continue
-        result.rows_scanned += meta.num_rows
-        hit = matching(pq.read_table(path, columns=list(columns), use_threads=False))
+        if only(stats):
+            result.files_decided_by_statistics += 1
+            hit = np.ones(meta.num_rows, np.bool_)
+        else:
+            result.rows_scanned += meta.num_rows
+            hit = matching(pq.read_table(path, columns=list(columns), use_threads=False))
         removed = int(hit.sum())
         if not removed:
             continue

@@ -80,8 +80,9 @@ def _dataset(tmp_path: Path, keyfile: Path, env, name: str = "out", **input_args
 
 
 def _files(out: Path) -> dict[Path, bytes]:
-    """The record files the pipeline wrote (``part-*``), with their bytes."""
-    return {p: p.read_bytes() for p in sorted((out / "records").rglob("part-*.parquet"))}
+    """The record files the pipeline wrote (``part-*``, not in a hidden folder), with their bytes."""
+    files = (out / "records").rglob("part-*.parquet")
+    return {p: p.read_bytes() for p in sorted(files) if ".staging" not in p.parts}
 
 
 def _rows(out: Path) -> list[dict]:
@@ -108,7 +109,10 @@ def test_erase_removes_the_subject_under_every_epoch_and_nothing_else(tmp_path, 
             holding.add(path)
     foreign = out / "records" / "date=2026-11-01" / "mine.parquet"  # the operator's own file
     pq.write_table(pa.table({"source": pa.array(sorted(subject), pa.binary(16))}), foreign)
-    foreign_bytes = foreign.read_bytes()
+    staged = out / "records" / ".staging" / "part-000000.parquet"  # a hidden folder is no output
+    staged.parent.mkdir()
+    shutil.copy(next(iter(before_files)), staged)
+    foreign_bytes, staged_bytes = foreign.read_bytes(), staged.read_bytes()
 
     res = run_cli("erase", str(out), "--region", "GB", "--key-file", str(keyfile), env=key_env,
                   input="07700 900123\n\n")
@@ -117,7 +121,7 @@ def test_erase_removes_the_subject_under_every_epoch_and_nothing_else(tmp_path, 
     assert _rows(out) == [r for r in before_rows if r not in held]
     changed = {p for p in before_files if after_files.get(p) != before_files[p]}
     assert changed == holding and 0 < len(holding) < len(before_files)  # the others byte-identical
-    assert foreign.read_bytes() == foreign_bytes
+    assert foreign.read_bytes() == foreign_bytes and staged.read_bytes() == staged_bytes
     assert "did not write" in res.stderr
     assert f"erased {len(held)} records of 1 identifier" in res.stdout
 
@@ -156,12 +160,16 @@ def test_erase_epoch_drops_that_epochs_records(tmp_path, keyfile, key_env):
     out = _dataset(tmp_path, keyfile, key_env)
     ring = Keyring.load(keyfile)
     first = ring.epochs[0].key_id
-    before = _rows(out)
+    before, _files_before = _rows(out), _files(out)
     assert {r["key_id"] for r in before} == set(ring.key_ids())
     res = run_cli("erase", str(out), "--epoch", first.upper(), env={"PATH": os.environ["PATH"]})  # no key needed
     assert res.returncode == 0, res.stderr
     assert _rows(out) == [r for r in before if r["key_id"] != first]
-    assert json.loads((out / "erasures.jsonl").read_text())["key_id"] == first
+    log = json.loads((out / "erasures.jsonl").read_text())
+    day_one = [p for p in _files_before if "date=2026-11-01" in str(p)]
+    # one epoch per file here (the second begins at midnight): every file decided unread
+    assert log["key_id"] == first and log["rows_scanned"] == 0
+    assert log["files_deleted"] == len(day_one) and log["files_decided_by_statistics"] == len(_files_before)
     files = _files(out)
     assert run_cli("erase", str(out), "--epoch", first, env=key_env).returncode == 0
     assert _files(out) == files

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"erased {result.records_removed:,} records of {what}: {result.files_rewritten:,} files rewritten, "
         f"{result.files_deleted:,} deleted (no rows left); {result.files_scanned:,} record files looked at, "
-        f"{result.files_skipped_by_statistics:,} ruled out by their statistics; logged in "
+        f"{result.files_decided_by_statistics:,} decided by their statistics alone; logged in "
         f"{args.dataset.rstrip('/')}/{LOG_NAME}"
     )
     if result.files_foreign:
