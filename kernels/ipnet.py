@@ -1,4 +1,5 @@
-"""Parse IPv4/IPv6 text; write the truncated network, or an address, in canonical text.
+"""Parse IPv4/IPv6 text; write the truncated network, or an address, in canonical text;
+the prefix blocks and flip bits of Crypto-PAn over sorted addresses.
 
 The address grammar follows Python's ``ipaddress`` (no leading zeros in IPv4
 octets, at most one ``::``, an optional dotted IPv4 tail and ``%zone`` suffix in
@@ -414,3 +415,98 @@ def format_rows(kind, words, out_offsets, out_data):
             pos = _write_v6_text(out_data, pos, hextets)
         out_offsets[i + 1] = pos
     return pos
+
+
+@njit
+def shared_prefix(high, low, lcp):
+    """Leading bits each 128-bit value shares with the one before it (-1 for the first).
+
+    Caller guarantees: ``high``/``low`` (n,) int64, the bit patterns of the values'
+    upper and lower halves, sorted ascending as unsigned; ``lcp`` (n,) int64.
+    """
+    for i in range(high.shape[0]):
+        if i == 0:
+            lcp[i] = -1
+            continue
+        x = high[i] ^ high[i - 1]
+        base = 0
+        if x == 0:
+            x = low[i] ^ low[i - 1]
+            base = 64
+        if x == 0:
+            lcp[i] = 128
+            continue
+        b = 63
+        while not (x >> b) & 1:
+            b -= 1
+        lcp[i] = base + 63 - b
+
+
+@njit(inline="always")
+def _top(k):
+    """int64 pattern of a 64-bit word with its top ``k`` bits set (k clipped to 0..64)."""
+    if k <= 0:
+        return np.int64(0)
+    if k >= 64:
+        return np.int64(-1)
+    return np.int64(-1) << (64 - k)
+
+
+@njit(inline="always")
+def _bit(k):
+    """int64 pattern of a 64-bit word with bit ``k`` (0 = least significant) set."""
+    if k == 63:
+        return np.int64(-9223372036854775807 - 1)
+    return np.int64(1) << k
+
+
+@njit
+def prefix_blocks(high, low, first, levels, pad_high, pad_low, row, out):
+    """Write the AES input blocks of rows ``row…`` into ``out`` until it is full:
+    for level ``p`` from ``first[i]`` to ``levels - 1``, the value's top ``p`` bits then
+    the pad's other bits, as 16 big-endian bytes. Returns (next row, blocks written).
+
+    Caller guarantees: ``high``/``low``/``pad_*`` int64 bit patterns; ``first`` (n,)
+    int64 within 0..levels; ``out`` (m, 16) uint8 with m >= levels.
+    """
+    used = 0
+    n = high.shape[0]
+    while row < n and used + levels - first[row] <= out.shape[0]:
+        for p in range(first[row], levels):
+            keep_high = _top(p)
+            keep_low = _top(p - 64)
+            h = (high[row] & keep_high) | (pad_high & ~keep_high)
+            lo = (low[row] & keep_low) | (pad_low & ~keep_low)
+            for j in range(8):
+                out[used, j] = (h >> (56 - 8 * j)) & 0xFF
+                out[used, 8 + j] = (lo >> (56 - 8 * j)) & 0xFF
+            used += 1
+        row += 1
+    return row, used
+
+
+@njit
+def assemble_flips(first, own, levels, flips_high, flips_low):
+    """The flip words of sorted values: the bits of levels below ``first[i]`` are
+    the previous value's (same prefix, same block), the others its own in ``own``
+    (top bit of each encrypted block, value after value). Level ``p`` is bit
+    ``127 - p`` of the left-aligned 128-bit word.
+
+    Caller guarantees: ``first`` as :func:`prefix_blocks` used it; ``flips_*``
+    (n,) int64 receiving bit patterns.
+    """
+    h = np.int64(0)
+    lo = np.int64(0)
+    k = 0
+    for i in range(first.shape[0]):
+        h &= _top(first[i])
+        lo &= _top(first[i] - 64)
+        for p in range(first[i], levels):
+            if own[k]:
+                if p < 64:
+                    h |= _bit(63 - p)
+                else:
+                    lo |= _bit(127 - p)
+            k += 1
+        flips_high[i] = h
+        flips_low[i] = lo
