@@ -90,6 +90,19 @@ def test_vectorized_equals_the_slow_twin(texts, key):
     assert not invalid.any()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**128 - 1), min_size=1, max_size=60), st.data())
+def test_shared_prefix_kernel(values, data):
+    """kernels.ipnet.shared_prefix against Python integers, duplicates and neighbours included."""
+    from kernels.ipnet import shared_prefix
+
+    values = sorted(values + data.draw(st.lists(st.sampled_from(values), max_size=5)))
+    halves = np.array([[v >> 64, v & (2**64 - 1)] for v in values], np.uint64)
+    lcp = np.empty(len(values), np.int64)
+    shared_prefix(halves[:, 0].view(np.int64), halves[:, 1].view(np.int64), lcp)
+    assert lcp.tolist() == [-1] + [_shared_prefix(a, b, 128) for a, b in zip(values, values[1:])]
+
+
 def test_agrees_with_yacryptopan():
     rng = random.Random(7)
     texts = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(200)]
