@@ -1,7 +1,7 @@
 """Nothing clear leaves the processor: run the real commands with a known key
 and known identifiers, then search every byte they produced — stdout, stderr,
 logs at -v, error messages, quarantine, run.json, metrics, record outputs (raw
-and decoded, both IP modes), erasure log, report, alert rules and the Prometheus
+and decoded, both IP modes), the stream's state directory, erasure log, report, alert rules and the Prometheus
 endpoint's responses — for the identifiers in every notation (E.164, national,
 with spaces, URIs), the input's IP addresses and the key material.
 
@@ -75,6 +75,14 @@ def _input(tmp_path: Path) -> Path:
     return path
 
 
+def _watched(data: Path) -> Path:
+    """A directory holding the input, for ``telemetry stream --watch``."""
+    folder = data.parent / "watched"
+    folder.mkdir()
+    (folder / data.name).write_bytes(data.read_bytes())
+    return folder
+
+
 def _scan(blob: bytes, where: str, needles: list[bytes]) -> None:
     for needle in needles:
         assert needle not in blob, f"{where} contains a clear identifier or key material"
@@ -96,14 +104,18 @@ def test_no_identifier_or_key_anywhere(tmp_path, key_env):
         run_cli("keys", "init", "--out", str(keyfile), env=key_env),
         run_cli("keys", "list", "--key-file", str(keyfile), env=key_env),
         run_cli("keys", "list", env=key_env),
+        # continuous mode: its state directory holds pseudonyms (distinct sets), never a clear identifier
+        run_cli("-v", "stream", "--watch", str(_watched(data)), "--out", str(tmp_path / "out3"), "--region", "GB",
+                "--once", "--k", "1", env=key_env),
     ]
     assert runs[0].returncode == 1 and runs[1].returncode == 1  # quarantined rows
+    assert runs[-1].returncode == 1 and any((tmp_path / "out3" / "_state").glob("seg-*.npz"))
     assert runs[2].returncode == 0 and runs[3].returncode == 2
     for i, res in enumerate(runs):
         _scan(res.stdout.encode(), f"stdout of run {i}", needles)
         _scan(res.stderr.encode(), f"stderr of run {i}", needles)
 
-    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != data and p != keyfile]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != data.name and p != keyfile]
     assert any(p.suffix == ".parquet" for p in files)
     assert any(p.name == "rejects.jsonl" for p in files)
     for path in files:
