@@ -24,6 +24,9 @@ from typing import Any
 from telemetry.errors import ConfigError, printable
 
 DEFAULT_CONFIG = "telemetry.toml"
+#: The release threshold of SPEC section 5; a lower ``k`` is allowed with a warning.
+DEFAULT_K = 5
+IP_MODES = ("truncate", "cryptopan")
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,12 @@ class Options:
     region: str | None = None
     window: str = "15m"
     by: tuple[str, ...] = ("route", "dst_region")
-    k: int = 5
+    k: int = DEFAULT_K
     short_call_s: float = 6.0
     rate_deck: str | None = None
     opt_out: str | None = None
     emit_records: bool = False
+    ip_mode: str = "truncate"  # source_ip in record output: truncate | cryptopan (SPEC 12)
     engine: str = "local"
     threads: int = 0  # 0: one per core
     # --engine dask: an existing scheduler's address (else DASK_SCHEDULER_ADDRESS), or None for a
@@ -57,12 +61,19 @@ _FIELDS = {f.name for f in dataclasses.fields(Options)} - {"extra"}
 _SECTIONS = ("alerts", "serve", "mapping", "report")
 
 
+def config_file(path: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The configuration file :func:`load_config` reads: ``path``, else ``./telemetry.toml``
+    if it exists, else None."""
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return path
+
+
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read ``path`` (or ``./telemetry.toml`` if it exists and ``path`` is None)."""
+    path = config_file(path)
     if path is None:
-        if not Path(DEFAULT_CONFIG).is_file():
-            return {}
-        path = DEFAULT_CONFIG
+        return {}
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -70,6 +81,8 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
         raise ConfigError(f"configuration file {os.fspath(path)} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"configuration file {os.fspath(path)} nests values too deeply") from None
     unknown = sorted(
         printable(k)
         for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"}
@@ -117,6 +130,8 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
     opts = Options(**values, extra=extra)
     if not isinstance(opts.k, int) or opts.k < 1:
         raise ConfigError(f"k must be a whole number >= 1; got {opts.k!r}")
+    if opts.ip_mode not in IP_MODES:
+        raise ConfigError(f"ip_mode must be one of {', '.join(IP_MODES)}; got {opts.ip_mode!r}")
     if opts.engine not in ("local", "dask"):
         raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
     if opts.threads < 0 or opts.workers < 0 or opts.batch_rows < 1:

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from telemetry.engine import Job
+
 from telemetry import __version__
-from telemetry.config import Options, load_config, make_options, thread_count
+from telemetry.config import DEFAULT_K, Options, load_config, make_options, thread_count
 from telemetry.errors import ConfigError, InputError
 from telemetry.keys import Keyring, as_keyring
 
@@ -65,7 +67,8 @@ def process(
     """Run the pipeline over ``inputs``; see :class:`telemetry.config.Options` for options.
 
     ``out`` (optional) receives ``metrics/``, ``run.json``, ``quarantine/`` and,
-    with ``emit_records=True``, ``records/``. ``config`` names a
+    with ``emit_records=True``, ``records/``, replacing those of an earlier run only
+    once this one has succeeded (:mod:`telemetry.sinks.outdir`). ``config`` names a
     ``telemetry.toml`` whose values the keyword options override. ``engine="dask"``
     runs on the cluster of ``client`` (a ``distributed.Client``), or at ``scheduler=``,
     or of ``workers=`` local processes (SPEC section 10).
@@ -81,8 +84,7 @@ def process(
 
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None,
         client: Any = None) -> Result:
-    from telemetry.engine import Job, get_engine
-    from telemetry.readers import ReaderOptions
+    from telemetry.engine import Job
 
     for path in paths:
         if not os.path.isfile(path):
@@ -92,21 +94,36 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         job.prepare_only()
     except ValueError as exc:  # bad window / by / region: a configuration error for the CLI
         raise ConfigError(str(exc)) from None
+    if opts.k < DEFAULT_K:
+        log.warning("k = %d is below %d: a released row may cover fewer than %d distinct sources "
+                    "or destinations and so single out a person", opts.k, DEFAULT_K, DEFAULT_K)
     if job._parts()["opt_out"] is not None:
         missing = job._parts()["opt_out"].uncovered(keyring.key_ids())
         if missing:
             log.warning("the opt-out list has no entries for key epoch(s) %s", ", ".join(missing))
 
+    if out is None:
+        return _execute(paths, keyring, job, opts, None, progress, client)
+    from telemetry.sinks.outdir import staged
+
+    with staged(out, paths) as stage:  # the outputs replace the previous ones only if the run succeeds
+        for name in ("metrics", "records", "quarantine"):  # present, if empty, after every run
+            (stage / name).mkdir()
+        result = _execute(paths, keyring, job, opts, stage, progress, client)
+    return Result(result.table, result.summary, out)
+
+
+def _execute(
+    paths: list[str], keyring: Keyring, job: Job, opts: Options, out: Path | None, progress, client=None
+) -> Result:
+    """The run proper, writing its outputs (if any) into ``out``."""
+    from telemetry.engine import get_engine
+    from telemetry.readers import ReaderOptions, notes
+
     engine = get_engine(opts.engine, thread_count(opts), scheduler=opts.scheduler, workers=opts.workers,
                         client=client)
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
-    if out is not None:
-        from telemetry.sinks.parquet import reset_dir
-
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics", "records", "quarantine"):
-            reset_dir(out / stale)
     reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
     try:
         if hasattr(engine, "process"):  # it reads the inputs where it works (Dask: on the workers)
@@ -125,6 +142,9 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     ), "record accounting does not add up"
 
     seconds = time.perf_counter() - started
+    run_notes = notes(paths, opts.fmt, reader_options)
+    for note in run_notes:
+        log.warning("%s", note)
     summary = {
         **totals,
         "records_late": 0,
@@ -147,6 +167,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         "rate_deck": bool(opts.rate_deck),
         "opt_out": bool(opts.opt_out),
         "version": __version__,
+        "notes": run_notes,
     }
     if out is not None:
         from telemetry.sinks.parquet import write_partitioned

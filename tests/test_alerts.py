@@ -1,11 +1,13 @@
 """Alert rules (``telemetry alerts``) and the Grafana dashboard, checked with promtool
-against the series the exporter really emits."""
+against the series the exporter really emits.
+
+Reference: promtool (check rules, test rules, PromQL parsing) and the series a real exporter
+emits."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,10 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks import prometheus
 from telemetry.sinks.alerts import rules
+from tests.conftest import promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards" / "telemetry.json"
-
-
-def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,6 @@ import telemetry
 from telemetry.generate import generate, write
 from tests.conftest import TEST_KEY, run_cli
 
-pytest.importorskip("distributed")
-
 BATCH_ROWS = 1000
 OPTIONS = dict(region="GB", emit_records=True, window="1h", batch_rows=BATCH_ROWS)
 
@@ -73,10 +71,12 @@ def reference(inputs, tmp_path_factory) -> Path:
 
 
 def _files(out: Path) -> dict[str, bytes]:
+    """The metric, record and quarantine files (run.json and the output list aside)."""
     return {
         str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "run.json"
+        for name in ("metrics", "records", "quarantine")
+        for p in sorted((out / name).rglob("*"))
+        if p.is_file()
     }
 
 
@@ -111,7 +111,7 @@ def test_same_outputs_as_a_plain_loop(engine, inputs, reference, tmp_path, dask_
     result = telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine=engine, **extra, **OPTIONS)
     assert result.summary["engine"] == engine
     _same_outputs(tmp_path, reference)
-    assert not list(tmp_path.glob(".telemetry-dask-*"))  # staging committed and removed
+    assert not list(tmp_path.rglob(".telemetry-dask-*"))  # staging committed and removed
 
 
 def test_cli_with_a_scheduler_address(inputs, reference, tmp_path, dask_client, key_env):
@@ -204,7 +204,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_only(inputs, reference, tmp_path,
     while victim is None and runner.is_alive() and time.monotonic() < deadline:
         busy = {w: keys for w, keys in dask_client.processing().items()
                 if any(str(k).startswith("telemetry-") and "-file-" in str(k) for k in keys)}
-        if busy and list(tmp_path.glob(".telemetry-dask-*")):
+        if busy and list(tmp_path.rglob(".telemetry-dask-*")):
             victim = next(iter(busy))
             os.kill(before[victim], signal.SIGKILL)
         time.sleep(0.005)

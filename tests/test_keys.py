@@ -4,7 +4,9 @@ Derivations are checked against an HKDF written here from RFC 5869 with
 ``hmac`` (itself checked against the RFC's SHA-256 test vectors), key files by
 reading their bytes, and the CLI by running it as a subprocess and searching
 everything it prints for the key material.
-"""
+
+Reference: HKDF written here from RFC 5869 with hmac (checked on the RFC's vectors) and the key
+files' bytes."""
 
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ def test_reference_hkdf_matches_rfc5869(case):
     assert out.hex() == case["okm"]
 
 
-@pytest.mark.parametrize("domain", ["subscriber", "ip", "record"])
+@pytest.mark.parametrize("domain", ["subscriber", "ip", "record", "cryptopan"])
 def test_subkey_is_hkdf_of_the_spec(domain):
     rng = np.random.default_rng(5869)
     for key in [TEST_KEY, bytes(32), *(rng.bytes(32) for _ in range(20))]:
@@ -111,7 +113,7 @@ def test_subkey_is_hkdf_of_the_spec(domain):
 
 
 def test_subkeys_differ_per_domain_and_reject_others():
-    assert len({subkey(TEST_KEY, d) for d in ("subscriber", "ip", "record")}) == 3
+    assert len({subkey(TEST_KEY, d) for d in ("subscriber", "ip", "record", "cryptopan")}) == 4
     for bad in ("", "Subscriber", "msisdn", "subscriber "):
         with pytest.raises(ValueError, match="domain"):
             subkey(TEST_KEY, bad)

@@ -1,5 +1,7 @@
 """End to end: files in, pseudonymized records and metrics out, checked against
-an independent derivation (phonenumbers + hmac + HKDF written from RFC 5869)."""
+an independent derivation (phonenumbers + hmac + HKDF written from RFC 5869).
+
+Reference: phonenumbers + hmac + HKDF written from RFC 5869, and the slow metrics twin."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe``
 (NUL-separated JSON on fds 3 and 4), which needs no websocket library: console
 messages, uncaught exceptions and browser log entries (CSP violations, failed
 fetches) are collected while the page loads, then a full-page screenshot is taken.
-"""
+
+Reference: Chromium's own console and log (a deliberately broken page proves the detector),
+Polars over the released rows."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import telemetry
 from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks.report import render
+from tests.conftest import require
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,7 +41,7 @@ CHROMIUM_FLAGS = [
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "chromium is missing: run `make debian-tools` (make test does)"
+    require(path, "chromium is not on PATH: run `make debian-tools` (make test does)")
     return path
 
 

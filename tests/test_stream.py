@@ -171,9 +171,9 @@ def test_state_is_owner_only_and_never_pickle(tmp_path: Path, key_env) -> None:
     state = out / "_state"
     for path in [state, *state.rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, path
-    npz = next(state.rglob("*.total.npz"))
+    npz = next(state.glob("seg-*.npz"))
     with np.load(npz, allow_pickle=False) as data:  # loads without pickle
-        assert data["counts"].dtype == np.int64
+        assert all(data[name].dtype != object for name in data.files)
     # a state file carrying a pickled object is refused, not executed
     np.savez(npz, header=np.array([object()], dtype=object))
     res = _stream(key_env, watch, out)

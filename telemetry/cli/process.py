@@ -36,6 +36,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="--engine dask without a scheduler: worker processes (default: one per core)")
     p.add_argument("--emit-records", action="store_true", default=None,
                    help="also write pseudonymized records to DIR/records/")
+    p.add_argument("--ip-mode", choices=("truncate", "cryptopan"),
+                   help="source_ip in record output: the pseudonym of its /24 or /48 network "
+                   "(truncate, default) or a prefix-preserving Crypto-PAn address (cryptopan)")
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone of vendor times written without one, e.g. Europe/London "
                    "(default UTC; see docs/formats.md)")
@@ -46,17 +49,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
-             "scheduler", "workers", "emit_records", "timezone", "template")
+             "scheduler", "workers", "emit_records", "ip_mode", "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 
 def run(args: argparse.Namespace) -> int:
     tune_allocators()
+    from telemetry.cli import config_notice
     from telemetry.config import load_config, make_options
     from telemetry.pipeline import run as run_pipeline
     from telemetry.progress import Progress
 
     opts = make_options(load_config(args.config), **options_from_args(args))
+    config_notice(args.config)
     keyring = keyring_from_args(args)
     from pathlib import Path
 

@@ -118,11 +118,7 @@ class DaskEngine:
             get_format(fmt)  # an unknown name fails before any task runs
         client = self.client
         run = _run_id()
-        stage = None
-        if out is not None:
-            for stale in out.glob(f"{STAGING}*"):  # a failed earlier run's staging folder
-                shutil.rmtree(stale, ignore_errors=True)
-            stage = out / f"{STAGING}{run}"
+        stage = None if out is None else out / f"{STAGING}{run}"  # out: the run's own staging directory
         plan = _Plan(client, run, job, stage, batch_rows, self.threads or 1, progress)
         try:
             for i, path in enumerate(paths):

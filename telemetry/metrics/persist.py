@@ -75,15 +75,6 @@ def state_from_arrays(arrays, spec: AggSpec, where: str) -> State:
     return State(spec, [run])
 
 
-def save_state(state: State, path: Path) -> None:
-    """Write ``state`` to ``path`` (owner-only, atomic, synced)."""
-    write_npz(path, state_arrays(state))
-
-
-def load_state(path: Path, spec: AggSpec) -> State:
-    return state_from_arrays(read_npz(path), spec, path.name)
-
-
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

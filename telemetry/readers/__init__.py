@@ -152,6 +152,9 @@ class ReaderFormat:
     independent parts, the file as :class:`Piece` objects, which together yield
     what ``read`` yields (batches of at most ``batch_rows`` rows), or None when this
     file is better read by ``read``; see :func:`plan_inputs`.
+    ``notes(options)``: one-line warnings an operator must see about what this format's
+    records mean under these settings (a duration that includes ringing…); a run that
+    reads the format logs them and lists them in ``run.json`` (:func:`notes`).
     """
 
     name: str
@@ -162,6 +165,7 @@ class ReaderFormat:
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
     settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     pieces: Callable[[str, int, ReaderOptions], list[Piece] | None] | None = None
+    notes: Callable[[ReaderOptions], list[str]] | None = None
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
@@ -332,6 +336,18 @@ def plan_inputs(
             yield from small.flush()
             yield from pieces
     yield from small.flush()
+
+
+def notes(
+    paths: Sequence[str | os.PathLike], fmt: str = "auto", options: ReaderOptions | None = None
+) -> list[str]:
+    """The :attr:`ReaderFormat.notes` of the formats ``paths`` are read with, each once."""
+    options = options or ReaderOptions()
+    found: dict[str, None] = {}
+    for _, reader in _readers(paths, fmt, 1, "notes"):
+        if reader.notes is not None:
+            found.update(dict.fromkeys(reader.notes(options)))
+    return list(found)
 
 
 def _readers(

@@ -85,16 +85,37 @@ def latest_revisions(df: pl.DataFrame) -> pl.DataFrame:
     return df.sort("revision").unique(subset=key, keep="last", maintain_order=True)
 
 
+#: Fields of run.json that the exporter and the report show, and the type each must have.
+_RUN_TYPES: dict[str, type] = {
+    **dict.fromkeys(("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late",
+                     "records_withheld", "rows_released", "rows_withheld", "rows_rolled_up", "k"), int),
+    "window": str, "key_id": str, "started_at": str, "by": list,
+}
+
+
 def read_run(out: Path) -> dict[str, Any]:
-    """The run summary, or an empty dict when there is none (yet)."""
+    """The run summary, or an empty dict when there is none (yet). A summary whose shown
+    fields have the wrong type (an edited file) is an InputError naming the field."""
     path = out / "run.json"
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         raise InputError(f"{path} is not readable JSON") from None
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a telemetry run summary (not a JSON object)")
+    for name, kind in _RUN_TYPES.items():
+        if name not in data:
+            continue
+        value = data[name]
+        fits = type(value) is kind if kind is int else isinstance(value, kind)  # a bool is no count
+        if not fits or (kind is list and not all(isinstance(v, str) for v in value)):
+            raise InputError(f"{path} is not a telemetry run summary ({name} is not {_KIND_NAMES[kind]})")
+    return data
+
+
+_KIND_NAMES = {int: "a whole number", str: "text", list: "a list of column names"}
 
 
 def dimension_columns(df: pl.DataFrame) -> list[str]:

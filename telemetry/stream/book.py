@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from kernels import aggregate as agg
 from telemetry.metrics.frame import OTHER, dimension_text, metric_rows
-from telemetry.metrics.state import OTHER_CODE, State
+from telemetry.metrics.state import OTHER_CODE, State, merge
 from telemetry.metrics.threshold import passes, release
 from telemetry.schema import CHANNELS
 
@@ -60,6 +60,19 @@ def with_revisions(table: pa.Table, revisions: list[int]) -> pa.Table:
     return table.append_column("revision", pa.array(revisions, pa.int32()))
 
 
+def first_release(due: list[tuple[Window, State]], k: int) -> pa.Table:
+    """Revision 0 of each window, from the state it had when the watermark passed
+    its end (:meth:`Window.begin_release`), as ``process`` releases them: one release
+    over all of them (a window's rows depend only on its own state), each window's
+    rows then registered as its revision 0."""
+    released = release(merge([state for _, state in due]), k=k)
+    table = released.table
+    starts = table.column("window_start").cast(pa.int64()).to_numpy()
+    for window, state in due:
+        window.register(table.filter(pa.array(starts == window.index * state.spec.window_us)))
+    return with_revisions(table, [0] * table.num_rows)
+
+
 @dataclass
 class Window:
     """One event-time window's state and what has been released of it."""
@@ -79,17 +92,20 @@ class Window:
             self.delta = state if self.delta is None else self.delta.merge(state)
         self._touch()
 
-    def first_release(self, k: int) -> pa.Table:
-        """Revision 0: the window as ``process`` releases it."""
-        released = release(self.total, k=k)
-        table = released.table
+    def begin_release(self) -> State:
+        """The watermark passed the window's end: what revision 0 is made of. Records
+        added from now on are late (``delta``); :func:`first_release` publishes it."""
+        self.released = True
+        self._touch()
+        return self.total
+
+    def register(self, table: pa.Table) -> None:
+        """Revision 0's rows (this window's part of :func:`first_release`'s table)."""
         by = self.total.spec.by
         keys = table_keys(table, by)
         self.rows = {key: [0, n] for key, n in zip(keys, records_of(table))}
         self.own = {key for key in keys if not by or key[-1] != OTHER}
-        self.released = True
         self._touch()
-        return with_revisions(table, [0] * table.num_rows)
 
     def _rows_of(self, state: State) -> tuple[State, list[RowKey]]:
         """``state`` regrouped into the rows its groups are published in."""

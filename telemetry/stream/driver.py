@@ -101,6 +101,7 @@ class Stream:
         self.started = time.perf_counter()
         self.stop = threading.Event()
         self.finish_when_idle = sopts.once
+        self._due: list = []  # (window, state) whose revision 0 is decided, not yet computed
         self._waker: Waker | None = None
         if self.commit_n:
             self._write_run_json()
@@ -166,9 +167,17 @@ class Stream:
 
     def finish(self) -> None:
         """``--once``: release every window still open as if the watermark had passed it."""
-        outputs = [w.first_release(self.opts.k) for _, w in sorted(self.windows.items()) if not w.released]
-        if outputs or not self.commit_n:
-            self._commit(outputs)
+        self._due = [(w, w.begin_release()) for _, w in sorted(self.windows.items()) if not w.released]
+        if self._due or not self.commit_n:
+            self._commit([])
+
+    def _release_due(self) -> list[pa.Table]:
+        """Revision 0 of the windows the watermark passed since the last time (one
+        release for all of them)."""
+        from telemetry.stream.book import first_release
+
+        due, self._due = self._due, []
+        return [first_release(due, self.opts.k)] if due else []
 
     # -- windows -------------------------------------------------------------------------------
 
@@ -198,13 +207,20 @@ class Stream:
             return []
         window_us, k = self.spec.window_us, self.opts.k
         out = []
-        for w, book in sorted(self.windows.items()):
-            if (w + 1) * window_us > self.watermark:
-                continue
-            table = book.late_release(k) if book.released else book.first_release(k)
-            if table is not None:
-                out.append(table)
-        for w in [w for w in self.windows if (w + 1) * window_us + self.s.retention_us <= self.watermark]:
+        passed = [book for w, book in sorted(self.windows.items()) if (w + 1) * window_us <= self.watermark]
+        if any(book.delta is not None for book in passed if any(book is d for d, _ in self._due)):
+            out += self._release_due()  # a window of this micro-batch's revision 0 has late records
+        for book in passed:
+            if not book.released:
+                self._due.append((book, book.begin_release()))
+            elif book.delta is not None and not any(book is d for d, _ in self._due):
+                table = book.late_release(k)
+                if table is not None:
+                    out.append(table)
+        evicted = [w for w in self.windows if (w + 1) * window_us + self.s.retention_us <= self.watermark]
+        if any(any(self.windows[w] is d for d, _ in self._due) for w in evicted):
+            out += self._release_due()
+        for w in evicted:
             book = self.windows.pop(w)
             acc = book.accounting()
             for key in ("withheld", "withheld_rows"):
@@ -220,7 +236,7 @@ class Stream:
         from telemetry.sinks.parquet import write_partitioned
 
         n = self.commit_n + 1
-        tables = [t for t in outputs if t.num_rows]
+        tables = [t for t in outputs + self._release_due() if t.num_rows]
         if tables:
             table = sort_rows(pa.concat_tables(tables), self.spec.by)
             released_at = pa.array(np.full(table.num_rows, _now_us(), np.int64), pa.timestamp("us", tz="UTC"))

@@ -4,18 +4,19 @@ consumed files, committed together in one atomic step.
 Layout of the state directory (owner-only, like the key file: it holds
 pseudonyms)::
 
-    CURRENT            {"format", "version", "commit": N, "dir": "c0000000N"}
-    c0000000N/meta.json    watermark, counts, manifest, windows and their files
-    c0000000N/w<i>.total.npz, w<i>.delta.npz, w<i>.json   one window each
+    CURRENT                  {"format", "version", "commit": N, "meta": "meta-c0000000N.json"}
+    meta-c0000000N.json      watermark, counts, manifest, and which segment holds each window
+    seg-c0000000M.npz        the windows that changed in commit M: their states and revisions
 
-A commit writes ``cN.tmp/`` (a window unchanged since the last commit is a hard
-link to its file there, not a copy), syncs it, renames it to ``cN`` and then
-replaces ``CURRENT``: that rename is the commit. The outputs of commit N
-(``part-cN`` metric files, ``rejects-cN.jsonl``, record parts) are written before
-it; on start, files of a commit after the one ``CURRENT`` names are leftovers of
-an interrupted micro-batch and are removed, as are ``c*`` directories other than
-the current one. Nothing here is pickle: arrays in ``.npz`` files read with
-``allow_pickle=False`` (:mod:`telemetry.metrics.persist`) and JSON.
+A commit writes one segment with the windows changed since the last commit (a
+window unchanged since stays in the segment that holds it) and one meta file,
+syncs both, then replaces ``CURRENT``: that rename is the commit. The outputs
+of commit N (``part-cN`` metric files, ``rejects-cN.jsonl``, record parts) are
+written before it. On start, segments and meta files of a commit after the one
+``CURRENT`` names are leftovers of an interrupted micro-batch and are removed,
+as are segments no window refers to any more. Nothing here is pickle: arrays
+in ``.npz`` files read with ``allow_pickle=False``
+(:mod:`telemetry.metrics.persist`) and JSON.
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from telemetry.errors import ConfigError, InputError
-from telemetry.metrics.persist import load_state, save_state
+from telemetry.metrics.persist import read_npz, state_arrays, state_from_arrays, write_npz
 from telemetry.metrics.spec import AggSpec
 from telemetry.stream.book import Window
 
 FORMAT = "telemetry-stream-state"
 VERSION = 1
-_COMMIT_DIR = re.compile(r"^c(\d{8})(\.tmp)?$")
+_OWN = re.compile(r"^(seg|meta)-c(\d{8})\.(npz|json)$")
 
 
 def commit_tag(n: int) -> str:
@@ -76,75 +78,82 @@ class Store:
             raise ConfigError(f"state directory {root} is a file; name a directory with --state")
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(root, 0o700)
-        self._dir: Path | None = None  # the current commit's directory
+        self._segments: dict[int, str] = {}  # window index -> the segment holding it
 
     def committed(self) -> tuple[int, dict[str, Any], dict[int, Window]]:
         """The last commit (0, {}, {} when there is none), after removing what an
         interrupted commit left here."""
         current = self.root / "CURRENT"
         if not current.exists():
-            self._clean(keep=None)
+            self._clean(0)
             return 0, {}, {}
         head = _read_json(current)
         if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
             raise InputError(f"{current} is not a telemetry stream state of format version {VERSION}")
-        self._dir = self.root / head["dir"]
-        self._clean(keep=self._dir.name)
-        meta = _read_json(self._dir / "meta.json")
+        n = int(head["commit"])
+        meta = _read_json(self.root / head["meta"])
+        self._segments = {int(index): name for index, name in meta.pop("segments")}
+        self._clean(n)
         windows = {}
-        for entry in meta["windows"]:
-            index = int(entry["index"])
-            info = _read_json(self._dir / entry["json"])
-            window = Window(
-                index,
-                load_state(self._dir / entry["total"], self.spec),
-                load_state(self._dir / entry["delta"], self.spec) if entry.get("delta") else None,
-                released=bool(info["released"]),
-                rows={tuple(k): list(v) for k, v in info["rows"]},
-                own={tuple(k) for k in info["own"]},
-                changed=False,
-            )
-            windows[index] = window
-        return int(head["commit"]), meta, windows
+        loaded: dict[str, dict[str, np.ndarray]] = {}
+        for index, name in self._segments.items():
+            arrays = loaded.get(name)
+            if arrays is None:
+                arrays = loaded[name] = read_npz(self.root / name)
+            windows[index] = self._window(index, arrays, name)
+        return n, meta, windows
 
-    def _clean(self, keep: str | None) -> None:
+    def _window(self, index: int, arrays: dict[str, np.ndarray], where: str) -> Window:
+        def part(kind: str) -> dict[str, np.ndarray]:
+            prefix = f"w{index}/{kind}/"
+            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        try:
+            info = json.loads(bytes(arrays[f"w{index}/info"]).decode())
+        except (KeyError, ValueError):
+            raise InputError(f"stream state file {where} is damaged; the state directory cannot be used") from None
+        delta = part("delta")
+        return Window(
+            index,
+            state_from_arrays(part("total"), self.spec, where),
+            state_from_arrays(delta, self.spec, where) if delta else None,
+            released=bool(info["released"]),
+            rows={tuple(k): list(v) for k, v in info["rows"]},
+            own={tuple(k) for k in info["own"]},
+            changed=False,
+        )
+
+    def _clean(self, committed: int) -> None:
+        """Remove segments and meta files of later commits, and segments nothing refers to."""
+        live = set(self._segments.values()) | {f"meta-{commit_tag(committed)}.json"}
         for entry in self.root.iterdir():
-            if _COMMIT_DIR.match(entry.name) and entry.name != keep:
-                shutil.rmtree(entry)
+            m = _OWN.match(entry.name)
+            if (m and entry.name not in live) or entry.name.startswith("."):
+                entry.unlink()
 
     def commit(self, n: int, meta: dict[str, Any], windows: dict[int, Window]) -> None:
         """Write commit ``n`` and make it the current one."""
         tag = commit_tag(n)
-        work = self.root / f"{tag}.tmp"
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(mode=0o700)
-        entries = []
-        for index in sorted(windows):
-            window = windows[index]
-            names = {"total": f"w{index}.total.npz", "json": f"w{index}.json",
-                     "delta": f"w{index}.delta.npz" if window.delta is not None else None}
-            if window.changed or self._dir is None:
-                save_state(window.total, work / names["total"])
-                if window.delta is not None:
-                    save_state(window.delta, work / names["delta"])
-                _write_json(work / names["json"], {
-                    "released": window.released,
-                    "rows": [[list(k), v] for k, v in window.rows.items()],
-                    "own": [list(k) for k in window.own],
-                })
-            else:
-                for name in filter(None, names.values()):
-                    os.link(self._dir / name, work / name)
-            entries.append({"index": index, **names})
-        _write_json(work / "meta.json", {**meta, "windows": entries})
-        _sync_dir(work)
-        final = self.root / tag
-        os.rename(work, final)
-        _write_json(self.root / "CURRENT", {"format": FORMAT, "version": VERSION, "commit": n, "dir": tag})
+        changed = [index for index in sorted(windows) if windows[index].changed or index not in self._segments]
+        if changed:
+            arrays: dict[str, np.ndarray] = {}
+            for index in changed:
+                window = windows[index]
+                parts = {"total": window.total, "delta": window.delta}
+                for kind, state in parts.items():
+                    if state is not None:
+                        arrays.update({f"w{index}/{kind}/{k}": v for k, v in state_arrays(state).items()})
+                info = {"released": window.released, "rows": [[list(k), v] for k, v in window.rows.items()],
+                        "own": [list(k) for k in window.own]}
+                arrays[f"w{index}/info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
+            write_npz(self.root / f"seg-{tag}.npz", arrays)
+        segments = {index: self._segments.get(index) for index in windows}
+        segments.update({index: f"seg-{tag}.npz" for index in changed})
+        name = f"meta-{tag}.json"
+        _write_json(self.root / name, {**meta, "segments": sorted(segments.items())})
+        _write_json(self.root / "CURRENT", {"format": FORMAT, "version": VERSION, "commit": n, "meta": name})
         _sync_dir(self.root)
-        previous, self._dir = self._dir, final
-        if previous is not None and previous != final:
-            shutil.rmtree(previous, ignore_errors=True)
+        self._segments = segments
+        self._clean(n)
         for window in windows.values():
             window.changed = False
