@@ -126,6 +126,13 @@ def test_cli_with_a_scheduler_address(inputs, reference, tmp_path, dask_client, 
     _same_outputs(tmp_path, reference)
 
 
+def test_scheduler_from_the_environment(inputs, reference, tmp_path, dask_client, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    result = telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", **OPTIONS)
+    assert result.summary["threads"] == sum(dask_client.nthreads().values())  # that cluster's workers
+    _same_outputs(tmp_path, reference)
+
+
 def test_without_dask_a_one_line_error(tmp_path, key_env, inputs):
     code = ("import sys; sys.modules['distributed'] = None; from telemetry.cli import main; "
             "sys.exit(main(sys.argv[1:]))")

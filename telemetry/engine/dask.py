@@ -36,9 +36,11 @@ from typing import Any, NamedTuple
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from telemetry.engine import Job, Partial
+
 #: Partial states merged by one task of the tree (the client never merges them).
 FAN_IN = 8
-STAGING = ".telemetry-dask-"  # OUT/.telemetry-dask-<run>/: the workers' outputs before the commit
+#: The workers' outputs before the commit: <the run's staging directory>/.telemetry-dask-<run>/
+STAGING = ".telemetry-dask-"
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out")
 
 
@@ -93,7 +95,8 @@ class DaskEngine:
         pending: collections.deque = collections.deque()
         try:
             for i, item in enumerate(reads):
-                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=f"telemetry-{run}-batch-{i}"))
+                key = f"telemetry-{run}-batch-{i}"
+                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=key))
                 if len(pending) >= ahead:
                     yield from pending.popleft().result()
             while pending:
@@ -185,7 +188,7 @@ class _Plan:
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
-        self.files: collections.deque = collections.deque()  # (index, done, meta) futures
+        self.files: collections.deque = collections.deque()  # (index, path, options, done, meta future)
         self.gather = _gatherer(batch_rows)
         self.groups = 0
         self.order: list = []  # (partition id, its Partials or the meta future of its task)
@@ -212,7 +215,8 @@ class _Plan:
             self._ready(self.gather.flush())
             for k in range(meta.pieces):
                 piece = self.client.submit(_piece_task, self.run, self.job, index, k, path, meta.fmt,
-                                           self.batch_rows, options, self.stage, key=self._key(f"piece-{index}-{k}"))
+                                           self.batch_rows, options, self.stage,
+                                           key=self._key(f"piece-{index}-{k}"))
                 self._task(piece, f"{_file_pid(index)}p{k:05d}")
             return
         if meta.partials:
@@ -432,14 +436,12 @@ def _tail_of(done: _Done):
 
 
 def _merge(*parts):
+    """One node of the merge tree: task results or states in, their state out (None: none)."""
+    from telemetry.metrics.state import merge
+
     states = [p.state if isinstance(p, _Done) else p for p in parts]
     states = [s for s in states if s is not None]
-    if not states:
-        return None
-    out = states[0]
-    for state in states[1:]:
-        out = out.merge(state)
-    return out
+    return merge(states) if states else None
 
 
 def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
@@ -481,9 +483,9 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
 
 class Warmup(WorkerPlugin):
     """Loads the compiled kernels once per worker, from the cache directory the client
-    names (``TELEMETRY_CACHE_DIR``; the worker's own default otherwise): a small
-    generated batch through a Job with a throwaway key, so the first task of a run
-    does not pay for compiling or loading them."""
+    names (``TELEMETRY_CACHE_DIR``; the worker's own default otherwise): 16 made-up
+    records through a Job with a throwaway key, so the first task of a run does not
+    pay for compiling or loading them."""
 
     name = "telemetry-warmup"
 
@@ -511,12 +513,15 @@ def warm() -> None:
     start = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)
     rows = [
         dict(record_id=f"warm-{i}", channel=("voice", "sms")[i % 2], direction="outbound", tenant="t",
-             start_time=start + dt.timedelta(minutes=i), answer_time=start + dt.timedelta(minutes=i, seconds=3),
+             start_time=start + dt.timedelta(minutes=i),
+             answer_time=start + dt.timedelta(minutes=i, seconds=3),
              end_time=start + dt.timedelta(minutes=i, seconds=60), pdd_ms=900 + i, duration_ms=57_000,
-             source=f"+44 7700 900{i:03d}", destination=("+1 555 0100", "07700 900123", "anonymous", "sip:+15550101@example.com")[i % 4],
+             source=f"+44 7700 900{i:03d}",
+             destination=("+1 555 0100", "07700 900123", "anonymous", "sip:+15550101@example.com")[i % 4],
              status=("answered", "delivered", "busy", "failed")[i % 4], sip_code=(200, 200, 486, 503)[i % 4],
              q850_cause=16, route=f"carrier-{i % 3}", source_ip="192.0.2.1", mos=4.1, jitter_ms=3.5,
-             packet_loss_pct=0.2, rtt_ms=40.0, location="cell-1", roaming=False, mno="mno", device_type="phone")
+             packet_loss_pct=0.2, rtt_ms=40.0, location="cell-1", roaming=False, mno="mno",
+             device_type="phone")
         for i in range(16)
     ]
     batch = pa.RecordBatch.from_pylist(rows, schema=CANONICAL)
