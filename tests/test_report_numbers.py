@@ -242,6 +242,15 @@ def test_line_chart_points_are_the_ratios_of_the_summed_counts(written, page, ti
                                                                numerator, denominator) -> None:
     gaps = _check_lines(written[1], page[title], where, volume, numerator, denominator, 3600)
     assert gaps > 0 or where == MESSAGE
+    # each band is translucent, in its line's colour, and drawn before (behind) every line
+    svg = list(_svg(page[title]))
+    group = next(e for e in svg if e.tag == SVG + "g")
+    lines = [e for e in svg if e.tag == SVG + "path"]
+    assert svg.index(group) < svg.index(lines[0])
+    colour = {path.find(SVG + "title").text: path.get("stroke") for path in lines}
+    for polygon in _children(group, "polygon"):
+        assert polygon.get("fill") == colour[polygon.find(SVG + "title").text.removesuffix(": 95% interval")]
+        assert float(polygon.get("fill-opacity")) < 0.3
 
 
 @LINES
@@ -363,24 +372,30 @@ def test_movers_are_ranked_by_how_far_the_new_interval_lies_from_the_old(written
 
 def test_a_big_fall_on_few_calls_ranks_below_a_smaller_fall_on_many(tmp_path) -> None:
     """The issue's case: ASR 30/47 -> 23/47 (15 points down, intervals overlap) ranks below
-    3,100/5,000 -> 2,700/5,000 (8 points down, far apart), and is marked not significant."""
+    3,100/5,000 -> 2,700/5,000 (8 points down, far apart), and is marked not significant.
+    Two routes either side of the line: 500/1,000 -> 562/1,000 leaves a gap of 0.014 points,
+    -> 561/1,000 overlaps by 0.086."""
+    routes = {"trunk-few": ((30, 47), (23, 47)), "trunk-many": ((3100, 5000), (2700, 5000)),
+              "trunk-apart": ((500, 1000), (562, 1000)), "trunk-touching": ((500, 1000), (561, 1000))}
     rows = []
-    for i, (small, big) in enumerate((((30, 47), (3100, 5000)), ((23, 47), (2700, 5000)))):
+    for i in range(2):
         w = metricrows.window(START + i * HOUR, HOUR)
-        rows.append(w | {"channel": "voice", "route": "trunk-few", "dst_region": "GB-ENG"} | _calls(*small))
-        rows.append(w | {"channel": "voice", "route": "trunk-many", "dst_region": "GB-ENG"} | _calls(*big))
+        rows += [w | {"channel": "voice", "route": route, "dst_region": "GB-ENG"} | _calls(*calls[i])
+                 for route, calls in routes.items()]
     out, con = tmp_path, duckdb.connect()
     metricrows.write(out, rows, RUN)
     con.execute(f"CREATE VIEW rows AS SELECT *, CAST(epoch(window_start) AS BIGINT) AS t "
                 f"FROM read_parquet('{out}/metrics/*/*.parquet')")
     expected = sorted(_movers(con, VOICE, "answered", "attempts", "ASR"), reverse=True)
-    assert [r[2] for r in expected] == ["trunk-many", "trunk-few"]
+    assert [r[2] for r in expected] == ["trunk-many", "trunk-apart", "trunk-touching", "trunk-few"]
     table = _movers_table(_sections(out)[MOVERS])
     assert table == [cells for *_, cells in expected]
-    many, few = table
-    assert (many[9], many[11]) == ("-8.0 pp", "changed")
+    many, apart, touching, few = table
+    assert (many[9], many[11], many[0]) == ("-8.0 pp", "changed", "")
     assert (few[9], few[11], few[0]) == ("-14.9 pp", "not significant", ' class="ns"')
     assert abs(float(few[9][:-3])) > abs(float(many[9][:-3]))  # ranked by raw change, it would lead
+    assert (apart[10], apart[11], touching[10], touching[11]) == ("+0.0 pp", "changed", "-0.1 pp",
+                                                                  "not significant")
 
 
 def test_privacy_section_and_header(written, page) -> None:
