@@ -183,22 +183,35 @@ def _lines(section: str) -> dict[str, dict[float, float]]:
             for path in _children(svg, "path")}
 
 
-def _bands(section: str) -> dict[str, dict[float, tuple[float, float]]]:
-    """Each line's interval band as {window start: (low, high)}: polygons (one per run of
-    consecutive windows) drawn high edge forward, then low edge back."""
+def _bands(section: str) -> tuple[dict[str, dict[float, tuple[float, float]]], dict[str, list[list[float]]]]:
+    """Each line's interval band as {window start: (low, high)}, and the windows of each of
+    its polygons (one per run of consecutive windows, high edge forward, then low edge back)."""
     svg = _svg(section)
     value, window = _value_axis(svg, _pct), _time_axis(svg)
     (group,) = _children(svg, "g")
     bands: dict[str, dict[float, tuple[float, float]]] = {}
+    runs: dict[str, list[list[float]]] = {}
     for polygon in _children(group, "polygon"):
         route = polygon.find(SVG + "title").text.removesuffix(": 95% interval")
         edge = [tuple(map(float, p.split(","))) for p in polygon.get("points").split()]
         n = len(edge) // 2
         high, low = edge[:n], edge[n:][::-1]
         assert [x for x, _ in high] == [x for x, _ in low]
+        runs.setdefault(route, []).append([window(x) for x, _ in high])
         for (x, y_high), (_, y_low) in zip(high, low):
             bands.setdefault(route, {})[window(x)] = (value(y_low), value(y_high))
-    return bands
+    return bands, runs
+
+
+def _runs(present: set[float], buckets: set[float]) -> list[list[float]]:
+    """The maximal runs of consecutive ``buckets`` that are all in ``present``."""
+    runs: list[list[float]] = [[]]
+    for t in sorted(buckets):
+        if t in present:
+            runs[-1].append(t)
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
 
 
 # The value axis is drawn from 0 to 100 % over 210 px and coordinates are printed to 0.1 px:
@@ -225,12 +238,12 @@ def _check_lines(con, section: str, where: str, volume: str, numerator: str, den
                                      f"WHERE {where} AND route IN {tuple(top)} GROUP BY route, b"):
         expected.setdefault(route, {})[t] = (n / d, *wilson_roots(n, d))
     buckets = {t for t, in _rows(con, f"SELECT DISTINCT t // {bucket} * {bucket} FROM rows WHERE {where}")}
-    drawn, bands = _lines(section), _bands(section)
+    drawn, (bands, runs) = _lines(section), _bands(section)
     assert list(drawn) == top  # the eight busiest routes, busiest first (legend order)
     assert list(bands) == top  # a band per line, behind all lines in the same order
     for route in top:
         assert drawn[route].keys() == expected[route].keys(), route  # gaps where the route was silent
-        assert bands[route].keys() == expected[route].keys(), route
+        assert runs[route] == _runs(set(expected[route]), buckets), route  # a band breaks at each gap
         for t, (value, low, high) in expected[route].items():
             assert drawn[route][t] == pytest.approx(value, abs=LINE_TOLERANCE), (route, t)
             assert bands[route][t] == pytest.approx((low, high), abs=LINE_TOLERANCE), (route, t)
