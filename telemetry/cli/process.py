@@ -31,6 +31,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="worker threads (default: one per core)")
     p.add_argument("--emit-records", action="store_true", default=None,
                    help="also write pseudonymized records to DIR/records/")
+    p.add_argument("--dp-epsilon", type=float, metavar="E",
+                   help="differential privacy with budget E per window release, replacing --k (docs/privacy.md)")
+    p.add_argument("--dp-delta", type=float, metavar="D", help="DP: delta spent on which rows exist (default 1e-8)")
+    p.add_argument("--dp-max-groups", type=int, metavar="G", help="DP: rows per subscriber per window (default 4)")
+    p.add_argument("--dp-max-records", type=int, metavar="L", help="DP: records per subscriber per row (default 16)")
+    p.add_argument("--dp-max-duration", metavar="D", help="DP: durations clamped to D before summing (default 1h)")
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone of vendor times written without one, e.g. Europe/London "
                    "(default UTC; see docs/formats.md)")
@@ -41,7 +47,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
-             "emit_records", "timezone", "template")
+             "emit_records", "dp_epsilon", "dp_delta", "dp_max_groups", "dp_max_records", "dp_max_duration",
+             "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 
