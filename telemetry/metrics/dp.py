@@ -261,8 +261,9 @@ def subkey_salt(key: bytes) -> int:
     return int.from_bytes(derived, "little", signed=True)
 
 
-def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int) -> Contributions:
-    """The contributions of one prepared batch (see :func:`telemetry.metrics.accumulate`)."""
+def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, prune: bool = True) -> Contributions:
+    """The contributions of one prepared batch (see :func:`telemetry.metrics.accumulate`);
+    ``prune=False`` keeps every record (what the pruning is checked against)."""
     out = Contributions.empty(spec, params, salt)
     n = batch.num_rows
     if n == 0:
@@ -295,7 +296,7 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int) 
     ]).astype(np.int64)  # fmt: skip
     cols["hash"] = kb.row_hashes(np.ascontiguousarray(content), np.int64(salt))
     state = Contributions(spec, params, salt, keys, cols, names, n, 0, 0)
-    return state.prune()
+    return state.prune() if prune else state
 
 
 def _value_hash(value, salt: int) -> int:
