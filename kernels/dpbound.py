@@ -35,27 +35,29 @@ def pair_hashes(a, b):
 
 
 @njit
-def smallest(ids, n_sets, hashes, limit):
-    """Whether each element is among the ``limit`` smallest ``hashes`` of its set
-    (``ids[i]`` in 0 … n_sets-1). Sets of at most ``limit`` elements are kept whole
+def smallest(ids, n_sets, hashes, limit, mask):
+    """Whether each element where ``mask`` holds is among the ``limit`` smallest
+    ``hashes`` of its set's elements where ``mask`` holds (``ids[i]`` in 0 … n_sets-1;
+    elements outside ``mask`` are neither counted nor kept). Sets of at most ``limit`` elements are kept whole
     without sorting; the members of the others are sorted by hash (ties: the earlier
     element, which callers only allow between elements whose contributions are equal).
     Hashes compare as signed int64: any fixed order of the keyed hashes will do."""
     n = ids.shape[0]
     size = np.zeros(n_sets, np.int64)
     for i in range(n):
-        size[ids[i]] += 1
-    keep = np.ones(n, np.bool_)
+        if mask[i]:
+            size[ids[i]] += 1
+    keep = mask.copy()
     big = 0
     for i in range(n):
-        if size[ids[i]] > limit:
+        if mask[i] and size[ids[i]] > limit:
             big += 1
     if big == 0:
         return keep
     members = np.empty(big, np.int64)
     t = 0
     for i in range(n):
-        if size[ids[i]] > limit:
+        if mask[i] and size[ids[i]] > limit:
             members[t] = i
             t += 1
     order = members[np.argsort(hashes[members], kind="mergesort")]

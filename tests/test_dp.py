@@ -97,7 +97,7 @@ def contributions(path: Path, batch_rows: int = 1 << 18, **options):
 
 
 def reference_keep(c) -> np.ndarray:
-    """The bounding rule written out with dicts and sorts, one record at a time. The keyed
+    """The bounding rule of docs/privacy.md written out with dicts and sorts. The keyed
     hashes are the rule's inputs: the record hashes are read from the state, the
     (subscriber, row) hashes computed by the same keyed functions."""
     from kernels import dpbound as kb
@@ -105,15 +105,18 @@ def reference_keep(c) -> np.ndarray:
     L, G = c.params.max_records, c.params.max_groups
     keys = [tuple(k) for k in c.keys.tolist()]
     src, dst, h = c.cols["src"].tolist(), c.cols["dst"].tolist(), c.cols["hash"].tolist()
-    lists = defaultdict(list)
-    for i in range(len(keys)):
-        lists[("src", keys[i], src[i])].append((h[i], i))
-        lists[("dst", keys[i], dst[i])].append((h[i], i))
-    top = {(role, i) for (role, _, _), items in lists.items() for _, i in sorted(items)[:L]}
+
+    def smallest(records, party) -> set:
+        lists = defaultdict(list)
+        for i in records:
+            lists[(keys[i], party[i])].append((h[i], i))
+        return {i for items in lists.values() for _, i in sorted(items)[:L]}
+
+    bounded = smallest(smallest(range(len(keys)), src), dst)
     rows = defaultdict(set)
-    for i, k in enumerate(keys):
-        rows[(k[0], src[i])].add(k)
-        rows[(k[0], dst[i])].add(k)
+    for i in bounded:
+        rows[(keys[i][0], src[i])].add(keys[i])
+        rows[(keys[i][0], dst[i])].add(keys[i])
 
     def rank_hash(k, s):
         row = kb.row_hashes(np.array([k], np.int64), np.int64(c.salt))
@@ -121,7 +124,7 @@ def reference_keep(c) -> np.ndarray:
 
     chosen = {ws: set(sorted(ks, key=lambda k: rank_hash(k, ws[1]))[:G]) for ws, ks in rows.items()}
     return np.array([
-        ("src", i) in top and ("dst", i) in top and k in chosen[(k[0], src[i])] and k in chosen[(k[0], dst[i])]
+        i in bounded and k in chosen[(k[0], src[i])] and k in chosen[(k[0], dst[i])]
         for i, k in enumerate(keys)
     ])  # fmt: skip
 
@@ -150,14 +153,15 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed) -> None:
     whole = [dp.accumulate(b, spec, params, salt, prune=False) for b in prepared(mixed, job, 1 << 20)]
     assert len(whole) == 1
     full = whole[0]
+    full = full.in_window_order()
     expected = reference_keep(full)
-    keep, _ = dp.bound(full)
+    _, keep, _ = dp.bound(full)
     assert (keep == expected).all()
     truncated = int((~expected).sum())
     assert truncated > 1000  # heavy callers and withheld callers are cut
 
     def kept_rows(c) -> dict:
-        keep, b = dp.bound(c)
+        c, keep, _ = dp.bound(c)
         cols = (c.keys, c.cols["src"], c.cols["dst"], c.cols["hash"])
         return sorted(tuple(map(int, (*k, s, d, h))) for k, s, d, h, ok in zip(*cols, keep) if ok)
 
@@ -178,7 +182,7 @@ def test_truncation_reaches_run_json_and_no_rollup(mixed, tmp_path) -> None:
     full = contributions(mixed, by="route")
     from telemetry.metrics import dp
 
-    keep, _ = dp.bound(full)
+    _, keep, _ = dp.bound(full)
     on_disk = json.loads((tmp_path / "o" / "run.json").read_text())
     assert on_disk["records_dp_truncated"] == result.summary["records_dp_truncated"] == full.pruned + int((~keep).sum())
     assert on_disk["k"] is None and on_disk["rows_rolled_up"] == 0

@@ -3,10 +3,10 @@
 :func:`accumulate` keeps, per prepared batch, each record's contribution (its
 group, both pseudonym prefixes, a keyed record hash and its measures, durations
 clamped) in a :class:`Contributions` state. States merge by concatenation; a merge
-that doubles the state prunes it to the records that can still be kept — those
-among the ``L`` smallest record hashes of their (row, source) or of their (row,
-destination) — which is exact whatever the split (a record outside the L smallest
-of a part is outside them in the whole). :func:`release` then bounds the
+that doubles the state (and each batch's own state) is pruned to the records that
+can still be kept — those among the ``L`` smallest record hashes of their (row,
+source) — which is exact whatever the split (a record outside the L smallest of a
+part is outside them in the whole). :func:`release` then bounds the
 contributions (:func:`bound`), noises them with OpenDP's discrete Laplace
 mechanism, selects rows on the noisy count against a threshold calibrated to δ,
 and builds rows of the same shape as :func:`telemetry.metrics.threshold.release`.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from telemetry.metrics.state import (
     batch_keys,
     delivery_latency,
     prefixes,
+    side_by_side,
 )
 from telemetry.schema import CHANNELS, MESSAGE_CHANNELS, STATUSES
 
@@ -192,22 +193,24 @@ _FIELDS = {
     "status": np.int8, "sip": np.int16, "duration_ms": np.int64,
     "mos": np.float32, "loss": np.float32, "pdd": np.float32, "jitter": np.float32, "latency": np.float64,
 }  # fmt: skip
-#: Prune when a merged state holds this many records and twice those at its last pruning.
-PRUNE_MIN = 1 << 18
+#: Prune when a merged state holds this many records and twice those at its last pruning
+#: (each batch's state is pruned on its own already: merging prunes only what crosses
+#: batches, which costs a sort of the whole state, so only to keep memory bounded).
+PRUNE_MIN = 1 << 23
 
 
 @dataclass
 class Contributions:
     """The DP state: every record's group key (window index, channel code, keyed hashes of
-    the dimension values), both parties and measures; ``names`` maps the dimension hashes
-    back to values. ``records`` counts the records accumulated, ``pruned`` those already
-    known to be over the bounds."""
+    the dimension values), both parties and measures, in blocks (``parts``: (keys, columns)
+    pairs, joined when read); ``names`` maps the dimension hashes back to values.
+    ``records`` counts the records accumulated, ``pruned`` those already known to be over
+    the bounds. Treat a state as immutable."""
 
     spec: AggSpec
     params: Params
     salt: int
-    keys: np.ndarray
-    cols: dict[str, np.ndarray]
+    parts: list[tuple[np.ndarray, dict[str, np.ndarray]]]
     names: list[dict]
     records: int = 0
     pruned: int = 0
@@ -215,41 +218,57 @@ class Contributions:
 
     @classmethod
     def empty(cls, spec: AggSpec, params: Params, salt: int) -> "Contributions":
-        cols = {name: np.zeros(0, dtype) for name, dtype in _FIELDS.items()}
-        return cls(spec, params, salt, np.zeros((0, _FIXED_KEYS + len(spec.by)), np.int64), cols,
-                   [{} for _ in spec.by])
+        return cls(spec, params, salt, [], [{} for _ in spec.by])
 
     def __len__(self) -> int:
-        return int(self.keys.shape[0])
+        return sum(int(keys.shape[0]) for keys, _ in self.parts)
+
+    def _joined(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if len(self.parts) != 1:
+            keys = np.concatenate([k for k, _ in self.parts]) if self.parts else \
+                np.zeros((0, _FIXED_KEYS + len(self.spec.by)), np.int64)
+            cols = {name: np.concatenate([c[name] for _, c in self.parts]) if self.parts else np.zeros(0, dtype)
+                    for name, dtype in _FIELDS.items()}  # fmt: skip
+            self.parts = [(keys, cols)]
+        return self.parts[0]
+
+    keys = property(lambda self: self._joined()[0])
+    cols = property(lambda self: self._joined()[1])
 
     def merge(self, other: "Contributions") -> "Contributions":
         """Both inputs' records; pruned when the state has doubled since it last was."""
         if (other.spec.key(), other.params, other.salt) != (self.spec.key(), self.params, self.salt):
             raise ValueError("only DP states of the same spec, parameters and key merge")
-        names = [{**a, **b} for a, b in zip(self.names, other.names)]
         merged = Contributions(
-            self.spec, self.params, self.salt,
-            np.concatenate([self.keys, other.keys]),
-            {name: np.concatenate([self.cols[name], other.cols[name]]) for name in _FIELDS},
-            names, self.records + other.records, self.pruned + other.pruned,
-            max(self._at_prune, other._at_prune),
+            self.spec, self.params, self.salt, self.parts + other.parts,
+            [{**a, **b} for a, b in zip(self.names, other.names)], self.records + other.records,
+            self.pruned + other.pruned, max(self._at_prune, other._at_prune),
         )  # fmt: skip
-        if len(merged) >= PRUNE_MIN and len(merged) >= 2 * merged._at_prune:
+        size = len(merged)
+        if size >= PRUNE_MIN and size >= 2 * merged._at_prune:
             merged = merged.prune()
         return merged
 
     def take(self, rows: np.ndarray) -> "Contributions":
-        """The records where the mask ``rows`` holds; the others counted as pruned."""
-        kept = int(rows.sum())
-        return Contributions(self.spec, self.params, self.salt, self.keys[rows],
-                             {name: a[rows] for name, a in self.cols.items()}, self.names,
-                             self.records, self.pruned + len(self) - kept, kept)  # fmt: skip
+        """The records where the mask (or index array) ``rows`` holds, in that order;
+        the others counted as pruned."""
+        keys, cols = self._joined()
+        keys = keys[rows]
+        out = Contributions(self.spec, self.params, self.salt, [(keys, {name: a[rows] for name, a in cols.items()})],
+                            self.names, self.records, self.pruned + len(self) - len(keys), len(keys))  # fmt: skip
+        return out
+
+    def in_window_order(self) -> "Contributions":
+        """The same records ordered by window (each window's records together)."""
+        order = np.argsort(self.keys[:, 0], kind="stable")
+        return self.take(order)
 
     def prune(self) -> "Contributions":
-        """Only the records among the L smallest hashes of their (row, source) or of their
-        (row, destination): the others can never be kept, whatever else is merged."""
-        b = _Bounding(self)
-        return self.take(b.for_source | b.for_destination)
+        """Only the records among the L smallest hashes of their (row, source): the others
+        are outside them in any merge too, and steps 2 and 3 of :func:`bound` read only
+        the records step 1 keeps."""
+        c = self.in_window_order()
+        return c.take(_Bounding(c, choose=False).for_source)
 
 
 def subkey_salt(key: bytes) -> int:
@@ -295,7 +314,7 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
         *(cols[name].astype(np.float64).view(np.int64) for name in ("mos", "loss", "pdd", "jitter", "latency")),
     ]).astype(np.int64)  # fmt: skip
     cols["hash"] = kb.row_hashes(np.ascontiguousarray(content), np.int64(salt))
-    state = Contributions(spec, params, salt, keys, cols, names, n, 0, 0)
+    state = Contributions(spec, params, salt, [(keys, cols)], names, n, 0, 0)
     return state.prune() if prune else state
 
 
@@ -320,51 +339,103 @@ def _party(arr: pa.Array | None, name: str, n: int) -> np.ndarray:
 # --- bounding --------------------------------------------------------------------------
 
 
+#: Bounding works on slices of the window-ordered records of about this many records
+#: (whole windows: every set the rule ranks lies inside one window), side by side.
+PIECE = 1 << 16
+
+
 class _Bounding:
-    """The bounding rule of docs/privacy.md over a state's records: groups, each record's
-    (group, source) and (group, destination) sets, and whether it is among the L smallest
-    record hashes of each."""
+    """The bounding rule of :func:`bound` over a state's records in window order: groups
+    (``gid``, ``first``), each record's (group, source) set and whether it is among its L
+    smallest record hashes (``for_source``); with ``choose``, also the (group, destination)
+    sets and whether the record is kept (``keep``)."""
 
-    def __init__(self, c: Contributions) -> None:
-        L = c.params.max_records
-        self.gid, self.first = agg.group_rows(c.keys) if len(c) else (np.zeros(0, np.int64),) * 2
+    def __init__(self, c: Contributions, choose: bool = True) -> None:
+        keys, cols = c.keys, c.cols
+        windows = keys[:, 0]
+        cuts = np.flatnonzero(windows[1:] != windows[:-1]) + 1
+        bounds, start = [0], 0
+        for cut in cuts.tolist():  # pieces of whole windows, about PIECE records each
+            if cut - start >= PIECE:
+                bounds.append(cut)
+                start = cut
+        bounds.append(len(windows))
+        args = (c.params.max_records, c.params.max_groups if choose else 0, np.int64(c.salt))
+        pieces = side_by_side(
+            len(windows) // 16,
+            *[partial(_bound_piece, keys[a:b], cols["src"][a:b], cols["dst"][a:b], cols["hash"][a:b], *args)
+              for a, b in zip(bounds, bounds[1:]) if b > a],
+        )  # fmt: skip
+        starts = np.cumsum([0] + [b - a for a, b in zip(bounds, bounds[1:]) if b > a])
+
+        def joined(name: str, offset: str | None = None) -> np.ndarray:
+            if not pieces:
+                return np.zeros(0, np.int64 if offset or name != "keep" else np.bool_)
+            parts, base = [], 0
+            for piece, row0 in zip(pieces, starts):
+                value = piece[name]
+                if offset == "rows":
+                    value = value + row0
+                elif offset is not None:
+                    value = value + base
+                    base += len(piece[offset])
+                parts.append(value)
+            return np.concatenate(parts)
+
+        self.gid = joined("gid", "first")
+        self.first = joined("first", "rows")
         self.n_groups = len(self.first)
-        self.src_set, self.src_first = agg.group_rows(np.column_stack([self.gid, c.cols["src"]]))
-        self.dst_set, self.dst_first = agg.group_rows(np.column_stack([self.gid, c.cols["dst"]]))
-        self.for_source = kb.smallest(self.src_set, len(self.src_first), c.cols["hash"], L)
-        self.for_destination = kb.smallest(self.dst_set, len(self.dst_first), c.cols["hash"], L)
+        self.src_set = joined("src_set", "src_first")
+        self.src_first = joined("src_first", "rows")
+        self.for_source = joined("for_source")
+        if choose:
+            self.dst_set = joined("dst_set", "dst_first")
+            self.dst_first = joined("dst_first", "rows")
+            self.keep = joined("keep")
 
 
-def bound(c: Contributions) -> tuple[np.ndarray, _Bounding]:
-    """Which records the DP aggregates keep: a record is kept if it is among the L smallest
-    record hashes of its (row, source) and of its (row, destination), and its row is among
-    the G rows of smallest keyed hash of (subscriber, row) of its source's rows in the
-    window, and of its destination's. Every test reads only the record's own parties'
-    records and the run's key, never a count of other subscribers, and the result is the
-    same whatever the split (the hashes are of the records' content)."""
-    b = _Bounding(c)
-    G = c.params.max_groups
-    src, dst = c.cols["src"], c.cols["dst"]
-    # every (row, subscriber) pair, whichever the role, once
+def _bound_piece(keys, src, dst, hashes, L: int, G: int, salt) -> dict[str, np.ndarray]:
+    """:class:`_Bounding` on whole windows (G = 0: the source part only, what pruning needs)."""
+    keys = np.ascontiguousarray(keys)
+    gid, first = agg.group_rows(keys)
+    src_set, src_first = agg.group_rows(np.column_stack([gid, src]))
+    every = np.ones(len(gid), np.bool_)
+    out = dict(gid=gid, first=first, src_set=src_set, src_first=src_first,
+               for_source=kb.smallest(src_set, len(src_first), hashes, L, every))  # fmt: skip
+    if not G:
+        return out
+    dst_set, dst_first = agg.group_rows(np.column_stack([gid, dst]))
+    bounded = kb.smallest(dst_set, len(dst_first), hashes, L, out["for_source"])
+    # the rows each subscriber has bounded records in, whichever the role, ranked per (window, subscriber)
+    idx = np.flatnonzero(bounded)
     pairs = np.ascontiguousarray(np.concatenate([
-        np.column_stack([b.gid[b.src_first], src[b.src_first]]),
-        np.column_stack([b.gid[b.dst_first], dst[b.dst_first]]),
+        np.column_stack([gid[idx], src[idx]]), np.column_stack([gid[idx], dst[idx]]),
     ]))  # fmt: skip
     pair_id, pair_first = agg.group_rows(pairs)
     unique = pairs[pair_first]
-    row_hash = kb.row_hashes(np.ascontiguousarray(c.keys[b.first]), np.int64(c.salt))
-    window = c.keys[b.first, 0][unique[:, 0]]
-    who, _ = agg.group_rows(np.ascontiguousarray(np.column_stack([window, unique[:, 1]])))
+    row_hash = kb.row_hashes(np.ascontiguousarray(keys[first]), salt)
+    who, who_first = agg.group_rows(np.column_stack([keys[first, 0][unique[:, 0]], unique[:, 1]]))
     rank_hash = kb.pair_hashes(row_hash[unique[:, 0]], np.ascontiguousarray(unique[:, 1]))
-    chosen = kb.smallest(who, int(who.max()) + 1 if len(who) else 0, rank_hash, G)
-    n_src = len(b.src_first)
-    keep = (
-        b.for_source
-        & b.for_destination
-        & chosen[pair_id[:n_src]][b.src_set]
-        & chosen[pair_id[n_src:]][b.dst_set]
-    )
-    return keep, b
+    chosen = kb.smallest(who, len(who_first), rank_hash, G, np.ones(len(who), np.bool_))[pair_id]
+    keep = bounded.copy()
+    keep[idx] = chosen[: len(idx)] & chosen[len(idx):]
+    out.update(dst_set=dst_set, dst_first=dst_first, keep=keep)
+    return out
+
+
+def bound(c: Contributions) -> tuple[Contributions, np.ndarray, _Bounding]:
+    """Which records the DP aggregates keep, in three steps that each read only the
+    record's own parties' records and the run's key, never a count of other subscribers:
+    (1) the L records of smallest record hash of each (row, source); (2) of those, the L of
+    smallest hash of each (row, destination); (3) of those, the records whose row is among
+    the G rows of smallest keyed hash of (subscriber, row), among the rows the subscriber
+    has records of step 2 in (either role) in the window, for its source and for its
+    destination. The hashes are of the records' content, so the result is the same
+    whatever the split. Returns the state in window order, the mask of kept records in
+    that order, and the sets."""
+    c = c.in_window_order()
+    b = _Bounding(c)
+    return c, b.keep, b
 
 
 # --- noise and release -----------------------------------------------------------------
@@ -411,7 +482,7 @@ def release(c: Contributions) -> DpReleased:
     """Bound, noise, select and build the rows (docs/privacy.md)."""
     p = c.params
     spec = c.spec
-    keep, b = bound(c)
+    c, keep, b = bound(c)
     truncated = c.pruned + int((~keep).sum())
     gid = np.where(keep, b.gid, -1)
     kept_per_group = kb.set_sizes(b.gid, b.n_groups, keep)
