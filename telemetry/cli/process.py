@@ -101,6 +101,9 @@ def summary_line(s: dict, out: str) -> str:
         f"{s['records_opted_out']:,} opted out; {s['rows_released']:,} metric rows released, "
         f"{s['rows_withheld']:,} withheld ({s['records_withheld']:,} records); output in {out}"
     )
+    if "dp" in s:
+        line += (f"; differential privacy at epsilon {s['dp']['epsilon']:g}: "
+                 f"{s['records_dp_truncated']:,} records over the contribution bounds left out")
     if s["records_quarantined"]:
         line += f" (see {out}/quarantine/rejects.jsonl)"
     return line
