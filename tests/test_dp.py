@@ -1,7 +1,4 @@
-"""Differential privacy (SPEC 11): checked against a slow dict-based twin of the bounding
-rule, the declared noise scales (measured spread over repeated releases), the k release
-on the same data (shape, and the differencing attacks k does not stop) and the OpenDP
-accounting recomputed from the Parquet metadata alone."""
+"""DP release, checked against a slow dict twin of the bounding rule, the declared noise scales (measured), and the k release on the same data."""
 
 from __future__ import annotations
 
