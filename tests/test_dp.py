@@ -203,7 +203,7 @@ def test_noise_spread_matches_the_declared_scale(groups) -> None:
     from telemetry.metrics import dp
 
     state = contributions(groups, by="route")
-    runs = [dp.release(state) for _ in range(300)]
+    runs = [dp.release(state) for _ in range(500)]
     scale = runs[0].dp["queries"]["attempts"]["scale"]
     assert scale == pytest.approx(2 * 4 * 16 / (EPS * 3 / 12))
     large = np.array([r.metrics.filter(route="large")["attempts"].item() for r in runs])
