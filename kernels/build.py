@@ -38,6 +38,8 @@ def _workload(folder: Path) -> None:
     telemetry.process([folder / "cdrs.parquet"], key=key, out=folder / "out-cryptopan", region="GB",
                       emit_records=True, ip_mode="cryptopan", batch_rows=2048)
     telemetry.pseudonymize(["+44 7700 900123", None], key=key, region="GB")
+    # differential privacy: bounding, noise, the DP release (docs/privacy.md)
+    telemetry.process([folder / "cdrs.parquet"], key=key, region="GB", dp_epsilon=1.0, batch_rows=2048)
     # groups with more distinct subscribers than the exact sets keep (HyperLogLog)
     import numpy as np
 

@@ -134,9 +134,7 @@ def _execute(
         engine.close()
     if state is None:
         state = job.work(_empty_read()).state
-    from telemetry.metrics import release
-
-    released = release(state, job.spec, k=opts.k)
+    released = _release(state, job, opts)
     assert totals["records_in"] == (
         totals["records_ok"] + totals["records_quarantined"] + totals["records_opted_out"]
     ), "record accounting does not add up"
@@ -162,13 +160,16 @@ def _execute(
         "inputs": len(paths),
         "window": opts.window,
         "by": list(opts.by),
-        "k": opts.k,
+        "k": opts.k if job.dp is None else None,
         "region": opts.region,
         "rate_deck": bool(opts.rate_deck),
         "opt_out": bool(opts.opt_out),
         "version": __version__,
         "notes": run_notes,
     }
+    if job.dp is not None:
+        summary["records_dp_truncated"] = released.records_dp_truncated
+        summary["dp"] = released.dp
     if out is not None:
         from telemetry.sinks.parquet import write_partitioned
         from telemetry.sinks.runinfo import write_run_json
@@ -176,6 +177,22 @@ def _execute(
         write_partitioned(released.table, out / "metrics", "window_start", "part-0")
         write_run_json(out, summary)
     return Result(released.table, summary, out)
+
+
+def _release(state, job, opts: Options):
+    """The k-threshold release, or the DP release when the run has ``dp_epsilon``
+    (SPEC 11: no roll-up rows; the Parquet metadata carries ``dp``)."""
+    if job.dp is None:
+        from telemetry.metrics import release
+
+        return release(state, job.spec, k=opts.k)
+    import json
+
+    from telemetry.metrics.dp import release as dp_release
+
+    released = dp_release(state)
+    released.table = released.table.replace_schema_metadata({"dp": json.dumps(released.dp, sort_keys=True)})
+    return released
 
 
 def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out: Path | None, progress):
