@@ -114,6 +114,15 @@ def test_same_outputs_as_a_plain_loop(engine, inputs, reference, tmp_path, dask_
     assert not list(tmp_path.rglob(".telemetry-dask-*"))  # staging committed and removed
 
 
+def test_same_dp_release_as_a_plain_loop(inputs, tmp_path, dask_client):
+    """Differential privacy (SPEC 11): the same noisy rows whichever engine merged the contributions."""
+    dp = dict(OPTIONS, dp_epsilon=1.0)
+    telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path / "local", engine="local", threads=1, **dp)
+    telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path / "dask", engine="dask", client=dask_client, **dp)
+    assert json.loads((tmp_path / "dask" / "run.json").read_text())["dp"]  # a DP release indeed
+    _same_outputs(tmp_path / "dask", tmp_path / "local")
+
+
 def test_cli_with_a_scheduler_address(inputs, reference, tmp_path, dask_client, key_env):
     address = dask_client.scheduler.address
     args = ["process", *inputs[0], "--out", str(tmp_path), "--region", "GB", "--window", "1h",
