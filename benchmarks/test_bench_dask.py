@@ -112,12 +112,18 @@ def test_fresh_cluster_first_run(figure, parquet_4m, bench_dir, warm_cli) -> Non
     cluster, client = _cluster(2)
     started = time.perf_counter() - start
     try:
-        first = _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=client)  # warm-up plugin included
+        from telemetry.engine.dask import DaskEngine
+
+        start = time.perf_counter()
+        DaskEngine(client=client).client  # registers the warm-up plugin, as a run's first step does
+        warmed = time.perf_counter() - start
+        first = _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=client)
         second = _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=client)
     finally:
         client.close()
         cluster.close()
     figure(f"Dask engine, fresh 2-worker cluster, first run of {PROCESS_ROWS / 1e6:g} M Parquet records",
-           f"first run {first:.2f} s (cluster start {started:.1f} s before it)", f"second run: {second:.2f} s",
-           round(second / first, 2), "no tens of seconds of compiling", first - second < 10,
+           f"warm-up {warmed:.1f} s + first run {first:.2f} s (cluster start {started:.1f} s before)",
+           f"second run: {second:.2f} s", round(second / (warmed + first), 2), "no tens of seconds of compiling",
+           warmed + first - second < 10,
            "kernels from the shared cache directory, loaded once per worker by the warm-up plugin")
