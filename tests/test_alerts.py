@@ -37,6 +37,7 @@ def exposed(tmp_path_factory) -> set[str]:
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
+@pytest.mark.tool("promtool")
 def test_default_rules_pass_promtool(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # no telemetry.toml here: the documented defaults
     assert main(["alerts", "--out", "rules.yml"]) == 0
@@ -49,6 +50,7 @@ def test_default_rules_pass_promtool(tmp_path: Path, monkeypatch, capsys) -> Non
     assert '"telemetry_delivery_rate < 0.9"' in text
 
 
+@pytest.mark.tool("promtool")
 def test_configured_rules_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
     (tmp_path / "telemetry.toml").write_text(
         '[alerts]\nasr_below = 0.4\njitter_p95_ms_above = 30\nmin_volume = 20\n'
@@ -135,6 +137,7 @@ def test_dashboard_exprs_use_exposed_series(exposed: set[str]) -> None:
         assert names and names <= exposed, (expr, names - exposed)
 
 
+@pytest.mark.tool("promtool")
 def test_dashboard_exprs_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses each panel query (as a recording rule, with $route at All)."""
     lines = ["groups:", "  - name: dashboard", "    rules:"]

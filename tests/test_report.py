@@ -167,6 +167,7 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.tool("chromium", "chromium-browser")
 def test_report_loads_in_chromium_without_errors_and_draws(dataset: Path, tmp_path: Path) -> None:
     target = tmp_path / "report.html"
     assert main(["report", str(dataset), "--out", str(target)]) == 0
@@ -181,6 +182,7 @@ def test_report_loads_in_chromium_without_errors_and_draws(dataset: Path, tmp_pa
     assert len(top.getcolors(maxcolors=1 << 20) or []) > 50
 
 
+@pytest.mark.tool("chromium", "chromium-browser")
 def test_detector_sees_console_errors_and_fetches(tmp_path: Path) -> None:
     """The no-error assertion above can fail: a page with a script error and an
     external image is reported (the CSP-free page tries the fetch, which fails offline)."""

@@ -106,6 +106,7 @@ def test_exposition_matches_latest_window(server: Server, dataset: Path) -> None
     assert samples[("telemetry_series_merged", frozenset())] == 0
 
 
+@pytest.mark.tool("promtool")
 def test_promtool_accepts_the_exposition(server: Server) -> None:
     _, text = server.get()
     res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
