@@ -32,10 +32,14 @@ def ahead() -> dict:
     return table
 
 
-def _run(path, out, aot: str) -> str:
+#: Run first in a subprocess: a Numba without ``numba.pycc`` (deprecated upstream, to be removed)
+NO_PYCC = "import sys; sys.modules['numba.pycc'] = None; "
+
+
+def _run(path, out, aot: str, prelude: str = "") -> str:
     # the key goes through the environment: a failed run's message shows the command
     code = (
-        "import base64, os, sys, telemetry; "
+        f"{prelude}import base64, os, sys, telemetry; "
         f"telemetry.process([{str(path)!r}], key=base64.b64decode(os.environ['TELEMETRY_KEY']), "
         f"out={str(out)!r}, region='GB', k=1); "
         "print('numba' in sys.modules)"
@@ -54,6 +58,25 @@ def test_a_run_served_ahead_gives_what_numba_gives_without_importing_it(ahead, t
     assert _run(path, tmp_path / "numba", "off") == "True"
     read = [pl.read_parquet(tmp_path / side / "metrics" / "**" / "*.parquet") for side in ("ahead", "numba")]
     assert len(read[0]) and read[0].sort(pl.all()).equals(read[1].sort(pl.all()))
+
+
+def test_a_numba_without_pycc_builds_nothing_and_runs_give_the_same_metrics(ahead, tmp_path) -> None:
+    from telemetry.generate import write
+
+    cache = tmp_path / "cache"
+    build = NO_PYCC + "import runpy; runpy.run_module('kernels.build', run_name='__main__')"
+    env = {**os.environ, "TELEMETRY_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", build], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "this Numba has no numba.pycc: nothing compiled ahead" in done.stderr and done.stderr.count("\n") == 1
+    assert not list(cache.rglob("kernels-*"))  # before the workload: no minutes spent for nothing
+    path = tmp_path / "cdrs.parquet"
+    write(path, 20_000, seed=6, batch_rows=5000)
+    assert _run(path, tmp_path / "numba", "off", NO_PYCC) == "True"  # compiled by Numba
+    assert _run(path, tmp_path / "ahead", "on", NO_PYCC) == "False"  # a module built before: no pycc needed
+    assert _run(path, tmp_path / "plain", "off") == "True"
+    read = {side: pl.read_parquet(tmp_path / side / "metrics" / "**" / "*.parquet").sort(pl.all()) for side in ("numba", "ahead", "plain")}
+    assert len(read["plain"]) and read["numba"].equals(read["plain"]) and read["ahead"].equals(read["plain"])
 
 
 def test_calls_of_other_types_go_to_numba(ahead, monkeypatch) -> None:
