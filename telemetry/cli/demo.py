@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     write(data, args.records, fmt="parquet", seed=args.seed)
     keyring = Keyring.generate()  # lives only in this process: the demo's pseudonyms are unlinkable
     print(f"generated {args.records:,} synthetic CDRs/MDRs in {data}; key id {keyring.current.key_id} (temporary)", flush=True)  # fmt: skip
-    with compile_progress():
+    with compile_progress() as compiled:
         result = run_pipeline([str(data)], keyring, options, out)
         routes = run_pipeline([str(data)], keyring, make_options(region=DEMO_REGION, by=("route",), window="1d", k=options.k), None)  # fmt: skip
     print()
-    print(release_summary(result.summary, out))
+    print(release_summary(result.summary, out, compiling=bool(compiled)))
     print()
     print(route_table(routes.metrics, routes.summary))
     print()
@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def compile_progress():
     """On a machine's first run Numba compiles the kernels the demo calls (about a minute, then
-    kept in the disk cache): say so, and which kernel, rather than seem hung."""
+    kept in the disk cache): say so, and which kernel, rather than seem hung. Gives the list of
+    kernels compiled."""
     from kernels import _jit
     from kernels.build import Progress, duration
 
@@ -72,20 +73,21 @@ def compile_progress():
 
     _jit.on_compile.append(note)
     try:
-        yield
+        yield compiled
     finally:
         _jit.on_compile.remove(note)
     if compiled:
         progress.done(f"{len(compiled)} kernels compiled, {duration(progress.elapsed())} with the run; later runs load them")
 
 
-def release_summary(s: dict, out: Path) -> str:
+def release_summary(s: dict, out: Path, compiling: bool = False) -> str:
     """What the run released and withheld, each number saying what it counts."""
     k = s["k"]
     grouping = " × ".join([f"{s['window']} window", "channel", *s["by"]])
     aggregated = s["records_ok"] or 1
     lines = [
-        f"processed {s['records_in']:,} records in {s['seconds']:.2f} s ({s['records_per_second'] or 0:,.0f}/s): "
+        f"processed {s['records_in']:,} records in {s['seconds']:.2f} s ({s['records_per_second'] or 0:,.0f}/s"
+        f"{', compiling included' if compiling else ''}): "
         f"{s['records_ok']:,} aggregated, {s['records_quarantined']:,} quarantined, {s['records_opted_out']:,} opted out",
         f"metric rows, one per {grouping} (in {out / 'metrics'}):",
         f"  {s['rows_released']:,} released: each covers at least k={k} distinct callers and {k} distinct callees",
