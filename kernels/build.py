@@ -8,7 +8,7 @@ compiles exactly those specializations into one extension module with
 wrappers release the GIL and use NumPy's error model, as the JIT kernels do.
 Up to date: nothing to do, nothing printed. Otherwise progress on stderr (the
 step, N of M, time so far and about how long is left; rewritten in place on a
-terminal, a line every few seconds elsewhere). No ``numba.pycc`` (deprecated
+terminal, a line every 15 s elsewhere). No ``numba.pycc`` (deprecated
 upstream), no C compiler or a failed build: a one-line note, and runs keep
 compiling with Numba (exit status 0 either way: this is speed only).
 """

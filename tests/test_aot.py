@@ -5,6 +5,7 @@ module built from other sources, never reaches them."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -146,3 +147,39 @@ def test_versions_in_the_cache_key_are_the_installed_ones() -> None:
 
     assert (_jit._version("numba"), _jit._version("llvmlite")) == (numba.__version__, llvmlite.__version__)
     assert _jit._version("no_such_package_here") == "absent"
+
+
+def test_an_up_to_date_build_says_nothing(ahead) -> None:
+    done = subprocess.run([sys.executable, "-m", "kernels.build"], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_rewritten_on_a_terminal_and_thinned_in_a_log(monkeypatch) -> None:
+    from kernels import build
+
+    clock = iter([0.0, 0.0, 5.0, 16.0, 17.0, 18.0])
+    monkeypatch.setattr(build.time, "monotonic", lambda: next(clock))
+    log = _Stream(tty=False)
+    progress = build.Progress("kernels.build", every=15, stream=log)
+    for text in ("step 1 of 3", "step 2 of 3", "step 3 of 3"):  # at 0, 5 and 16 s: the second is left out
+        progress.show(text)
+    progress.show("link", force=True)  # at 17 s, forced
+    progress.done("built")
+    assert log.getvalue().splitlines() == ["kernels.build: step 1 of 3", "kernels.build: step 3 of 3",
+                                           "kernels.build: link", "kernels.build: built"]  # fmt: skip
+    monkeypatch.setattr(build.time, "monotonic", lambda: 0.0)
+    terminal = _Stream(tty=True)
+    progress = build.Progress("x", stream=terminal)
+    progress.show("a longer line")
+    progress.show("short")
+    progress.done("end")
+    assert terminal.getvalue() == "\rx: a longer line\rx: short        \rx: end  \n"
