@@ -4,8 +4,9 @@ Every benchmark that has a target records a *figure* (what was measured, the
 baseline timed in the same run, their ratio, the target) with the ``figure``
 fixture. ``pytest benchmarks --results benchmarks/RESULTS.md`` (what ``make
 bench`` runs) writes them, with the machine and the versions, as a Markdown
-table at the end of the session. ``--memory`` adds the 10 M / 40 M peak-RSS
-run, which takes minutes; CI does not pass it.
+table at the end of the session. A target not met fails the session (exit 1)
+with a summary line, so ``make bench`` fails too. ``--memory`` adds the 10 M / 40 M
+peak-RSS run, which takes minutes; CI does not pass it.
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ def figure() -> Callable[..., None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the table (``--results``); a missed target fails the session (exit 1), with
+    one summary line naming each missed stage, even when every benchmark ran."""
     path = session.config.getoption("--results", default=None)
-    if not path or not _FIGURES:
-        return
-    Path(path).write_text(results_markdown(_FIGURES), encoding="utf-8")
+    if path and _FIGURES:
+        Path(path).write_text(results_markdown(_FIGURES), encoding="utf-8")
+    missed = [f for f in _FIGURES if f.met is False]
+    if missed:
+        print(f"\nbenchmark targets NOT MET: {len(missed)} of {sum(f.met is not None for f in _FIGURES)}: "
+              + "; ".join(f"{f.stage} (target {f.target})" for f in missed), file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _versions() -> str:

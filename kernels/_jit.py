@@ -60,10 +60,11 @@ def _version(package: str) -> str:
     return importlib.import_module(package).__version__
 
 
-def _cache_dir() -> str:
+def _cache_dir() -> tuple[str, str]:
+    """The cache directory, or "" and why there is none."""
     setting = os.environ.get("TELEMETRY_CACHE_DIR")
     if setting is not None and setting.strip().lower() in ("off", "0", "no", "false", ""):
-        return ""
+        return "", f"TELEMETRY_CACHE_DIR={setting!r} turns the kernel cache off"
     base = setting or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "telemetry"
     )
@@ -75,12 +76,13 @@ def _cache_dir() -> str:
         with open(probe, "w"):
             pass
         os.remove(probe)
-    except OSError:
-        return ""
-    return path
+    except OSError as exc:
+        return "", f"the kernel cache directory {path} is not writable ({exc.strerror}); set TELEMETRY_CACHE_DIR"
+    return path, ""
 
 
-CACHE_DIR = _cache_dir()
+#: The cache directory ("" when off or unwritable), and why there is none.
+CACHE_DIR, NO_CACHE_REASON = _cache_dir()
 
 
 # --- Numba, imported on the first call no compiled-ahead code serves ------------------

@@ -195,7 +195,7 @@ def main() -> int:
 
     target = _jit.ahead_path()
     if not target:
-        print("kernels.build: no cache directory (TELEMETRY_CACHE_DIR); nothing built", file=sys.stderr)
+        print(f"kernels.build: {_jit.NO_CACHE_REASON}; nothing built", file=sys.stderr)
         return 0
     if os.path.exists(f"{target}.json"):
         return 0

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "process": "telemetry.pipeline",
+    "read_metrics": "telemetry.sinks.metricsdir",
     "pseudonymize": "telemetry.pseudonyms",
     "Keyring": "telemetry.keys",
     "warmup": "telemetry.pseudonyms",

@@ -24,6 +24,8 @@ from typing import Any
 from telemetry.errors import ConfigError, printable
 
 DEFAULT_CONFIG = "telemetry.toml"
+#: The release threshold of SPEC section 5; a lower ``k`` is allowed with a warning.
+DEFAULT_K = 5
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Options:
     region: str | None = None
     window: str = "15m"
     by: tuple[str, ...] = ("route", "dst_region")
-    k: int = 5
+    k: int = DEFAULT_K
     short_call_s: float = 6.0
     rate_deck: str | None = None
     opt_out: str | None = None
@@ -53,12 +55,19 @@ _FIELDS = {f.name for f in dataclasses.fields(Options)} - {"extra"}
 _SECTIONS = ("alerts", "serve", "mapping", "report")
 
 
+def config_file(path: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The configuration file :func:`load_config` reads: ``path``, else ``./telemetry.toml``
+    if it exists, else None."""
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return path
+
+
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read ``path`` (or ``./telemetry.toml`` if it exists and ``path`` is None)."""
+    path = config_file(path)
     if path is None:
-        if not Path(DEFAULT_CONFIG).is_file():
-            return {}
-        path = DEFAULT_CONFIG
+        return {}
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -66,6 +75,8 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
         raise ConfigError(f"configuration file {os.fspath(path)} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {os.fspath(path)} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"configuration file {os.fspath(path)} nests values too deeply") from None
     unknown = sorted(
         printable(k)
         for k in set(data) - _FIELDS - set(_SECTIONS) - {"format"}

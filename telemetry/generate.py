@@ -1,11 +1,12 @@
 """Synthetic CDRs and MDRs: realistic enough to exercise every metric, fictional throughout.
 
 Deterministic for a seed. Eight routes of different quality (``carrier-f`` is the
-bad one: low ASR, long post-dial delay, poor MOS, slow and lossy SMS), nine
-destination regions with their own answer rates and round-trip times,
-Zipf-distributed callers, withheld callers, A2P senders (short codes and
-alphanumeric ids), voice statuses with consistent SIP codes and Q.850 causes,
-SMS delivery states with delivery latency, and a daily traffic curve.
+bad one: low ASR, long post-dial delay, many network timeouts, poor MOS, slow and
+lossy SMS), nine destination regions with their own answer rates and round-trip
+times, Zipf-distributed callers, withheld callers, A2P senders (short codes and
+alphanumeric ids), voice statuses with consistent SIP codes, Q.850 causes and
+post-dial delays, SMS delivery states with delivery latency, and a daily traffic
+curve.
 
 Numbers are valid for their region per ``phonenumbers`` but random: each pool
 varies the trailing digits of ``phonenumbers``' example numbers and keeps the
@@ -46,6 +47,7 @@ class Carrier:
     congestion: float  # share of failures that are congestion (503)
     delivery: float  # SMS delivery rate before the destination's factor
     latency_s: float  # median SMS delivery latency
+    timeouts: float = 0.10  # share of failures that time out before any 180/183 (SIP 408)
 
 
 CARRIERS = (
@@ -53,8 +55,8 @@ CARRIERS = (
     Carrier("carrier-b", 0.18, 0.58, 2200, 4.2, 0.3, 0.09, 0.07, 0.95, 3.0),
     Carrier("carrier-c", 0.15, 0.55, 2600, 4.0, 0.5, 0.10, 0.08, 0.94, 4.0),
     Carrier("carrier-d", 0.12, 0.60, 2000, 4.1, 0.4, 0.08, 0.06, 0.96, 2.5),
-    Carrier("carrier-e", 0.11, 0.50, 3200, 3.8, 0.8, 0.12, 0.12, 0.90, 6.0),
-    Carrier("carrier-f", 0.08, 0.28, 6500, 3.0, 3.0, 0.35, 0.40, 0.62, 45.0),  # the bad route
+    Carrier("carrier-e", 0.11, 0.50, 3200, 3.8, 0.8, 0.12, 0.12, 0.90, 6.0, timeouts=0.25),
+    Carrier("carrier-f", 0.08, 0.28, 6500, 3.0, 3.0, 0.35, 0.40, 0.62, 45.0, timeouts=0.60),  # bad
     Carrier("carrier-g", 0.08, 0.57, 2400, 4.2, 0.3, 0.09, 0.06, 0.95, 3.0),
     Carrier("carrier-h", 0.06, 0.53, 2900, 3.9, 0.6, 0.11, 0.10, 0.92, 5.0),
 )
@@ -363,17 +365,28 @@ def _batch(
         q850[rows] = np.array(causes)[rng.integers(0, len(causes), k)]
     no_sip = ~voice | (rng.random(n) < 0.04)  # e.g. ISUP legs report only a cause
     no_q850 = ~voice | (rng.random(n) < 0.10)
+    # network timeouts: the INVITE's transaction timer fires before any 180/183 (SIP 408,
+    # Q.850 102 as RFC 3398 maps it). Drawn from a stream of their own, so the draws
+    # below are those of a generator without them.
+    timeouts = np.random.default_rng([seed, first, 408]).random(n)
+    timed_out = (status == STATUSES.index("failed")) & voice & (
+        timeouts < np.array([c.timeouts for c in CARRIERS])[carrier]
+    )
+    sip[timed_out], q850[timed_out] = 408, 102
 
     pdd = rng.lognormal(np.log(np.array([c.pdd_ms for c in CARRIERS])[carrier]), 0.45).clip(
         80, 30000
     )
-    no_pdd = ~voice | (rng.random(n) < 0.02)
+    # post-dial delay runs to the first 180/183: a timeout has none, a 408 after ringing has
+    # one (SPEC 2.1 tells them apart by it)
+    no_pdd = ~voice | timed_out | ((rng.random(n) < 0.02) & (sip != 408))
     ring = np.where(
         status == STATUSES.index("no_answer"),
         rng.uniform(20e3, 60e3, n),
         rng.lognormal(np.log(7e3), 0.5, n),
     )
     ring = np.where(status == STATUSES.index("busy"), rng.uniform(200, 1500, n), ring)
+    ring = np.where(timed_out, np.maximum(32e3 - pdd, 0), ring)  # Timer B: 64 × T1 = 32 s
     answer = start + ((pdd + ring) * 1000).astype(np.int64)
     short = rng.random(n) < np.array([c.short_calls for c in CARRIERS])[carrier]
     talk = np.where(

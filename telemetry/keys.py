@@ -43,10 +43,11 @@ FORMAT_PLAIN = "telemetry-keyring"
 FORMAT_SEALED = "telemetry-keyring-sealed"
 VERSION = 1
 # 128 MiB and ~0.3 s per derivation: the OWASP recommendation for scrypt, far
-# above the n=2**15 floor. Loading accepts any power of two in the range below,
-# the upper bound keeping an altered header from demanding unbounded memory.
+# above the n=2**15 floor. Loading accepts a power of two from the floor up to what
+# sealing writes, and r, p no larger than sealing's: an altered header cannot make a
+# load cost more memory or time than opening a file this build sealed.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
-_SCRYPT_N_RANGE = (2**15, 2**20)
+_SCRYPT_N_RANGE = (2**15, SCRYPT_N)
 _MAX_FILE_BYTES = 16 << 20
 _MAX_EPOCHS = 2**15 - 1  # epoch_index returns int16
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,7 +112,7 @@ class Epoch:
         if self.key is not None:
             object.__setattr__(self, "key", _check_key(self.key))
             if key_id(self.key) != self.key_id:
-                raise ValueError(f"epoch {self.key_id}: the key does not match its key_id")
+                raise ValueError(f"the key does not match key_id {self.key_id}")
 
     @property
     def shredded(self) -> bool:
@@ -330,13 +331,19 @@ class _Altered(Exception):
     """A sealed file failed a structural check: reported like a failed tag."""
 
 
+class _Invalid(ValueError):
+    """A key file's content breaks a rule. The message names fields and epoch positions
+    (or key ids already checked to be 16 hex digits), never a value from the file: only
+    this exception's message reaches an error; any other is reported as "malformed"."""
+
+
 def load_key_file(path: str | os.PathLike[str], passphrase: bytes | None = None) -> tuple[Keyring, bool]:
     """The keyring in the key file at ``path`` and whether the file is sealed."""
     raw = read_private(path)
     shown = os.fspath(path)
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise KeyMaterialError(f"key file {shown} is not a telemetry keyring (not JSON)") from None
     fmt = document.get("format") if isinstance(document, dict) else None
     if fmt == FORMAT_SEALED:
@@ -347,30 +354,47 @@ def load_key_file(path: str | os.PathLike[str], passphrase: bytes | None = None)
         passphrase = _check_passphrase(passphrase)
         try:
             document = json.loads(_unseal(document, passphrase))
-        except (_Altered, ValueError):
+        except (_Altered, ValueError, RecursionError):
             raise KeyMaterialError(f"cannot open key file {shown}: wrong passphrase or the file was altered") from None
     elif fmt != FORMAT_PLAIN:
         raise KeyMaterialError(f"key file {shown} is not a telemetry keyring (unknown format)")
     try:
         return _from_document(document), fmt == FORMAT_SEALED
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        # our own ValueErrors name fields and key ids only, never values
-        reason = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, binascii.Error) else "malformed"
-        raise KeyMaterialError(f"key file {shown} is not a valid telemetry keyring ({reason})") from None
+    except _Invalid as exc:
+        raise KeyMaterialError(f"key file {shown} is not a valid telemetry keyring ({exc})") from None
+    except (KeyError, TypeError, ValueError, RecursionError):  # their messages may quote values
+        raise KeyMaterialError(f"key file {shown} is not a valid telemetry keyring (malformed)") from None
 
 
 def _from_document(document: dict) -> Keyring:
     if set(document) != {"format", "version", "epochs"} or document["version"] != VERSION:
-        raise ValueError(f"unknown version or fields; this build reads version {VERSION}")
+        raise _Invalid(f"unknown version or fields; this build reads version {VERSION}")
+    if not isinstance(document["epochs"], list):
+        raise _Invalid("epochs is not a list")
     epochs = []
-    for item in document["epochs"]:
-        if set(item) != {"key_id", "valid_from", "key"}:
-            raise ValueError("unknown or missing epoch fields")
-        key = None if item["key"] is None else base64.b64decode(item["key"], validate=True)
+    for number, item in enumerate(document["epochs"], 1):
+        if not isinstance(item, dict) or set(item) != {"key_id", "valid_from", "key"}:
+            raise _Invalid(f"epoch {number}: unknown or missing fields")
+        try:
+            key = None if item["key"] is None else base64.b64decode(item["key"], validate=True)
+        except (TypeError, ValueError):
+            raise _Invalid(f"epoch {number}: key is not base64") from None
         if key is not None and len(key) != KEY_BYTES:
-            raise ValueError(f"epoch {item['key_id']}: key is not {KEY_BYTES} bytes")
-        epochs.append(Epoch(item["key_id"], datetime.fromisoformat(item["valid_from"]), key))
-    return Keyring(tuple(epochs))
+            raise _Invalid(f"epoch {number}: key is not {KEY_BYTES} bytes")
+        if not isinstance(item["valid_from"], str):
+            raise _Invalid(f"epoch {number}: valid_from is not text")
+        try:
+            valid_from = datetime.fromisoformat(item["valid_from"])
+        except ValueError:
+            raise _Invalid(f"epoch {number}: valid_from is not an ISO 8601 time") from None
+        try:
+            epochs.append(Epoch(item["key_id"], valid_from, key))
+        except ValueError as exc:  # Epoch's messages: rules, and key ids that passed its check
+            raise _Invalid(f"epoch {number}: {exc}") from None
+    try:
+        return Keyring(tuple(epochs))
+    except ValueError as exc:  # Keyring's messages name rules only
+        raise _Invalid(str(exc)) from None
 
 
 # -- sealing ---------------------------------------------------------------------
@@ -426,7 +450,8 @@ def _unseal(document: dict, passphrase: bytes) -> bytes:
             raise _Altered
         if not all(type(v) is int for v in (n, r, p)):
             raise _Altered
-        if not (_SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        n_ok = _SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0
+        if not (n_ok and 1 <= r <= SCRYPT_R and 1 <= p <= SCRYPT_P):  # before deriving: see SCRYPT_N
             raise _Altered
         salt, nonce = _unb64(kdf["salt"]), _unb64(cipher["nonce"])
         ciphertext, tag = _unb64(document["ciphertext"]), _unb64(document["tag"])
@@ -469,8 +494,12 @@ def read_private(path: str | os.PathLike[str], what: str = "key file") -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise KeyMaterialError(f"cannot read {what} {shown}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):  # opens for reading on POSIX; reading it fails
+        os.close(fd)
+        raise KeyMaterialError(f"cannot read {what} {shown}: it is a directory; name the file")
     with os.fdopen(fd, "rb") as handle:
-        problem = _mode_problem(os.fstat(fd).st_mode, shown, what)
+        problem = _mode_problem(mode, shown, what)
         if problem:
             raise KeyMaterialError(problem)
         try:

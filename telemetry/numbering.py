@@ -24,7 +24,8 @@ and ISO region (``dst_cc``, ``dst_region``). The work is done by
 * Strings with other characters (non-ASCII digits such as full-width ones,
   ``~`` as in ``8~10``, ``*``, ``#``, tabs) are parsed by ``phonenumbers`` itself,
   one call per distinct value; what it cannot parse as a number is kept as
-  ALPHANUMERIC.
+  ALPHANUMERIC, unless a ``+`` comes before its first digit: that announces a
+  phone number, so it is an ERROR (not a phone number), as ``+0`` is.
 """
 
 from __future__ import annotations
@@ -279,6 +280,7 @@ def _parse_one(value: str, region: str | None, limit: int) -> tuple[int, int, st
             return Kind.ERROR, (_NO_REGION if region is None and not plus else _BAD_CC), None, 0, None
         if exc.error_type in kinds:
             return Kind.ERROR, kinds[exc.error_type], None, 0, None
-        return (Kind.ERROR, _NOT_NUMBER, None, 0, None) if tel else (Kind.ALPHANUMERIC, 0, text, 0, None)
+        # a + before the digits announces a number (the kernel's rule too): a bad one is an error
+        return (Kind.ERROR, _NOT_NUMBER, None, 0, None) if tel or plus else (Kind.ALPHANUMERIC, 0, text, 0, None)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Kind.PHONE, 0, e164, number.country_code, phonenumbers.region_code_for_number(number)

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from telemetry.errors import ConfigError
+from telemetry.files import replace_file
 
 FORMAT = "telemetry-optout/1"
 
@@ -47,19 +48,14 @@ class OptOut:
                     bytes.fromhex(value)
                     if len(value) != 32:
                         raise ValueError
-        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        except (OSError, ValueError, KeyError, AttributeError, TypeError, RecursionError):
             raise ConfigError(f"opt-out list {path} is not a {FORMAT} file") from None
         return cls(entries)
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         data = {"format": FORMAT, "entries": {k: sorted(v) for k, v in sorted(self.entries.items())}}
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
+        replace_file(path, json.dumps(data, indent=1) + "\n", mode=0o600)
 
     def add(self, key_id: str, pseudonyms: Iterable[str]) -> int:
         bucket = self.entries.setdefault(key_id, set())

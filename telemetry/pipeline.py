@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from telemetry.engine import Job
+
 from telemetry import __version__
-from telemetry.config import Options, load_config, make_options, thread_count
+from telemetry.config import DEFAULT_K, Options, load_config, make_options, thread_count
 from telemetry.errors import ConfigError, InputError
 from telemetry.keys import Keyring, as_keyring
 
@@ -64,7 +66,8 @@ def process(
     """Run the pipeline over ``inputs``; see :class:`telemetry.config.Options` for options.
 
     ``out`` (optional) receives ``metrics/``, ``run.json``, ``quarantine/`` and,
-    with ``emit_records=True``, ``records/``. ``config`` names a
+    with ``emit_records=True``, ``records/``, replacing those of an earlier run only
+    once this one has succeeded (:mod:`telemetry.sinks.outdir`). ``config`` names a
     ``telemetry.toml`` whose values the keyword options override.
     """
     if isinstance(inputs, (str, os.PathLike)):
@@ -77,9 +80,7 @@ def process(
 
 
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
-    from telemetry.engine import Job, get_engine
-    from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, plan_inputs
+    from telemetry.engine import Job
 
     for path in paths:
         if not os.path.isfile(path):
@@ -89,26 +90,41 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         job.prepare_only()
     except ValueError as exc:  # bad window / by / region: a configuration error for the CLI
         raise ConfigError(str(exc)) from None
+    if opts.k < DEFAULT_K:
+        log.warning("k = %d is below %d: a released row may cover fewer than %d distinct sources "
+                    "or destinations and so single out a person", opts.k, DEFAULT_K, DEFAULT_K)
     if job._parts()["opt_out"] is not None:
         missing = job._parts()["opt_out"].uncovered(keyring.key_ids())
         if missing:
             log.warning("the opt-out list has no entries for key epoch(s) %s", ", ".join(missing))
 
+    if out is None:
+        return _execute(paths, keyring, job, opts, None, progress)
+    from telemetry.sinks.outdir import staged
+
+    with staged(out, paths) as stage:  # the outputs replace the previous ones only if the run succeeds
+        for name in ("metrics", "records", "quarantine"):  # present, if empty, after every run
+            (stage / name).mkdir()
+        result = _execute(paths, keyring, job, opts, stage, progress)
+    return Result(result.table, result.summary, out)
+
+
+def _execute(
+    paths: list[str], keyring: Keyring, job: Job, opts: Options, out: Path | None, progress
+) -> Result:
+    """The run proper, writing its outputs (if any) into ``out``."""
+    from telemetry.engine import get_engine
+    from telemetry.quarantine import QuarantineWriter
+    from telemetry.readers import ReaderOptions, notes, plan_inputs
+
     engine = get_engine(opts.engine, thread_count(opts))
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
-    if out is not None:
-        from telemetry.sinks.parquet import reset_dir
-
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics", "records", "quarantine"):
-            reset_dir(out / stale)
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     state = None
-    reads = plan_inputs(
-        paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
-    )
+    reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
+    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
@@ -133,6 +149,9 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     ), "record accounting does not add up"
 
     seconds = time.perf_counter() - started
+    run_notes = notes(paths, opts.fmt, reader_options)
+    for note in run_notes:
+        log.warning("%s", note)
     summary = {
         **totals,
         "records_late": 0,
@@ -155,6 +174,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         "rate_deck": bool(opts.rate_deck),
         "opt_out": bool(opts.opt_out),
         "version": __version__,
+        "notes": run_notes,
     }
     if out is not None:
         from telemetry.sinks.parquet import write_partitioned

@@ -50,7 +50,7 @@ def prepare(
 
     rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
     rejects = [
-        Reject(file=read.file, row=int(read.rows[i]), reason=_reason(i, key_index, src.reason, dst.reason),
+        Reject(file=read.file_of(i), row=int(read.rows[i]), reason=_reason(i, key_index, src.reason, dst.reason),
                fields=mask_fields(batch, i))
         for i in np.flatnonzero(rejected).tolist()
     ]  # fmt: skip

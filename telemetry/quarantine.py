@@ -65,8 +65,8 @@ class QuarantineWriter:
     """Appends rejects to ``out_dir/quarantine/rejects.jsonl``; the file is created
     on the first reject, so a clean run leaves no quarantine file."""
 
-    def __init__(self, out_dir: str | os.PathLike) -> None:
-        self.path = Path(out_dir) / "quarantine" / "rejects.jsonl"
+    def __init__(self, out_dir: str | os.PathLike, name: str = "rejects.jsonl") -> None:
+        self.path = Path(out_dir) / "quarantine" / name
         self.count = 0
         self._handle: IO[str] | None = None
 

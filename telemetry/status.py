@@ -53,18 +53,25 @@ _ANSWERED, _BUSY, _NO_ANSWER, _REJECTED, _CANCELLED, _FAILED, _CONGESTION = (
     STATUSES.index(s)
     for s in ("answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion")
 )
-_SIP = {
-    486: _BUSY,
-    600: _BUSY,
-    480: _NO_ANSWER,
-    408: _NO_ANSWER,
-    603: _REJECTED,
-    487: _CANCELLED,
-    503: _CONGESTION,
-}
-_Q850 = {17: _BUSY, 18: _NO_ANSWER, 19: _NO_ANSWER, 21: _REJECTED, 34: _CONGESTION, 42: _CONGESTION}
-#: Q.850 causes of a normal release: the call was answered, unless we know it was not.
-_Q850_NORMAL = (16, 31)
+
+
+def _table(size: int, statuses: dict[int, int]) -> np.ndarray:
+    """Code → status index for codes 0 … size − 1: ``statuses``, failed for any other."""
+    table = np.full(size, _FAILED, dtype=np.int32)
+    table[list(statuses)] = list(statuses.values())
+    return table
+
+
+#: SIP final response → status; 408 is failed here and no_answer after alerting.
+_SIP_STATUS = _table(700, {**dict.fromkeys(range(200, 300), _ANSWERED), 486: _BUSY, 600: _BUSY,
+                           480: _NO_ANSWER, 603: _REJECTED, 487: _CANCELLED, 503: _CONGESTION})
+#: Q.850 cause → status; 16, 31 (normal clearing): answered unless the record shows no answer.
+_Q850_STATUS = _table(128, {16: _ANSWERED, 31: _ANSWERED, 17: _BUSY, 18: _NO_ANSWER,
+                            19: _NO_ANSWER, 21: _REJECTED, 34: _CONGESTION, 42: _CONGESTION})
+#: SIP 408 Request Timeout: no_answer only after alerting (SPEC 2.1), else the route's failure.
+_TIMEOUT = 408
+#: Q.850 19 "no answer from user (user alerted)": the cause itself says the callee was alerted.
+_ALERTED_CAUSE = 19
 
 
 def fold(text: str) -> str:
@@ -79,48 +86,89 @@ def status_from_codes(
     sip: pa.Array | np.ndarray | None,
     q850: pa.Array | np.ndarray | None,
     answered: pa.Array | np.ndarray | None = None,
+    alerted: pa.Array | np.ndarray | None = None,
 ) -> pa.DictionaryArray:
     """Status implied by SIP codes and Q.850 causes (SPEC 2.1), one per row.
 
     ``sip`` and ``q850`` are integer arrays with nulls where unknown (either may be
-    None: all unknown). The SIP code wins when both are known: it is the final
-    answer the caller saw. 2xx → answered; 486, 600 → busy; 480, 408 → no_answer;
-    603 → rejected; 487 → cancelled; 503 → congestion; any other code → failed.
-    Q.850 alone: 17 busy; 18, 19 no_answer; 21 rejected; 34, 42 congestion;
-    16, 31 (normal clearing) answered unless ``answered`` (optional bool per row,
-    e.g. answer_time present) says otherwise, then cancelled — the caller hung up
-    before answer; any other cause → failed. Rows with neither give null.
-    Returns ``dictionary<int32, string>`` over :data:`telemetry.schema.STATUSES`.
+    None: all unknown). What else the record shows, from :func:`shown`:
+    ``answered`` (bool per row, null or None: cannot tell) — True when it shows an
+    answer, False when it shows there was none; ``alerted`` (bool per row, null or
+    None: nothing shows it) — True when it shows the callee was alerted (a 180/183).
+
+    A record that shows an answer is answered whatever its codes: a failure code then
+    belongs to what followed the answer (a re-INVITE, a BYE, another fork) and a
+    release cause says how the answered call ended. Otherwise the SIP code wins when
+    both are known: it is the final answer the caller saw. 2xx → answered (the 2xx
+    is the answer, even where the answer time is missing); 486, 600 → busy; 480 →
+    no_answer; 408 → no_answer after alerting (``alerted``, or Q.850 19 "user
+    alerted"), else failed; 603 → rejected; 487 → cancelled; 503 → congestion; any
+    other code → failed. Q.850 alone: 17 busy; 18, 19 no_answer; 21 rejected; 34, 42
+    congestion; 16, 31 (normal clearing) answered unless ``answered`` says there was
+    no answer, then cancelled — the caller hung up before answer; any other cause →
+    failed. Rows with neither give null. Returns ``dictionary<int32, string>`` over
+    :data:`telemetry.schema.STATUSES`.
     """
-    n = _length(sip, q850, answered)
+    n = _length(sip, q850, answered, alerted)
     sip_v, sip_ok = _values(sip, n)
     q_v, q_ok = _values(q850, n)
-    out = np.full(n, -1, dtype=np.int32)
+    ans_v, ans_ok = _values(answered, n)
+    alert_v, alert_ok = _values(alerted, n)
+    answer_shown = ans_ok & (ans_v != 0)
 
-    q_status = np.full(n, _FAILED, dtype=np.int32)
-    for cause, status in _Q850.items():
-        q_status[q_v == cause] = status
-    normal = np.isin(q_v, _Q850_NORMAL)
-    q_status[normal] = _ANSWERED
-    if answered is not None:
-        ans_v, ans_ok = _values(answered, n)
-        q_status[normal & ans_ok & (ans_v == 0)] = _CANCELLED
-    out[q_ok] = q_status[q_ok]
-
-    s_status = np.full(n, _FAILED, dtype=np.int32)
-    s_status[(sip_v >= 200) & (sip_v < 300)] = _ANSWERED
-    for code, status in _SIP.items():
-        s_status[sip_v == code] = status
-    out[sip_ok] = s_status[sip_ok]
+    # one table lookup per row (codes out of range read as "any other": failed)
+    q_status = _Q850_STATUS[np.clip(q_v, 0, len(_Q850_STATUS) - 1)]
+    abandoned = (q_status == _ANSWERED) & ans_ok & (ans_v == 0)  # normal clearing, no answer
+    q_status[abandoned] = _CANCELLED
+    s_status = _SIP_STATUS[np.clip(sip_v, 0, len(_SIP_STATUS) - 1)]
+    rang = (alert_ok & (alert_v != 0)) | (q_ok & (q_v == _ALERTED_CAUSE))
+    s_status[(sip_v == _TIMEOUT) & rang] = _NO_ANSWER
+    out = np.where(sip_ok, s_status, np.where(q_ok, q_status, -1)).astype(np.int32)
+    out[answer_shown & (sip_ok | q_ok)] = _ANSWERED
 
     indices = pa.array(out, mask=out < 0, type=pa.int32())
     return pa.DictionaryArray.from_arrays(indices, pa.array(STATUSES, pa.string()))
 
 
+def shown(
+    answer_time: pa.Array | None,
+    duration_ms: pa.Array | None,
+    pdd_ms: pa.Array | None,
+    *,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What canonical columns show of a call's progress: ``(answered, alerted)``.
+
+    ``answered`` is a masked bool array over the ``n`` rows: True where
+    ``answer_time`` is present or ``duration_ms`` is positive; False where neither
+    and the source gives answer times (an empty one means "not answered") or a
+    duration of 0; masked where it cannot tell. ``alerted`` is True where
+    ``pdd_ms`` is present — by SPEC 2 post-dial delay runs to the first 180/183, or
+    to the 200 when none came — or the call was answered. A column is None when the
+    source does not give it.
+    """
+    answer = _present(answer_time, n)
+    talk_v, talk_ok = _values(duration_ms, n)
+    yes = answer | (talk_ok & (talk_v > 0))
+    no = ~yes & ((answer_time is not None) | talk_ok)
+    answered = np.ma.masked_array(yes, mask=~(yes | no))
+    return answered, yes | _present(pdd_ms, n)
+
+
+def _present(array: pa.Array | None, n: int) -> np.ndarray:
+    if array is None:
+        return np.zeros(n, dtype=np.bool_)
+    from telemetry.arrowstr import validity
+
+    return validity(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
+
+
 def _length(*arrays) -> int:
     lengths = {len(a) for a in arrays if a is not None}
     if len(lengths) != 1:
-        raise ValueError("status_from_codes: sip, q850 and answered must have one common length")
+        raise ValueError(
+            "status_from_codes: sip, q850, answered and alerted must have one common length"
+        )
     return lengths.pop()
 
 
@@ -133,6 +181,8 @@ def _values(array, n: int) -> tuple[np.ndarray, np.ndarray]:
 
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
+        if pa.types.is_boolean(array.type):
+            array = array.cast(pa.int8())
         return filled_values(array, np.int64, 0), validity(array)
     if np.ma.isMaskedArray(array):
         return array.filled(0).astype(np.int64), ~np.ma.getmaskarray(array)
@@ -192,9 +242,13 @@ Q850_CAUSES: dict[str, int] = {
     "PROTOCOL_ERROR": 111,
     "INTERWORKING": 127,
 }
-#: FreeSWITCH's own causes beyond Q.850 (values above 127): the status they mean.
+#: FreeSWITCH's own causes beyond Q.850 (values above 127): the status they mean
+#: when the record shows no answer (an answered call is answered however it ended).
 #: A caller who hangs up or a leg that loses a race to answer is a cancelled
-#: attempt, not a network failure.
+#: attempt, not a network failure. ``PROGRESS_TIMEOUT`` is only ever raised on a leg
+#: that has neither rung, answered nor sent early media (``switch_ivr_originate.c``,
+#: ``check_per_channel_timeouts``): the route's failure. The timers of
+#: :data:`RING_TIMERS` fire before or after ringing alike.
 HANGUP_CAUSE_STATUS: dict[str, str] = {
     "ORIGINATOR_CANCEL": "cancelled",
     "LOSE_RACE": "cancelled",
@@ -204,16 +258,16 @@ HANGUP_CAUSE_STATUS: dict[str, str] = {
     "MANAGER_REQUEST": "failed",
     "BLIND_TRANSFER": "answered",
     "ATTENDED_TRANSFER": "answered",
-    "ALLOTTED_TIMEOUT": "no_answer",
+    "ALLOTTED_TIMEOUT": "failed",
     "USER_CHALLENGE": "failed",
     "MEDIA_TIMEOUT": "failed",
-    "PROGRESS_TIMEOUT": "no_answer",
+    "PROGRESS_TIMEOUT": "failed",
     "USER_NOT_REGISTERED": "failed",
     "GATEWAY_DOWN": "congestion",
     "INVALID_GATEWAY": "failed",
     "INVALID_PROFILE": "failed",
     "INVALID_URL": "failed",
-    "NO_PICKUP": "no_answer",
+    "NO_PICKUP": "failed",
     "SRTP_READ_ERROR": "failed",
     "BOWOUT": "cancelled",
     "BUSY_EVERYWHERE": "busy",
@@ -228,3 +282,8 @@ HANGUP_CAUSE_STATUS: dict[str, str] = {
     "STALE_DATE": "failed",
     "REJECT_ALL": "rejected",
 }
+#: FreeSWITCH causes of a timer that ends a leg whether or not it rang: the per-leg
+#: time limit (``leg_timeout``) and the end of an originate that leaves a ``pickup/``
+#: leg unclaimed. Like SIP 408 they are no_answer after alerting, else
+#: :data:`HANGUP_CAUSE_STATUS` (failed).
+RING_TIMERS = frozenset({"ALLOTTED_TIMEOUT", "NO_PICKUP"})

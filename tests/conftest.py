@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed test key, and running the real CLI in a subprocess."""
+"""Shared fixtures: a fixed test key, running the real CLI in a subprocess, and
+:func:`require` for prerequisites outside Python (promtool, chromium, the kernel cache)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+
+def require(condition: object, reason: str) -> None:
+    """Skip the calling test when a prerequisite is missing; under ``CI=true`` fail
+    instead, so a CI run never reports a test that did not run as passed. ``reason``
+    names what is missing and how to get it."""
+    if condition:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"prerequisite missing under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
 
 #: A fixed key so golden values reproduce; never a production key.
 TEST_KEY = bytes(range(1, 33))
@@ -42,12 +54,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
     )
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``tool("promtool")`` needs that program: skipped, naming it, where it is
-    missing; under CI=true, which installs every tool (make debian-tools), a failure instead."""
-    for mark in item.iter_markers("tool"):
-        if not any(shutil.which(name) for name in mark.args):
-            reason = f"{' or '.join(mark.args)} not on PATH: make debian-tools installs it (as root)"
-            if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-                pytest.fail(f"{reason}; CI=true runs every test", pytrace=False)
-            pytest.skip(reason)
+def promtool(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run Prometheus' ``promtool ARGS`` (text), required as :func:`require` says."""
+    require(shutil.which("promtool"), "promtool is not on PATH: run `make debian-tools` (make test does)")
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd, input=input)

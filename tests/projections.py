@@ -14,7 +14,8 @@ from collections.abc import Callable
 from telemetry.readers.mapped import EXAMPLE_MAPPING
 from telemetry.schema import CANONICAL, MESSAGE_CHANNELS, VOICE_CHANNELS
 
-SIP_STATUS = {486: "busy", 600: "busy", 480: "no_answer", 408: "no_answer", 603: "rejected"}
+# a 408 is no_answer only after alerting, which an acc_cdrs export without pdd_ms cannot show
+SIP_STATUS = {486: "busy", 600: "busy", 480: "no_answer", 408: "failed", 603: "rejected"}
 SIP_STATUS |= {487: "cancelled", 503: "congestion"}
 DEFAULT_SIP = {"answered": 200, "busy": 486, "no_answer": 480, "rejected": 603}
 DEFAULT_SIP |= {"cancelled": 487, "failed": 500, "congestion": 503}
@@ -72,19 +73,24 @@ def freeswitch(row: dict) -> dict:
 
 
 def kamailio(row: dict) -> dict:
+    """Written as the acc module does by default (start at the INVITE, duration from
+    there to the BYE) and read with its default ``start = "invite"``: the answer instant
+    is unknown and the duration includes the ringing."""
     sip = row["sip_code"] or DEFAULT_SIP[row["status"]]
     answered = 200 <= sip < 300
-    begin = _second(row["answer_time"] or row["start_time"])
+    begin = row["start_time"]
+    end = (row["end_time"] or begin) if row["answer_time"] else begin
+    seconds = f"{(end - begin).total_seconds():.3f}"  # float(10,3), as written
     return _blank() | {
         "record_id": row["record_id"],
         "source": row["source"],
         "destination": row["destination"],
         "source_ip": row["source_ip"],
         "route": row["route"],
-        "start_time": begin,
-        "answer_time": begin if answered else None,
-        "end_time": _second(row["end_time"]) or begin,
-        "duration_ms": row["duration_ms"] if answered else 0,
+        "start_time": _second(begin),
+        "answer_time": None,
+        "end_time": _second(end),
+        "duration_ms": round(float(seconds) * 1000) if answered else 0,
         "sip_code": sip,
         "status": "answered" if answered else SIP_STATUS.get(sip, "failed"),
     }

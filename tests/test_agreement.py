@@ -8,7 +8,8 @@ written in 3 notations drawn at random from the 13 below, plus all 13
 notations for a 2,000-number subset: 146,000 number x notation checks. A
 second test feeds 30,000 random digit strings (valid or not, with and without
 '+', IDD and trunk prefixes) and requires the same outcome, error or not.
-"""
+
+Reference: phonenumbers (parse, format_number E164, region_code_for_number)."""
 
 from __future__ import annotations
 

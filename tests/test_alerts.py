@@ -1,11 +1,13 @@
 """Alert rules (``telemetry alerts``) and the Grafana dashboard, checked with promtool
-against the series the exporter really emits."""
+against the series the exporter really emits.
+
+Reference: promtool (check rules, test rules, PromQL parsing) and the series a real exporter
+emits."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,10 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks import prometheus
 from telemetry.sinks.alerts import rules
+from tests.conftest import promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards" / "telemetry.json"
-
-
-def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +36,18 @@ def exposed(tmp_path_factory) -> set[str]:
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
-@pytest.mark.tool("promtool")
 def test_default_rules_pass_promtool(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # no telemetry.toml here: the documented defaults
     assert main(["alerts", "--out", "rules.yml"]) == 0
-    assert "wrote 3 alerting rules" in capsys.readouterr().out
+    assert "wrote 11 alerting rules" in capsys.readouterr().out  # 3 thresholds, 8 history rules
     res = promtool("check", "rules", "rules.yml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 3 rules found" in res.stdout
+    assert "SUCCESS: 11 rules found" in res.stdout
     text = (tmp_path / "rules.yml").read_text()
     assert '"telemetry_asr < 0.4"' in text and '"telemetry_pdd_p95_ms > 5000"' in text
     assert '"telemetry_delivery_rate < 0.9"' in text
 
 
-@pytest.mark.tool("promtool")
 def test_configured_rules_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
     (tmp_path / "telemetry.toml").write_text(
         '[alerts]\nasr_below = 0.4\njitter_p95_ms_above = 30\nmin_volume = 20\n'
@@ -137,7 +134,6 @@ def test_dashboard_exprs_use_exposed_series(exposed: set[str]) -> None:
         assert names and names <= exposed, (expr, names - exposed)
 
 
-@pytest.mark.tool("promtool")
 def test_dashboard_exprs_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses each panel query (as a recording rule, with $route at All)."""
     lines = ["groups:", "  - name: dashboard", "    rules:"]
@@ -157,3 +153,123 @@ def test_provisioning_points_at_the_dashboard() -> None:
     assert "type: prometheus" in ds and "127.0.0.1:9464" in ds
     for panel in dash["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"
+
+
+def _minutes(per_window: list[float]) -> str:
+    """A promtool series scraped every minute from gauges that change once per 15-minute window."""
+    return " ".join(f"{v:.6f}" for v in per_window for _ in range(15))
+
+
+def test_history_rules_fire_on_evidence_not_on_noise(tmp_path: Path, monkeypatch) -> None:
+    """A drop on volume fires, the same drop on a handful of calls does not, a slow slide
+    over hours fires before any static threshold would; the bounds fed to promtool come from
+    the reference's own Wilson formula (tests/reference_metrics.py), not the product's."""
+    from tests.reference_metrics import wilson_roots
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["alerts", "--out", "rules.yml"]) == 0
+    flat, after = 28, 12  # windows: 7 h at the old level, then 3 h of the new behaviour
+    routes = {  # answered per window, attempts per window
+        "busy": ([3100] * flat + [2700] * after, 5000),  # 62% -> 54% on 5,000 calls
+        "quiet": ([30] * flat + [23] * after, 47),  # 64% -> 49% on 47 calls
+        "slide": ([496] * flat + [round(800 * (0.62 - 0.01 * (i + 1))) for i in range(after)], 800),
+    }
+    series = []
+    for route, (answered, n) in routes.items():
+        labels = f'channel="voice",route="{route}",dst_region="GB"'
+        bounds = [wilson_roots(a, n) for a in answered]
+        for name, values in (("asr", [a / n for a in answered]), ("asr_lo", [b[0] for b in bounds]),
+                             ("asr_hi", [b[1] for b in bounds]), ("attempts", [n] * len(answered))):
+            series.append({"series": f"telemetry_{name}{{{labels}}}", "values": _minutes(values)})
+
+    def firing(route: str) -> dict:
+        return {"exp_labels": {"severity": "warning", "channel": "voice", "route": route, "dst_region": "GB"},
+                "exp_annotations": {
+                    "summary": f"asr worse than the rolling baseline on voice route {route}",
+                    "description": "the upper bound of asr in the latest complete window is below the lower "
+                                   "bound of the rolling baseline; see docs/noc.md for how to read it."}}
+
+    start = flat * 15  # minutes at which the new behaviour begins
+    (tmp_path / "tests.yml").write_text(json.dumps({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": f"{start - 5}m", "alertname": "TelemetryAsrDropBaseline", "exp_alerts": []},
+            # the busy route's drop, held for one window, fires; the quiet route's never does
+            {"eval_time": f"{start + 35}m", "alertname": "TelemetryAsrDropBaseline", "exp_alerts": [firing("busy")]},
+            # three hours into a slide of one point per window the slide fires too (ASR still ~0.50)
+            {"eval_time": f"{start + 170}m", "alertname": "TelemetryAsrDropBaseline",
+             "exp_alerts": [firing("busy"), firing("slide")]},
+            {"eval_time": f"{start + 170}m", "alertname": "TelemetryAsrBelow", "exp_alerts": []},
+            # no data a week back: the week-on-week rule has nothing to compare with
+            {"eval_time": f"{start + 170}m", "alertname": "TelemetryAsrDropWeekAgo", "exp_alerts": []},
+        ]}],
+    }))
+    res = promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_week_on_week_rule_compares_the_same_window(tmp_path: Path, monkeypatch) -> None:
+    """The same route a week later: a drop on volume against last week's interval fires."""
+    from tests.reference_metrics import wilson_roots
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "telemetry.toml").write_text('[alerts]\nhistory = ["asr"]\n')
+    assert main(["alerts", "--out", "rules.yml"]) == 0
+    week = 7 * 24 * 4  # windows in a week
+    answered = [3100] * (week + 4) + [2700] * 4
+    bounds = [wilson_roots(a, 5000) for a in answered]
+    labels = 'channel="voice",route="busy",dst_region="GB"'
+    series = [{"series": f"telemetry_asr_lo{{{labels}}}", "values": _minutes([b[0] for b in bounds])},
+              {"series": f"telemetry_asr_hi{{{labels}}}", "values": _minutes([b[1] for b in bounds])}]
+    end = (week + 8) * 15
+    (tmp_path / "tests.yml").write_text(json.dumps({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": f"{end - 75}m", "alertname": "TelemetryAsrDropWeekAgo", "exp_alerts": []},
+            {"eval_time": f"{end - 2}m", "alertname": "TelemetryAsrDropWeekAgo", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "channel": "voice", "route": "busy", "dst_region": "GB"},
+                "exp_annotations": {
+                    "summary": "asr worse than the same window a week earlier on voice route busy",
+                    "description": "the upper bound of asr in the latest complete window is below the lower "
+                                   "bound of the same window a week earlier; see docs/noc.md for how to read it."},
+            }]},
+        ]}],
+    }))
+    res = promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_dashboard_interval_bands_are_wilson_of_the_summed_counts(tmp_path: Path) -> None:
+    """The band panels' PromQL, evaluated by promtool over two regions of one route, equals
+    the reference's Wilson interval of the route's summed counts."""
+    from tests.reference_metrics import wilson_roots
+
+    dash = json.loads(DASHBOARD.read_text())
+    bands = [p for p in dash["panels"] if p.get("repeat") == "route"]
+    assert [p["title"].split(" with ")[0] for p in bands] == ["ASR", "Delivery rate"]
+    lines = ["groups:", "  - name: bands", "    rules:"]
+    for panel, kind in zip(bands, ("asr", "delivery")):
+        assert {o["matcher"]["options"]: o["properties"][0] for o in panel["fieldConfig"]["overrides"]}["upper"] == \
+            {"id": "custom.fillBelowTo", "value": "lower"}
+        for target in panel["targets"][1:]:
+            expr = target["expr"].replace("$route", "busy")
+            lines += [f"      - record: band:{kind}_{target['legendFormat']}", f"        expr: {json.dumps(expr)}"]
+    (tmp_path / "bands.yml").write_text("\n".join(lines) + "\n")
+    counts = {"asr": ("answered", "attempts", "voice", (2210, 3400), (90, 140)),
+              "delivery": ("delivered", "submitted", "sms", (1877, 1900), (11, 12))}
+    series, checks = [], []
+    for kind, (num, den, channel, region_gb, region_fr) in counts.items():
+        for region, (x, n) in (("GB", region_gb), ("FR", region_fr)):
+            labels = f'channel="{channel}",route="busy",dst_region="{region}"'
+            series += [{"series": f"telemetry_{num}{{{labels}}}", "values": f"{x}x5"},
+                       {"series": f"telemetry_{den}{{{labels}}}", "values": f"{n}x5"}]
+        lo, hi = wilson_roots(region_gb[0] + region_fr[0], region_gb[1] + region_fr[1])
+        for side, want in (("lower", lo), ("upper", hi)):
+            checks.append({"expr": f"abs(band:{kind}_{side} - {want!r}) < bool 1e-9", "eval_time": "2m",
+                           "exp_samples": [{"labels": '{route="busy"}', "value": 1}]})
+    (tmp_path / "tests.yml").write_text(json.dumps({
+        "rule_files": ["bands.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
+    }))
+    res = promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr

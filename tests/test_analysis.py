@@ -1,6 +1,8 @@
 """The metrics dataset reads the same in DuckDB and Polars, and follows the
 conventions Spark relies on (hive partitions, UTC-adjusted microsecond
-timestamps, one stable schema across partitions)."""
+timestamps, one stable schema across partitions).
+
+Reference: DuckDB and Polars reading the same files, and the Python API's result.metrics."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Kernels compiled ahead of time (kernels/build.py, kernels/_jit.py): a run served by
 them gives what Numba gives, never imports Numba, and a call of other types, or a
-module built from other sources, never reaches them."""
+module built from other sources, never reaches them.
+
+Reference: the same run and kernels under Numba (TELEMETRY_AOT=off), and numba.typeof for
+argument keys."""
 
 from __future__ import annotations
 
@@ -18,14 +21,13 @@ import pytest
 
 from kernels import _jit
 from kernels import aggregate as agg
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, require
 
 
 @pytest.fixture(scope="module")
 def ahead() -> dict:
     """The compiled-ahead functions, built first if ``make`` has not (as it does)."""
-    if not _jit.ahead_path():
-        pytest.skip("no kernel cache directory (TELEMETRY_CACHE_DIR=off)")
+    require(_jit.ahead_path(), _jit.NO_CACHE_REASON)
     if not os.path.exists(f"{_jit.ahead_path()}.json"):
         subprocess.run([sys.executable, "-m", "kernels.build"], check=True)
     table = _jit._load(_jit.ahead_path())

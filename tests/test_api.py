@@ -1,5 +1,7 @@
 """The public surface: cheap import, a truthful ``__all__``, and what the ``telemetry``
-command sets up for itself."""
+command sets up for itself.
+
+Reference: a fresh interpreter (sys.modules, environment) and the names the package documents."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Like sketches-py's ``BaseTestDDSketches``: one class of tests, subclassed per
 engine. An engine may only decide where ``Job.work`` runs: whatever it does,
 the metrics, the accounting and the order of record outputs are those of a
 plain loop over the batches.
-"""
+
+Reference: a plain serial loop over the same batches."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The field kernels (kernels/fields.py) against Arrow's casts, the reference they
-stand in for, and the text conversion built on them (readers._convert._text)."""
+stand in for, and the text conversion built on them (readers._convert._text).
+
+Reference: Arrow's casts (pyarrow.compute)."""
 
 from __future__ import annotations
 

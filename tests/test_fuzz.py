@@ -3,7 +3,9 @@ format sniffers and ``--format auto``, reader settings, SMPP receipt text, Twili
 times and Parquet bytes. The readers themselves are fuzzed in tests/test_readers.py
 (csv, jsonl), test_readers_voip.py (asterisk, freeswitch, kamailio) and
 test_readers_messaging.py (smpp-dlr, twilio-*, mapped); ``make fuzz`` runs the
-atheris harnesses of fuzz/ for longer."""
+atheris harnesses of fuzz/ for longer.
+
+Reference: the error contract (one line, no identifier, no traceback) on generated bad input."""
 
 from __future__ import annotations
 

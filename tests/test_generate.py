@@ -1,5 +1,8 @@
 """The synthetic data generator: deterministic, canonical, internally consistent,
-fictional or random-valid numbers, and a bad route that looks bad."""
+fictional or random-valid numbers, and a bad route that looks bad.
+
+Reference: libphonenumber validity and the fictional ranges, the canonical schema, recomputed
+per-row consistency."""
 
 from __future__ import annotations
 
@@ -103,12 +106,17 @@ def test_voice_records_consistent(df):
         table.column("sip_code").combine_chunks(),
         table.column("q850_cause").combine_chunks(),
         answered.to_numpy(),
+        voice["pdd_ms"].is_not_null().to_numpy(),  # post-dial delay: a 180/183 came
     )
     coded = (voice["sip_code"].is_not_null() | voice["q850_cause"].is_not_null()).to_numpy()
     assert (
         np.array(derived.to_pylist(), dtype=object)[coded].tolist()
         == voice["status"].to_numpy()[coded].tolist()
     )
+    # a 408 comes after ringing (no_answer) or as a network timeout before any 180/183
+    timeouts = voice.filter(pl.col("sip_code") == 408)
+    assert set(timeouts["status"].unique()) == {"no_answer", "failed"}
+    assert timeouts.filter(pl.col("status") == "failed")["pdd_ms"].is_null().all()
     assert set(voice["status"].unique()) == {
         "answered",
         "busy",

@@ -2,7 +2,8 @@
 
 The reference is ``cryptography``'s HMAC one row at a time; the kernel must
 agree on every Arrow layout the pipeline can hand it.
-"""
+
+Reference: RFC 4231 vectors and cryptography's HMAC, one row at a time."""
 
 from __future__ import annotations
 

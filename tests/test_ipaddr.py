@@ -1,4 +1,6 @@
-"""IP truncation kernel against Python's ``ipaddress`` as the slow reference."""
+"""IP truncation kernel against Python's ``ipaddress`` as the slow reference.
+
+Reference: Python's ipaddress module."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ Derivations are checked against an HKDF written here from RFC 5869 with
 ``hmac`` (itself checked against the RFC's SHA-256 test vectors), key files by
 reading their bytes, and the CLI by running it as a subprocess and searching
 everything it prints for the key material.
-"""
+
+Reference: HKDF written here from RFC 5869 with hmac (checked on the RFC's vectors) and the key
+files' bytes."""
 
 from __future__ import annotations
 

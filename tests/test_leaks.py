@@ -1,7 +1,10 @@
 """Nothing clear leaves the processor: run the real commands with a known key
 and known identifiers, then search every byte they produced — stdout, stderr,
 logs, quarantine, run.json, metrics and record outputs (raw and decoded) — for
-the identifiers in every notation and for the key material."""
+the identifiers in every notation and for the key material.
+
+Reference: the known identifiers in every notation and the key bytes, searched in every byte
+produced."""
 
 from __future__ import annotations
 

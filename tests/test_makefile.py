@@ -3,7 +3,6 @@ checked against fake ``id``/``sudo``/``apt-get`` programs on PATH that log how t
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import stat
@@ -118,25 +117,3 @@ def test_demo_does_not_wait_for_the_compiled_ahead_module() -> None:
     assert "kernels.build" not in plans["demo"] and "telemetry demo" in plans["demo"]
     assert "kernels.build" in plans["test"] and "pytest" in plans["test"]
 
-
-def test_every_test_that_runs_promtool_or_chromium_is_marked() -> None:
-    # unmarked, such a test would fail for a user without the tool instead of being skipped
-    runs = {"promtool": "promtool", "load_page": "chromium", "Browser": "chromium"}
-    unmarked = []
-    for path in sorted((REPO / "tests").glob("test_*.py")):
-        if path.name == Path(__file__).name:  # the fakes here name the tools
-            continue
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
-                continue
-            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-            used |= {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-            marked = {
-                arg.value
-                for d in node.decorator_list
-                if isinstance(d, ast.Call) and ast.unparse(d.func) == "pytest.mark.tool"
-                for arg in d.args
-            }
-            if {tool for name, tool in runs.items() if name in used} - marked:
-                unmarked.append(f"{path.name}::{node.name}")
-    assert unmarked == []

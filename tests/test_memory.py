@@ -6,7 +6,8 @@ reports its own peak RSS (``ru_maxrss``). Streaming means the peaks agree within
 15 %; a reader or stage that held the file would add hundreds of MB at 3×.
 Reduced size for CI (~65 MB and ~195 MB); ``TELEMETRY_MEMORY_ROWS`` scales it
 (the full multi-gigabyte run belongs to the benchmarks).
-"""
+
+Reference: the same run over the 1x file (peak RSS ratio), in fresh subprocesses."""
 
 from __future__ import annotations
 

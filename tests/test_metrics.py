@@ -1,4 +1,7 @@
-"""Kernels + state + finalize against the slow reference (tests/reference_metrics.py)."""
+"""Kernels + state + finalize against the slow reference (tests/reference_metrics.py).
+
+Reference: the slow twin tests/reference_metrics.py (a Python loop over records); HLL counts
+within its stated error of exact counts."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from hypothesis import strategies as st
 
 from telemetry.metrics import AggSpec, accumulate, finalize, merge
 from telemetry.metrics.frame import metric_columns
-from tests.reference_metrics import assert_matches, reference_metrics, to_batch
+from tests.reference_metrics import DISTINCT, EXACT_DISTINCT, assert_matches, reference_metrics, to_batch
 
 W15 = 15 * 60 * 1_000_000
 T0 = 1_793_491_200_000_000  # 2026-11-01T00:00:00Z, a window boundary for every window length
@@ -124,6 +127,18 @@ def test_split_invariance_bit_for_bit_with_hll_groups():
         a = whole[name].to_numpy().view(np.uint64)
         b = other[name].to_numpy().view(np.uint64)
         assert (a == b).all(), name
+
+
+def test_hll_distinct_counts_within_the_stated_error_of_exact_counts():
+    # groups past the exact limit against the exact counts of the slow twin (Python sets)
+    records = _big_records(12_000, seed=3)
+    spec = AggSpec(window="1d", by=("route",))
+    state = accumulate(to_batch(records), spec)
+    assert len(state.sources.hll_groups) == 2  # the two voice routes
+    expected = reference_metrics(records, 86_400_000_000, spec.by)
+    estimated = [row[name] for row in expected.values() for name in DISTINCT if row[name] > EXACT_DISTINCT]
+    assert len(estimated) == 2
+    assert_matches(finalize(state), expected, spec.by)
 
 
 def test_merge_function_and_pickle():

@@ -1,5 +1,8 @@
 """Unit tests of identifier normalization (telemetry.numbering, kernels/e164.py)
-and of the regex compiler it rests on (telemetry.regexdfa)."""
+and of the regex compiler it rests on (telemetry.regexdfa).
+
+Reference: phonenumbers (parse, format_number, its metadata for short codes) and Python's re for
+the regex compiler."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from kernels import e164
@@ -247,19 +250,59 @@ def test_never_raises_and_e164_is_well_formed(values, region):
 PHONE_ALPHABET = st.text(alphabet="0123456789+ -()./", min_size=1, max_size=22)
 
 
+#: The error reason (REASONS) of each phonenumbers parse error, given (region, plus).
+PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: lambda region, plus: 1 if region is None and not plus else 2,
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: lambda region, plus: 3,
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: lambda region, plus: 3,
+    phonenumbers.NumberParseException.TOO_LONG: lambda region, plus: 4,
+}
+
+
+def short_code_limit(region: str | None) -> int:
+    """The documented short-code rule, from libphonenumber's own metadata: at most 6
+    digits, and fewer than the region's shortest national number."""
+    if region is None:
+        return 6
+    lengths = phonenumbers.PhoneMetadata.metadata_for_region(region).general_desc.possible_length
+    return min(6, min(lengths) - 1)
+
+
 @settings(max_examples=400, deadline=None)
 @given(PHONE_ALPHABET, st.sampled_from([None, "GB", "US", "DE", "JP", "BR", "AR", "RU", "BB", "JE"]))
+@example("   ", "GB").via("blank: withheld")
+@example("(+)-./", "US").via("no digit: alphanumeric, kept as written")
+@example(" 840 840 ", "GB").via("six digits, no +: short in GB")
+@example("1234", "DE").via("four digits: a German national number, not a short code")
+@example("+123", None).via("a + makes it a number, however short")
 def test_phone_notation_matches_phonenumbers(text, region):
-    _, kind, _, _, _ = got = one(text, region)
-    if kind in (Kind.SHORT, Kind.ALPHANUMERIC, Kind.WITHHELD):
-        return  # our own rules (documented): short digit strings, no digits, blank
-    try:
-        n = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        assert kind == Kind.ERROR, got
-        return
-    ref = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
-    assert got == (ref, Kind.PHONE, 0, n.country_code, phonenumbers.region_code_for_number(n))
+    """Every kind checked: blank is WITHHELD, no digit ALPHANUMERIC, a short digit string
+    without + SHORT (kept trimmed), the rest exactly what phonenumbers gives (what it
+    does not see as a number at all is ALPHANUMERIC, a parse error an ERROR with its reason)."""
+    got = one(text, region)
+    digits = sum(ch.isdigit() for ch in text)
+    plus = "+" in text and not any(ch.isdigit() for ch in text[: text.index("+")])
+    if not text.strip():
+        expected = (None, Kind.WITHHELD, 0, 0, None)
+    elif not digits:
+        expected = (text.strip(), Kind.ALPHANUMERIC, 0, 0, None)
+    elif not plus and digits <= short_code_limit(region):
+        expected = (text.strip(), Kind.SHORT, 0, 0, None)
+    else:
+        try:
+            n = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException as exc:
+            if exc.error_type == exc.NOT_A_NUMBER and not plus:  # no number meant: kept as written
+                expected = (text.strip(), Kind.ALPHANUMERIC, 0, 0, None)
+            elif exc.error_type == exc.NOT_A_NUMBER:  # a + announces a number: this one is bad
+                expected = (None, Kind.ERROR, 5, 0, None)
+            else:
+                expected = (None, Kind.ERROR, PARSE_REASONS[exc.error_type](region, plus), 0, None)
+        else:
+            ref = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+            expected = (ref, Kind.PHONE, 0, n.country_code, phonenumbers.region_code_for_number(n))
+    event(expected[1].name)
+    assert got == expected, got
 
 
 def test_two_threads_get_the_same_results():

@@ -1,4 +1,6 @@
-"""telemetry.ordered.ordered_map: the engine's and the readers' in-order thread pool."""
+"""telemetry.ordered.ordered_map: the engine's and the readers' in-order thread pool.
+
+Reference: the built-in map over the same items (results, order, where an error surfaces)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Quarantine: masking, the lazy writer, and no identifier digit in rejects.jsonl."""
+"""Quarantine: masking, the lazy writer, and no identifier digit in rejects.jsonl.
+
+Reference: the rows the test writes, and every letter and digit of their identifiers searched in
+rejects.jsonl."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Rate-deck loading and longest-prefix lookup against a slow Python twin."""
+"""Rate-deck loading and longest-prefix lookup against a slow Python twin.
+
+Reference: a slow Python longest-prefix twin."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Canonical readers: round trips, bad rows with row numbers and reasons, accounting,
-format detection, the status table of SPEC 2.1, and fuzzed inputs."""
+format detection and fuzzed inputs (the status table of SPEC 2.1: tests/test_status.py).
+
+Reference: canonical records the test writes, SPEC 2's types (SPEC_RANGES), the csv/json modules."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from telemetry.generate import generate, write
 from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs
 from telemetry.readers import canonical as canonical_reader
 from telemetry.schema import CANONICAL, READ
-from telemetry.status import status_from_codes
 
 UTC = dt.timezone.utc
 
@@ -691,54 +692,6 @@ def test_detect_format(tmp_path, generated):
     assert detect_format(bad_parquet) == "parquet"  # its reader then says what is wrong
 
 
-# -- SPEC 2.1 status table ---------------------------------------------------------------------
-
-SPEC_SIP = {
-    200: "answered",
-    486: "busy",
-    600: "busy",
-    480: "no_answer",
-    408: "no_answer",
-    603: "rejected",
-    487: "cancelled",
-    503: "congestion",
-    404: "failed",
-    500: "failed",
-    302: "failed",
-    484: "failed",
-    202: "answered",
-}
-SPEC_Q850 = {
-    17: "busy",
-    18: "no_answer",
-    19: "no_answer",
-    21: "rejected",
-    34: "congestion",
-    42: "congestion",
-    1: "failed",
-    38: "failed",
-    127: "failed",
-    16: "answered",
-    31: "answered",
-}
-
-
-def test_status_from_codes_matches_spec_table():
-    sip = list(SPEC_SIP)
-    got = status_from_codes(pa.array(sip, pa.int16()), None).to_pylist()
-    assert got == [SPEC_SIP[c] for c in sip]
-    q = list(SPEC_Q850)
-    assert status_from_codes(None, np.array(q)).to_pylist() == [SPEC_Q850[c] for c in q]
-    # the SIP code wins; nulls stay null; a normal release without answer is a cancel
-    both = status_from_codes(
-        pa.array([486, None, None, 200, None]),
-        pa.array([16, 17, None, 21, 16]),
-        answered=np.array([False, False, False, True, False]),
-    )
-    assert both.to_pylist() == ["busy", "busy", None, "answered", "cancelled"]
-    assert both.type == CANONICAL.field("status").type
-
-
 def test_csv_rows_pyarrow_skips_while_a_batch_is_out_are_counted_once(tmp_path):
     # pyarrow parses ahead and calls the invalid-row handler from its own thread while
     # the previous batch is out: the rejects it reports then belong to a later batch, not
@@ -842,13 +795,28 @@ def test_fuzz_jsonl_lines_accounted(tmp_path_factory, lines):
     assert table.schema == CANONICAL
 
 
+#: Each numeric column's range, from SPEC section 2's type and the value's own standard
+#: (not the reader's constants): (lowest, highest, integer?).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+SPEC_RANGES = {
+    "pdd_ms": (0, 2**31 - 1, True),  # int32; a delay is not negative
+    "duration_ms": (0, 2**63 - 1, True),  # int64; talk time is not negative
+    "sip_code": (100, 699, True),  # int16; RFC 3261 section 7.2: classes 1xx to 6xx
+    "q850_cause": (0, 127, True),  # int16; ITU-T Q.850: a 7-bit cause value
+    "mos": (1.0, 5.0, False),  # float32; ITU-T P.800 opinion scale 1 to 5
+    "jitter_ms": (0.0, FLOAT32_MAX, False),  # float32; RFC 3550 jitter is not negative
+    "packet_loss_pct": (0.0, 100.0, False),  # float32; a percentage
+    "rtt_ms": (0.0, FLOAT32_MAX, False),  # float32
+}
+
+
 TYPED = [(pa.int16(), st.integers(-(2**15), 2**15 - 1)), (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
          (pa.int64(), st.integers(-(2**63), 2**63 - 1)), (pa.uint8(), st.integers(0, 255)),
          (pa.float32(), st.floats(width=32)), (pa.float64(), st.floats())]  # fmt: skip
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=st.data(), typed=st.sampled_from(TYPED), name=st.sampled_from(["pdd_ms", "duration_ms", "sip_code", "q850_cause", "mos", "jitter_ms", "packet_loss_pct"]))  # fmt: skip
+@given(data=st.data(), typed=st.sampled_from(TYPED), name=st.sampled_from(sorted(SPEC_RANGES)))  # fmt: skip
 def test_typed_numbers_are_checked_per_row_as_values(data, typed, name):
     _check_typed_numbers(data.draw(st.lists(st.one_of(st.none(), typed[1]), max_size=30)), typed[0], name,
                          data.draw(st.integers(0, 3)))  # fmt: skip
@@ -872,6 +840,7 @@ def test_typed_numbers_beyond_float_precision():
     _check_typed_numbers([2**60 + 1, -1, None], pa.int64(), "jitter_ms", 1)
     _check_typed_numbers([2**60 + 1, 3], pa.int64(), "rtt_ms", 0)
     _check_typed_numbers([1e300, 5.0, None, 2.5], pa.float64(), "duration_ms", 2)
+    _check_typed_numbers([1e300, FLOAT32_MAX, 3.5e38, 2.0, None], pa.float64(), "jitter_ms", 0)  # beyond float32
 
 
 def _check_typed_numbers(values, kind, name, skip):
@@ -884,19 +853,14 @@ def _check_typed_numbers(values, kind, name, skip):
 
     array = pa.array([None] * skip + values, kind).slice(skip)
     verdict = _convert.Verdict(len(values))
-    if name in _convert.INTS:
-        out = _convert._int(array, name, verdict)
-        low, high = _convert.INTS[name][1:]
-        whole = [v is None or (math.isfinite(v) and float(v).is_integer() and -(2**63) <= v < 2**63) for v in values]
-    else:
-        out = _convert._float(array, name, verdict)
-        low, high = _convert.FLOATS[name]
-        whole = [True] * len(values)
-    fits = [v is None or (w and math.isfinite(v) and v >= low and (high is None or v <= high)) for v, w in zip(values, whole)]
+    low, high, integer = SPEC_RANGES[name]
+    out = (_convert._int if integer else _convert._float)(array, name, verdict)
+    whole = [v is None or not integer or (math.isfinite(v) and float(v).is_integer()) for v in values]
+    fits = [v is None or (w and math.isfinite(v) and low <= v <= high) for v, w in zip(values, whole)]
     assert verdict.bad.tolist() == [not f for f in fits]
     kept = [v if f else None for v, f in zip(values, fits)]
     got = out.to_pylist()
-    if name in _convert.INTS:
+    if integer:
         assert got == [None if v is None else int(v) for v in kept]
     elif pa.types.is_integer(kind):  # integers beyond 2^24 round to the nearest float32
         assert got == [None if v is None else float(np.float32(np.int64(v) if v < 2**63 else v)) for v in kept]

@@ -1,17 +1,22 @@
 """Twilio, SMPP delivery-receipt and mapped readers: published receipts, fixtures written
 from each format's documentation, generate → read round trips against a per-row
-projection of the canonical records, bad input, and hypothesis fuzzing."""
+projection of the canonical records, bad input, and hypothesis fuzzing.
+
+Reference: published SMPP receipts, vendor-documented fixtures, per-row projections
+(tests/projections.py), email.utils for Twilio times."""
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import telemetry
@@ -435,7 +440,8 @@ def rfc2822_times(draw) -> str:
     clock = f"{draw(st.integers(0, 25)):02d}:{draw(st.integers(0, 61)):02d}"
     if draw(st.booleans()):
         clock += f":{draw(st.integers(0, 61)):02d}"
-    zones = ["+0000", "-0000", "+0100", "-0530", "+2359", "+2400", "-0190", "GMT", "UT", "Z", "EST"]
+    zones = ["+0000", "-0000", "+0100", "-0530", "+2359", "+2400", "-0190", "GMT", "UT", "Z", "EST", "pdt",
+             "utc", "CET"]
     zone = draw(st.sampled_from(zones))
     weekday = draw(st.sampled_from(["", "Mon, ", "Tue,", "Sun,  "]))
     text = f"{weekday}{day:0{draw(st.integers(1, 2))}d} {month} {year:04d} {clock} {zone}"
@@ -443,10 +449,28 @@ def rfc2822_times(draw) -> str:
     return draw(st.sampled_from([text, text, text, *others]))
 
 
+def stdlib_time(value: str | None) -> dt.datetime | None:
+    """The reference: ``email.utils.parsedate_to_datetime`` for RFC 2822, else
+    ``datetime.fromisoformat`` (Z as UTC); a time without a zone (RFC 2822's -0000)
+    is UTC, a zone name email.utils does not know (``CET``) is no time at all, not
+    UTC. ValueError where the standard library sees no time."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    else:
+        if parsed.tzinfo is None and not text.endswith("-0000"):
+            raise ValueError("a zone email.utils does not know")
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(rfc2822_times(), st.none()), min_size=1, max_size=12))
-def test_vectorized_rfc2822_times_read_as_parse_time(values):
-    # the one-pass reading of Twilio's times gives each row what parse_time gives it
+def test_vectorized_rfc2822_times_read_as_the_standard_library_does(values):
+    # the one-pass reading of Twilio's times, and parse_time, give each row what the stdlib gives
     from telemetry.readers._convert import Verdict
     from telemetry.readers.twilio import _times
 
@@ -455,10 +479,49 @@ def test_vectorized_rfc2822_times_read_as_parse_time(values):
     expected, bad = [], []
     for value in values:
         try:
-            expected.append(parse_time(value))
-            bad.append(False)
+            expected.append(stdlib_time(value))
         except (ValueError, OverflowError):
             expected.append(None)
-            bad.append(True)
+        bad.append(value is not None and value.strip() != "" and expected[-1] is None)
+        event("bad" if bad[-1] else "read")
+        if not bad[-1]:
+            assert parse_time(value) == expected[-1]
+        else:
+            with pytest.raises((ValueError, OverflowError)):
+                parse_time(value)
     assert got == expected
     assert verdict.bad.tolist() == bad
+
+
+# -- Twilio trunking directions and withheld callers, through `telemetry process` -------------
+
+
+def _process(tmp_path, env, fixture: str, *extra: str) -> pl.DataFrame:
+    out = tmp_path / "out"
+    done = run_cli("process", str(FIXTURES / fixture), "--out", str(out), "--k", "1",
+                   "--by", "direction", *extra, env=env)
+    assert done.returncode == 0, done.stderr
+    return pl.read_parquet(out / "metrics" / "**" / "*.parquet").sort("direction")
+
+
+def test_process_trunking_directions(tmp_path, key_env):
+    # the Call resource: trunking-terminating = from the customer to the PSTN (outbound),
+    # trunking-originating = from the PSTN to the customer (inbound)
+    got = _process(tmp_path, key_env, "twilio-calls-trunking.json").select(
+        "direction", "attempts", "answered", "busy", "no_answer", "total_duration_s")
+    assert got.rows() == [
+        ("inbound", 3, 2, 0, 1, 45.0 + 20.0),  # 2 trunking-originating + 1 inbound
+        ("outbound", 4, 3, 1, 0, 60.0 + 30.0 + 10.0),  # 3 trunking-terminating + 1 outbound-api
+    ]
+
+
+def test_process_withheld_twilio_callers(tmp_path, key_env):
+    # five calls from Twilio's placeholders (ANONYMOUS, UNAVAILABLE, RESTRICTED, BLOCKED,
+    # UNKNOWN on a keypad), three from two real numbers
+    got = _process(tmp_path, key_env, "twilio-calls-withheld.csv", "--emit-records")
+    assert got.select("direction", "attempts", "answered", "busy", "no_answer",
+                      "distinct_sources", "distinct_destinations").rows() == [
+        ("inbound", 8, 6, 1, 1, 2, 1)]
+    records = pl.read_parquet(tmp_path / "out" / "records" / "**" / "*.parquet")
+    assert records["source_withheld"].sum() == 5
+    assert records.filter(pl.col("source_withheld"))["source"].null_count() == 5

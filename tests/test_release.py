@@ -1,4 +1,6 @@
-"""The k-threshold release rule against the reference and by hand."""
+"""The k-threshold release rule against the reference and by hand.
+
+Reference: reference_release of tests/reference_metrics.py and cases worked by hand."""
 
 from __future__ import annotations
 

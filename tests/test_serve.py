@@ -1,4 +1,7 @@
-"""``telemetry serve``: the real HTTP exporter, scraped over loopback."""
+"""``telemetry serve``: the real HTTP exporter, scraped over loopback.
+
+Reference: the metric rows on disk read with Polars, the guard's rule recomputed in DuckDB,
+promtool."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from prometheus_client import generate_latest
@@ -22,6 +27,8 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks import prometheus
 from telemetry.sinks.metricsdir import METRIC_COLUMNS, OTHER
+from tests import metricrows
+from tests.conftest import promtool
 
 KEY = bytes(range(32))
 # SPEC section 4 fixes these column names; promtool's lint prefers base units
@@ -106,10 +113,9 @@ def test_exposition_matches_latest_window(server: Server, dataset: Path) -> None
     assert samples[("telemetry_series_merged", frozenset())] == 0
 
 
-@pytest.mark.tool("promtool")
 def test_promtool_accepts_the_exposition(server: Server) -> None:
     _, text = server.get()
-    res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    res = promtool("check", "metrics", input=text)
     # exit 1 is a parse error; 3 is lint findings, allowed only for the SPEC's unit suffixes
     assert res.returncode in (0, 3), res.stdout + res.stderr
     findings = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
@@ -231,3 +237,89 @@ def test_unreadable_file_is_a_warning_not_a_traceback(tmp_path: Path, dataset: P
     err = s.proc.stderr.read()
     assert "telemetry_asr" not in text and "telemetry_records_total" not in text
     assert "Traceback" not in err and "exposing no metrics this scrape" in err
+
+
+# Recomputed in DuckDB from the rows the test wrote: the guard keeps the busiest rows
+# (attempts + submitted) and merges the rest of each channel; ratios come from the summed
+# counts (NER's numerator is every call that reached the user, dlr_rate's every final status).
+_GUARD_SQL = """
+WITH latest AS (SELECT * FROM rows WHERE window_end = (SELECT max(window_end) FROM rows)),
+ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY rolled_up ORDER BY coalesce(attempts, 0) + coalesce(submitted, 0) DESC)
+              AS rank
+    FROM (SELECT *, coalesce(route = '__other__' AND dst_region = '__other__', false) AS rolled_up FROM latest)),
+rest AS (SELECT * FROM ranked WHERE rolled_up OR rank > $keep)
+"""
+_KEPT_SQL = _GUARD_SQL + "SELECT * EXCLUDE (rank, rolled_up) FROM ranked WHERE NOT rolled_up AND rank <= $keep"
+_MERGED_SQL = _GUARD_SQL + """
+SELECT channel, '__other__' AS route, '__other__' AS dst_region, count(*) AS merged,
+       sum(attempts) AS attempts, sum(answered) AS answered, sum(busy) AS busy, sum(no_answer) AS no_answer,
+       sum(rejected) AS rejected, sum(cancelled) AS cancelled, sum(failed) AS failed,
+       sum(congestion) AS congestion, sum(total_duration_s) AS total_duration_s,
+       sum(submitted) AS submitted, sum(delivered) AS delivered, sum(undelivered) AS undelivered,
+       sum(expired) AS expired, sum(deleted) AS deleted, sum(pending) AS pending,
+       sum(answered) / nullif(sum(attempts), 0) AS asr,
+       (sum(answered) + sum(busy) + sum(no_answer) + sum(rejected)) / nullif(sum(attempts), 0) AS ner,
+       sum(acd_s * answered) / nullif(sum(answered) FILTER (WHERE acd_s IS NOT NULL), 0) AS acd_s,
+       sum(short_call_ratio * answered)
+           / nullif(sum(answered) FILTER (WHERE short_call_ratio IS NOT NULL), 0) AS short_call_ratio,
+       sum(delivered) / nullif(sum(submitted), 0) AS delivery_rate,
+       (sum(delivered) + sum(undelivered) + sum(expired) + sum(rejected) + sum(deleted))
+           / nullif(sum(submitted), 0) AS dlr_rate
+FROM rest GROUP BY channel
+"""
+
+
+def test_merged_other_row_matches_duckdb(tmp_path: Path) -> None:
+    """Every column of the exposition under the cardinality guard, the merged
+    ``__other__`` rows included, against the guard's documented rule run in DuckDB."""
+    rng = np.random.default_rng(20)
+    hour = dt.timedelta(hours=1)
+    start = dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)
+    volumes = iter(rng.permutation(np.arange(60, 60 + 13 * 40, 13)).tolist())  # all distinct: one ranking
+    rows = []
+    for t in (start - hour, start):  # the older window must not leak into the latest one
+        w = metricrows.window(t, hour)
+        for channel, make in (("voice", metricrows.voice_row), ("voicemail", metricrows.voice_row),
+                              ("sms", metricrows.message_row)):
+            for route in ("trunk-a", "trunk-b", "trunk-c", "trunk-d"):
+                for region in ("GB-ENG", "GB-SCT", None):
+                    volume = next(volumes) if t == start else 100
+                    rows.append(w | {"channel": channel, "route": route, "dst_region": region} | make(rng, volume))
+            rows.append(w | {"channel": channel, "route": OTHER, "dst_region": OTHER} | make(rng, 7))  # a roll-up
+    quiet = next(r for r in rows if r["window_start"] == start and r["channel"] == "voicemail")
+    quiet |= {"answered": 0, "no_answer": quiet["no_answer"] + quiet["answered"], "acd_s": None,
+              "short_call_ratio": None}  # no answered call: no ACD
+    metricrows.write(tmp_path, rows)
+
+    max_series = 20
+    s = Server(tmp_path, "--max-series", str(max_series))
+    try:
+        samples = _samples(s.get()[1])
+    finally:
+        s.stop()
+
+    channels = 3
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW rows AS SELECT * FROM read_parquet('{tmp_path}/metrics/*/*.parquet')")
+    kept, merged = (pl.from_arrow(con.sql(sql, params={"keep": max_series - channels}).to_arrow_table())
+                    for sql in (_KEPT_SQL, _MERGED_SQL))
+    assert kept.height == max_series - channels and merged.height == channels
+    assert samples[("telemetry_series_merged", frozenset())] == merged["merged"].sum() > channels
+
+    def labels(row: dict) -> frozenset:
+        return frozenset({"channel": row["channel"], "route": row["route"] or "",
+                          "dst_region": row["dst_region"] or ""}.items())
+
+    expected = {}
+    for row in [*kept.iter_rows(named=True), *merged.iter_rows(named=True)]:
+        for column in METRIC_COLUMNS:  # a column the merged rows do not carry is left out
+            expected[(f"telemetry_{column}", labels(row))] = row.get(column)
+    checked = 0
+    for key, value in expected.items():
+        if value is None:
+            assert key not in samples, key
+        else:
+            assert samples[key] == pytest.approx(float(value), rel=1e-12), key
+            checked += 1
+    assert checked == sum(1 for name, _ in samples if name.removeprefix("telemetry_") in METRIC_COLUMNS)

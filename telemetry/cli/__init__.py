@@ -3,8 +3,11 @@
 Each command lives in its own module exposing ``register(subparsers)``, which
 adds its parser and sets ``func`` (a callable taking the parsed arguments and
 returning the exit code). Exit codes (SPEC section 6): 0 success, 1 completed
-with quarantined rows, 2 usage or configuration error. Errors are one line on
-stderr and never echo identifiers or key material.
+with quarantined rows, 2 usage or configuration error (anything that stops a run
+for a reason the user can fix, a file system's refusal such as a full disk
+included), 3 internal error (a bug: reported as one line naming only the
+exception's type, the traceback's frames shown with ``-v``), 130 interrupted.
+Errors are one line on stderr and never echo identifiers or key material.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from telemetry.errors import TelemetryError
 
-COMMANDS = ("demo", "process", "generate", "pseudonym", "keys", "optout", "serve", "alerts", "report")
+#: Exit code of an unexpected exception (a bug), distinct from 1 "completed, rows quarantined".
+INTERNAL_ERROR = 3
+COMMANDS = ("demo", "process", "stream", "generate", "pseudonym", "keys", "optout", "serve", "alerts", "report")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"telemetry.cli.{name}").register(sub)
     return parser
+
+
+def config_notice(path: str | None) -> None:
+    """Say on stderr which configuration file a command applied (``--config``, else
+    ``./telemetry.toml``): a file left in the working directory would otherwise change a
+    run with no word. Called once the settings were accepted, so an error stays one line."""
+    from telemetry.config import config_file
+
+    found = config_file(path)
+    if found is not None:
+        where = " (found in the working directory)" if path is None else ""
+        print(f"telemetry: configuration from {found}{where}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("telemetry: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file system's refusal (disk full, no permission): the user's to fix
+        if exc.errno is None or not exc.strerror:
+            return _internal_error(exc, args.verbose)
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        print(f"telemetry: error: {exc.strerror}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return _internal_error(exc, args.verbose)
+
+
+def _internal_error(exc: Exception, verbose: bool) -> int:
+    """Report a bug: its message may quote data, so only the exception's type is shown."""
+    name = type(exc).__name__
+    if verbose:  # where it happened: the frames, not the message
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        print(f"Traceback (most recent call last):\n{frames}{name} (message withheld)", file=sys.stderr)
+    print(f"telemetry: internal error ({name}); run again with -v for the traceback and report it",
+          file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def entry() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -15,8 +14,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from telemetry.cli import config_notice
     from telemetry.config import load_config, make_options
     from telemetry.errors import ConfigError
+    from telemetry.files import replace_file
     from telemetry.sinks.alerts import rules, rules_yaml
 
     opts = make_options(load_config(args.config))
@@ -24,14 +25,13 @@ def run(args: argparse.Namespace) -> int:
     if section is not None and not isinstance(section, dict):
         raise ConfigError("[alerts] in the configuration must be a table")
     text = rules_yaml(section)
+    config_notice(args.config)
     if args.out == "-":
         print(text, end="")
         return 0
     target = Path(args.out)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text, "utf-8")
-        os.replace(tmp, target)
+        replace_file(target, text)
     except OSError as exc:
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"wrote {len(rules(section))} alerting rules to {target}")

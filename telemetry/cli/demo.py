@@ -66,7 +66,7 @@ def compile_progress():
 
     def note(name: str) -> None:
         if not compiled:
-            where = _jit.CACHE_DIR or "nowhere: TELEMETRY_CACHE_DIR is off"
+            where = _jit.CACHE_DIR or f"nowhere: {_jit.NO_CACHE_REASON}"
             progress.done(f"first run here: compiling the kernels it needs, about a minute, once (kept in {where})")
         compiled.append(name)
         progress.show(f"compiling kernel {len(compiled)}: {name}")

@@ -47,11 +47,13 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     tune_allocators()
+    from telemetry.cli import config_notice
     from telemetry.config import load_config, make_options
     from telemetry.pipeline import run as run_pipeline
     from telemetry.progress import Progress
 
     opts = make_options(load_config(args.config), **options_from_args(args))
+    config_notice(args.config)
     keyring = keyring_from_args(args)
     from pathlib import Path
 

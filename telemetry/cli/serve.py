@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from typing import Any
 
 from telemetry.errors import ConfigError
+
+log = logging.getLogger("telemetry")
 
 _KEYS = ("host", "port", "max_series")
 
@@ -45,7 +48,21 @@ def serve_settings(section: Any, args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def loopback(host: str) -> bool:
+    """Whether ``host`` binds to loopback only (``localhost`` or a loopback address); a
+    wildcard (``0.0.0.0``, ``::``), another address or another name is not."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
+    from telemetry.cli import config_notice
     from telemetry.config import load_config, make_options
     from telemetry.sinks import prometheus
     from telemetry.sinks.metricsdir import check_dir
@@ -53,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     out = check_dir(args.dir)
     opts = make_options(load_config(args.config))
     s = serve_settings(opts.extra.get("serve", {}), args)
+    config_notice(args.config)
+    if not loopback(s["host"]):
+        log.warning("serve: %s is not a loopback address: anyone who can reach it reads the metrics "
+                    "(the endpoint has no authentication); bind 127.0.0.1 unless that is intended", s["host"])
     server, thread = prometheus.serve(out, host=s["host"], port=s["port"], max_series=s["max_series"])
     host = s["host"] if ":" not in s["host"] else f"[{s['host']}]"
     print(f"serving http://{host}:{server.server_port}/metrics from {out} (Ctrl-C to stop)", flush=True)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import aggregate as agg
+from telemetry.metrics.intervals import bounds, wilson
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
 from telemetry.schema import CHANNELS, MESSAGE_CHANNELS, STATUSES
@@ -27,12 +28,15 @@ OTHER = "__other__"
 
 VOICE_COLUMNS = (
     "attempts", "answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion",
-    "asr", "ner", "ser", "seer", "isa", "acd_s", "total_duration_s", "short_call_ratio",
+    "asr", "asr_lo", "asr_hi", "ner", "ner_lo", "ner_hi", "ser", "ser_lo", "ser_hi",
+    "seer", "seer_lo", "seer_hi", "isa", "isa_lo", "isa_hi", "acd_s", "total_duration_s",
+    "short_call_ratio", "short_call_ratio_lo", "short_call_ratio_hi",
     "pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms", "mos_mean", "jitter_p95_ms", "packet_loss_mean_pct",
 )
 MESSAGE_COLUMNS = (
     "submitted", "delivered", "undelivered", "expired", "deleted", "pending",
-    "delivery_rate", "dlr_rate", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+    "delivery_rate", "delivery_rate_lo", "delivery_rate_hi", "dlr_rate", "dlr_rate_lo", "dlr_rate_hi",
+    "latency_p50_s", "latency_p95_s", "latency_p99_s",
 )  # ``rejected`` is shared with voice and sits among the voice columns
 DISTINCT_COLUMNS = ("distinct_sources", "distinct_destinations")
 _COUNT_NAMES = {
@@ -114,10 +118,15 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     def count(values: np.ndarray, rows: np.ndarray) -> pa.Array:
         return pa.array(values.astype(np.int64), pa.int64(), mask=~rows)
 
-    def ratio(num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> pa.Array:
+    def ratio(name: str, num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> None:
+        """The ratio column ``name`` and its Wilson bounds, null where ``den`` is 0."""
         with np.errstate(divide="ignore", invalid="ignore"):
             value = num.astype(np.float64) / den.astype(np.float64)
-        return pa.array(value, pa.float64(), mask=~rows | (den == 0))
+        mask = ~rows | (den == 0)
+        lo, hi = wilson(num, den)
+        columns[name] = pa.array(value, pa.float64(), mask=mask)
+        for bound, values in zip(bounds(name), (lo, hi)):
+            columns[bound] = pa.array(values, pa.float64(), mask=mask)
 
     def floats(value: np.ndarray, rows: np.ndarray) -> pa.Array:
         return pa.array(value, pa.float64(), mask=~rows | np.isnan(value))
@@ -129,17 +138,17 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     columns["rejected"] = count(status("rejected"), np.ones(g, bool))
     for name in ("cancelled", "failed", "congestion"):
         columns[name] = count(status(name), voice)
-    columns["asr"] = ratio(answered, records, voice)
-    columns["ner"] = ratio(answered + status("busy") + status("no_answer") + status("rejected"), records, voice)
+    ratio("asr", answered, records, voice)
+    ratio("ner", answered + status("busy") + status("no_answer") + status("rejected"), records, voice)
     sip_n = c[:, agg.SIP_N]
-    columns["ser"] = ratio(c[:, agg.SIP_200], sip_n - c[:, agg.SIP_3XX] - c[:, agg.SIP_AUTH], voice)
-    columns["seer"] = ratio(c[:, agg.SEER_NUM], sip_n - c[:, agg.SIP_3XX], voice)
-    columns["isa"] = ratio(c[:, agg.ISA_NUM], sip_n, voice)
+    ratio("ser", c[:, agg.SIP_200], sip_n - c[:, agg.SIP_3XX] - c[:, agg.SIP_AUTH], voice)
+    ratio("seer", c[:, agg.SEER_NUM], sip_n - c[:, agg.SIP_3XX], voice)
+    ratio("isa", c[:, agg.ISA_NUM], sip_n, voice)
     with np.errstate(divide="ignore", invalid="ignore"):
         acd = c[:, agg.DUR_ANSWERED_MS].astype(np.float64) / answered / 1000.0
     columns["acd_s"] = floats(np.where(answered > 0, acd, np.nan), voice)
     columns["total_duration_s"] = floats(c[:, agg.DUR_TOTAL_MS].astype(np.float64) / 1000.0, voice)
-    columns["short_call_ratio"] = ratio(c[:, agg.SHORT], answered, voice)
+    ratio("short_call_ratio", c[:, agg.SHORT], answered, voice)
     pdd, _ = state.pdd.quantiles(g)
     for q, name in enumerate(("pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms")):
         columns[name] = floats(pdd[:, q], voice)
@@ -153,8 +162,8 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     for name in ("delivered", "undelivered", "expired", "deleted"):
         columns[name] = count(status(name), message)
     columns["pending"] = count(records - final, message)
-    columns["delivery_rate"] = ratio(status("delivered"), records, message)
-    columns["dlr_rate"] = ratio(final, records, message)
+    ratio("delivery_rate", status("delivered"), records, message)
+    ratio("dlr_rate", final, records, message)
     latency, _ = state.latency.quantiles(g)
     for q, name in enumerate(("latency_p50_s", "latency_p95_s", "latency_p99_s")):
         columns[name] = floats(latency[:, q] / 1e6, message)

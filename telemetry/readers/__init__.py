@@ -40,12 +40,59 @@ class Reject:
 @dataclass
 class ReadBatch:
     """Good rows of one file in the canonical schema, their 1-based input row numbers
-    (data rows: a header does not count), and the rejects met on the way."""
+    (data rows: a header does not count), and the rejects met on the way. A batch
+    gathered from several small files (:class:`Coalescer`) names them in ``files``,
+    with each row's file in ``file_ids``."""
 
     batch: pa.RecordBatch
     rows: np.ndarray
     rejects: list[Reject]
     file: str
+    files: tuple[str, ...] = ()
+    file_ids: np.ndarray | None = None
+
+    def file_of(self, i: int) -> str:
+        """The file row ``i`` came from."""
+        return self.file if self.file_ids is None else self.files[int(self.file_ids[i])]
+
+
+class Coalescer:
+    """Gathers the batches of small files into batches of about ``batch_rows`` rows.
+
+    Every batch costs a fixed amount of work besides its rows (kernel calls, a
+    partial state, its merge); a stream of per-call or per-minute files of a few
+    hundred records would pay it per file. Batches of at least a quarter of
+    ``batch_rows`` pass through as they are (after what is held)."""
+
+    def __init__(self, batch_rows: int) -> None:
+        self.batch_rows = batch_rows
+        self._held: list[ReadBatch] = []
+        self._rows = 0
+
+    def add(self, read: ReadBatch) -> list[ReadBatch]:
+        """``read`` taken in; the batches now ready, in order."""
+        if read.batch.num_rows >= self.batch_rows // 4:
+            return [*self.flush(), read]
+        ready = self.flush() if self._held and read.batch.schema != self._held[0].batch.schema else []
+        self._held.append(read)
+        self._rows += read.batch.num_rows
+        return ready + self.flush() if self._rows >= self.batch_rows else ready
+
+    def flush(self) -> list[ReadBatch]:
+        """What is held, as one batch (none when nothing is)."""
+        held, self._held, self._rows = self._held, [], 0
+        if len(held) <= 1:
+            return held
+        files = tuple(dict.fromkeys(name for r in held for name in (r.files if r.file_ids is not None else (r.file,))))
+        index = {name: i for i, name in enumerate(files)}
+        ids = np.concatenate([
+            np.full(r.batch.num_rows, index[r.file], np.int32) if r.file_ids is None
+            else np.asarray([index[name] for name in r.files], np.int32)[r.file_ids]
+            for r in held
+        ])
+        table = pa.Table.from_batches([r.batch for r in held]).combine_chunks()
+        return [ReadBatch(_one_batch(table), np.concatenate([r.rows for r in held]),
+                          [x for r in held for x in r.rejects], held[0].file, files, ids)]
 
 
 @dataclass(frozen=True)
@@ -98,6 +145,9 @@ class ReaderFormat:
     independent parts, the file as :class:`Piece` objects, which together yield
     what ``read`` yields (batches of at most ``batch_rows`` rows), or None when this
     file is better read by ``read``; see :func:`plan_inputs`.
+    ``notes(options)``: one-line warnings an operator must see about what this format's
+    records mean under these settings (a duration that includes ringing…); a run that
+    reads the format logs them and lists them in ``run.json`` (:func:`notes`).
     """
 
     name: str
@@ -108,6 +158,7 @@ class ReaderFormat:
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
     settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     pieces: Callable[[str, int, ReaderOptions], list[Piece] | None] | None = None
+    notes: Callable[[ReaderOptions], list[str]] | None = None
 
 
 _REGISTRY: dict[str, ReaderFormat] = {}
@@ -195,6 +246,8 @@ def detect_format(path: str | os.PathLike) -> str:
         raise _undetected(path, "it is empty")
     if by_ext is not None and by_ext.name not in _GENERIC and _recognizes(by_ext, head):
         return by_ext.name
+    if _recognizes(_REGISTRY["parquet"], head):  # binary magic: no text sniffer needs to look
+        return "parquet"
     vendors = [
         f.name for f in _REGISTRY.values() if f.name not in _GENERIC and _recognizes(f, head)
     ]
@@ -263,14 +316,31 @@ def plan_inputs(
     """:func:`open_inputs` for a pool of threads: files of a format that splits them
     come as :class:`Piece` objects, for the threads to read side by side (each piece's
     batches hold at most ``batch_rows`` rows, not exactly that many); the others as
-    their batches, read here. In file order, each file's rows in order."""
+    their batches, read here, the batches of small files gathered (:class:`Coalescer`).
+    In file order, each file's rows in order."""
     options = options or ReaderOptions()
+    small = Coalescer(batch_rows)
     for path, reader in _readers(paths, fmt, batch_rows, "plan_inputs"):
         pieces = None if reader.pieces is None else reader.pieces(path, batch_rows, options)
         if pieces is None:
-            yield from rebatch(reader.read(path, batch_rows, options), batch_rows)
+            for read in rebatch(reader.read(path, batch_rows, options), batch_rows):
+                yield from small.add(read)
         else:
+            yield from small.flush()
             yield from pieces
+    yield from small.flush()
+
+
+def notes(
+    paths: Sequence[str | os.PathLike], fmt: str = "auto", options: ReaderOptions | None = None
+) -> list[str]:
+    """The :attr:`ReaderFormat.notes` of the formats ``paths`` are read with, each once."""
+    options = options or ReaderOptions()
+    found: dict[str, None] = {}
+    for _, reader in _readers(paths, fmt, 1, "notes"):
+        if reader.notes is not None:
+            found.update(dict.fromkeys(reader.notes(options)))
+    return list(found)
 
 
 def _readers(

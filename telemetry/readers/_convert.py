@@ -14,12 +14,14 @@ Accepted values (documented in docs/ as the input contract):
 - integers: optional sign and decimal digits (no hex, no exponent); ``pdd_ms`` and
   ``duration_ms`` must not be negative, ``sip_code`` is 100–699, ``q850_cause`` 0–127;
 - floats: decimal or exponent notation, finite; ``mos`` 1–5, ``packet_loss_pct``
-  0–100, ``jitter_ms`` and ``rtt_ms`` not negative;
+  0–100, ``jitter_ms`` and ``rtt_ms`` not negative; all within float32 (SPEC 2's
+  type: a larger value would be stored as infinity);
 - ``roaming``: true/false, yes/no, t/f, y/n, 1/0 in any case;
 - ``channel``, ``direction``, ``status``: the SPEC 2.1 vocabulary in any case, with
   blanks, hyphens and underscores interchangeable, plus the spellings in
   :mod:`telemetry.status`; an empty ``channel`` is ``voice``; an empty ``status``
-  is derived from ``sip_code`` / ``q850_cause`` when those are present;
+  is derived from ``sip_code`` / ``q850_cause`` when those are present, with what
+  ``answer_time``, ``duration_ms`` and ``pdd_ms`` show (:func:`telemetry.status.shown`);
 - empty text is null; ``answer_time`` and ``end_time`` must not precede ``start_time``.
 
 Reasons name the column and the rule, never the value.
@@ -48,6 +50,7 @@ from telemetry.status import (
     DIRECTION_ALIASES,
     STATUS_ALIASES,
     fold,
+    shown,
     status_from_codes,
 )
 
@@ -69,17 +72,21 @@ INTS: dict[str, tuple[pa.DataType, int, int | None]] = {
     "sip_code": (pa.int16(), 100, 699),
     "q850_cause": (pa.int16(), 0, 127),
 }
-FLOATS: dict[str, tuple[float, float | None]] = {
+#: Largest finite float32 (SPEC 2 types these columns float32): a larger value would be stored as inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOATS: dict[str, tuple[float, float]] = {
     "mos": (1.0, 5.0),
-    "jitter_ms": (0.0, None),
+    "jitter_ms": (0.0, FLOAT32_MAX),
     "packet_loss_pct": (0.0, 100.0),
-    "rtt_ms": (0.0, None),
+    "rtt_ms": (0.0, FLOAT32_MAX),
 }
 VOCABULARIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "channel": (CHANNELS, CHANNEL_ALIASES),
     "direction": (DIRECTIONS, DIRECTION_ALIASES),
     "status": (STATUSES, STATUS_ALIASES),
 }
+# what shows how far a call got: answered, alerted (telemetry.status.shown)
+PROGRESS = ("answer_time", "duration_ms", "pdd_ms")
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -100,10 +107,7 @@ _BOUNDS = {
     name: (pa.scalar(low, pa.int64()), None if high is None else pa.scalar(high, pa.int64()))
     for name, (_, low, high) in INTS.items()
 }
-_FLOAT_BOUNDS = {
-    name: (pa.scalar(low), None if high is None else pa.scalar(high))
-    for name, (low, high) in FLOATS.items()
-}
+_FLOAT_BOUNDS = {name: (pa.scalar(low), pa.scalar(high)) for name, (low, high) in FLOATS.items()}
 
 _ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
 _ZONE = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
@@ -156,6 +160,9 @@ def to_canonical(
             continue
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
+        if pa.types.is_nested(raw.type):  # a list or struct column (Parquet): no row has a scalar
+            verdict.flag(validity(raw), f"{name}: nested value where a scalar belongs")
+            raw = pa.nulls(n, pa.string())
         if name in DICTIONARY_TEXT and schema is READ:
             out[name] = _dictionary_text(raw, name, verdict)
         elif name in TEXT:
@@ -175,10 +182,10 @@ def to_canonical(
         out["channel"] = _fill_dictionary(out["channel"], CHANNELS.index("voice"))
     status = out["status"]
     if status.null_count and ("sip_code" in columns or "q850_cause" in columns):
-        answered = None
-        if "answer_time" in columns:
-            answered = validity(out["answer_time"])
-        derived = status_from_codes(out["sip_code"], out["q850_cause"], answered)
+        answered, alerted = shown(
+            *(out[name] if name in columns else None for name in PROGRESS), n=n
+        )
+        derived = status_from_codes(out["sip_code"], out["q850_cause"], answered, alerted)
         # both index the full STATUSES dictionary, so rows combine by index
         out["status"] = pa.DictionaryArray.from_arrays(
             pc.coalesce(status.indices, derived.indices), status.dictionary
@@ -400,7 +407,7 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
     if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
         lo, hi = _bounds(raw, low)
         # NaN and ±inf show in the minimum or maximum: finite bounds mean finite values
-        if math.isfinite(lo) and math.isfinite(hi) and lo >= low and (high is None or hi <= high):
+        if math.isfinite(lo) and math.isfinite(hi) and lo >= low and hi <= high:
             # typed input within range: nothing to check per row (integers beyond 2^24 round)
             return pc.cast(raw, pa.float32(), safe=False)
         values = pc.cast(raw, pa.float64(), safe=False)
@@ -414,8 +421,7 @@ def _float(raw: pa.Array, name: str, verdict: Verdict) -> pa.Array:
             verdict.flag(failed, f"{name}: not a number")
     bad = pc.invert(pc.is_finite(values))
     bad = pc.or_(bad, pc.less(values, _FLOAT_BOUNDS[name][0]))
-    if high is not None:
-        bad = pc.or_(bad, pc.greater(values, _FLOAT_BOUNDS[name][1]))
+    bad = pc.or_(bad, pc.greater(values, _FLOAT_BOUNDS[name][1]))
     bad = pc.fill_null(bad, NO)
     verdict.flag(bad, f"{name}: out of range")
     return pc.cast(pc.if_else(bad, NULL_FLOAT, values), pa.float32())
@@ -584,7 +590,7 @@ _DECIMAL = r"^\+?(\d+(\.\d*)?|\.\d+)$"
 
 
 # a missing status is derived from these (SPEC 2.1), so a job using status needs them read
-_STATUS_FROM = ("sip_code", "q850_cause", "answer_time")
+_STATUS_FROM = ("sip_code", "q850_cause", *PROGRESS)
 
 
 def wanted(options: Any, name: str) -> bool:
@@ -745,6 +751,37 @@ def not_utf8(field: str) -> bool:
     """Whether a field read by :func:`csv_records` (``utf8=False``) or from a stream
     repaired with U+FFFD held bytes that are not UTF-8."""
     return not field.isascii() and (_REPLACEMENT in field or _SURROGATE.search(field) is not None)
+
+
+#: The reject reason of a JSON record with a string that is not Unicode text.
+LONE_SURROGATE = "a string holds a lone surrogate escape (\\ud800-\\udfff), not text"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def surrogate_escape(raw: bytes) -> bool:
+    """Whether JSON text ``raw`` has a ``\\uD800``-``\\uDFFF`` escape: the only way a
+    parsed value can hold a lone surrogate (check it with :func:`lone_surrogate`)."""
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def lone_surrogate(value: Any) -> bool:
+    """Whether parsed JSON ``value`` holds a string (or key) with a lone UTF-16 surrogate:
+    valid JSON syntax (RFC 8259 section 8.2) that Python accepts and no UTF-8 encoder
+    takes. The walk keeps its own stack (json.loads nests deeper than recursion may)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def converted(items: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:

@@ -27,6 +27,11 @@ with U+FFFD in a field the reader reads is rejected as ``not valid UTF-8`` (as i
 the canonical CSV reader); the csv-module path rejects the same records. Free-text
 fields a reader never maps are never decoded, so their bytes do not matter.
 
+MySQL's own tab-separated text (``mysql -B``, ``SELECT … INTO OUTFILE``: never quoted,
+backslash escapes, its NULL marker) is read by :func:`mysql_records`, in pieces that end at
+a line feed no backslash escapes: pyarrow splits a piece with no backslash, quoting off;
+:func:`mysql_text` reads any other piece record by record.
+
 Known difference from the csv module: text after a closing quote (``"ab"cd``)
 joins the field, as pyarrow reads it, where the csv module rejects the record
 (``malformed CSV quoting``); only a broken file shows it.
@@ -37,6 +42,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -188,6 +194,219 @@ def records_of(
             column.append(field or None)
     columns = {key: pa.array(column, pa.string()) for key, column in values.items()}
     return Records(columns, np.asarray(rows, np.int64), rejects)
+
+
+# -- MySQL's tab-separated text ------------------------------------------------------------------
+
+#: What LOAD DATA reads after the escape character; any other character (a backslash, a
+#: tab, a line feed) stands for itself. MySQL Reference Manual, "LOAD DATA Statement".
+_MYSQL_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
+_MYSQL_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def mysql_records(
+    path: str, layout: Layout, nulls: frozenset[str], *, header: bool = False, fast: bool = True
+) -> Iterator[Records]:
+    """What :func:`slow_records` gives, for MySQL's tab-separated text (:func:`mysql_text`),
+    records of ``layout.widths[0]`` fields. The file is read in pieces of about
+    :data:`BLOCK_BYTES` that end at a line feed no backslash escapes. A piece with no
+    backslash, no carriage return, valid UTF-8 and only records of that width (a ``mysql
+    -B`` export without escapes: the usual case) is split by pyarrow with quoting off and
+    ``nulls`` as its null values; any other piece record by record as :func:`mysql_text`
+    reads it (``fast=False``: every piece)."""
+    width = layout.widths[0]
+    number = 0  # records so far, the header included
+    for piece in _mysql_pieces(path, BLOCK_BYTES):
+        if header and not number:
+            head, _, rest = piece.partition(b"\n")
+            if b"\\" not in head and (b"\t" in head or head.strip()):
+                number, piece = 1, rest  # a plain header line: the rest may be plain too
+        records = None
+        if fast and (number or not header):
+            records = _mysql_block(layout, width, nulls, piece, number + 1)
+        if records is None:
+            items = [_mysql_record(n, raw, nulls) for n, raw in _mysql_lines(piece, number)]
+            records = records_of(path, layout, items)
+            count = len(items)
+        else:
+            count = len(records.rows)
+        number += count
+        if header:
+            records = _renumbered(_without(records, 1), -1)
+        if len(records.rows) or records.rejects:
+            yield records
+
+
+def _without(records: Records, row: int) -> Records:
+    """``records`` without record number ``row`` (the header)."""
+    keep = records.rows != row
+    if keep.all():
+        return Records(records.columns, records.rows, [r for r in records.rejects if r.row != row])
+    mask = pa.array(keep)
+    columns = {key: column.filter(mask) for key, column in records.columns.items()}
+    return Records(columns, records.rows[keep], records.rejects)
+
+
+def mysql_text(
+    path: str, nulls: frozenset[str]
+) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(record number, fields, None)`` per record of MySQL's tab-separated text, numbered
+    as :func:`_convert.csv_records` numbers CSV records (``utf8=False``: bytes that are not
+    UTF-8 become lone surrogates). Records end at a line feed and fields at a tab; nothing
+    is quoted. A backslash escapes the next character: ``mysql -B`` writes a tab, line
+    feed, NUL and backslash inside a value as ``\\t``, ``\\n``, ``\\0``, ``\\\\``
+    (client/mysql.cc, ``safe_put_field``); ``SELECT … INTO OUTFILE`` puts a backslash
+    before a tab, line feed or backslash and writes NUL as ``\\0``; both are read as LOAD
+    DATA reads them. A field written exactly as one of ``nulls`` (``NULL`` from ``mysql
+    -B``, ``\\N`` from INTO OUTFILE) is empty, i.e. null. A file ending inside an escaped
+    line feed (still being written) rejects its last record."""
+    number = 0
+    for piece in _mysql_pieces(path, BLOCK_BYTES):
+        for item in _mysql_lines(piece, number):
+            number = item[0]
+            yield _mysql_record(*item, nulls)
+
+
+def _mysql_pieces(path: str, size: int) -> Iterator[bytes]:
+    """The file in pieces of about ``size`` bytes, each ending just after a line feed that
+    no backslash escapes; the last one at the end of the file."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
+    with handle:
+        rest = b""
+        while True:
+            try:
+                data = handle.read(size)
+            except OSError as exc:
+                raise InputError(f"{path}: read error: {exc.strerror}") from None
+            if not data:
+                if rest:
+                    yield rest
+                return
+            data = rest + data
+            cut = len(data)
+            while (cut := data.rfind(b"\n", 0, cut)) >= 0:
+                before = cut
+                while before and data[before - 1] == 0x5C:  # backslashes before the line feed
+                    before -= 1
+                if (cut - before) % 2 == 0:
+                    break
+            rest = data[cut + 1 :]
+            if cut >= 0:
+                yield data[: cut + 1]
+
+
+def _mysql_lines(piece: bytes, before: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(record number, the record's bytes without its line feed)`` of one piece, numbered
+    after ``before``; None for a last record cut inside an escaped line feed (the file
+    ends there). Blank lines are not records; the file's byte-order mark is dropped."""
+    number = before
+    pending: bytes | None = None
+    lines = piece.split(b"\n")
+    tail = lines.pop()  # after the last line feed: the file's unterminated last line, if any
+    for line in lines:
+        if pending is not None:
+            line, pending = pending + b"\n" + line, None
+        if line.endswith(b"\\") and (len(line) - len(line.rstrip(b"\\"))) % 2:
+            pending = line  # an escaped line feed: the value goes on
+            continue
+        if b"\t" in line or line.strip():  # a blank line is not a record
+            number += 1
+            yield number, line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
+    if pending is not None:
+        if not tail:
+            yield number + 1, None
+            return
+        tail = pending + b"\n" + tail
+    if b"\t" in tail or tail.strip():
+        yield number + 1, tail.removeprefix(b"\xef\xbb\xbf") if number == 0 else tail
+
+
+def _mysql_record(
+    number: int, raw: bytes | None, nulls: frozenset[str]
+) -> tuple[int, list[str] | None, str | None]:
+    if raw is None:
+        return number, None, "unterminated escaped line feed"
+    return number, _mysql_fields(raw.decode("utf-8", "surrogateescape"), nulls), None
+
+
+def _mysql_block(
+    layout: Layout, width: int, nulls: frozenset[str], piece: bytes, first: int
+) -> Records | None:
+    """``piece`` split by pyarrow, its records numbered from ``first``, or None when it is
+    not plain (see :func:`mysql_records`)."""
+    import pyarrow.csv as pcsv
+
+    if b"\\" in piece or b"\r" in piece or not piece.endswith(b"\n"):
+        return None
+    if piece.startswith(b"\n") or b"\n\n" in piece:
+        return None  # pyarrow makes a blank line a row of nulls; it is no record
+    try:
+        piece.decode("utf-8")  # pyarrow's handler of an irregular row would decode it
+    except UnicodeDecodeError:
+        return None  # the csv-module path says which records are not UTF-8
+    index = layout.fields(width)
+    names = [f"f{i}" for i in range(width)]
+    used = sorted({i for i in index.values() if i is not None})
+    irregular: list[Any] = []
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(piece),
+            read_options=pcsv.ReadOptions(
+                use_threads=False, block_size=len(piece) + 1, column_names=names
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter="\t",
+                quote_char=False,
+                escape_char=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=lambda row: irregular.append(row) or "skip",
+            ),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=[names[i] for i in used],
+                column_types={names[i]: pa.string() for i in used},
+                strings_can_be_null=True,
+                null_values=["", *sorted(nulls)],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if irregular:
+        return None
+    n = table.num_rows
+    columns = {  # a field this width lacks is empty
+        key: pa.nulls(n, pa.string()) if i is None else table[names[i]].combine_chunks()
+        for key, i in index.items()
+    }
+    return Records(columns, np.arange(first, first + n, dtype=np.int64), [])
+
+
+def _mysql_fields(body: str, nulls: frozenset[str]) -> list[str]:
+    if "\\" not in body:
+        fields = body.split("\t")
+        if any(marker in body for marker in nulls):
+            fields = ["" if field in nulls else field for field in fields]
+        return fields
+    fields, start, i = [], 0, 0
+    while True:  # split at the tabs no backslash escapes
+        tab = body.find("\t", i)
+        slash = body.find("\\", i)
+        if slash != -1 and (tab == -1 or slash < tab):
+            i = slash + 2
+            continue
+        end = len(body) if tab == -1 else tab
+        field = body[start:end]
+        if field in nulls:
+            fields.append("")
+        elif "\\" in field:
+            fields.append(_MYSQL_ESCAPE.sub(lambda m: _MYSQL_ESCAPES.get(m[1], m[1]), field))
+        else:
+            fields.append(field)
+        if tab == -1:
+            return fields
+        start = i = tab + 1
 
 
 # -- the pyarrow path ----------------------------------------------------------------------------

@@ -24,7 +24,9 @@ import pyarrow.compute as pc
 
 from telemetry.errors import InputError
 from telemetry.readers import Piece, ReadBatch, ReaderFormat, ReaderOptions, Reject, register
-from telemetry.readers._convert import Verdict, converted, split, to_canonical
+from telemetry.readers._convert import (
+    LONE_SURROGATE, Verdict, converted, lone_surrogate, split, surrogate_escape, to_canonical,
+)
 from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL, DICTIONARY_TEXT
 
@@ -53,11 +55,13 @@ def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[P
     for any thread to decode (no thread pool of Arrow's: the thread that decodes a
     piece aggregates it while it is in its cache). None for a file with a row group
     over PIECE_MAX × ``batch_rows`` rows: a piece would hold many batches for one
-    thread, so the file is read as :func:`read_parquet` reads it."""
+    thread, so the file is read as :func:`read_parquet` reads it; None too for a file
+    under a quarter of ``batch_rows``, whose batch plan_inputs gathers with the next
+    files' (a piece per small file would cost its fixed work per file)."""
     file = _ParquetInput.open(path, options)
     sizes = [file.meta.row_group(i).num_rows for i in range(file.meta.num_row_groups)]
-    if any(size > PIECE_MAX * batch_rows for size in sizes):
-        return None
+    if any(size > PIECE_MAX * batch_rows for size in sizes) or sum(sizes) < batch_rows // 4:
+        return None  # one piece too big for one thread, or a small file to gather with others
     pieces = []
     first = start = held = 0
     for i, size in enumerate(sizes):
@@ -97,8 +101,10 @@ class _ParquetInput(NamedTuple):
                 f"{path} has no start_time column; see the canonical schema (SPEC section 2)"
             )
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
-        # identifiers and dimensions are read as their dictionary pages (schema.READ)
-        dictionaries = [name for name in DICTIONARY_TEXT if name in present]
+        # identifiers and dimensions are read as their dictionary pages (schema.READ); a
+        # nested column (list, struct) has none and its rows are quarantined by to_canonical
+        nested = {f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)}
+        dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
         return cls(path, parquet.metadata, present, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
@@ -409,8 +415,8 @@ def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _Json
         column = table.column(name).combine_chunks()
         if pa.types.is_nested(column.type):
             return None
-        if not pa.types.is_null(column.type):
-            raw[name] = column
+        # a key given only as null is still given: a null answer_time says "not answered"
+        raw[name] = column.cast(pa.string()) if pa.types.is_null(column.type) else column
     n = table.num_rows
     converted, verdict = to_canonical(raw, n)
     rows = np.fromiter((number for number, _ in chunk), dtype=np.int64, count=n)
@@ -440,14 +446,19 @@ def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _Jso
         if not isinstance(obj, dict):
             rejects.append(Reject(path, number, "not a JSON object", {}))
             continue
+        if surrogate_escape(line) and lone_surrogate(obj):
+            rejects.append(Reject(path, number, LONE_SURROGATE, {}))
+            continue
         index = len(rows)
         rows.append(number)
         objects.append(obj)
         for key, value in obj.items():
             column = values.get(key)
-            if column is None or value is None:
+            if column is None:
                 continue
-            seen.add(key)
+            seen.add(key)  # a null value still gives the key (see _json_block_arrow)
+            if value is None:
+                continue
             kind = type(value)
             if kind is str:
                 column[index] = value

@@ -19,9 +19,11 @@ Understood variables (any others, and caller_id_name, are dropped):
 - hangup_cause (names of ``switch_types.h``) and hangup_cause_q850 → q850_cause;
   sip_term_status → sip_code; the status follows from them by SPEC 2.1, and
   FreeSWITCH's own causes (ORIGINATOR_CANCEL, LOSE_RACE, …) by
-  :data:`telemetry.status.HANGUP_CAUSE_STATUS`;
+  :data:`telemetry.status.HANGUP_CAUSE_STATUS` — answered when the call was, and
+  the timers of :data:`telemetry.status.RING_TIMERS` no_answer after alerting;
 - progressmsec / progress_mediamsec (ms from start to 180 / 183; 0 = none), the
-  earlier one, else answermsec → pdd_ms.
+  earlier one, else answermsec → pdd_ms; a pdd_ms shows the callee was alerted, which
+  SPEC 2.1 asks of a 408 (or a ring timer) to be no_answer rather than failed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,6 +43,7 @@ from telemetry.readers._convert import (
     NO,
     NULL_INT,
     NULL_TEXT,
+    PROGRESS,
     Verdict,
     as_mask,
     check_timezone,
@@ -53,7 +57,7 @@ from telemetry.readers._convert import (
     wanted,
 )
 from telemetry.readers._vendorcsv import Layout, Records, read_records, write_voice_lines
-from telemetry.status import HANGUP_CAUSE_STATUS, Q850_CAUSES
+from telemetry.status import HANGUP_CAUSE_STATUS, Q850_CAUSES, RING_TIMERS, shown
 
 EXAMPLE = (
     "caller_id_name",
@@ -85,6 +89,8 @@ _TEXT = {
     "hangup_cause_q850": "q850_cause",
 }
 _ZERO = pa.scalar(0, pa.int64())
+_ANSWERED = pa.scalar("answered", pa.string())
+_NO_ANSWER = pa.scalar("no_answer", pa.string())
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
@@ -173,7 +179,7 @@ def _block(path: str, records: Records, timezone: str) -> ReadBatch:
         raw["pdd_ms"] = pdd
     cause = column("hangup_cause")
     if cause is not None:
-        _hangup(cause, raw, verdict)
+        _hangup(cause, raw, verdict, n)
     batch, verdict = to_canonical(raw, n, verdict)
 
     def fields_of(i: int) -> dict[str, str | None]:
@@ -216,12 +222,13 @@ def _pdd(column, verdict: Verdict) -> pa.Array | None:
     return pdd
 
 
-def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict) -> None:
+def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict, n: int) -> None:
     """Q.850 value and, for FreeSWITCH's own causes, the status the name implies."""
     words = pc.dictionary_encode(pc.utf8_upper(pc.utf8_trim_whitespace(cause)))
     names = [name or None for name in words.dictionary.to_pylist()]  # looked up once each
     codes = [Q850_CAUSES.get(name) if name else None for name in names]
     status = [HANGUP_CAUSE_STATUS.get(name) if name else None for name in names]
+    timer = pa.array([name in RING_TIMERS for name in names], pa.bool_())
     unknown = [bool(name) and c is None and s is None for name, c, s in zip(names, codes, status)]
     verdict.flag(
         as_mask(pa.array(unknown, pa.bool_()).take(words.indices)),
@@ -236,7 +243,18 @@ def _hangup(cause: pa.Array, raw: dict[str, pa.Array], verdict: Verdict) -> None
         )
     else:
         raw["q850_cause"] = by_name
-    raw["status"] = pa.array(status, pa.string()).take(words.indices)
+    timers = as_mask(timer.take(words.indices))
+    raw["status"] = _settled(pa.array(status, pa.string()).take(words.indices), timers, raw, n)
+
+
+def _settled(status: pa.Array, timers: np.ndarray, raw: dict[str, pa.Array], n: int) -> pa.Array:
+    """The status of FreeSWITCH's own causes against what the record shows: an
+    answered call is answered however it ended; a ring timer after alerting is
+    no_answer (SPEC 2.1, as a SIP 408)."""
+    answered, alerted = shown(*(raw.get(name) for name in PROGRESS), n=n)
+    status = pc.if_else(pa.array(timers & alerted), _NO_ANSWER, status)
+    ended_answered = answered.filled(False) & as_mask(status.is_valid())
+    return pc.if_else(pa.array(ended_answered), _ANSWERED, status)
 
 
 # -- writing -------------------------------------------------------------------------------------

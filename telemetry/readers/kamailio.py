@@ -3,9 +3,18 @@
 With ``modparam("acc", "cdr_enable", 1)`` the acc module writes one CDR per
 dialog into ``acc_cdrs``: ``id``, ``start_time``, ``end_time``, ``duration``
 (names set by ``cdr_start_id``, ``cdr_end_id``, ``cdr_duration_id``) plus the
-columns named in ``cdr_extra`` (``name=$pv;…``). This reader takes that table as
-CSV with a header row — ``mysql -B`` / ``psql --csv`` / ``SELECT … INTO OUTFILE``
-with the column names on the first line, comma, semicolon, tab or ``|`` separated.
+columns named in ``cdr_extra`` (``name=$pv;…``). This reader takes that table
+exported with the column names on the first line, by any of these routes
+(``export`` setting, default ``auto``: a tab-separated file is MySQL text, any
+other CSV; each route's own NULL marker is null, see :data:`EXPORTS`):
+
+- ``mysql -B``: tab-separated, ``NULL`` for NULL, ``\\t`` ``\\n`` ``\\0`` ``\\\\``
+  escapes (``mysql-batch``);
+- ``SELECT … INTO OUTFILE`` with its defaults (tab, ``\\N`` for NULL, a backslash before
+  a tab, line feed or backslash in a value; ``mysql-outfile``), its header from
+  ``SELECT 'id', 'start_time', … UNION ALL SELECT …``;
+- ``psql --csv``, ``COPY … TO … CSV HEADER`` or any CSV, comma, semicolon, tab or ``|``
+  separated (``csv``): NULL is an empty field.
 
 Expected columns (matched case-insensitively):
 
@@ -22,13 +31,17 @@ Expected columns (matched case-insensitively):
   The ``columns`` setting (``{"my_column": "canonical_name"}``) maps other names.
   Every other column (``id``, ``sip_reason``, domains, user agents…) is dropped.
 
-A dialog CDR starts when the dialog is confirmed (200 OK), so for an answered
-call ``start_time`` is the answer time: it becomes both start_time and
-answer_time, and the setup time before it is not known. With ``cdr_on_failed``
-unanswered dialogs are logged too: a row is answered when its SIP code is 2xx,
-or, without a sip_code column, when its duration is positive. The status
-follows from the SIP code (SPEC 2.1); without one, answered rows are answered
-and the others failed.
+What ``start_time`` is depends on the proxy's ``cdr_start_on_confirmed`` (acc_cdr.c),
+which the file cannot show (``duration`` = end − start either way), so the ``start``
+setting says it: ``invite`` (Kamailio's default 0) — the dialog's creation, the INVITE:
+start_time is the seizure, the answer instant is unknown (null) and ``duration`` runs
+from the INVITE to the BYE, ringing included, which every run then says
+(:func:`kamailio_notes`); ``confirmed`` (1) — the dialog's confirmation: for an answered
+call start_time is also its answer_time and ``duration`` is talk time. A failed dialog
+(``cdr_on_failed``) starts at its INVITE and has end = start, duration 0 either way. A
+row is answered when its SIP code is 2xx, or, without one, when its duration is
+positive. The status follows from the SIP code (SPEC 2.1); without one, answered rows
+are answered and the others failed.
 """
 
 from __future__ import annotations
@@ -57,7 +70,14 @@ from telemetry.readers._convert import (
     to_canonical,
     wanted,
 )
-from telemetry.readers._vendorcsv import Layout, Records, read_records, write_voice_lines
+from telemetry.readers._vendorcsv import (
+    Layout,
+    Records,
+    mysql_records,
+    mysql_text,
+    read_records,
+    write_voice_lines,
+)
 from telemetry.schema import CANONICAL
 
 COLUMNS: dict[str, str] = {
@@ -94,11 +114,32 @@ _ANSWERED = pa.scalar("answered", pa.string())
 _FAILED = pa.scalar("failed", pa.string())
 
 
+#: Export routes (``export`` setting) and the NULL markers each writes; CSV (``psql
+#: --csv``, ``COPY … CSV``, any other CSV) writes NULL as an empty field, which is null anyway.
+EXPORTS: dict[str, frozenset[str]] = {
+    "csv": frozenset(),
+    "mysql-batch": frozenset({"NULL"}),  # mysql -B (client/mysql.cc, safe_put_field)
+    "mysql-outfile": frozenset({"\\N"}),  # SELECT … INTO OUTFILE, default FIELDS ESCAPED BY '\\'
+    "mysql": frozenset({"NULL", "\\N"}),  # a tab-separated file of either (export = "auto")
+}
+#: ``start`` setting: Kamailio's ``cdr_start_on_confirmed`` 0 (default: the dialog's creation,
+#: i.e. the INVITE) or 1 (its confirmation, i.e. the answer).
+STARTS = ("invite", "confirmed")
+
+
 def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "kamailio", "timezone", "UTC"))
     mapping = _mapping(setting(options, "kamailio", "columns", {}))
-    delimiter = _delimiter(path)
-    records = csv_records(path, delimiter=delimiter)
+    confirmed = _start(setting(options, "kamailio", "start", "invite")) == "confirmed"
+    export = _export(setting(options, "kamailio", "export", "auto"))
+    delimiter = "\t" if export.startswith("mysql") else _delimiter(path)
+    if export == "auto":
+        export = "mysql" if delimiter == "\t" else "csv"
+    nulls = EXPORTS[export]
+    if export == "csv":
+        records = csv_records(path, delimiter=delimiter)
+    else:
+        records = mysql_text(path, nulls)
     header = next(records, None)
     if header is None:
         return
@@ -109,8 +150,8 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
     missing = [c for c in _TIMES if c not in names]
     if missing:
         raise InputError(
-            f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; "
-            "pass --format for another format"
+            f"{path} is not an acc_cdrs export: the header lacks {', '.join(missing)}; export "
+            "it with its column names first (docs/formats.md) or pass --format for another format"
         )
     where = {c: names.index(c) for c in _TIMES if c != "end_time" or wanted(options, c)}
     for i, name in enumerate(names):
@@ -123,10 +164,13 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
         (width,), lambda _: where, lambda found: f"expected {width} columns, found {found}"
     )
     # record numbers count data rows: the header is not a record
-    records = read_records(
-        path, layout, delimiter=delimiter, header=True, block_bytes=options.block_bytes
-    )
-    yield from converted(records, lambda block: _block(path, block, timezone))
+    if export == "csv":
+        records = read_records(
+            path, layout, delimiter=delimiter, header=True, block_bytes=options.block_bytes
+        )
+    else:
+        records = mysql_records(path, layout, nulls, header=True)
+    yield from converted(records, lambda block: _block(path, block, timezone, confirmed))
 
 
 def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -140,6 +184,33 @@ def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
     return mapping
 
 
+def kamailio_notes(options: ReaderOptions) -> list[str]:
+    """The warning a run over acc_cdrs read with ``start = "invite"`` must carry: the file
+    cannot say which ``cdr_start_on_confirmed`` wrote it (duration = end − start under both)."""
+    if _start(setting(options, "kamailio", "start", "invite")) == "confirmed":
+        return []
+    return [
+        "kamailio: read with start = \"invite\" (Kamailio's default cdr_start_on_confirmed = 0): "
+        "start_time is the INVITE, the answer time is unknown, and duration_ms, acd_s and "
+        "total_duration_s include the ringing; set [kamailio] start = \"confirmed\" if the "
+        "proxy runs with cdr_start_on_confirmed = 1"
+    ]
+
+
+def _export(value: str) -> str:
+    if value != "auto" and value not in EXPORTS:
+        raise ConfigError(
+            f"kamailio export: {value!r} is not one of auto, {', '.join(EXPORTS)}"
+        )
+    return value
+
+
+def _start(value: str) -> str:
+    if value not in STARTS:
+        raise ConfigError(f"kamailio start: {value!r} is not one of {', '.join(STARTS)}")
+    return value
+
+
 def _delimiter(path: str) -> str:
     try:
         with open(path, "rb") as handle:
@@ -150,7 +221,7 @@ def _delimiter(path: str) -> str:
     return max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+def _block(path: str, records: Records, timezone: str, confirmed: bool) -> ReadBatch:
     n = len(records.rows)
     text = records.columns
     verdict = Verdict(n)
@@ -171,7 +242,10 @@ def _block(path: str, records: Records, timezone: str) -> ReadBatch:
         answered = positive
     # without a SIP code the dialog's confirmation (a positive duration) is the only evidence
     raw["status"] = pc.if_else(known, NULL_TEXT, pc.if_else(answered, _ANSWERED, _FAILED))
-    raw["answer_time"] = pc.if_else(answered, start, pa.nulls(1, start.type)[0])
+    # start_time is the answer only when the dialog's start is its confirmation; from the
+    # INVITE (Kamailio's default) the answer instant is in no column: unknown
+    answer = start if confirmed else pa.nulls(1, start.type)[0]
+    raw["answer_time"] = pc.if_else(answered, answer, pa.nulls(1, start.type)[0])
     raw["duration_ms"] = pc.if_else(answered, duration, _ZERO)
     batch, verdict = to_canonical(raw, n, verdict)
 
@@ -212,16 +286,19 @@ _REASONS = {200: "OK", 486: "Busy Here", 480: "Temporarily Unavailable", 487: "R
 
 def write_kamailio(batches: Iterator[pa.RecordBatch], path: str) -> int:
     """Voice records of ``batches`` as an ``acc_cdrs`` CSV export with ``cdr_on_failed``
-    and the extra columns of :data:`HEADER`, times in UTC; message records are skipped."""
+    and the extra columns of :data:`HEADER`, times in UTC, as the acc module writes with
+    its default ``cdr_start_on_confirmed`` 0 (acc_cdr.c): the start is the dialog's
+    creation (the INVITE); an answered dialog ends at its BYE, its duration end − start;
+    a failed one has end = start and duration 0. Message records are skipped."""
     return write_voice_lines(batches, path, _line, ",".join(HEADER) + "\n")
 
 
 def _line(row: dict, number: int) -> str:
     answer = row["answer_time"]
-    begin = answer or row["start_time"]
-    end = row["end_time"] or begin
+    begin = row["start_time"]
+    end = (row["end_time"] or begin) if answer else begin
     sip = row["sip_code"] or DEFAULT_SIP.get(row["status"], 500)
-    duration = (row["duration_ms"] or 0) / 1000 if answer else 0.0
+    duration = (end - begin).total_seconds()
     values = [
         str(number),
         _stamp(begin),
@@ -278,6 +355,12 @@ register(
         sniff_kamailio,
         "Kamailio acc dialog CDRs: CSV export of acc_cdrs with a header row",
         write_kamailio,
-        settings={"timezone": check_timezone, "columns": _mapping},
+        settings={
+            "timezone": check_timezone,
+            "columns": _mapping,
+            "export": _export,
+            "start": _start,
+        },
+        notes=kamailio_notes,
     )
 )

@@ -44,13 +44,16 @@ import pyarrow.compute as pc
 from telemetry.errors import ConfigError, InputError
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
 from telemetry.readers._convert import (
+    LONE_SURROGATE,
     Verdict,
     blocks,
     check_timezone,
     csv_records,
     local_time,
+    lone_surrogate,
     setting,
     split,
+    surrogate_escape,
     to_canonical,
 )
 from telemetry.schema import CANONICAL, TS
@@ -170,9 +173,10 @@ def _json_lines(handle: Any, pages: Sequence[str]) -> Iterator[Record]:
             row += 1
             yield row, None, "not valid JSON"
             continue
+        suspect = surrogate_escape(line)
         for item in _expand(obj, pages):
             row += 1
-            yield (row, item, None) if isinstance(item, dict) else (row, None, "not a JSON object")
+            yield _record(row, item, suspect)
 
 
 def _expand(obj: Any, pages: Sequence[str]) -> list[Any]:
@@ -195,8 +199,19 @@ def _json_document(path: str, handle: Any, pages: Sequence[str]) -> Iterator[Rec
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InputError(f"{path} is neither JSON lines nor one JSON document") from None
     items = obj if isinstance(obj, list) else _expand(obj, pages)
+    suspect = surrogate_escape(data)
     for row, item in enumerate(items, 1):
-        yield (row, item, None) if isinstance(item, dict) else (row, None, "not a JSON object")
+        yield _record(row, item, suspect)
+
+
+def _record(row: int, item: Any, suspect: bool) -> Record:
+    """Row ``row``: the item, or the reason it is rejected; ``suspect``: its JSON text
+    has a surrogate escape (:func:`surrogate_escape`)."""
+    if not isinstance(item, dict):
+        return row, None, "not a JSON object"
+    if suspect and lone_surrogate(item):
+        return row, None, LONE_SURROGATE
+    return row, item, None
 
 
 def text_column(objects: Sequence[Mapping[str, Any]], key: str, verdict: Verdict) -> pa.Array:

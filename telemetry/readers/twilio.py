@@ -8,12 +8,15 @@ RFC 2822 (``Tue, 01 Nov 2026 10:00:00 +0000``) or ISO 8601; durations and
 numbers may be strings.
 
 Calls (Call resource): ``sid`` → record_id, ``account_sid`` → tenant, ``from`` /
-``to`` → source / destination, ``start_time`` (else ``date_created``) →
+``to`` → source / destination (a ``from`` that is one of Twilio's placeholders for a
+withheld caller, :data:`WITHHELD_CALLERS`, is withheld), ``start_time`` (else ``date_created``) →
 start_time, ``end_time`` → end_time, ``duration`` (connected seconds) →
 duration_ms for completed calls, answer_time = end_time − duration for completed
 calls (Twilio reports no answer instant), ``direction`` (``outbound-api``,
-``outbound-dial``, ``trunking-originating`` → outbound; ``inbound``,
-``trunking-terminating`` → inbound), ``status`` per :data:`CALL_STATUSES`. A
+``outbound-dial``, ``trunking-terminating`` → outbound; ``inbound``,
+``trunking-originating`` → inbound, as the Call resource defines them: Elastic SIP
+Trunking *terminates* the customer's calls on the PSTN and *originates* calls from
+the PSTN to the customer), ``status`` per :data:`CALL_STATUSES`. A
 call still ``queued``, ``ringing`` or ``in-progress`` has no outcome yet: it is
 quarantined with that reason (export it once it has ended) rather than counted
 as an attempt with a made-up result.
@@ -78,19 +81,33 @@ MESSAGE_STATUSES: dict[str, str] = {
     "sent": "enroute",
     "receiving": "enroute",
 }
+#: What Twilio writes in a call's ``from`` when the caller's number is withheld or not
+#: delivered: the keypad spelling of a word (Twilio Support, "Why am I getting calls from
+#: these strange numbers?"), read as that word, which SPEC 3 treats as withheld. Only
+#: in Twilio call records: elsewhere such digits are just a number.
+WITHHELD_CALLERS: dict[str, str] = {
+    "+266696687": "anonymous",
+    "+86282452253": "unavailable",
+    "+7378742833": "restricted",
+    "+2562533": "withheld",  # BLOCKED
+    "+8656696": "unknown",
+}
 DIRECTIONS: dict[str, str] = {
     "inbound": "inbound",
     "outbound-api": "outbound",
     "outbound-dial": "outbound",
     "outbound-call": "outbound",
     "outbound-reply": "outbound",
-    "trunking-originating": "outbound",
-    "trunking-terminating": "inbound",
+    # Call resource: "trunking-terminating for outgoing calls from your communications
+    # infrastructure to the PSTN or trunking-originating for incoming calls to your
+    # communications infrastructure from the PSTN"
+    "trunking-terminating": "outbound",
+    "trunking-originating": "inbound",
 }
 
 _RFC2822 = re.compile(
     r"^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?\s+"
-    r"(?:[+-]\d{4}|UT|GMT|Z)$"
+    r"(?:[+-]\d{4}|(?i:UTC?|GMT|Z|[AECMP][SD]T))$"  # the named zones email.utils knows (RFC 2822 obs-zone)
 )
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?$")
 
@@ -215,9 +232,21 @@ def _first(objects: list[dict[str, Any]], keys: tuple[str, ...], verdict: Verdic
     ]
 
 
+_PLACEHOLDERS = pa.array(list(WITHHELD_CALLERS))
+_WORDS = pa.array(list(WITHHELD_CALLERS.values()))
+
+
+def _withheld(source: pa.Array) -> pa.Array:
+    """``from`` with Twilio's placeholders for a withheld caller (:data:`WITHHELD_CALLERS`,
+    surrounding blanks allowed) replaced by the word they spell."""
+    at = pc.index_in(pc.utf8_trim_whitespace(source), value_set=_PLACEHOLDERS)
+    return pc.if_else(pc.is_valid(at), pc.take(_WORDS, at), source)
+
+
 def _calls(objects: list[dict[str, Any]], verdict: Verdict) -> dict[str, pa.Array]:
     n = len(objects)
     raw = _common(objects, verdict)
+    raw["source"] = _withheld(raw["source"])
     words = text_column(objects, "status", verdict).to_pylist()
     status, unknown = _lookup(words, CALL_STATUSES)
     verdict.flag(unknown, "status: not a Twilio call status")

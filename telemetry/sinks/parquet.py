@@ -8,21 +8,12 @@ so a reader never sees half a file.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-
-def reset_dir(path: Path) -> Path:
-    """Empty ``path`` (a previous run's output) and create it."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
 
 
 def _dates(table: pa.Table, time_column: str) -> np.ndarray:

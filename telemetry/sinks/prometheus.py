@@ -28,8 +28,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from telemetry.errors import ConfigError, InputError
+from telemetry.metrics.intervals import bounds, wilson
 from telemetry.sinks.metricsdir import (
-    METRIC_COLUMNS, OTHER, dimension_columns, metric_columns, metric_files, read_run,
+    METRIC_COLUMNS, OTHER, dimension_columns, latest_revisions, metric_columns, metric_files, read_run,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ _RATIOS = {
     "asr": (("answered",), "attempts"),
     "ner": (("answered", "busy", "no_answer", "rejected"), "attempts"),
     "delivery_rate": (("delivered",), "submitted"),
+    "dlr_rate": (("delivered", "undelivered", "expired", "rejected", "deleted"), "submitted"),
 }
 _WEIGHTED = {"acd_s": "answered", "short_call_ratio": "answered"}  # mean over answered calls
 _SUMS = (
@@ -108,18 +110,15 @@ class MetricsCollector(Collector):
         with self._lock:
             for gone in set(self._files) - set(files):
                 del self._files[gone]
-            # Partitions are by the date of window_start, so the newest file holding a
-            # complete window holds the latest one.
-            for path in reversed(files):
-                frame = self._frame(path)
-                if frame is None or frame.is_empty():
-                    continue
-                ends = frame["window_end"].cast(pl.Int64)
-                done = frame.filter(ends <= now_us)
-                if done.is_empty():
-                    continue
-                last = done["window_end"].max()
-                return done.filter(pl.col("window_end") == last)
+            # A stream writes a file per commit: the latest window's rows (and their
+            # revisions) can be spread over several files of its date partition.
+            frames = [f for f in (self._frame(path) for path in files) if f is not None and not f.is_empty()]
+        done = [f.filter(f["window_end"].cast(pl.Int64) <= now_us) for f in frames]
+        done = [f for f in done if not f.is_empty()]
+        if done:
+            last = max(f["window_end"].max() for f in done)
+            rows = pl.concat([f.filter(pl.col("window_end") == last) for f in done], how="diagonal_relaxed")
+            return latest_revisions(rows)
         return pl.DataFrame()
 
     # -- exposition ----------------------------------------------------------------------------
@@ -210,18 +209,25 @@ def _merge_rows(rest: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
     ratios = []
     for c, (nums, den) in _RATIOS.items():
         if c in present:
-            num = pl.sum_horizontal([pl.col(n) for n in nums])
-            ratios.append(pl.when(pl.col(den) > 0).then(num / pl.col(den)).otherwise(None).alias(c))
-    if "dlr_rate" in present:
-        ratios.append(pl.when(pl.col("submitted") > 0)
-                      .then((pl.col("submitted") - pl.col("pending")) / pl.col("submitted"))
-                      .otherwise(None).alias("dlr_rate"))
+            num = grouped.select(pl.sum_horizontal([pl.col(n) for n in nums])).to_series()
+            ratios += _ratio_columns(c, num.to_numpy(), grouped[den].fill_null(0).to_numpy())
     grouped = grouped.with_columns(*ratios, *[pl.lit(OTHER).alias(d) for d in dims])
     for c in _WEIGHTED:  # 0/0 gave NaN: no answered call, so no ACD
         if c in grouped.columns:
             grouped = grouped.with_columns(pl.col(c).fill_nan(None))
     missing = [c for c in METRIC_COLUMNS if c in present and c not in grouped.columns]
     return grouped.with_columns([pl.lit(None, dtype=rest.schema[c]).alias(c) for c in missing])
+
+
+def _ratio_columns(name: str, num, den) -> list[pl.Series]:
+    """A merged row's ratio and its Wilson bounds (section 4), null where ``den`` is 0."""
+    import numpy as np
+
+    num = np.nan_to_num(np.asarray(num, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(den > 0, num / den, np.nan)
+    lo, hi = wilson(num, den)
+    return [pl.Series(col, values).fill_nan(None) for col, values in zip((name, *bounds(name)), (value, lo, hi))]
 
 
 def make_registry(collector: MetricsCollector) -> CollectorRegistry:

@@ -9,13 +9,13 @@ volume-weighted mean of the per-row percentiles, and the page says so.
 
 from __future__ import annotations
 
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from telemetry.files import replace_file
 from telemetry.sinks import svg
 from telemetry.sinks.metricsdir import (
     MESSAGE_CHANNELS, OTHER, VOICE_CHANNELS, check_dir, dimension_columns, read_metrics, read_run,
@@ -221,12 +221,7 @@ def _page(out: Path, run: dict[str, Any], df: pl.DataFrame, body: str) -> str:
 
 def write_report(out: str | Path, target: str | Path) -> Path:
     """Render the report of ``out`` into ``target`` (written atomically)."""
-    target = Path(target)
-    text = render(out)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, target)
-    return target
+    return replace_file(target, render(out))
 
 
 __all__ = ["render", "write_report"]

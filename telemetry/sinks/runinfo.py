@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from telemetry.files import replace_file
+
 
 def write_run_json(out: Path, summary: dict[str, Any]) -> Path:
-    target = out / "run.json"
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", "utf-8")
-    os.replace(tmp, target)
-    return target
+    return replace_file(out / "run.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,429 @@
+"""The stream loop: list → read + aggregate (the batch engine) → windows →
+release → commit. See the package docstring and docs/stream.md.
+
+Every decision depends only on the sequence of files consumed, never on how
+they were grouped into micro-batches or when a commit happened: the watermark
+moves after each file, windows are released and evicted at file boundaries,
+and a restart resumes at the last committed boundary. That is what makes a run
+killed at any moment and restarted end with the same releases as one that ran
+through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry import __version__
+from telemetry.config import Options, thread_count
+from telemetry.errors import ConfigError, InputError
+from telemetry.keys import Keyring
+from telemetry.stream.files import Found, Waker, listing
+from telemetry.stream.store import Store, commit_tag
+
+log = logging.getLogger("telemetry")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
+#: Files read per micro-batch before a commit, by default (a commit costs a few ms: syncs, renames).
+BATCH_FILES = 256
+COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late")
+_OWN_OUTPUT = re.compile(r"^(part-c\d{8}(-\d{6})?\.parquet|rejects-c\d{8}\.jsonl)$")
+
+
+def parse_duration(name: str, text: str) -> int:
+    """``10m``, ``24h``, ``7d`` → microseconds."""
+    m = _DURATION.match(str(text).lower())
+    if m is None:
+        raise ConfigError(f"{name} must be a whole number followed by s, m, h, d or w (e.g. 10m, 24h); got {text!r}")
+    return int(m[1]) * _UNIT_US[m[2]]
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    watch: Path | None  # None: --stdin
+    out: Path
+    state: Path
+    lateness_us: int
+    retention_us: int
+    once: bool = False
+    poll_s: float = 2.0
+    spool: bool = False  # the watched directory is the stream's own (--stdin): consumed files are removed
+    batch_files: int = BATCH_FILES
+
+
+@dataclass
+class _Mark:
+    """What the reading side tells the aggregating side, in input order: one read
+    batch (with the watermark its records were judged by) or the end of a file."""
+
+    end: Found | None = None
+    watermark: int | None = None  # after this file (end) / before it (read)
+
+
+class Stream:
+    def __init__(self, sopts: StreamOptions, keyring: Keyring, opts: Options) -> None:
+        from telemetry.engine import Job, get_engine
+
+        self.s = sopts
+        self.opts = opts
+        self.keyring = keyring
+        self.job = Job(keyring, opts)
+        try:
+            self.job.prepare_only()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.spec = self.job.spec
+        self.engine = get_engine(opts.engine, thread_count(opts))
+        _check_out(sopts.out)
+        self.store = Store(sopts.state, self.spec)
+        self.commit_n, meta, self.windows = self.store.committed()
+        _remove_uncommitted(sopts.out, self.commit_n)
+        self.counts = {name: int(meta.get(name, 0)) for name in COUNTS}
+        self.evicted = {k: int(v) for k, v in meta.get("evicted", {}).items()}
+        self.watermark: int | None = meta.get("watermark_us")
+        self.max_start: int | None = meta.get("max_start_us")
+        self.consumed: set[str] = set(meta.get("manifest", []))
+        self.files_failed = int(meta.get("files_failed", 0))
+        self.started = time.perf_counter()
+        self.stop = threading.Event()
+        self.finish_when_idle = sopts.once
+        self._due: list = []  # (window, state) whose revision 0 is decided, not yet computed
+        self._waker: Waker | None = None
+        if self.commit_n:
+            self._write_run_json()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        waker = self._waker = Waker(self.s.watch)
+        try:
+            while not self.stop.is_set():
+                todo = [f for f in listing(self.s.watch) if f.name not in self.consumed]
+                if todo:
+                    self.micro_batch(todo[: self.s.batch_files])
+                    continue
+                if self.finish_when_idle:
+                    self.finish()
+                    break
+                waker.wait(self.s.poll_s)
+        finally:
+            waker.close()
+        return 1 if self.counts["records_quarantined"] else 0
+
+    def wake(self) -> None:
+        """End the current wait for new files early (end of standard input, a signal)."""
+        if self._waker is not None:
+            self._waker.event.set()
+
+    def micro_batch(self, files: list[Found]) -> None:
+        """Read, aggregate and release ``files`` in order, then commit."""
+        from telemetry.quarantine import QuarantineWriter
+
+        tag = commit_tag(self.commit_n + 1)
+        outputs: list[pa.Table] = []
+        quarantine = QuarantineWriter(self.s.out, name=f"rejects-{tag}.jsonl")
+        marks: deque[_Mark] = deque()
+        seq = 0
+        gen = _Reader(self, files, marks)
+        for partial in self.engine.run(self.job, iter(gen)):
+            while marks[0].end is not None:
+                outputs += self._file_done(marks.popleft())
+            mark = marks.popleft()
+            self._apply(partial.state, mark.watermark)
+            self.counts["records_in"] += partial.records_in
+            self.counts["records_ok"] += partial.records_ok
+            self.counts["records_quarantined"] += len(partial.rejects)
+            self.counts["records_opted_out"] += partial.opted_out
+            if partial.rejects:
+                quarantine.write(partial.rejects)
+            if partial.records is not None and partial.records.num_rows:
+                from telemetry.sinks.parquet import write_partitioned
+
+                write_partitioned(pa.Table.from_batches([partial.records]), self.s.out / "records",
+                                  "start_time", f"part-{tag}-{seq:06d}")
+                seq += 1
+        while marks:
+            outputs += self._file_done(marks.popleft())
+        if gen.failed:
+            quarantine.write(gen.failed)
+            self.files_failed += len(gen.failed)
+        quarantine.close()
+        self._commit(outputs)
+
+    def finish(self) -> None:
+        """``--once``: release every window still open as if the watermark had passed it."""
+        self._due = [(w, w.begin_release()) for _, w in sorted(self.windows.items()) if not w.released]
+        if self._due or not self.commit_n:
+            self._commit([])
+
+    def _release_due(self) -> list[pa.Table]:
+        """Revision 0 of the windows the watermark passed since the last time (one
+        release for all of them)."""
+        from telemetry.stream.book import first_release
+
+        due, self._due = self._due, []
+        return [first_release(due, self.opts.k)] if due else []
+
+    # -- windows -------------------------------------------------------------------------------
+
+    def _apply(self, state, watermark: int | None) -> None:
+        from telemetry.stream.book import Window
+
+        if not state.n_groups:
+            return
+        window_us = self.spec.window_us
+        index = state.keys[:, 0]
+        for w in np.unique(index).tolist():
+            part = state if len(index) and index.min() == index.max() else state.take(np.flatnonzero(index == w))
+            book = self.windows.get(w)
+            if book is None:
+                book = self.windows[w] = Window(w, part)
+            else:
+                book.add(part)
+            if watermark is not None and (w + 1) * window_us <= watermark:
+                self.counts["records_late"] += part.records
+
+    def _file_done(self, mark: _Mark) -> list[pa.Table]:
+        """A file is in: move the watermark, release and evict at this boundary."""
+        assert mark.end is not None
+        self.consumed.add(mark.end.name)
+        self.watermark = mark.watermark
+        if self.watermark is None:
+            return []
+        window_us, k = self.spec.window_us, self.opts.k
+        out = []
+        passed = [book for w, book in sorted(self.windows.items()) if (w + 1) * window_us <= self.watermark]
+        if any(book.delta is not None for book in passed if any(book is d for d, _ in self._due)):
+            out += self._release_due()  # a window of this micro-batch's revision 0 has late records
+        for book in passed:
+            if not book.released:
+                self._due.append((book, book.begin_release()))
+            elif book.delta is not None and not any(book is d for d, _ in self._due):
+                table = book.late_release(k)
+                if table is not None:
+                    out.append(table)
+        evicted = [w for w in self.windows if (w + 1) * window_us + self.s.retention_us <= self.watermark]
+        if any(any(self.windows[w] is d for d, _ in self._due) for w in evicted):
+            out += self._release_due()
+        for w in evicted:
+            book = self.windows.pop(w)
+            acc = book.accounting()
+            for key in ("withheld", "withheld_rows"):
+                self.evicted[key] = self.evicted.get(key, 0) + acc[key]
+            self.evicted["withheld"] += acc["pending"]  # never released now: withheld for good
+            self.evicted["rows_released"] = self.evicted.get("rows_released", 0) + len(book.rows)
+        return out
+
+    # -- commit ----------------------------------------------------------------------------------
+
+    def _commit(self, outputs: list[pa.Table]) -> None:
+        from telemetry.metrics.frame import sort_rows
+        from telemetry.sinks.parquet import write_partitioned
+
+        n = self.commit_n + 1
+        tables = [t for t in outputs + self._release_due() if t.num_rows]
+        if tables:
+            table = sort_rows(pa.concat_tables(tables), self.spec.by)
+            released_at = pa.array(np.full(table.num_rows, _now_us(), np.int64), pa.timestamp("us", tz="UTC"))
+            write_partitioned(table.append_column("released_at", released_at), self.s.out / "metrics",
+                              "window_start", f"part-{commit_tag(n)}")
+        meta = {
+            **self.counts,
+            "watermark_us": self.watermark,
+            "max_start_us": self.max_start,
+            "manifest": sorted(self.consumed),
+            "evicted": self.evicted,
+            "files_failed": self.files_failed,
+        }
+        self.store.commit(n, meta, self.windows)
+        self.commit_n = n
+        self._write_run_json()
+        if self.s.spool:
+            for name in [name for name in self.consumed if (self.s.watch / name).exists()]:
+                os.remove(self.s.watch / name)
+
+    def summary(self) -> dict[str, Any]:
+        acc = {"open": 0, "pending": 0, "withheld": 0, "withheld_rows": 0}
+        rows = self.evicted.get("rows_released", 0)
+        for book in self.windows.values():
+            for key, value in book.accounting().items():
+                acc[key] += value
+            rows += len(book.rows)
+        seconds = time.perf_counter() - self.started
+        wm = self.watermark
+        return {
+            **self.counts,
+            "records_pending": acc["pending"],
+            "records_open": acc["open"],
+            "records_withheld": acc["withheld"] + self.evicted.get("withheld", 0),
+            "rows_released": rows,
+            "rows_withheld": acc["withheld_rows"] + self.evicted.get("withheld_rows", 0),
+            "watermark": None if wm is None else _iso(wm),
+            "commits": self.commit_n,
+            "files": len(self.consumed),
+            "files_failed": self.files_failed,
+            "windows_kept": len(self.windows),
+            "key_id": self.keyring.current.key_id,
+            "key_ids": self.keyring.key_ids(),
+            "engine": self.engine.name,
+            "mode": "stream",
+            "seconds": round(seconds, 3),
+            "records_per_second": None,
+            "window": self.opts.window,
+            "by": list(self.opts.by),
+            "k": self.opts.k,
+            "lateness_s": self.s.lateness_us // 1_000_000,
+            "retention_s": self.s.retention_us // 1_000_000,
+            "region": self.opts.region,
+            "version": __version__,
+        }
+
+    def _write_run_json(self) -> None:
+        from telemetry.sinks.runinfo import write_run_json
+
+        write_run_json(self.s.out, self.summary())
+
+
+class _Reader:
+    """The files of one micro-batch as read batches for the engine, each with the
+    records that are too late for their window moved to its rejects; pushes a
+    :class:`_Mark` per batch and per file end.
+
+    Small files are gathered into larger batches (:class:`telemetry.readers.Coalescer`)
+    as long as no file boundary inside a gathered batch moves the watermark across a
+    window's end or eviction point: at such a boundary nothing is released or evicted
+    and every record is judged late or too late exactly as at the first, so the
+    decisions are those taken file by file. A boundary that crosses one ends the batch."""
+
+    def __init__(self, stream: Stream, files: list[Found], marks: deque) -> None:
+        self.stream = stream
+        self.files = files
+        self.marks = marks
+        self.failed: list = []
+        self.max_start = stream.max_start
+
+    def watermark(self) -> int | None:
+        return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
+
+    def _crosses(self, before: int | None, after: int | None) -> bool:
+        """Whether a window end or an eviction point lies in (before, after]."""
+        if after is None:
+            return False
+        if before is None:
+            return True
+        window_us, retention = self.stream.spec.window_us, self.stream.s.retention_us
+        return (after // window_us > before // window_us
+                or (after - retention) // window_us > (before - retention) // window_us)
+
+    def __iter__(self) -> Iterator:
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, plan_inputs
+
+        st = self.stream
+        options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
+        small = Coalescer(st.opts.batch_rows)
+        ended: list[_Mark] = []  # files whose rows are all in batches handed out, or held
+        group_watermark = self.watermark()
+
+        def hand_out(ready):
+            for batch in ready:
+                self.marks.append(_Mark(watermark=group_watermark))
+                yield batch
+                self.marks.extend(ended)
+                ended.clear()
+
+        for found in self.files:
+            before = self.watermark()
+            if not small._held:
+                group_watermark = before
+            try:
+                for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
+                    for read in item.read() if isinstance(item, Piece) else (item,):
+                        yield from hand_out(small.add(self._too_late(read, before)))
+            except (InputError, OSError) as exc:
+                reason = str(exc) if isinstance(exc, InputError) else f"cannot read: {exc.strerror or exc}"
+                self.failed.append(Reject(file=found.path, row=0, reason=f"file not read: {reason}", fields={}))
+                log.warning("stream: %s was not read: %s", found.name, reason)
+            st.max_start = self.max_start
+            ended.append(_Mark(end=found, watermark=self.watermark()))
+            if self._crosses(before, self.watermark()):
+                yield from hand_out(small.flush())
+                self.marks.extend(ended)
+                ended.clear()
+        yield from hand_out(small.flush())
+        self.marks.extend(ended)
+
+    def _too_late(self, read, watermark: int | None):
+        """``read`` without the records whose window was evicted (they become rejects),
+        and the largest start time seen moved forward."""
+        from telemetry.quarantine import mask_fields
+        from telemetry.readers import ReadBatch, Reject
+
+        batch = read.batch
+        if batch.num_rows == 0:
+            return read
+        start = pc.cast(batch.column("start_time"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        start_us = start.to_numpy(zero_copy_only=False)
+        top = int(start_us.max())
+        self.max_start = top if self.max_start is None else max(self.max_start, top)
+        if watermark is None:
+            return read
+        window_us = self.stream.spec.window_us
+        ends = (start_us // window_us + 1) * window_us
+        late = ends + self.stream.s.retention_us <= watermark
+        if not late.any():
+            return read
+        rejects = [Reject(file=read.file, row=int(read.rows[i]), reason="too late: its window was already evicted",
+                          fields=mask_fields(batch, i)) for i in np.flatnonzero(late).tolist()]
+        keep = ~late
+        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file)
+
+
+def _check_out(out: Path) -> None:
+    """OUT may be new, or a stream's own output; never a ``process`` output it would mix with."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a directory")
+    for sub in ("metrics", "quarantine", "records"):
+        root = out / sub
+        if not root.is_dir():
+            continue
+        for _, _, names in os.walk(root):
+            foreign = [n for n in names if not n.startswith(".") and not _OWN_OUTPUT.match(n)]
+            if foreign:
+                raise ConfigError(f"{root} holds files a stream did not write (a process run's output?); "
+                                  "give the stream its own --out directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_uncommitted(out: Path, committed: int) -> None:
+    """Outputs of a micro-batch that never committed (a crash between writing and committing)."""
+    for sub in ("metrics", "quarantine", "records"):
+        root = out / sub
+        if not root.is_dir():
+            continue
+        for folder, _, names in os.walk(root):
+            for name in names:
+                m = re.match(r"^\.?(?:part|rejects)-c(\d{8})", name)
+                if m and int(m[1]) > committed:
+                    os.remove(os.path.join(folder, name))
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _iso(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).isoformat()

@@ -1,0 +1,91 @@
+"""Which files of the watched directory are ready, in which order, and a wake-up
+when new ones arrive.
+
+The directory listing compared with the committed manifest is the truth: a
+change notification only ends the wait early (inotify says nothing of writes
+made on another NFS client, and a notification can be lost on overflow), so the
+loop also lists the directory every ``poll`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("telemetry")
+
+#: Names a writer uses while a file is incomplete (SPEC section 9): never read.
+HIDDEN_PREFIXES = (".", "_")
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial")
+
+
+def ready(name: str) -> bool:
+    """Whether a file name is final (not hidden, not a write in progress)."""
+    return not name.startswith(HIDDEN_PREFIXES) and not name.lower().endswith(PARTIAL_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str
+    path: str
+    mtime_ns: int
+
+
+def listing(root: Path) -> list[Found]:
+    """Ready regular files directly in ``root``, by modification time, then name."""
+    found = []
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not ready(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            found.append(Found(entry.name, entry.path, entry.stat(follow_symlinks=False).st_mtime_ns))
+        except FileNotFoundError:  # renamed away between the listing and the stat
+            continue
+    found.sort(key=lambda f: (f.mtime_ns, f.name))
+    return found
+
+
+class Waker:
+    """Waits up to ``poll`` seconds, less when the directory changes (watchdog's
+    inotify / kqueue / polling observer, when the package is installed)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.event = threading.Event()
+        self._observer = None
+        if root is None:
+            return
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            log.info("stream: the watchdog package is not installed; listing the directory every poll interval")
+            return
+        event = self.event
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, _event) -> None:
+                event.set()
+
+        observer = Observer()
+        observer.schedule(_Wake(), os.fspath(root), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def wait(self, seconds: float) -> None:
+        self.event.wait(seconds)
+        self.event.clear()
+
+    def close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)

@@ -1,0 +1,159 @@
+"""The stream's checkpoint: window states, watermark, counts and the manifest of
+consumed files, committed together in one atomic step.
+
+Layout of the state directory (owner-only, like the key file: it holds
+pseudonyms)::
+
+    CURRENT                  {"format", "version", "commit": N, "meta": "meta-c0000000N.json"}
+    meta-c0000000N.json      watermark, counts, manifest, and which segment holds each window
+    seg-c0000000M.npz        the windows that changed in commit M: their states and revisions
+
+A commit writes one segment with the windows changed since the last commit (a
+window unchanged since stays in the segment that holds it) and one meta file,
+syncs both, then replaces ``CURRENT``: that rename is the commit. The outputs
+of commit N (``part-cN`` metric files, ``rejects-cN.jsonl``, record parts) are
+written before it. On start, segments and meta files of a commit after the one
+``CURRENT`` names are leftovers of an interrupted micro-batch and are removed,
+as are segments no window refers to any more. Nothing here is pickle: arrays
+in ``.npz`` files read with ``allow_pickle=False``
+(:mod:`telemetry.metrics.persist`) and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from telemetry.errors import ConfigError, InputError
+from telemetry.metrics.persist import read_npz, state_arrays, state_from_arrays, write_npz
+from telemetry.metrics.spec import AggSpec
+from telemetry.stream.book import Window
+
+FORMAT = "telemetry-stream-state"
+VERSION = 1
+_OWN = re.compile(r"^(seg|meta)-c(\d{8})\.(npz|json)$")
+
+
+def commit_tag(n: int) -> str:
+    return f"c{n:08d}"
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        raise InputError(f"stream state file {path.name} is not readable JSON; the state directory is damaged") from None
+
+
+class Store:
+    """One state directory."""
+
+    def __init__(self, root: Path, spec: AggSpec) -> None:
+        self.root = root
+        self.spec = spec
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"state directory {root} is a file; name a directory with --state")
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(root, 0o700)
+        self._segments: dict[int, str] = {}  # window index -> the segment holding it
+
+    def committed(self) -> tuple[int, dict[str, Any], dict[int, Window]]:
+        """The last commit (0, {}, {} when there is none), after removing what an
+        interrupted commit left here."""
+        current = self.root / "CURRENT"
+        if not current.exists():
+            self._clean(0)
+            return 0, {}, {}
+        head = _read_json(current)
+        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
+            raise InputError(f"{current} is not a telemetry stream state of format version {VERSION}")
+        n = int(head["commit"])
+        meta = _read_json(self.root / head["meta"])
+        self._segments = {int(index): name for index, name in meta.pop("segments")}
+        self._clean(n)
+        windows = {}
+        loaded: dict[str, dict[str, np.ndarray]] = {}
+        for index, name in self._segments.items():
+            arrays = loaded.get(name)
+            if arrays is None:
+                arrays = loaded[name] = read_npz(self.root / name)
+            windows[index] = self._window(index, arrays, name)
+        return n, meta, windows
+
+    def _window(self, index: int, arrays: dict[str, np.ndarray], where: str) -> Window:
+        def part(kind: str) -> dict[str, np.ndarray]:
+            prefix = f"w{index}/{kind}/"
+            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        try:
+            info = json.loads(bytes(arrays[f"w{index}/info"]).decode())
+        except (KeyError, ValueError):
+            raise InputError(f"stream state file {where} is damaged; the state directory cannot be used") from None
+        delta = part("delta")
+        return Window(
+            index,
+            state_from_arrays(part("total"), self.spec, where),
+            state_from_arrays(delta, self.spec, where) if delta else None,
+            released=bool(info["released"]),
+            rows={tuple(k): list(v) for k, v in info["rows"]},
+            own={tuple(k) for k in info["own"]},
+            changed=False,
+        )
+
+    def _clean(self, committed: int) -> None:
+        """Remove segments and meta files of later commits, and segments nothing refers to."""
+        live = set(self._segments.values()) | {f"meta-{commit_tag(committed)}.json"}
+        for entry in self.root.iterdir():
+            m = _OWN.match(entry.name)
+            if (m and entry.name not in live) or entry.name.startswith("."):
+                entry.unlink()
+
+    def commit(self, n: int, meta: dict[str, Any], windows: dict[int, Window]) -> None:
+        """Write commit ``n`` and make it the current one."""
+        tag = commit_tag(n)
+        changed = [index for index in sorted(windows) if windows[index].changed or index not in self._segments]
+        if changed:
+            arrays: dict[str, np.ndarray] = {}
+            for index in changed:
+                window = windows[index]
+                parts = {"total": window.total, "delta": window.delta}
+                for kind, state in parts.items():
+                    if state is not None:
+                        arrays.update({f"w{index}/{kind}/{k}": v for k, v in state_arrays(state).items()})
+                info = {"released": window.released, "rows": [[list(k), v] for k, v in window.rows.items()],
+                        "own": [list(k) for k in window.own]}
+                arrays[f"w{index}/info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
+            write_npz(self.root / f"seg-{tag}.npz", arrays)
+        segments = {index: self._segments.get(index) for index in windows}
+        segments.update({index: f"seg-{tag}.npz" for index in changed})
+        name = f"meta-{tag}.json"
+        _write_json(self.root / name, {**meta, "segments": sorted(segments.items())})
+        _write_json(self.root / "CURRENT", {"format": FORMAT, "version": VERSION, "commit": n, "meta": name})
+        _sync_dir(self.root)
+        self._segments = segments
+        self._clean(n)
+        for window in windows.values():
+            window.changed = False

@@ -1,0 +1,307 @@
+"""``telemetry stream`` (SPEC section 9) through the real command: checked against
+``telemetry process`` over the same files (the batch path), against hand-counted
+records for windows, lateness and revisions, and against an uninterrupted run
+for runs killed with SIGKILL at random moments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import telemetry
+from telemetry.generate import write as write_records
+from tests.conftest import run_cli
+
+T0 = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.timezone.utc)
+KEY_COLUMNS = ["window_start", "channel", "route", "dst_region"]
+
+
+def _stamp(path: Path, i: int) -> None:
+    """Modification times in file order (1 s apart), as files arriving one by one."""
+    ns = 1_700_000_000_000_000_000 + i * 1_000_000_000
+    os.utime(path, ns=(ns, ns))
+
+
+def _generated(root: Path, files: int, records: int, fmt: str = "parquet") -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        path = root / f"cdr-{i:03d}.{'parquet' if fmt == 'parquet' else 'csv'}"
+        write_records(path, records, fmt=fmt, seed=100 + i, start=T0 + dt.timedelta(minutes=40 * i), hours=0.75)
+        _stamp(path, i)
+        paths.append(path)
+    return paths
+
+
+def _stream(env, watch: Path, out: Path, *extra: str):
+    return run_cli("stream", "--watch", str(watch), "--out", str(out), "--region", "GB", "--once", *extra, env=env)
+
+
+def _rows(out: Path) -> pl.DataFrame:
+    df = telemetry.read_metrics(out)
+    return df.drop([c for c in ("revision", "released_at") if c in df.columns]).sort(KEY_COLUMNS, nulls_last=True)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_once_releases_what_process_releases(tmp_path: Path, key_env, fmt) -> None:
+    files = _generated(tmp_path / "in", 5, 3000, fmt)
+    res = _stream(key_env, tmp_path / "in", tmp_path / "s", "--batch-files", "2")
+    assert res.returncode in (0, 1), res.stderr
+    batch = run_cli("process", *map(str, files), "--out", str(tmp_path / "p"), "--region", "GB", env=key_env)
+    assert batch.returncode in (0, 1), batch.stderr
+    assert _rows(tmp_path / "s").equals(_rows(tmp_path / "p"))
+    s = json.loads((tmp_path / "s" / "run.json").read_text())
+    p = json.loads((tmp_path / "p" / "run.json").read_text())
+    for key in ("records_in", "records_ok", "records_quarantined", "records_opted_out", "rows_released",
+                "rows_withheld", "records_withheld"):
+        assert s[key] == p[key], key
+    assert s["commits"] == 4 and s["records_pending"] == 0  # 3 micro-batches of 2 files, then the final release and s["records_open"] == 0
+    assert s["records_ok"] == s["records_in"] - s["records_quarantined"] - s["records_opted_out"]
+
+
+def _jsonl(path: Path, rows: list[dict], order: int) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _stamp(path, order)
+
+
+def _calls(minute: float, pairs: range, status: str = "answered", route: str = "carrier-a") -> list[dict]:
+    start = T0 + dt.timedelta(minutes=minute)
+    return [{"start_time": start.isoformat(), "source": f"+447700900{a:03d}", "destination": f"+447700901{a:03d}",
+             "status": status, "route": route, "channel": "voice", "duration_ms": 60_000 if status == "answered" else 0}
+            for a in pairs]
+
+
+def _run(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+def test_late_records_wait_for_k_then_give_a_new_revision(tmp_path: Path, key_env) -> None:
+    """The differencing attack of SPEC 9: with a late trickle, revision 1 minus revision 0
+    would be one call's outcome. The rule holds the single late record back (pending)
+    until late records of k distinct callers and callees arrive."""
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    args = ["--lateness", "10m", "--retention", "2h"]
+    _jsonl(watch / "a.jsonl", _calls(1, range(0, 8)), 0)  # window 10:00-10:15, 8 callers
+    _jsonl(watch / "b.jsonl", _calls(40, range(100, 108)), 1)  # watermark 10:30: 10:00 window released
+    first = _stream(key_env, watch, out, *args)  # --once would release the 10:30 window too; fine
+    assert first.returncode == 0, first.stderr
+    rev0 = telemetry.read_metrics(out).filter(pl.col("window_start") == T0)
+    assert rev0["revision"].to_list() == [0] and rev0["answered"].to_list() == [8]
+
+    # one late failed call for the released window: what a naive re-release would publish
+    _jsonl(watch / "c.jsonl", _calls(2, range(8, 9), status="failed"), 2)
+    naive = telemetry.process([str(watch / n) for n in ("a.jsonl", "c.jsonl")], key=bytes(range(1, 33)),
+                              region="GB").metrics.filter(pl.col("window_start") == T0)
+    leaked = {c: naive[c][0] - rev0[c][0] for c in ("attempts", "answered", "failed")}
+    assert leaked == {"attempts": 1, "answered": 0, "failed": 1}  # revision 1 - revision 0 = that call's outcome
+    second = _stream(key_env, watch, out, *args)
+    assert second.returncode == 0, second.stderr
+    latest = telemetry.read_metrics(out).filter(pl.col("window_start") == T0)
+    assert latest["revision"].to_list() == [0] and latest["attempts"].to_list() == [8]  # nothing new released
+    run = _run(out)
+    assert run["records_late"] == 1 and run["records_pending"] == 1
+
+    # four more late callers: five late records with five distinct callers and callees: revision 1
+    _jsonl(watch / "d.jsonl", _calls(3, range(9, 13), status="busy"), 3)
+    assert _stream(key_env, watch, out, *args).returncode == 0
+    latest = telemetry.read_metrics(out).filter(pl.col("window_start") == T0)
+    assert latest["revision"].to_list() == [1]
+    assert latest.select("attempts", "answered", "failed", "busy").row(0) == (13, 8, 1, 4)
+    run = _run(out)
+    assert run["records_late"] == 5 and run["records_pending"] == 0
+    all_revisions = pl.read_parquet(out / "metrics", hive_partitioning=False).filter(pl.col("window_start") == T0)
+    assert sorted(all_revisions["revision"].to_list()) == [0, 1]  # each revision once, never rewritten
+
+
+def test_records_for_an_evicted_window_are_quarantined_as_too_late(tmp_path: Path, key_env) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    args = ["--lateness", "5m", "--retention", "30m"]
+    _jsonl(watch / "a.jsonl", _calls(1, range(0, 6)), 0)
+    _jsonl(watch / "b.jsonl", _calls(120, range(0, 6)), 1)  # watermark 11:55: 10:00 window evicted
+    _jsonl(watch / "c.jsonl", _calls(2, range(20, 23)) + _calls(100, range(30, 32)), 2)
+    res = _stream(key_env, watch, out, *args)
+    assert res.returncode == 1  # completed, rows quarantined
+    run = _run(out)
+    assert run["records_quarantined"] == 3 and run["records_late"] == 2 and run["records_in"] == 17
+    rejects = [json.loads(line) for line in (out / "quarantine").glob("*.jsonl").__next__().read_text().splitlines()]
+    assert {r["reason"] for r in rejects} == {"too late: its window was already evicted"}
+    assert sorted(r["row"] for r in rejects) == [1, 2, 3]
+    assert all("7700" not in json.dumps(r) for r in rejects)
+
+
+def test_files_in_order_temporary_names_ignored_corrupt_file_quarantined(tmp_path: Path, key_env) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    files = _generated(watch, 3, 2000)
+    (watch / "cdr-009.parquet.part").write_bytes(files[0].read_bytes())  # still being written
+    (watch / ".cdr-010.parquet").write_bytes(files[0].read_bytes())
+    (watch / "_cdr-011.parquet").write_bytes(files[0].read_bytes())
+    (watch / "cdr-012.parquet").write_bytes(b"PAR1 this is not parquet")  # corrupt
+    _stamp(watch / "cdr-012.parquet", 1)
+    res = _stream(key_env, watch, out)
+    assert res.returncode in (0, 1), res.stderr
+    run = _run(out)
+    assert run["files"] == 4 and run["files_failed"] == 1
+    batch = run_cli("process", *map(str, files), "--out", str(tmp_path / "p"), "--region", "GB", env=key_env)
+    assert _rows(out).equals(_rows(tmp_path / "p"))
+    rejects = "".join(p.read_text() for p in (out / "quarantine").glob("*.jsonl"))
+    assert "cdr-012.parquet" in rejects and "file not read" in rejects
+    # a second run over the same directory reads nothing again
+    again = _stream(key_env, watch, out)
+    assert _run(out)["records_in"] == run["records_in"] and again.returncode in (0, 1)
+    assert batch.returncode in (0, 1)
+
+
+def test_state_is_owner_only_and_never_pickle(tmp_path: Path, key_env) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    _generated(watch, 2, 1500)
+    assert _stream(key_env, watch, out).returncode in (0, 1)
+    state = out / "_state"
+    for path in [state, *state.rglob("*")]:
+        assert path.stat().st_mode & 0o077 == 0, path
+    npz = next(state.glob("seg-*.npz"))
+    with np.load(npz, allow_pickle=False) as data:  # loads without pickle
+        assert all(data[name].dtype != object for name in data.files)
+    # a state file carrying a pickled object is refused, not executed
+    np.savez(npz, header=np.array([object()], dtype=object))
+    res = _stream(key_env, watch, out)
+    assert res.returncode == 2 and "cannot read state file" in res.stderr and "Traceback" not in res.stderr
+
+
+def _committed(out: Path) -> int:
+    try:
+        return json.loads((out / "_state" / "CURRENT").read_text())["commit"]
+    except (OSError, ValueError):
+        return 0
+
+
+def _chaos_run(env, watch: Path, out: Path, rng: random.Random | None) -> int | None:
+    """Run the stream; with ``rng``, SIGKILL it at a random moment of the micro-batch after
+    its first new commit (reading, writing outputs or writing state). Its exit code if it
+    finished first, else None."""
+    before = _committed(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telemetry", "stream", "--watch", str(watch), "--out", str(out), "--region", "GB",
+         "--once", "--batch-files", "1", "--lateness", "20m", "--retention", "3h"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if rng is None:
+        return proc.wait(timeout=600)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and _committed(out) == before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.25))
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return None
+
+
+@pytest.mark.slow
+def test_kill_minus_9_at_random_moments_changes_nothing(tmp_path: Path, key_env) -> None:
+    """Killed at random moments (with one file per commit, most kills land while outputs
+    or state are being written) and restarted until done: the latest revisions and the
+    run.json counts equal an uninterrupted run's, and no revision has two contents."""
+    watch = tmp_path / "in"
+    files = _generated(watch, 12, 1500)
+    # out-of-order arrival: a late file for the first hour arrives last
+    late = watch / "cdr-late.parquet"
+    write_records(late, 400, fmt="parquet", seed=7, start=T0, hours=0.5)
+    _stamp(late, 50)
+    calm = tmp_path / "calm"
+    assert _chaos_run(key_env, watch, calm, None) in (0, 1)
+    rng = random.Random(20261207)
+    out = tmp_path / "chaos"
+    kills = 0
+    while True:
+        code = _chaos_run(key_env, watch, out, rng)
+        if code is not None:
+            assert code in (0, 1)
+            break
+        kills += 1
+        assert kills < 60
+    assert kills >= 5
+    assert _rows(out).equals(_rows(calm))
+    a, b = _run(out), _run(calm)
+    for key in ("records_in", "records_ok", "records_quarantined", "records_late", "records_pending",
+                "records_withheld", "rows_released", "rows_withheld", "files"):
+        assert a[key] == b[key], key
+    every = pl.read_parquet(out / "metrics", hive_partitioning=False).drop("released_at")
+    distinct = every.unique()
+    assert distinct.select([*KEY_COLUMNS, "revision"]).is_unique().all()  # one content per revision
+    assert len(files) + 1 == a["files"]
+    assert a["records_in"] == 12 * 1500 + 400
+
+
+def test_stdin_lines_give_what_process_gives(tmp_path: Path, key_env) -> None:
+    rows = _calls(1, range(0, 7)) + _calls(20, range(0, 9), status="busy") + _calls(50, range(3, 12), route="b")
+    (tmp_path / "calls.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_cli("stream", "--stdin", "--format", "jsonl", "--out", str(tmp_path / "s"), "--region", "GB",
+                  env=key_env, input=(tmp_path / "calls.jsonl").read_text())
+    assert res.returncode == 0, res.stderr
+    batch = run_cli("process", str(tmp_path / "calls.jsonl"), "--out", str(tmp_path / "p"), "--region", "GB",
+                    env=key_env)
+    assert batch.returncode == 0
+    assert _rows(tmp_path / "s").equals(_rows(tmp_path / "p"))
+    assert _run(tmp_path / "s")["records_in"] == len(rows)
+    assert not list((tmp_path / "s" / "_state" / "spool").iterdir())  # consumed chunks removed
+
+
+def _scrape(port: int) -> dict[tuple, float]:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {(s.name, s.labels.get("route")): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "telemetry_attempts"}
+
+
+def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path, key_env) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telemetry", "stream", "--watch", str(watch), "--out", str(out), "--region", "GB",
+         "--serve", "0", "--poll", "1s", "--lateness", "0s"],
+        env=key_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(line.rsplit(":", 1)[1].split("/")[0])
+        # a file is written under a temporary name, then renamed: only then is it read
+        tmp = watch / "a.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in _calls(1, range(0, 6)) + _calls(16, range(0, 6))))
+        time.sleep(1.5)
+        assert _committed(out) == 0
+        renamed = time.monotonic()
+        tmp.rename(watch / "a.jsonl")
+        while _committed(out) < 1:
+            assert time.monotonic() - renamed < 60
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:00 window released
+        _jsonl(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
+        while _committed(out) < 2:
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:15 window: the latest complete
+        _jsonl(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
+        while _committed(out) < 3:
+            time.sleep(0.05)
+        assert _scrape(port) == {("telemetry_attempts", "carrier-b"): 9.0}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = _run(out)
+    assert run["records_in"] == 26 and run["records_open"] == 5 and run["commits"] == 3
