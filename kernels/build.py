@@ -100,7 +100,12 @@ def _workload(folder: Path) -> list[tuple[str, Callable[[], object]]]:
         parts = [Distinct.build(groups[:half], values[:half], 1), Distinct.build(groups[half:], values[half:], 1)]
         Distinct.union(parts, np.zeros(2, np.int64), 1).counts()
 
+    def cryptopan() -> None:  # addresses kept as prefix-preserving pseudonyms (--ip-mode cryptopan)
+        telemetry.process([folder / "cdrs.parquet"], key=key, out=folder / "out-cryptopan", region="GB",
+                          emit_records=True, ip_mode="cryptopan", batch_rows=2048)  # fmt: skip
+
     steps = [(fmt, lambda fmt=fmt: one_format(fmt)) for fmt in writable_formats()]
+    steps.append(("Crypto-PAn addresses", cryptopan))  # on the parquet step's file
     steps.append(("pseudonymize", lambda: telemetry.pseudonymize(["+44 7700 900123", None], key=key, region="GB")))
     steps.append(("distinct counts (HyperLogLog)", hll))
     return steps

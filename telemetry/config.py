@@ -26,6 +26,7 @@ from telemetry.errors import ConfigError, printable
 DEFAULT_CONFIG = "telemetry.toml"
 #: The release threshold of SPEC section 5; a lower ``k`` is allowed with a warning.
 DEFAULT_K = 5
+IP_MODES = ("truncate", "cryptopan")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Options:
     rate_deck: str | None = None
     opt_out: str | None = None
     emit_records: bool = False
+    ip_mode: str = "truncate"  # source_ip in record output: truncate | cryptopan (SPEC 12)
     engine: str = "local"
     threads: int = 0  # 0: one per core
     batch_rows: int = 262144
@@ -124,6 +126,8 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
     opts = Options(**values, extra=extra)
     if not isinstance(opts.k, int) or opts.k < 1:
         raise ConfigError(f"k must be a whole number >= 1; got {opts.k!r}")
+    if opts.ip_mode not in IP_MODES:
+        raise ConfigError(f"ip_mode must be one of {', '.join(IP_MODES)}; got {opts.ip_mode!r}")
     if opts.engine not in ("local", "dask"):
         raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
     if opts.threads < 0 or opts.batch_rows < 1:

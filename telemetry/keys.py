@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 KEY_BYTES = 32
-DOMAINS = ("subscriber", "ip", "record")
+#: HKDF domains: the three pseudonym (HMAC) domains and the Crypto-PAn key (SPEC 12).
+DOMAINS = ("subscriber", "ip", "record", "cryptopan")
 #: "Valid since the beginning": earlier than any record a reader can produce.
 BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 ENV_KEY = "TELEMETRY_KEY"
@@ -229,6 +230,14 @@ class Keyring:
         if key_id not in self.key_ids():
             raise ValueError(f"no epoch with key_id {key_id}; see: telemetry keys list")
         return Keyring(tuple(Epoch(e.key_id, e.valid_from) if e.key_id == key_id else e for e in self.epochs))
+
+    def ended_before(self, when: datetime) -> list[str]:
+        """Key ids of the epochs still holding a key whose whole validity ended at or
+        before ``when``: an epoch is valid until the next one's valid-from, so the
+        newest epoch never ends."""
+        when = _utc(when, "when")
+        return [e.key_id for e, successor in zip(self.epochs, self.epochs[1:])
+                if e.key is not None and successor.valid_from <= when]
 
     # -- use -----------------------------------------------------------------
 
@@ -536,7 +545,7 @@ def _replace_file(path: str | os.PathLike[str], data: bytes) -> None:
         if isinstance(exc, OSError):
             raise KeyMaterialError(f"cannot write key file {shown}: {exc.strerror}") from None
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     if old is not None:
         _wipe(old, shown)
 
@@ -582,7 +591,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in ``directory`` durable (a no-op where the platform cannot)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

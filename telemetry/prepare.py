@@ -17,7 +17,7 @@ from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
 from telemetry.quarantine import mask_fields
 from telemetry.readers import ReadBatch, Reject
-from telemetry.schema import DICTIONARY_TEXT
+from telemetry.schema import DICTIONARY_TEXT, RECORDS_METADATA
 
 #: Canonical columns that never reach aggregation or record output as they are.
 _CLEAR = ("record_id", "source", "destination", "source_ip", "location")
@@ -37,6 +37,7 @@ def prepare(
     rate_deck=None,
     opt_out: OptOut | None = None,
     emit_records: bool = False,
+    ip_mode: str = "truncate",
 ) -> Prepared:
     batch = read.batch
     n = batch.num_rows
@@ -44,9 +45,10 @@ def prepare(
     src, dst = pseudonymizer.identifier_columns([batch.column("source"), batch.column("destination")], key_index)
     ip_column = batch.column("source_ip")
     ip_invalid = np.zeros(n, dtype=np.bool_)
-    ip_pseudo = None
+    ip_out = None  # source_ip of record output: network pseudonyms, or Crypto-PAn addresses
     if emit_records and ip_column.null_count < n:
-        ip_pseudo, ip_invalid = pseudonymizer.ips(ip_column, key_index)
+        anonymize = pseudonymizer.cryptopan_ips if ip_mode == "cryptopan" else pseudonymizer.ips
+        ip_out, ip_invalid = anonymize(ip_column, key_index)
 
     rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
     rejects = [
@@ -83,11 +85,13 @@ def prepare(
             if name in rec and pa.types.is_dictionary(rec[name].type):
                 rec[name] = rec[name].cast(pa.string())
         rec["record_id"] = pseudonymizer.records(batch.column("record_id"), key_index)
-        rec["source_ip"] = ip_pseudo if ip_pseudo is not None else pa.nulls(n, pa.binary(16))
+        if ip_out is None:
+            ip_out = pa.nulls(n, pa.string() if ip_mode == "cryptopan" else pa.binary(16))
+        rec["source_ip"] = ip_out
         rec["source_withheld"] = pa.array(src.kind == Kind.WITHHELD)
         ids = np.asarray(pseudonymizer.keyring.key_ids() + [None], dtype=object)
         rec["key_id"] = pa.array(ids[key_index], type=pa.string()).dictionary_encode()
-        records = pa.RecordBatch.from_pydict(rec)
+        records = pa.RecordBatch.from_pydict(rec).replace_schema_metadata(RECORDS_METADATA)
         if keep is not None:
             records = records.filter(keep)
     return Prepared(prepared, records, rejects, int(opted.sum()))

@@ -8,6 +8,7 @@ is the notebook-facing function of SPEC section 7.
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -46,7 +47,8 @@ class Pseudonymizer:
         self._seen = _Seen(self.region, self._states["subscriber"])
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_seen"}  # clear identifiers stay home
+        # clear identifiers stay home; AES contexts are rebuilt where needed
+        return {k: v for k, v in self.__dict__.items() if k not in ("_seen", "_cryptopans")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _seen=_Seen(state["region"], state["_states"]["subscriber"]))
@@ -114,6 +116,19 @@ class Pseudonymizer:
 
         networks, invalid = truncate_ips(values)
         return hmac16(networks, self._states["ip"], key_index), invalid
+
+    def cryptopan_ips(self, values: pa.Array, key_index: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        """Crypto-PAn addresses (SPEC section 12) of IP addresses, each under its
+        epoch's ``cryptopan`` subkey, and the invalid mask."""
+        from telemetry.cryptopan import anonymize_by_epoch
+
+        return anonymize_by_epoch(values, self._cryptopans, key_index)
+
+    @cached_property
+    def _cryptopans(self) -> list:
+        from telemetry.cryptopan import CryptoPAn
+
+        return [None if k is None else CryptoPAn(k) for k in self.keyring.subkeys("cryptopan")]
 
     def records(self, values: pa.Array, key_index: np.ndarray | None = None) -> pa.Array:
         """Pseudonyms of source-system record ids (trimmed, otherwise as given)."""

@@ -38,6 +38,10 @@ CANONICAL = pa.schema(
 
 COLUMNS = tuple(CANONICAL.names)
 
+#: Footer key-value metadata of every record output file (``--emit-records``): how
+#: ``telemetry erase`` tells the files the product wrote from anything else in ``records/``.
+RECORDS_METADATA = {b"telemetry.output": b"records/1"}
+
 #: Columns holding subscriber identifiers (pseudonymized, never passed through).
 IDENTIFIER_COLUMNS = ("source", "destination")
 

@@ -104,7 +104,7 @@ def test_reference_hkdf_matches_rfc5869(case):
     assert out.hex() == case["okm"]
 
 
-@pytest.mark.parametrize("domain", ["subscriber", "ip", "record"])
+@pytest.mark.parametrize("domain", ["subscriber", "ip", "record", "cryptopan"])
 def test_subkey_is_hkdf_of_the_spec(domain):
     rng = np.random.default_rng(5869)
     for key in [TEST_KEY, bytes(32), *(rng.bytes(32) for _ in range(20))]:
@@ -113,7 +113,7 @@ def test_subkey_is_hkdf_of_the_spec(domain):
 
 
 def test_subkeys_differ_per_domain_and_reject_others():
-    assert len({subkey(TEST_KEY, d) for d in ("subscriber", "ip", "record")}) == 3
+    assert len({subkey(TEST_KEY, d) for d in ("subscriber", "ip", "record", "cryptopan")}) == 4
     for bad in ("", "Subscriber", "msisdn", "subscriber "):
         with pytest.raises(ValueError, match="domain"):
             subkey(TEST_KEY, bad)

@@ -614,8 +614,9 @@ def test_parquet_pieces_read_in_any_order_give_what_the_file_reads(tmp_path, gro
             writer.write_table(_PIECE_ROWS.slice(start, size))
             start += size
     items = list(plan_inputs([path], batch_rows=batch_rows))
-    if max(groups) > canonical_reader.PIECE_MAX * batch_rows:
-        # a row group too large to hand to one thread: the file is read here, in batches
+    if max(groups) > canonical_reader.PIECE_MAX * batch_rows or sum(groups) < batch_rows // 4:
+        # a row group too large to hand to one thread, or a file small enough to be gathered
+        # with the next files' rows: the file is read here, in batches
         assert not any(isinstance(item, Piece) for item in items)
         parts = items
     else:

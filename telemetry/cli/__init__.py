@@ -22,7 +22,8 @@ from telemetry.errors import TelemetryError
 
 #: Exit code of an unexpected exception (a bug), distinct from 1 "completed, rows quarantined".
 INTERNAL_ERROR = 3
-COMMANDS = ("demo", "process", "stream", "generate", "pseudonym", "keys", "optout", "serve", "alerts", "report")
+COMMANDS = ("demo", "process", "stream", "generate", "pseudonym", "keys", "optout", "erase", "serve", "alerts",
+            "report")
 
 
 class _Parser(argparse.ArgumentParser):

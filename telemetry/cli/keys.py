@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from telemetry.errors import ConfigError, KeyMaterialError
@@ -49,9 +50,13 @@ def register(sub) -> None:
     add_key_arguments(listing)
     listing.set_defaults(func=run_list)
 
-    shred = actions.add_parser("shred", help="destroy one epoch's key for good (crypto-shredding)")
+    shred = actions.add_parser("shred", help="destroy epoch keys for good (crypto-shredding)")
     add_key_arguments(shred, required=True)
-    shred.add_argument("--key-id", required=True, metavar="ID", help="the epoch to shred (see: keys list)")
+    which = shred.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key-id", metavar="ID", help="the epoch to shred (see: keys list)")
+    which.add_argument("--older-than", metavar="AGE",
+                       help="shred every epoch whose validity ended more than AGE ago: a whole number "
+                       "and h, d or w (e.g. 90d), for a retention policy")
     shred.set_defaults(func=run_shred)
 
 
@@ -202,7 +207,21 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+_AGE = re.compile(r"(\d+)([hdw])")
+_AGE_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_age(text: str, option: str = "--older-than") -> timedelta:
+    """``90d``, ``12w``, ``36h`` as a timedelta."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ConfigError(f"{option}: a whole number and h, d or w, e.g. 90d")
+    return int(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
 def run_shred(args: argparse.Namespace) -> int:
+    if args.older_than is not None:
+        return _shred_older(args, parse_age(args.older_than))
     keyring, sealed, passphrase = _load(args)
     wanted = args.key_id.strip().lower()
     if wanted not in keyring.key_ids():
@@ -222,4 +241,26 @@ def run_shred(args: argparse.Namespace) -> int:
             "telemetry: warning: no key covers records from that epoch on; add one with: telemetry keys rotate",
             file=sys.stderr,
         )
+    return 0
+
+
+def _shred_older(args: argparse.Namespace, age: timedelta) -> int:
+    from telemetry.keys import format_time
+
+    keyring, sealed, passphrase = _load(args)
+    cutoff = datetime.now(UTC).replace(microsecond=0) - age
+    expired = keyring.ended_before(cutoff)
+    if not expired:
+        print(f"no epoch with a key ended before {format_time(cutoff)}; nothing shredded")
+        return 0
+    for key_id in expired:
+        keyring = keyring.shred(key_id)
+    keyring.save(args.key_file, passphrase)
+    for key_id in expired:
+        print(f"shredded key id {key_id}")
+    print(
+        f"{len(expired)} epoch(s) whose validity ended before {format_time(cutoff)} shredded. Copies of the key "
+        "file (backups, snapshots) still hold them until destroyed too. Drop their record output with: "
+        "telemetry erase DATASET --epoch KEY_ID"
+    )
     return 0

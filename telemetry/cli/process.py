@@ -31,6 +31,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="worker threads (default: one per core)")
     p.add_argument("--emit-records", action="store_true", default=None,
                    help="also write pseudonymized records to DIR/records/")
+    p.add_argument("--ip-mode", choices=("truncate", "cryptopan"),
+                   help="source_ip in record output: the pseudonym of its /24 or /48 network "
+                   "(truncate, default) or a prefix-preserving Crypto-PAn address (cryptopan)")
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone of vendor times written without one, e.g. Europe/London "
                    "(default UTC; see docs/formats.md)")
@@ -41,7 +44,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
-             "emit_records", "timezone", "template")
+             "emit_records", "ip_mode", "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 

@@ -78,6 +78,7 @@ class Job:
             rate_deck=parts["deck"],
             opt_out=parts["opt_out"],
             emit_records=self.options.emit_records,
+            ip_mode=self.options.ip_mode,
         )
         state = accumulate(prepared.batch, parts["spec"])
         n_in = read.batch.num_rows + len(read.rejects)
