@@ -16,6 +16,7 @@ compiling with Numba (exit status 0 either way: this is speed only).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -125,6 +126,10 @@ def _learn(progress: Progress) -> None:
         state["kernel"] = name
         show()
 
+    # the sample's own caveats (a reader's notes on how it reads a format) are not the user's
+    logger = logging.getLogger("telemetry")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     _jit.on_compile.append(compiling)
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -135,6 +140,7 @@ def _learn(progress: Progress) -> None:
                 run()
     finally:
         _jit.on_compile.remove(compiling)
+        logger.setLevel(level)
 
 
 def _compile(recorded: dict, target: str, progress: Progress) -> None:
