@@ -2,15 +2,22 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench clean debian-tools bytecode kernels
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
-	@echo "installing telemetry and its dependencies into $(VENV) (once; about a minute)"
+	@echo "installing telemetry and its dependencies into $(VENV) (once; under a minute)"
 	@$(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install --quiet --quiet -e '.[test]'
+	@$(BIN)/pip install --quiet --quiet -e .
 	@touch $(STAMP)
+
+# pytest, hypothesis, DuckDB … for test and bench only: a first demo does not wait for them
+$(TEST_STAMP): $(STAMP)
+	@echo "installing the test dependencies into $(VENV) (once)"
+	@$(BIN)/pip install --quiet --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
 
 # The demo compiles with Numba, on first use, only the kernels it calls (cached on disk:
 # about 45 s of CPU once per machine), not the whole compiled-ahead module (`make kernels`).
@@ -29,12 +36,12 @@ kernels: $(STAMP)
 bytecode: $(STAMP)
 	@$(BIN)/python -m compileall -q telemetry kernels
 
-test: $(STAMP) debian-tools kernels
+test: $(TEST_STAMP) debian-tools kernels
 	$(BIN)/python -m pytest -q
 
 # Writes benchmarks/RESULTS.md (the one generated file kept in git); --memory adds the
 # minutes-long 10 M / 40 M peak-RSS run that CI leaves out.
-bench: $(STAMP) bytecode kernels
+bench: $(TEST_STAMP) bytecode kernels
 	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops \
 		--benchmark-sort=name --results benchmarks/RESULTS.md --memory
 

@@ -109,11 +109,12 @@ def test_one_tool_present_only_the_other_is_named(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout.startswith("note: chromium not installed")
 
 
-def test_demo_does_not_wait_for_the_compiled_ahead_module() -> None:
+def test_demo_waits_neither_for_the_compiled_ahead_module_nor_the_test_dependencies() -> None:
     # the demo compiles only its own kernels on first use; test and bench build the module
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     plans = {target: subprocess.run([MAKE, "-n", "-B", "-C", str(REPO), target], env=env, capture_output=True,
                                     text=True, timeout=60, check=True).stdout for target in ("demo", "test")}  # fmt: skip
     assert "kernels.build" not in plans["demo"] and "telemetry demo" in plans["demo"]
     assert "kernels.build" in plans["test"] and "pytest" in plans["test"]
+    assert "'.[test]'" not in plans["demo"] and "'.[test]'" in plans["test"]  # nor for pytest & co.
 
