@@ -3,7 +3,8 @@
 This is the per-batch work every engine runs: choose the key epoch of each
 record, normalize and pseudonymize identifiers, derive the destination's
 calling code, region and rate-deck prefix, quarantine what cannot be
-pseudonymized and drop the records of opted-out subscribers (counted).
+pseudonymized, drop the records of opted-out subscribers (counted) and make
+the text dimensions publishable (:mod:`telemetry.dimensions`, counted).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from telemetry.dimensions import TEXT_DIMENSIONS, published
 from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
-from telemetry.quarantine import mask_fields
+from telemetry.quarantine import detailed, mask_fields
 from telemetry.readers import ReadBatch, Reject
 from telemetry.schema import DICTIONARY_TEXT
 
@@ -28,6 +30,7 @@ class Prepared(NamedTuple):
     records: pa.RecordBatch | None  # record-level output (--emit-records)
     rejects: list[Reject]
     opted_out: int
+    rewritten: dict[str, int]  # "column kind" → rows whose dimension value was rewritten
 
 
 def prepare(
@@ -49,11 +52,12 @@ def prepare(
         ip_pseudo, ip_invalid = pseudonymizer.ips(ip_column, key_index)
 
     rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
+    bad = np.flatnonzero(rejected).tolist()
+    reasons = [_reason(i, key_index, src.reason, dst.reason) for i in bad]
     rejects = [
-        Reject(file=read.file, row=int(read.rows[i]), reason=_reason(i, key_index, src.reason, dst.reason),
-               fields=mask_fields(batch, i))
-        for i in np.flatnonzero(rejected).tolist()
-    ]  # fmt: skip
+        Reject(read.file, int(read.rows[i]), reason, mask_fields(batch, i) if full else None)
+        for i, reason, full in zip(bad, reasons, detailed(reasons), strict=True)
+    ]
 
     opted = np.zeros(n, dtype=np.bool_)
     if opt_out is not None:
@@ -67,6 +71,10 @@ def prepare(
 
     derived = _derived(dst, rate_deck)
     columns = {name: batch.column(name) for name in batch.schema.names if name not in _CLEAR}
+    rewritten: dict[str, int] = {}
+    for name in TEXT_DIMENSIONS:
+        columns[name], counts = published(columns[name])
+        rewritten.update({f"{name} {kind}": n for kind, n in counts.items()})
     columns["source"] = src.pseudonyms
     columns["destination"] = dst.pseudonyms
     columns.update(derived)
@@ -90,7 +98,7 @@ def prepare(
         records = pa.RecordBatch.from_pydict(rec)
         if keep is not None:
             records = records.filter(keep)
-    return Prepared(prepared, records, rejects, int(opted.sum()))
+    return Prepared(prepared, records, rejects, int(opted.sum()), rewritten)
 
 
 def _reason(i: int, key_index, src_reason, dst_reason) -> str:

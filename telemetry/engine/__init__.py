@@ -26,6 +26,7 @@ class Partial(NamedTuple):
     records_in: int
     records_ok: int
     opted_out: int
+    rewritten: dict[str, int]  # dimension rewrites (telemetry.dimensions) by "column kind"
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Job:
             n_in,
             prepared.batch.num_rows,
             prepared.opted_out,
+            prepared.rewritten,
         )
 
     def work_item(self, item) -> list[Partial]:

@@ -26,15 +26,17 @@ import pyarrow as pa
 from telemetry.errors import ConfigError, InputError, printable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A row that did not fit: where it was, why (one line, no values), and its
-    canonical fields as text with identifiers masked (:func:`telemetry.quarantine.mask`)."""
+    canonical fields as text, masked (:func:`telemetry.quarantine.masked`); None past
+    the first :data:`~telemetry.quarantine.FULL_REJECTS` of its reason in its batch,
+    which the quarantine file counts in a summary line instead."""
 
     file: str
     row: int
     reason: str
-    fields: dict[str, str | None]
+    fields: dict[str, str | None] | None
 
 
 @dataclass
@@ -290,17 +292,32 @@ def _readers(
 
 def rebatch(parts: Iterator[ReadBatch], batch_rows: int) -> Iterator[ReadBatch]:
     """Regroup one file's batches into batches of exactly ``batch_rows`` good rows
-    (the last may be shorter; one with only rejects is kept so none is lost)."""
+    (the last may be shorter; one with only rejects is kept so none is lost).
+    Rejects do not wait for good rows: once ``batch_rows`` of them are held they
+    leave in a batch of no rows, so a file of bad rows streams like any other."""
     pending: list[ReadBatch] = []
-    held = 0
+    held = waiting = 0
     for part in parts:
         pending.append(part)
         held += part.batch.num_rows
+        waiting += len(part.rejects)
         if held >= batch_rows:
             yield from _emit(pending, batch_rows, final=False)
             held = pending[0].batch.num_rows if pending else 0
+            waiting = len(pending[0].rejects) if pending else 0
+        elif waiting >= batch_rows:
+            yield _rejects_only(pending)
+            waiting = 0
     if pending:
         yield from _emit(pending, batch_rows, final=True)
+
+
+def _rejects_only(pending: list[ReadBatch]) -> ReadBatch:
+    """A batch of no rows holding the rejects of ``pending`` (mutated: left without them)."""
+    first = pending[0]
+    rejects = [r for p in pending for r in p.rejects]
+    pending[:] = [ReadBatch(p.batch, p.rows, [], p.file) for p in pending]
+    return ReadBatch(first.batch.slice(0, 0), first.rows[:0], rejects, first.file)
 
 
 def _emit(pending: list[ReadBatch], batch_rows: int, *, final: bool) -> Iterator[ReadBatch]:

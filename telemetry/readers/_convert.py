@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
-from telemetry.quarantine import masked
+from telemetry.quarantine import detailed, masked
 from telemetry.readers import ReadBatch, Reject
 from telemetry.schema import CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, READ, STATUSES, TS
 from telemetry.status import (
@@ -211,12 +211,14 @@ def split(
     if not verdict.bad.any():
         return ReadBatch(batch, rows, rejects, file)
     names = [name for name in CANONICAL.names if name in raw]
-    for i in np.flatnonzero(verdict.bad):
-        if fields_of is not None:
-            fields = fields_of(int(i))
-        else:
-            fields = {name: _cell(raw[name], int(i)) for name in names}
-        rejects.append(Reject(file, int(rows[i]), str(verdict.reasons[i]), masked(fields)))
+    bad = np.flatnonzero(verdict.bad).tolist()
+    reasons = [str(verdict.reasons[i]) for i in bad]
+    for i, reason, full in zip(bad, reasons, detailed(reasons), strict=True):
+        fields = None
+        if full:  # past the first few of a reason, a reject is only counted: no fields to build
+            shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
+            fields = masked(shown)
+        rejects.append(Reject(file, int(rows[i]), reason, fields))
     rejects.sort(key=lambda r: r.row)
     keep = ~verdict.bad
     return ReadBatch(batch.filter(pa.array(keep)), rows[keep], rejects, file)
