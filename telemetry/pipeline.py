@@ -105,6 +105,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
             reset_dir(out / stale)
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
+    rewritten: dict[str, int] = {}
     state = None
     reads = plan_inputs(
         paths, opts.fmt, batch_rows=opts.batch_rows, options=ReaderOptions(extra=opts.extra, columns=job.columns)
@@ -115,6 +116,8 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         totals["records_ok"] += part.records_ok
         totals["records_quarantined"] += len(part.rejects)
         totals["records_opted_out"] += part.opted_out
+        for name, n in part.rewritten.items():
+            rewritten[name] = rewritten.get(name, 0) + n
         if quarantine is not None and part.rejects:
             quarantine.write(part.rejects)
         if out is not None and part.records is not None and part.records.num_rows:
@@ -123,6 +126,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
             progress(totals)
     if quarantine is not None:
         quarantine.close()
+    _warn_rewritten(rewritten)
     if state is None:
         state = job.work(_empty_read()).state
     from telemetry.metrics import release
@@ -136,6 +140,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
     summary = {
         **totals,
         "records_late": 0,
+        "dimension_values_rewritten": dict(sorted(rewritten.items())),
         "rows_released": released.rows_released,
         "rows_withheld": released.rows_withheld,
         "records_withheld": released.records_withheld,
@@ -163,6 +168,15 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         write_partitioned(released.table, out / "metrics", "window_start", "part-0")
         write_run_json(out, summary)
     return Result(released.table, summary, out)
+
+
+def _warn_rewritten(rewritten: dict[str, int]) -> None:
+    """One warning per dimension column and kind of rewrite: the count, never a value."""
+    from telemetry.dimensions import KINDS
+
+    for name, n in sorted(rewritten.items()):
+        column, kind = name.split(" ")
+        log.warning("%s: %s record(s) with %s", column, f"{n:,}", KINDS[kind])
 
 
 def _write_records(out: Path, records, seq: int) -> None:
