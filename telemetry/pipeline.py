@@ -79,7 +79,7 @@ def process(
 def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
     from telemetry.engine import Job, get_engine
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, plan_inputs
+    from telemetry.readers import ReaderOptions, plan_inputs, rejected
 
     for path in paths:
         if not os.path.isfile(path):
@@ -114,7 +114,7 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
         totals["records_ok"] += part.records_ok
-        totals["records_quarantined"] += len(part.rejects)
+        totals["records_quarantined"] += rejected(part.rejects)
         totals["records_opted_out"] += part.opted_out
         for name, n in part.rewritten.items():
             rewritten[name] = rewritten.get(name, 0) + n

@@ -18,7 +18,7 @@ from telemetry.dimensions import TEXT_DIMENSIONS, published
 from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
 from telemetry.quarantine import detailed, mask_fields
-from telemetry.readers import ReadBatch, Reject
+from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
 from telemetry.schema import DICTIONARY_TEXT
 
 #: Canonical columns that never reach aggregation or record output as they are.
@@ -28,7 +28,7 @@ _CLEAR = ("record_id", "source", "destination", "source_ip", "location")
 class Prepared(NamedTuple):
     batch: pa.RecordBatch  # for aggregation: pseudonyms + derived columns, no clear identifiers
     records: pa.RecordBatch | None  # record-level output (--emit-records)
-    rejects: list[Reject]
+    rejects: list[Reject | RejectRun]
     opted_out: int
     rewritten: dict[str, int]  # "column kind" → rows whose dimension value was rewritten
 
@@ -52,12 +52,15 @@ def prepare(
         ip_pseudo, ip_invalid = pseudonymizer.ips(ip_column, key_index)
 
     rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
-    bad = np.flatnonzero(rejected).tolist()
-    reasons = [_reason(i, key_index, src.reason, dst.reason) for i in bad]
-    rejects = [
-        Reject(read.file, int(read.rows[i]), reason, mask_fields(batch, i) if full else None)
-        for i, reason, full in zip(bad, reasons, detailed(reasons), strict=True)
+    bad = np.flatnonzero(rejected)
+    reasons = _reasons(key_index[bad], src.reason[bad], dst.reason[bad])
+    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    rejects: list[Reject | RejectRun] = [
+        Reject(read.file, int(read.rows[i]), reason, mask_fields(batch, i))
+        for i, reason in zip(bad[full].tolist(), reasons[full].tolist(), strict=True)
     ]
+    if not full.all():
+        rejects += reject_runs(read.file, read.rows[bad[~full]], reasons[~full])
 
     opted = np.zeros(n, dtype=np.bool_)
     if opt_out is not None:
@@ -101,17 +104,22 @@ def prepare(
     return Prepared(prepared, records, rejects, int(opted.sum()), rewritten)
 
 
-def _reason(i: int, key_index, src_reason, dst_reason) -> str:
-    """Why rejected row ``i`` could not be pseudonymized (the first problem found)."""
+def _reasons(key_index: np.ndarray, src_reason: np.ndarray, dst_reason: np.ndarray) -> np.ndarray:
+    """Why each rejected row could not be pseudonymized (the first problem found), as
+    an object array of shared strings."""
     from telemetry.numbering import REASONS
 
-    if key_index[i] < 0:
-        return "no key epoch covers start_time (before the first epoch, or its key was shredded)"
-    if src_reason[i]:
-        return f"source: {REASONS[int(src_reason[i])]}"
-    if dst_reason[i]:
-        return f"destination: {REASONS[int(dst_reason[i])]}"
-    return "source_ip: not an IPv4 or IPv6 address"
+    def texts(column: str) -> np.ndarray:
+        out = np.empty(max(REASONS) + 1, dtype=object)
+        for code, text in REASONS.items():
+            out[code] = f"{column}: {text}"
+        return out
+
+    out = np.full(len(key_index), "source_ip: not an IPv4 or IPv6 address", dtype=object)
+    out = np.where(dst_reason != 0, texts("destination")[dst_reason], out)
+    out = np.where(src_reason != 0, texts("source")[src_reason], out)
+    no_epoch = "no key epoch covers start_time (before the first epoch, or its key was shredded)"
+    return np.where(key_index < 0, no_epoch, out)
 
 
 def _derived(dst, rate_deck) -> dict[str, pa.Array]:

@@ -114,8 +114,9 @@ def mask_fields(batch: pa.RecordBatch, i: int) -> dict[str, str | None]:
 
 
 def detailed(reasons: Iterable[str]) -> list[bool]:
-    """Which of a batch's rejects (their reasons, in row order) keep their fields: the
-    first :data:`FULL_REJECTS` of each reason. No later one can be written in full,
+    """Which of a batch's rejects (their reasons, in row order) are described: the
+    first :data:`FULL_REJECTS` of each reason; the others become a
+    :class:`~telemetry.readers.RejectRun`. No later one could be written in full,
     since a file's count of a reason is at least its count in one batch."""
     seen: Counter[str] = Counter()
     out = []
@@ -155,21 +156,24 @@ class QuarantineWriter:
         self._rows: dict[str, list[int]] = {}  # reason → [first, last] summarized row
 
     def write(self, rejects: Iterable[Any]) -> None:
-        """Write :class:`telemetry.readers.Reject` objects (their fields already masked)."""
+        """Write :class:`telemetry.readers.Reject` objects (their fields already masked)
+        and count :class:`telemetry.readers.RejectRun` ones."""
         lines = []
         for r in rejects:
             if r.file != self._file:
                 lines += self._summaries()
                 self._file = r.file
-            self.count += 1
-            self._seen[r.reason] += 1
-            if self._seen[r.reason] <= FULL_REJECTS:
-                record = {"file": r.file, "row": int(r.row), "reason": r.reason, "fields": dict(r.fields or {})}
+            self.count += r.count
+            self._seen[r.reason] += r.count
+            if self._seen[r.reason] <= FULL_REJECTS:  # a run only comes past that many
+                record = {"file": r.file, "row": int(r.row), "reason": r.reason, "fields": dict(r.fields)}
                 lines.append(json.dumps(record, ensure_ascii=False) + "\n")
             else:
-                self.summarized += 1
-                span = self._rows.setdefault(r.reason, [r.row, r.row])
-                span[0], span[1] = min(span[0], r.row), max(span[1], r.row)
+                rows = getattr(r, "rows", None)
+                first, last = (int(rows.min()), int(rows.max())) if rows is not None else (r.row, r.row)
+                self.summarized += r.count
+                span = self._rows.setdefault(r.reason, [first, last])
+                span[0], span[1] = min(span[0], first), max(span[1], last)
         self._append(lines)
 
     def _summaries(self) -> list[str]:

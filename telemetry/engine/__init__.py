@@ -22,7 +22,7 @@ class Partial(NamedTuple):
 
     state: Any  # telemetry.metrics state of the batch's good records
     records: Any  # pa.RecordBatch of pseudonymized records, or None
-    rejects: list  # telemetry.readers.Reject
+    rejects: list  # telemetry.readers.Reject and RejectRun
     records_in: int
     records_ok: int
     opted_out: int
@@ -71,6 +71,7 @@ class Job:
     def work(self, read) -> Partial:
         from telemetry.metrics import accumulate
         from telemetry.prepare import prepare
+        from telemetry.readers import rejected
 
         parts = self._parts()
         prepared = prepare(
@@ -81,7 +82,7 @@ class Job:
             emit_records=self.options.emit_records,
         )
         state = accumulate(prepared.batch, parts["spec"])
-        n_in = read.batch.num_rows + len(read.rejects)
+        n_in = read.batch.num_rows + rejected(read.rejects)
         return Partial(
             state,
             prepared.records,
