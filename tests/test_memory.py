@@ -21,8 +21,8 @@ import sys
 import pytest
 
 from telemetry.generate import write
-from tests.conftest import TEST_KEY
 from telemetry.metrics.state import MAX_RUNS
+from tests.conftest import TEST_KEY
 
 ROWS = int(os.environ.get("TELEMETRY_MEMORY_ROWS", "250000"))
 # Metric states keep up to MAX_RUNS batch states before folding them (a sawtooth):
