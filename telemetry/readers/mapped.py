@@ -203,15 +203,16 @@ _BLANK = re.compile(r"[ \t\n\r]*")
 def _values(text: str, pages: Sequence[str], *, document: bool = False) -> Iterator[Any]:
     """The records of the JSON value ``text``, decoded one at a time: the items of
     a top-level array (a ``document``'s), or of an array under one of ``pages``
-    (the first of them that holds one) in a top-level object; else the value itself. The whole text
-    is checked (ValueError) before the first item comes, and no item is kept: an
-    API page of millions of records costs one record at a time, not all of them
-    as Python objects at once."""
+    (the first of them that holds one) in a top-level object; else the value
+    itself (decoded at once when the text names no page key). The whole text is
+    checked (ValueError) before the first item comes, and no item is kept: an API
+    page of millions of records costs one record at a time, not all of them as
+    Python objects at once."""
     start = _BLANK.match(text).end()
     if document and text.startswith("[", start):
         _end(text, _skip_array(text, start))
         return _array_items(text, start)
-    if text.startswith("{", start):
+    if text.startswith("{", start) and any(f'"{key}"' in text for key in pages):
         obj, lists, end = _object(text, start, pages)
         _end(text, end)
         for key in pages:
