@@ -6,9 +6,10 @@ package is, so adding a format touches no other file. Modules whose name starts
 with ``_`` hold shared helpers and are not formats.
 
 Every input row ends up in exactly one place: a row of some
-:attr:`ReadBatch.batch` (with its input row number in :attr:`ReadBatch.rows`) or
-a :class:`Reject`. Readers stream: memory is bounded by ``batch_rows`` and the
-reader's block size, never by the file.
+:attr:`ReadBatch.batch` (with its input row number in :attr:`ReadBatch.rows`), a
+:class:`Reject`, or one row of a :class:`RejectRun` (a flood of one reason, counted
+by :func:`rejected`). Readers stream: memory is bounded by ``batch_rows`` and the
+reader's block size, never by the file, however many of its rows are bad.
 """
 
 from __future__ import annotations
