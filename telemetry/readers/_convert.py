@@ -42,8 +42,8 @@ import pyarrow.compute as pc
 
 from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
-from telemetry.quarantine import masked
-from telemetry.readers import ReadBatch, Reject
+from telemetry.quarantine import detailed, masked
+from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
 from telemetry.schema import CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, READ, STATUSES, TS
 from telemetry.status import (
     CHANNEL_ALIASES,
@@ -213,18 +213,21 @@ def split(
     fields_of: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> ReadBatch:
     """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
-    of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals."""
+    of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals —
+    and, past the first few of a reason, as a :class:`RejectRun`."""
     rejects = list(rejects or [])
     if not verdict.bad.any():
         return ReadBatch(batch, rows, rejects, file)
     names = [name for name in CANONICAL.names if name in raw]
-    for i in np.flatnonzero(verdict.bad):
-        if fields_of is not None:
-            fields = fields_of(int(i))
-        else:
-            fields = {name: _cell(raw[name], int(i)) for name in names}
-        rejects.append(Reject(file, int(rows[i]), str(verdict.reasons[i]), masked(fields)))
+    bad = np.flatnonzero(verdict.bad)
+    reasons = verdict.reasons[bad]
+    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    for i, reason in zip(bad[full].tolist(), reasons[full].tolist(), strict=True):
+        shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
+        rejects.append(Reject(file, int(rows[i]), str(reason), masked(shown)))
     rejects.sort(key=lambda r: r.row)
+    if not full.all():
+        rejects += reject_runs(file, rows[bad[~full]], reasons[~full])
     keep = ~verdict.bad
     return ReadBatch(batch.filter(pa.array(keep)), rows[keep], rejects, file)
 
