@@ -305,3 +305,19 @@ def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path,
             proc.kill()
     run = _run(out)
     assert run["records_in"] == 26 and run["records_open"] == 5 and run["commits"] == 3
+
+
+def test_reader_notes_reach_the_stream_summary(tmp_path: Path, key_env) -> None:
+    """A Kamailio export read with the default start (the INVITE) says that durations include
+    ringing, in run.json, as process says it."""
+    watch = tmp_path / "in"
+    watch.mkdir()
+    fixture = Path(__file__).parent / "fixtures" / "voip" / "kamailio_psql.csv"
+    (watch / "acc.csv").write_bytes(fixture.read_bytes())
+    res = _stream(key_env, watch, tmp_path / "s", "--format", "kamailio")
+    assert res.returncode in (0, 1), res.stderr
+    batch = run_cli("process", str(watch / "acc.csv"), "--format", "kamailio", "--out", str(tmp_path / "p"),
+                    "--region", "GB", env=key_env)
+    notes = _run(tmp_path / "s")["notes"]
+    assert notes and notes == _run(tmp_path / "p")["notes"] and "ringing" in notes[0]
+    assert batch.returncode in (0, 1)

@@ -98,6 +98,7 @@ class Stream:
         self.max_start: int | None = meta.get("max_start_us")
         self.consumed: set[str] = set(meta.get("manifest", []))
         self.files_failed = int(meta.get("files_failed", 0))
+        self.notes: list[str] = list(meta.get("notes", []))  # what the readers say of the files read
         self.started = time.perf_counter()
         self.stop = threading.Event()
         self.finish_when_idle = sopts.once
@@ -248,6 +249,7 @@ class Stream:
             "manifest": sorted(self.consumed),
             "evicted": self.evicted,
             "files_failed": self.files_failed,
+            "notes": self.notes,
         }
         self.store.commit(n, meta, self.windows)
         self.commit_n = n
@@ -276,6 +278,7 @@ class Stream:
             "commits": self.commit_n,
             "files": len(self.consumed),
             "files_failed": self.files_failed,
+            "notes": self.notes,
             "windows_kept": len(self.windows),
             "key_id": self.keyring.current.key_id,
             "key_ids": self.keyring.key_ids(),
@@ -330,7 +333,7 @@ class _Reader:
                 or (after - retention) // window_us > (before - retention) // window_us)
 
     def __iter__(self) -> Iterator:
-        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, plan_inputs
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, notes, plan_inputs
 
         st = self.stream
         options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
@@ -353,6 +356,10 @@ class _Reader:
                 for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
                     for read in item.read() if isinstance(item, Piece) else (item,):
                         yield from hand_out(small.add(self._too_late(read, before)))
+                for note in notes([found.path], st.opts.fmt, options):
+                    if note not in st.notes:
+                        st.notes.append(note)
+                        log.warning("%s", note)
             except (InputError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, InputError) else f"cannot read: {exc.strerror or exc}"
                 self.failed.append(Reject(file=found.path, row=0, reason=f"file not read: {reason}", fields={}))
