@@ -99,6 +99,7 @@ class Stream:
         self.consumed: set[str] = set(meta.get("manifest", []))
         self.files_failed = int(meta.get("files_failed", 0))
         self.notes: list[str] = list(meta.get("notes", []))  # what the readers say of the files read
+        self.rewritten: dict[str, int] = dict(meta.get("dimension_values_rewritten", {}))
         self.started = time.perf_counter()
         self.stop = threading.Event()
         self.finish_when_idle = sopts.once
@@ -133,6 +134,7 @@ class Stream:
     def micro_batch(self, files: list[Found]) -> None:
         """Read, aggregate and release ``files`` in order, then commit."""
         from telemetry.quarantine import QuarantineWriter
+        from telemetry.readers import rejected
 
         tag = commit_tag(self.commit_n + 1)
         outputs: list[pa.Table] = []
@@ -147,7 +149,9 @@ class Stream:
             self._apply(partial.state, mark.watermark)
             self.counts["records_in"] += partial.records_in
             self.counts["records_ok"] += partial.records_ok
-            self.counts["records_quarantined"] += len(partial.rejects)
+            self.counts["records_quarantined"] += rejected(partial.rejects)
+            for name, n in partial.rewritten.items():
+                self.rewritten[name] = self.rewritten.get(name, 0) + n
             self.counts["records_opted_out"] += partial.opted_out
             if partial.rejects:
                 quarantine.write(partial.rejects)
@@ -250,6 +254,7 @@ class Stream:
             "evicted": self.evicted,
             "files_failed": self.files_failed,
             "notes": self.notes,
+            "dimension_values_rewritten": self.rewritten,
         }
         self.store.commit(n, meta, self.windows)
         self.commit_n = n
@@ -279,6 +284,7 @@ class Stream:
             "files": len(self.consumed),
             "files_failed": self.files_failed,
             "notes": self.notes,
+            "dimension_values_rewritten": dict(sorted(self.rewritten.items())),
             "windows_kept": len(self.windows),
             "key_id": self.keyring.current.key_id,
             "key_ids": self.keyring.key_ids(),
