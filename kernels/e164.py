@@ -564,6 +564,49 @@ def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack):
     return SIP, 0, 0, -1, pos
 
 
+@_lean
+def _plus_digits(data, s, e, dig):
+    """Whether data[s:e] is '+' and ASCII digits alone (E.164 as interconnects and
+    canonical files write it), their values then in ``dig``: a row ``_scan`` would
+    read as a plus and those digits, with nothing for ``_row`` to strip, match or
+    take apart first."""
+    if e - s < 4 or e - s > MAX_INPUT or data[s] != 43:
+        return False
+    for k in range(s + 1, e):
+        c = data[k]
+        if c < 48 or c > 57:
+            return False
+        dig[k - s - 1] = c - 48
+    return True
+
+
+@_lean
+def _e164(n, tables, dm, out, pos, bufs, caps, stack):
+    """``_phone`` of a '+' and ``n`` digits (3 ≤ n < MAX_INPUT) already in ``bufs[0]``."""
+    dig = bufs[0]
+    nsn = bufs[1]
+    tmp = bufs[2]
+    reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    if reason == -1:
+        return FALLBACK, 0, 0, -1, pos
+    if reason != 0:
+        return ERROR, reason, 0, -1, pos
+    out[pos] = 43
+    pos += 1
+    if code >= 100:
+        out[pos] = 48 + code // 100
+        pos += 1
+    if code >= 10:
+        out[pos] = 48 + (code // 10) % 10
+        pos += 1
+    out[pos] = 48 + code % 10
+    pos += 1
+    for j in range(k):
+        out[pos] = 48 + nsn[j]
+        pos += 1
+    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+
+
 @njit
 def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region):
     """Normalizes every row; row i's text is out[out_offsets[i]:out_offsets[i+1]].
@@ -579,9 +622,13 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
         reason[i] = 0
         code[i] = 0
         region[i] = -1
+        s = np.int64(offsets[i])
+        e = np.int64(offsets[i + 1])
         if valid[i]:
-            k, r, c, g, pos = _row(data, np.int64(offsets[i]), np.int64(offsets[i + 1]), tables, dm, short_max,
-                                   out, pos, bufs, caps, stack)  # fmt: skip
+            if _plus_digits(data, s, e, bufs[0]):
+                k, r, c, g, pos = _e164(e - s - 1, tables, dm, out, pos, bufs, caps, stack)
+            else:
+                k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
             kind[i] = k
             reason[i] = r
             code[i] = c
