@@ -35,6 +35,10 @@ def _workload(folder: Path) -> None:
                 telemetry.process([path], key=key, out=out, fmt=fmt, region="GB", emit_records=records, batch_rows=2048)
             except ConfigError:  # a format that needs settings (mapped): its kernels are the others'
                 break
+    # a transit day: identifiers read as text, mostly new ones hashed without the table
+    transit = folder / "transit.parquet"
+    write(transit, 30_000, seed=3, shape="transit")
+    telemetry.process([transit], key=key, out=folder / "out-transit", region="GB", batch_rows=8192)
     telemetry.pseudonymize(["+44 7700 900123", None], key=key, region="GB")
     # groups with more distinct subscribers than the exact sets keep (HyperLogLog)
     import numpy as np
