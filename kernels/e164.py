@@ -580,13 +580,67 @@ def _plus_digits(data, s, e, dig):
     return True
 
 
+#: Bit of :func:`npp_first`'s masks: the program can match without reading a digit.
+EMPTY_MATCH = 1 << 10
+
+
+@njit
+def npp_first(tables):
+    """Per metadata entry, the digits its national-prefix-for-parsing program can read
+    first (bit d), and EMPTY_MATCH when it can match reading none; 0 when it has no such
+    program. A number whose first digit is not among them keeps its digits in
+    ``_strip_np`` (the program finds no match)."""
+    meta = tables[0]
+    prog = tables[4]
+    out = np.zeros(meta.shape[0], np.int32)
+    stamp = np.zeros(prog.shape[0], np.int64)
+    todo = np.empty(2 * prog.shape[0] + 2, np.int64)
+    for m in range(meta.shape[0]):
+        if meta[m, M_NPP] < 0:
+            continue
+        mask = 0
+        todo[0] = meta[m, M_NPP]
+        top = 1
+        while top:
+            top -= 1
+            pc = todo[top]
+            if stamp[pc] == m + 1:
+                continue
+            stamp[pc] = m + 1
+            op = prog[pc, 0]
+            if op == OP_CLASS:
+                mask |= prog[pc, 1] & 0x3FF
+            elif op == OP_SPLIT:
+                todo[top] = prog[pc, 1]
+                todo[top + 1] = prog[pc, 2]
+                top += 2
+            elif op == OP_JMP:
+                todo[top] = prog[pc, 1]
+                top += 1
+            elif op == OP_SAVE:
+                todo[top] = pc + 1
+                top += 1
+            elif op == OP_MATCH:
+                mask |= EMPTY_MATCH
+            # OP_END: '$' before any digit fails, the number being longer than none
+        out[m] = mask
+    return out
+
+
 @_lean
-def _e164(n, tables, dm, out, pos, bufs, caps, stack):
-    """``_phone`` of a '+' and ``n`` digits (3 ≤ n < MAX_INPUT) already in ``bufs[0]``."""
+def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
+    """``_phone`` of a '+' and ``n`` digits (3 ≤ n < MAX_INPUT) already in ``bufs[0]``.
+    When the calling code's national-prefix program cannot read the national number's
+    first digit (``first``: :func:`npp_first`), ``parse_digits`` would keep the number
+    as it is: only its length is checked."""
     dig = bufs[0]
     nsn = bufs[1]
     tmp = bufs[2]
-    reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    reason, code, k = _extract_country(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    if reason != 0 or k < MIN_NSN or first[tables[1][code, 0]] & (EMPTY_MATCH | (1 << np.int64(nsn[0]))):
+        reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    elif k > MAX_NSN:
+        reason = R_TOO_LONG
     if reason == -1:
         return FALLBACK, 0, 0, -1, pos
     if reason != 0:
@@ -615,6 +669,7 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
     bufs = np.zeros((3, BUF), dtype=np.uint8)
     caps = np.full(CAPS, -1, dtype=np.int64)
     stack = np.zeros((STACK, 2 + CAPS), dtype=np.int64)
+    first = npp_first(tables)
     pos = 0
     out_offsets[0] = 0
     for i in range(len(valid)):
@@ -626,7 +681,7 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
         e = np.int64(offsets[i + 1])
         if valid[i]:
             if _plus_digits(data, s, e, bufs[0]):
-                k, r, c, g, pos = _e164(e - s - 1, tables, dm, out, pos, bufs, caps, stack)
+                k, r, c, g, pos = _e164(e - s - 1, tables, dm, first, out, pos, bufs, caps, stack)
             else:
                 k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
             kind[i] = k
