@@ -87,21 +87,19 @@ class Pseudonymizer:
         else:
             values, entry = plain_strings(array), None
         seen = self._seen
-        if seen.direct.get(c, False):
-            return self._direct(c, values, entry, keys)
+        if seen.direct.get(c, True) and seen.sample(c, values):  # undecided, or without the table
+            return self._direct(values, entry, keys)
         number, table, new = seen.lookup(values, [e for e in epochs if e >= 0])
         seen.observe(c, new, len(values))
         rows = number if entry is None else np.append(number, -1)[entry]
         return _gathered(rows, table, keys, epochs)
 
-    def _direct(self, c: int, values: pa.Array, entry: np.ndarray | None, keys: np.ndarray) -> Identifiers:
+    def _direct(self, values: pa.Array, entry: np.ndarray | None, keys: np.ndarray) -> Identifiers:
         """A column of mostly new values: normalized per value (dictionary entry or row)
-        and hashed per row, without the table; a sample of its values is looked up in
-        the table to tell whether it still is (:meth:`_Seen.sample`)."""
+        and hashed per row, without the table."""
         from telemetry.hashing import hmac16
         from telemetry.numbering import normalize_distinct, per_row
 
-        self._seen.sample(c, values)
         norm = normalize_distinct(values, self.region)
         if entry is None:
             kind, reason, cc, region_index, ids = norm.kind, norm.reason, norm.cc, norm.region_index, norm.ids
@@ -139,8 +137,9 @@ class Pseudonymizer:
 #: The run's table of identifiers seen (shared by its threads) starts afresh past this many.
 SEEN_LIMIT = 1 << 20
 #: A column whose lookups add more than DIRECT_ABOVE new values per value looked up (rows,
-#: or dictionary entries) goes without the table; one without it whose sample adds fewer
-#: than TABLE_BELOW comes back. Only batches of at least DECIDE_MIN values decide.
+#: or dictionary entries) goes without the table: told by a value sample of its first
+#: batch, or by a whole batch's lookup later; one without it whose sample adds fewer than
+#: TABLE_BELOW comes back. Only batches of at least DECIDE_MIN values decide.
 #: Figures: docs/design.md.
 DIRECT_ABOVE = 0.6
 TABLE_BELOW = 0.4
@@ -226,7 +225,7 @@ class _Seen:
         self.states = states
         self._lock = threading.Lock()
         self._generation = 0  # tables emptied so far (_clear)
-        self.direct: dict[int, bool] = {}  # column → goes without the table (observe, sample)
+        self.direct: dict[int, bool] = {}  # column → goes without the table (sample, observe); absent: undecided
         self._clear()
 
     def _clear(self) -> None:
@@ -271,20 +270,26 @@ class _Seen:
         if looked_up >= DECIDE_MIN and new > DIRECT_ABOVE * looked_up:
             self.direct[c] = True
 
-    def sample(self, c: int, values: pa.Array) -> None:
-        """Column ``c`` goes without the table: look up (and add) a value sample of
-        ``values``; it comes back to the table when the sample adds fewer than TABLE_BELOW
-        new values per value. Values in or out of the sample wherever they occur, so a
-        sampled value met before is found, as the whole column's would be."""
+    def sample(self, c: int, values: pa.Array) -> bool:
+        """Whether column ``c`` goes without the table for ``values``, from a value sample
+        of them looked up (and added) in the table: values in or out of it wherever they
+        occur, so the new values it adds per value looked up are what the whole column's
+        lookup would add (repeats within ``values`` and values met before both count).
+        An undecided column goes without the table above DIRECT_ABOVE, one without it
+        comes back below TABLE_BELOW; fewer than DECIDE_MIN values decide nothing and
+        take the table."""
         from kernels.intern import sample
         from telemetry.arrowstr import string_views
 
+        if len(values) < DECIDE_MIN:
+            return self.direct.get(c, False)
         views = string_views(values)
         rows = np.empty(len(values), np.int64)
         rows = rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
         _, _, new = self.lookup(values.take(rows), [])
-        if len(values) >= DECIDE_MIN and new < TABLE_BELOW * len(rows):
-            self.direct[c] = False
+        bound = TABLE_BELOW if self.direct.get(c, False) else DIRECT_ABOVE
+        self.direct[c] = new > bound * len(rows)
+        return self.direct[c]
 
     def _numbers(self, values: pa.Array, number: np.ndarray, generation: int) -> int:
         """Complete ``number``, a lookup of ``values`` in the table of ``generation``:

@@ -543,8 +543,8 @@ def test_mostly_new_identifiers_go_without_the_table_and_come_back() -> None:
         return out
 
     def check(values: list[str | None], ki: np.ndarray, direct: bool) -> None:
-        assert engine._seen.direct.get(0, False) == direct
         got = engine.identifiers(pa.array(values, pa.string()), ki)
+        assert engine._seen.direct[0] == direct  # without the table from here on
         want, regions = [], []
         for v in values:
             number = None if v in (None, "anonymous") else phonenumbers.parse(v.removeprefix("sip:").split("@")[0], "GB")
@@ -553,10 +553,11 @@ def test_mostly_new_identifiers_go_without_the_table_and_come_back() -> None:
         assert got.pseudonyms.to_pylist() == ref_rows(want, subkeys, ki)
         assert got.normalized.to_pylist() == want and got.region.to_pylist() == regions
 
-    first = batch(None)
-    check(first, np.zeros(rows, np.int16), direct=False)  # the table's first batch: all new
+    check(batch(None), np.zeros(rows, np.int16), direct=True)  # the first batch's sample: all new
     second = batch(None)
     check(second, rng.integers(-1, 2, rows).astype(np.int16), direct=True)
     repeats = [v for v in second if v is not None][: rows // 50]
-    check(batch(repeats), np.ones(rows, np.int16), direct=True)  # the sample sees the repeats
+    check(batch(repeats), np.ones(rows, np.int16), direct=False)  # the sample sees the repeats
     check(batch(repeats), rng.integers(0, 2, rows).astype(np.int16), direct=False)
+    check(batch(None), np.zeros(rows, np.int16), direct=True)  # looked up, all new: the next goes without
+    check(batch(None), np.zeros(rows, np.int16), direct=True)
