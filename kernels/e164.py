@@ -381,6 +381,30 @@ def _scan(data, s, e, dig, nd):
 
 
 @_lean
+def _parsed(tables, reason, code, nsn, k, out, pos):
+    """The row of a parse's result (``parse_digits``): E.164 written at ``pos``, or the
+    error or fallback; (kind, reason, calling code, region, new pos)."""
+    if reason == -1:
+        return FALLBACK, 0, 0, -1, pos
+    if reason != 0:
+        return ERROR, reason, 0, -1, pos
+    out[pos] = 43
+    pos += 1
+    if code >= 100:
+        out[pos] = 48 + code // 100
+        pos += 1
+    if code >= 10:
+        out[pos] = 48 + (code // 10) % 10
+        pos += 1
+    out[pos] = 48 + code % 10
+    pos += 1
+    for j in range(k):
+        out[pos] = 48 + nsn[j]
+        pos += 1
+    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+
+
+@_lean
 def _phone(data, s, e, cs, ce, tables, dm, short_max, out, pos, bufs, caps, stack):
     """Phone notation data[s:e] with optional RFC 3966 phone-context data[cs:ce].
     Returns (kind, reason, calling code, region, new pos); SHORT, FALLBACK and
@@ -413,24 +437,7 @@ def _phone(data, s, e, cs, ce, tables, dm, short_max, out, pos, bufs, caps, stac
     elif nd < 3:
         return ERROR, R_NOT_NUMBER, 0, -1, pos
     reason, code, k = parse_digits(tables, dm, dig, nd, plus, nsn, tmp, caps, stack)
-    if reason == -1:
-        return FALLBACK, 0, 0, -1, pos
-    if reason != 0:
-        return ERROR, reason, 0, -1, pos
-    out[pos] = 43
-    pos += 1
-    if code >= 100:
-        out[pos] = 48 + code // 100
-        pos += 1
-    if code >= 10:
-        out[pos] = 48 + (code // 10) % 10
-        pos += 1
-    out[pos] = 48 + code % 10
-    pos += 1
-    for j in range(k):
-        out[pos] = 48 + nsn[j]
-        pos += 1
-    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+    return _parsed(tables, reason, code, nsn, k, out, pos)
 
 
 @_lean
@@ -641,24 +648,7 @@ def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
         reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
     elif k > MAX_NSN:
         reason = R_TOO_LONG
-    if reason == -1:
-        return FALLBACK, 0, 0, -1, pos
-    if reason != 0:
-        return ERROR, reason, 0, -1, pos
-    out[pos] = 43
-    pos += 1
-    if code >= 100:
-        out[pos] = 48 + code // 100
-        pos += 1
-    if code >= 10:
-        out[pos] = 48 + (code // 10) % 10
-        pos += 1
-    out[pos] = 48 + code % 10
-    pos += 1
-    for j in range(k):
-        out[pos] = 48 + nsn[j]
-        pos += 1
-    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+    return _parsed(tables, reason, code, nsn, k, out, pos)
 
 
 @njit
