@@ -37,6 +37,10 @@ def _workload(folder: Path) -> None:
                 break
     telemetry.process([folder / "cdrs.parquet"], key=key, out=folder / "out-cryptopan", region="GB",
                       emit_records=True, ip_mode="cryptopan", batch_rows=2048)
+    # a transit day: identifiers read as text, mostly new ones hashed without the table
+    transit = folder / "transit.parquet"
+    write(transit, 30_000, seed=3, shape="transit")
+    telemetry.process([transit], key=key, out=folder / "out-transit", region="GB", batch_rows=8192)
     telemetry.pseudonymize(["+44 7700 900123", None], key=key, region="GB")
     # differential privacy: bounding, noise, the DP release (docs/privacy.md)
     telemetry.process([folder / "cdrs.parquet"], key=key, region="GB", dp_epsilon=1.0, batch_rows=2048)

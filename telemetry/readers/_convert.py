@@ -44,7 +44,8 @@ from telemetry.arrowstr import StringViews, filled_values, numeric_values, strin
 from telemetry.errors import InputError
 from telemetry.quarantine import detailed, masked
 from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
-from telemetry.schema import CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, READ, STATUSES, TS
+from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS, READ,
+                              READ_TEXT_IDS, STATUSES, TS)  # fmt: skip
 from telemetry.status import (
     CHANNEL_ALIASES,
     DIRECTION_ALIASES,
@@ -145,9 +146,12 @@ def to_canonical(
     """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
     are ignored), and the verdict (``verdict`` may carry rows a reader already flagged).
     Identifier and dimension text given as dictionaries (Parquet pages) stays so: the
-    batch then has the :data:`~telemetry.schema.READ` schema, else ``CANONICAL``."""
+    batch then has the :data:`~telemetry.schema.READ` schema (``READ_TEXT_IDS`` when the
+    identifiers came as text), else ``CANONICAL``."""
     verdict = verdict or Verdict(n)
     schema = READ if any(_is_dictionary(columns.get(name)) for name in DICTIONARY_TEXT) else CANONICAL
+    if schema is READ and not any(_is_dictionary(columns.get(name)) for name in IDENTIFIER_COLUMNS):
+        schema = READ_TEXT_IDS  # identifiers read as text (parquet_dictionaries)
     out: dict[str, pa.Array] = {}
     for field in schema:
         name = field.name
@@ -163,7 +167,7 @@ def to_canonical(
         if pa.types.is_nested(raw.type):  # a list or struct column (Parquet): no row has a scalar
             verdict.flag(validity(raw), f"{name}: nested value where a scalar belongs")
             raw = pa.nulls(n, pa.string())
-        if name in DICTIONARY_TEXT and schema is READ:
+        if name in DICTIONARY_TEXT and pa.types.is_dictionary(field.type):
             out[name] = _dictionary_text(raw, name, verdict)
         elif name in TEXT:
             out[name] = _text(raw, name, verdict)
