@@ -321,3 +321,33 @@ def test_reader_notes_reach_the_stream_summary(tmp_path: Path, key_env) -> None:
     notes = _run(tmp_path / "s")["notes"]
     assert notes and notes == _run(tmp_path / "p")["notes"] and "ringing" in notes[0]
     assert batch.returncode in (0, 1)
+
+
+def test_gathering_small_files_changes_no_decision(tmp_path: Path, key_env) -> None:
+    """Small files are read in gathered batches; the releases (every revision, not only the
+    latest) and the counts equal those of a run whose batches are so small that every file
+    is a batch of its own, on files that interleave on-time and late records."""
+    watch = tmp_path / "in"
+    watch.mkdir()
+    rng = random.Random(7)
+    for i in range(40):
+        minute = 10 * i + rng.uniform(0, 5)
+        rows = _calls(minute, range(i % 6, i % 6 + 6), status=rng.choice(["answered", "busy"]))
+        if i % 9 == 8:  # a late trickle for an earlier window
+            rows += _calls(minute - 45, range(50 + i, 56 + i), status="failed")
+        _jsonl(watch / f"f{i:02d}.jsonl", rows, i)
+    (tmp_path / "tiny.toml").write_text("batch_rows = 4\n")
+    args = ["--lateness", "10m", "--retention", "2h"]
+    gathered = _stream(key_env, watch, tmp_path / "gathered", *args)
+    apart = _stream(key_env, watch, tmp_path / "apart", *args, "--config", str(tmp_path / "tiny.toml"))
+    assert gathered.returncode == apart.returncode == 0, gathered.stderr + apart.stderr
+
+    def every(out: Path) -> pl.DataFrame:
+        df = pl.read_parquet(out / "metrics", hive_partitioning=False).drop("released_at")
+        return df.sort([*KEY_COLUMNS, "revision"], nulls_last=True)
+
+    assert every(tmp_path / "gathered").equals(every(tmp_path / "apart"))
+    assert every(tmp_path / "gathered")["revision"].max() >= 1  # late records did give revisions
+    a, b = _run(tmp_path / "gathered"), _run(tmp_path / "apart")
+    for key in ("records_in", "records_late", "records_pending", "records_withheld", "rows_released"):
+        assert a[key] == b[key], key

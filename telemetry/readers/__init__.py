@@ -109,6 +109,11 @@ class Coalescer:
         self._rows += read.batch.num_rows
         return ready + self.flush() if self._rows >= self.batch_rows else ready
 
+    @property
+    def held(self) -> bool:
+        """Whether batches are held."""
+        return bool(self._held)
+
     def flush(self) -> list[ReadBatch]:
         """What is held, as one batch (none when nothing is)."""
         held, self._held, self._rows = self._held, [], 0

@@ -313,10 +313,12 @@ class _Reader:
     :class:`_Mark` per batch and per file end.
 
     Small files are gathered into larger batches (:class:`telemetry.readers.Coalescer`)
-    as long as no file boundary inside a gathered batch moves the watermark across a
-    window's end or eviction point: at such a boundary nothing is released or evicted
-    and every record is judged late or too late exactly as at the first, so the
-    decisions are those taken file by file. A boundary that crosses one ends the batch."""
+    until a file holds late records (for a window the watermark before that file has
+    passed). Inside a gathered batch no record is late, so no record belongs to a
+    window released or evicted at a boundary inside it: the decisions taken at those
+    boundaries, after the whole batch is aggregated, see exactly the records of the
+    files up to each boundary, as they would file by file. A file with late records
+    starts a new batch, after the boundaries before it."""
 
     def __init__(self, stream: Stream, files: list[Found], marks: deque) -> None:
         self.stream = stream
@@ -327,16 +329,6 @@ class _Reader:
 
     def watermark(self) -> int | None:
         return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
-
-    def _crosses(self, before: int | None, after: int | None) -> bool:
-        """Whether a window end or an eviction point lies in (before, after]."""
-        if after is None:
-            return False
-        if before is None:
-            return True
-        window_us, retention = self.stream.spec.window_us, self.stream.s.retention_us
-        return (after // window_us > before // window_us
-                or (after - retention) // window_us > (before - retention) // window_us)
 
     def __iter__(self) -> Iterator:
         from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, notes, plan_inputs
@@ -356,12 +348,18 @@ class _Reader:
 
         for found in self.files:
             before = self.watermark()
-            if not small._held:
+            if not small.held:
                 group_watermark = before
             try:
                 for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
                     for read in item.read() if isinstance(item, Piece) else (item,):
-                        yield from hand_out(small.add(self._too_late(read, before)))
+                        read, late = self._too_late(read, before)
+                        if late and small.held:  # late rows come after the decisions of the files before
+                            yield from hand_out(small.flush())
+                            self.marks.extend(ended)
+                            ended.clear()
+                            group_watermark = before
+                        yield from hand_out(small.add(read))
                 for note in notes([found.path], st.opts.fmt, options):
                     if note not in st.notes:
                         st.notes.append(note)
@@ -372,37 +370,36 @@ class _Reader:
                 log.warning("stream: %s was not read: %s", found.name, reason)
             st.max_start = self.max_start
             ended.append(_Mark(end=found, watermark=self.watermark()))
-            if self._crosses(before, self.watermark()):
-                yield from hand_out(small.flush())
-                self.marks.extend(ended)
-                ended.clear()
         yield from hand_out(small.flush())
         self.marks.extend(ended)
 
     def _too_late(self, read, watermark: int | None):
         """``read`` without the records whose window was evicted (they become rejects),
-        and the largest start time seen moved forward."""
+        and whether it had late records (for a window the watermark has passed); the
+        largest start time seen moved forward."""
         from telemetry.quarantine import mask_fields
         from telemetry.readers import ReadBatch, Reject
 
         batch = read.batch
         if batch.num_rows == 0:
-            return read
+            return read, False
         start = pc.cast(batch.column("start_time"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
         start_us = start.to_numpy(zero_copy_only=False)
         top = int(start_us.max())
         self.max_start = top if self.max_start is None else max(self.max_start, top)
         if watermark is None:
-            return read
+            return read, False
         window_us = self.stream.spec.window_us
         ends = (start_us // window_us + 1) * window_us
+        if not (ends <= watermark).any():
+            return read, False
         late = ends + self.stream.s.retention_us <= watermark
         if not late.any():
-            return read
+            return read, True
         rejects = [Reject(file=read.file, row=int(read.rows[i]), reason="too late: its window was already evicted",
                           fields=mask_fields(batch, i)) for i in np.flatnonzero(late).tolist()]
         keep = ~late
-        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file)
+        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), True
 
 
 def _check_out(out: Path) -> None:
