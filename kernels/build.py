@@ -105,9 +105,19 @@ def _workload(folder: Path) -> list[tuple[str, Callable[[], object]]]:
         telemetry.process([folder / "cdrs.parquet"], key=key, out=folder / "out-cryptopan", region="GB",
                           emit_records=True, ip_mode="cryptopan", batch_rows=2048)  # fmt: skip
 
+    def transit() -> None:  # identifiers read as text, mostly new ones hashed without the table
+        path = folder / "transit.parquet"
+        write(path, 30_000, seed=3, shape="transit")
+        telemetry.process([path], key=key, out=folder / "out-transit", region="GB", batch_rows=8192)
+
+    def dp() -> None:  # differential privacy: bounding, noise, the DP release (docs/privacy.md)
+        telemetry.process([folder / "cdrs.parquet"], key=key, region="GB", dp_epsilon=1.0, batch_rows=2048)
+
     steps = [(fmt, lambda fmt=fmt: one_format(fmt)) for fmt in writable_formats()]
     steps.append(("Crypto-PAn addresses", cryptopan))  # on the parquet step's file
+    steps.append(("a transit day", transit))
     steps.append(("pseudonymize", lambda: telemetry.pseudonymize(["+44 7700 900123", None], key=key, region="GB")))
+    steps.append(("differential privacy", dp))
     steps.append(("distinct counts (HyperLogLog)", hll))
     return steps
 

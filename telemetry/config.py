@@ -49,6 +49,12 @@ class Options:
     engine: str = "local"
     threads: int = 0  # 0: one per core
     batch_rows: int = 262144
+    # differential privacy (SPEC 11, docs/privacy.md): None keeps the k-threshold
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-8
+    dp_max_groups: int = 4
+    dp_max_records: int = 16
+    dp_max_duration: str = "1h"
     # sections other stages read ([alerts], [mapping]…) and reader settings (timezone, [asterisk]…)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -132,7 +138,34 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
         raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
     if opts.threads < 0 or opts.batch_rows < 1:
         raise ConfigError("threads must be >= 0 and batch_rows >= 1")
+    _check_dp(opts)
     return opts
+
+
+def _check_dp(opts: Options) -> None:
+    """The DP options are checked even when ``dp_epsilon`` is unset: a typo in the file
+    must not wait for the day DP is switched on."""
+    eps = opts.dp_epsilon
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf")):
+        raise ConfigError(f"dp_epsilon must be a number > 0; got {eps!r}")
+    delta = opts.dp_delta
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1e-3:
+        raise ConfigError(f"dp_delta must be a number in (0, 0.001); got {delta!r}")
+    for name in ("dp_max_groups", "dp_max_records"):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+            raise ConfigError(f"{name} must be a whole number from 1 to 1000000; got {value!r}")
+    dp_max_duration_ms(opts)
+
+
+def dp_max_duration_ms(opts: Options) -> int:
+    """``dp_max_duration`` ("1h", "90m", "3600s") in milliseconds."""
+    from telemetry.metrics.spec import duration_us
+
+    try:
+        return duration_us(opts.dp_max_duration, "dp_max_duration") // 1000
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _readers() -> ModuleType:

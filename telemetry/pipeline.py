@@ -115,13 +115,14 @@ def _execute(
     """The run proper, writing its outputs (if any) into ``out``."""
     from telemetry.engine import get_engine
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, notes, plan_inputs
+    from telemetry.readers import ReaderOptions, notes, plan_inputs, rejected
 
     engine = get_engine(opts.engine, thread_count(opts))
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
+    rewritten: dict[str, int] = {}
     state = None
     reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
     reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
@@ -129,8 +130,10 @@ def _execute(
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
         totals["records_ok"] += part.records_ok
-        totals["records_quarantined"] += len(part.rejects)
+        totals["records_quarantined"] += rejected(part.rejects)
         totals["records_opted_out"] += part.opted_out
+        for name, n in part.rewritten.items():
+            rewritten[name] = rewritten.get(name, 0) + n
         if quarantine is not None and part.rejects:
             quarantine.write(part.rejects)
         if out is not None and part.records is not None and part.records.num_rows:
@@ -139,11 +142,10 @@ def _execute(
             progress(totals)
     if quarantine is not None:
         quarantine.close()
+    _warn_rewritten(rewritten)
     if state is None:
         state = job.work(_empty_read()).state
-    from telemetry.metrics import release
-
-    released = release(state, job.spec, k=opts.k)
+    released = _release(state, job, opts)
     assert totals["records_in"] == (
         totals["records_ok"] + totals["records_quarantined"] + totals["records_opted_out"]
     ), "record accounting does not add up"
@@ -155,6 +157,7 @@ def _execute(
     summary = {
         **totals,
         "records_late": 0,
+        "dimension_values_rewritten": dict(sorted(rewritten.items())),
         "rows_released": released.rows_released,
         "rows_withheld": released.rows_withheld,
         "records_withheld": released.records_withheld,
@@ -169,13 +172,16 @@ def _execute(
         "inputs": len(paths),
         "window": opts.window,
         "by": list(opts.by),
-        "k": opts.k,
+        "k": opts.k if job.dp is None else None,
         "region": opts.region,
         "rate_deck": bool(opts.rate_deck),
         "opt_out": bool(opts.opt_out),
         "version": __version__,
         "notes": run_notes,
     }
+    if job.dp is not None:
+        summary["records_dp_truncated"] = released.records_dp_truncated
+        summary["dp"] = released.dp
     if out is not None:
         from telemetry.sinks.parquet import write_partitioned
         from telemetry.sinks.runinfo import write_run_json
@@ -183,6 +189,31 @@ def _execute(
         write_partitioned(released.table, out / "metrics", "window_start", "part-0")
         write_run_json(out, summary)
     return Result(released.table, summary, out)
+
+
+def _release(state, job, opts: Options):
+    """The k-threshold release, or the DP release when the run has ``dp_epsilon``
+    (SPEC 11: no roll-up rows; the Parquet metadata carries ``dp``)."""
+    if job.dp is None:
+        from telemetry.metrics import release
+
+        return release(state, job.spec, k=opts.k)
+    import json
+
+    from telemetry.metrics.dp import release as dp_release
+
+    released = dp_release(state)
+    released.table = released.table.replace_schema_metadata({"dp": json.dumps(released.dp, sort_keys=True)})
+    return released
+
+
+def _warn_rewritten(rewritten: dict[str, int]) -> None:
+    """One warning per dimension column and kind of rewrite: the count, never a value."""
+    from telemetry.dimensions import KINDS
+
+    for name, n in sorted(rewritten.items()):
+        column, kind = name.split(" ")
+        log.warning("%s: %s record(s) with %s", column, f"{n:,}", KINDS[kind])
 
 
 def _write_records(out: Path, records, seq: int) -> None:

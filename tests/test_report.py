@@ -6,7 +6,7 @@ messages, uncaught exceptions and browser log entries (CSP violations, failed
 fetches) are collected while the page loads, then a full-page screenshot is taken.
 
 Reference: Chromium's own console and log (a deliberately broken page proves the detector),
-Polars over the released rows."""
+Polars over the released rows with the Wilson interval of tests/reference_metrics.wilson_roots."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from telemetry.cli import main
 from telemetry.generate import write as write_records
 from telemetry.sinks.report import render
 from tests.conftest import require
+from tests.reference_metrics import wilson_roots
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -216,21 +217,25 @@ def test_report_numbers_match_the_dataset(dataset: Path) -> None:
     cell = (voice.group_by("route", "dst_region").agg(pl.col("answered").sum(), pl.col("attempts").sum())
             .filter(pl.col("attempts") > 50).sort("attempts", descending=True).row(0, named=True))
     expected = cell["answered"] / cell["attempts"]
-    assert f"{cell['route']} × {cell['dst_region']}: {expected:.1%}</title>" in html
+    low, high = wilson_roots(cell["answered"], cell["attempts"])
+    assert (f"{cell['route']} × {cell['dst_region']}: {expected:.1%} (95% interval {low:.1%}–{high:.1%} "
+            f"from {cell['attempts']:,} attempts)</title>") in html
     run = json.loads((dataset / "run.json").read_text())
     assert f"<td>records withheld</td><td>{run['records_withheld']:,}</td>" in html
     windows = voice["window_start"].unique().sort()
     prev, last = windows[-2], windows[-1]
     per = (voice.filter(pl.col("window_start").is_in([prev, last])).group_by("route", "window_start")
            .agg(pl.col("answered").sum(), pl.col("attempts").sum()))
-    changes = []
+    separations = []
     for route in per["route"].unique().to_list():
         a = per.filter((pl.col("route") == route) & (pl.col("window_start") == prev))
         b = per.filter((pl.col("route") == route) & (pl.col("window_start") == last))
         if a.height and b.height:
-            changes.append((b["answered"][0] / b["attempts"][0]) - (a["answered"][0] / a["attempts"][0]))
-    biggest = max(changes, key=abs)
-    assert f"{biggest * 100:+.1f} pp" in html
+            (lo0, hi0), (lo1, hi1) = (wilson_roots(x["answered"][0], x["attempts"][0]) for x in (a, b))
+            separations.append((max(lo1 - hi0, lo0 - hi1), route))
+    # the ASR rows of the movers table, in order, are the routes of the widest separation first
+    shown = re.findall(r"<tr(?: class=\"ns\")?><td>([^<]*)</td><td>ASR</td>", html)
+    assert shown and shown == [route for _, route in sorted(separations, reverse=True)][:len(shown)]
 
 
 def test_report_of_missing_dir_is_one_line_error(tmp_path: Path, capsys) -> None:

@@ -29,6 +29,7 @@ from telemetry.sinks import prometheus
 from telemetry.sinks.metricsdir import METRIC_COLUMNS, OTHER
 from tests import metricrows
 from tests.conftest import promtool
+from tests.reference_metrics import wilson_roots
 
 KEY = bytes(range(32))
 # SPEC section 4 fixes these column names; promtool's lint prefers base units
@@ -107,7 +108,7 @@ def test_exposition_matches_latest_window(server: Server, dataset: Path) -> None
     gauge_rows = {k for k in samples if k[0] == "telemetry_asr"}
     assert len(gauge_rows) == latest.filter(pl.col("asr").is_not_null()).height
     run = json.loads((dataset / "run.json").read_text())
-    for outcome in ("ok", "quarantined", "opted_out", "withheld"):
+    for outcome in ("ok", "quarantined", "withheld"):  # not opted_out: docs/outputs.md
         value = samples[("telemetry_records_total", frozenset({"outcome": outcome}.items()))]
         assert value == run[f"records_{outcome}"]
     assert samples[("telemetry_series_merged", frozenset())] == 0
@@ -311,8 +312,17 @@ def test_merged_other_row_matches_duckdb(tmp_path: Path) -> None:
         return frozenset({"channel": row["channel"], "route": row["route"] or "",
                           "dst_region": row["dst_region"] or ""}.items())
 
+    merged_rows = []
+    for row in merged.iter_rows(named=True):  # the merged rows' 95% intervals, from their summed counts
+        parts = {"asr": (("answered",), "attempts"), "ner": (("answered", "busy", "no_answer", "rejected"), "attempts"),
+                 "delivery_rate": (("delivered",), "submitted"),
+                 "dlr_rate": (("delivered", "undelivered", "expired", "rejected", "deleted"), "submitted")}
+        for ratio, (nums, den) in parts.items():
+            if row[den]:
+                row[f"{ratio}_lo"], row[f"{ratio}_hi"] = wilson_roots(int(sum(row[n] or 0 for n in nums)), int(row[den]))
+        merged_rows.append(row)
     expected = {}
-    for row in [*kept.iter_rows(named=True), *merged.iter_rows(named=True)]:
+    for row in [*kept.iter_rows(named=True), *merged_rows]:
         for column in METRIC_COLUMNS:  # a column the merged rows do not carry is left out
             expected[(f"telemetry_{column}", labels(row))] = row.get(column)
     checked = 0

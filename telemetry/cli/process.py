@@ -34,6 +34,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ip-mode", choices=("truncate", "cryptopan"),
                    help="source_ip in record output: the pseudonym of its /24 or /48 network "
                    "(truncate, default) or a prefix-preserving Crypto-PAn address (cryptopan)")
+    p.add_argument("--dp-epsilon", type=float, metavar="E",
+                   help="differential privacy with budget E per window release, replacing --k (docs/privacy.md)")
+    p.add_argument("--dp-delta", type=float, metavar="D", help="DP: delta spent on which rows exist (default 1e-8)")
+    p.add_argument("--dp-max-groups", type=int, metavar="G", help="DP: rows per subscriber per window (default 4)")
+    p.add_argument("--dp-max-records", type=int, metavar="L", help="DP: records per subscriber per row (default 16)")
+    p.add_argument("--dp-max-duration", metavar="D", help="DP: durations clamped to D before summing (default 1h)")
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone of vendor times written without one, e.g. Europe/London "
                    "(default UTC; see docs/formats.md)")
@@ -44,7 +50,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
-             "emit_records", "ip_mode", "timezone", "template")
+             "emit_records", "ip_mode", "dp_epsilon", "dp_delta", "dp_max_groups", "dp_max_records",
+             "dp_max_duration", "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 
@@ -99,6 +106,9 @@ def summary_line(s: dict, out: str) -> str:
         f"{s['records_opted_out']:,} opted out; {s['rows_released']:,} metric rows released, "
         f"{s['rows_withheld']:,} withheld ({s['records_withheld']:,} records); output in {out}"
     )
+    if "dp" in s:
+        line += (f"; differential privacy at epsilon {s['dp']['epsilon']:g}: "
+                 f"{s['records_dp_truncated']:,} records over the contribution bounds left out")
     if s["records_quarantined"]:
         line += f" (see {out}/quarantine/rejects.jsonl)"
     return line

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     tune_allocators()
     opts = make_options(load_config(args.config), **options_from_args(args))
+    if opts.dp_epsilon is not None:
+        raise ConfigError("stream does not take --dp-epsilon yet: use telemetry process for DP releases")
     keyring = keyring_from_args(args)
     out = Path(args.out)
     state = Path(args.state) if args.state else out / "_state"

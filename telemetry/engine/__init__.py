@@ -20,12 +20,13 @@ from telemetry.keys import Keyring
 class Partial(NamedTuple):
     """What one read batch contributes."""
 
-    state: Any  # telemetry.metrics state of the batch's good records
+    state: Any  # telemetry.metrics state of the batch's good records (DP: metrics.dp.Contributions)
     records: Any  # pa.RecordBatch of pseudonymized records, or None
-    rejects: list  # telemetry.readers.Reject
+    rejects: list  # telemetry.readers.Reject and RejectRun
     records_in: int
     records_ok: int
     opted_out: int
+    rewritten: dict[str, int]  # dimension rewrites (telemetry.dimensions) by "column kind"
 
 
 @dataclass
@@ -46,10 +47,15 @@ class Job:
             from telemetry.pseudonyms import Pseudonymizer
             from telemetry.ratedeck import RateDeck
 
+            from telemetry.metrics.dp import Params
+
             opts = self.options
+            dp = Params.from_options(opts)
             self._ready.update(
                 pseudonymizer=Pseudonymizer(self.keyring, region=opts.region),
                 spec=AggSpec(window=opts.window, by=opts.by, short_call_s=opts.short_call_s),
+                dp=dp,
+                dp_salt=_dp_salt(self.keyring) if dp is not None else None,
                 deck=RateDeck.load(opts.rate_deck) if opts.rate_deck else None,
                 opt_out=OptOut.load(opts.opt_out) if opts.opt_out else None,
             )
@@ -58,6 +64,11 @@ class Job:
     @property
     def spec(self):
         return self._parts()["spec"]
+
+    @property
+    def dp(self):
+        """The run's :class:`telemetry.metrics.dp.Params`, or None (k-threshold)."""
+        return self._parts()["dp"]
 
     @property
     def columns(self) -> frozenset[str] | None:
@@ -70,6 +81,7 @@ class Job:
     def work(self, read) -> Partial:
         from telemetry.metrics import accumulate
         from telemetry.prepare import prepare
+        from telemetry.readers import rejected
 
         parts = self._parts()
         prepared = prepare(
@@ -80,8 +92,13 @@ class Job:
             emit_records=self.options.emit_records,
             ip_mode=self.options.ip_mode,
         )
-        state = accumulate(prepared.batch, parts["spec"])
-        n_in = read.batch.num_rows + len(read.rejects)
+        if parts["dp"] is None:
+            state = accumulate(prepared.batch, parts["spec"])
+        else:
+            from telemetry.metrics import dp
+
+            state = dp.accumulate(prepared.batch, parts["spec"], parts["dp"], parts["dp_salt"])
+        n_in = read.batch.num_rows + rejected(read.rejects)
         return Partial(
             state,
             prepared.records,
@@ -89,6 +106,7 @@ class Job:
             n_in,
             prepared.batch.num_rows,
             prepared.opted_out,
+            prepared.rewritten,
         )
 
     def work_item(self, item) -> list[Partial]:
@@ -99,6 +117,12 @@ class Job:
         if isinstance(item, Piece):
             return [self.work(read) for read in item.read()]
         return [self.work(item)]
+
+
+def _dp_salt(keyring: Keyring) -> int:
+    from telemetry.metrics.dp import subkey_salt
+
+    return subkey_salt(keyring.current.key)
 
 
 class Engine(Protocol):

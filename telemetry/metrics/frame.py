@@ -9,7 +9,8 @@ only writes files never imports polars.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -91,19 +92,49 @@ def sort_rows(table: pa.Table, by: tuple[str, ...]) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=keys))
 
 
+class Measures(NamedTuple):
+    """What a group's row is computed from: counters in the layout of
+    :mod:`kernels.aggregate`, percentiles (groups × (p50, p95, p99), NaN: none),
+    distinct counts, and the interval of each ratio from its numerator and
+    denominator (``interval(ratio_name, num, den) → (lo, hi)``)."""
+
+    counts: np.ndarray
+    pdd: np.ndarray
+    jitter: np.ndarray
+    latency: np.ndarray
+    sources: np.ndarray
+    destinations: np.ndarray
+    interval: Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     """The metric row of each group (only those where ``keep`` is True), in group order."""
-    by = state.spec.by
     g = state.n_groups
-    c = state.counts
-    keys = state.keys
+    measures = Measures(
+        state.counts,
+        state.pdd.quantiles(g)[0],
+        state.jitter.quantiles(g)[0],
+        state.latency.quantiles(g)[0],
+        state.sources.counts(),
+        state.destinations.counts(),
+        lambda _name, num, den: wilson(num, den),
+    )
+    return rows_of(state.spec, state.keys, state.dims, measures, keep)
+
+
+def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None) -> pa.Table:
+    """The metric rows of groups given by their key rows (window index, channel code,
+    codes into ``dims``) and :class:`Measures`; only those where ``keep`` is True."""
+    by = spec.by
+    g = len(keys)
+    c = m.counts
     columns: dict[str, pa.Array] = {}
-    start = keys[:, 0] * state.spec.window_us
+    start = keys[:, 0] * spec.window_us
     columns["window_start"] = pa.array(start, _TS)
-    columns["window_end"] = pa.array(start + state.spec.window_us, _TS)
+    columns["window_end"] = pa.array(start + spec.window_us, _TS)
     columns["channel"] = pa.array(np.asarray(CHANNELS, dtype=object)[keys[:, 1]] if g else [], pa.string())
     for j, name in enumerate(by):
-        table = np.asarray([dimension_text(v) for v in state.dims[j]] + [OTHER, None], dtype=object)
+        table = np.asarray([dimension_text(v) for v in dims[j]] + [OTHER, None], dtype=object)
         codes = keys[:, 2 + j]
         codes = np.where(codes == OTHER_CODE, len(table) - 2, np.where(codes < 0, len(table) - 1, codes))
         columns[name] = pa.array(table[codes] if g else [], pa.string())
@@ -121,9 +152,9 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     def ratio(name: str, num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> None:
         """The ratio column ``name`` and its Wilson bounds, null where ``den`` is 0."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            value = num.astype(np.float64) / den.astype(np.float64)
-        mask = ~rows | (den == 0)
-        lo, hi = wilson(num, den)
+            value = np.minimum(num.astype(np.float64) / den.astype(np.float64), 1.0)  # noisy parts (DP)
+        mask = ~rows | (den <= 0)
+        lo, hi = m.interval(name, num, den)
         columns[name] = pa.array(value, pa.float64(), mask=mask)
         for bound, values in zip(bounds(name), (lo, hi)):
             columns[bound] = pa.array(values, pa.float64(), mask=mask)
@@ -149,28 +180,25 @@ def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
     columns["acd_s"] = floats(np.where(answered > 0, acd, np.nan), voice)
     columns["total_duration_s"] = floats(c[:, agg.DUR_TOTAL_MS].astype(np.float64) / 1000.0, voice)
     ratio("short_call_ratio", c[:, agg.SHORT], answered, voice)
-    pdd, _ = state.pdd.quantiles(g)
     for q, name in enumerate(("pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms")):
-        columns[name] = floats(pdd[:, q], voice)
+        columns[name] = floats(m.pdd[:, q], voice)
     columns["mos_mean"] = _fixed_mean(c[:, agg.MOS_SUM], c[:, agg.MOS_N], voice)
-    jitter, _ = state.jitter.quantiles(g)
-    columns["jitter_p95_ms"] = floats(jitter[:, 1], voice)
+    columns["jitter_p95_ms"] = floats(m.jitter[:, 1], voice)
     columns["packet_loss_mean_pct"] = _fixed_mean(c[:, agg.LOSS_SUM], c[:, agg.LOSS_N], voice)
 
     final = sum(status(name) for name in _MESSAGE_FINAL) if g else np.zeros(0, np.int64)
     columns["submitted"] = count(records, message)
     for name in ("delivered", "undelivered", "expired", "deleted"):
         columns[name] = count(status(name), message)
-    columns["pending"] = count(records - final, message)
+    columns["pending"] = count(np.maximum(records - final, 0), message)  # noisy parts (DP) may cross
     ratio("delivery_rate", status("delivered"), records, message)
     ratio("dlr_rate", final, records, message)
-    latency, _ = state.latency.quantiles(g)
     for q, name in enumerate(("latency_p50_s", "latency_p95_s", "latency_p99_s")):
-        columns[name] = floats(latency[:, q] / 1e6, message)
+        columns[name] = floats(m.latency[:, q] / 1e6, message)
 
     everyone = np.ones(g, bool)
-    columns["distinct_sources"] = count(state.sources.counts(), everyone)
-    columns["distinct_destinations"] = count(state.destinations.counts(), everyone)
+    columns["distinct_sources"] = count(m.sources, everyone)
+    columns["distinct_destinations"] = count(m.destinations, everyone)
 
     table = pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
     if keep is not None:

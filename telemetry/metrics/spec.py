@@ -23,22 +23,28 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WINDOW_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 
 
-def parse_window(window: dt.timedelta | str) -> int:
-    """Window length in microseconds from a timedelta or ``<int><s|m|h|d>`` ("90s", "15m")."""
-    if isinstance(window, str):
-        match = _WINDOW_RE.match(window.lower())
+def duration_us(value: dt.timedelta | str, name: str = "window") -> int:
+    """A positive whole number of seconds from a timedelta or ``<int><s|m|h|d>``, in µs."""
+    if isinstance(value, str):
+        match = _WINDOW_RE.match(value.lower())
         if match is None:
             raise ValueError(
-                f"window must be a whole number followed by s, m, h or d (e.g. '15m', '1h'), got {window!r}"
+                f"{name} must be a whole number followed by s, m, h or d (e.g. '15m', '1h'), got {value!r}"
             )
-        window = dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    if not isinstance(window, dt.timedelta):
-        raise TypeError(f"window must be a timedelta or a string like '15m', got {type(window).__name__}")
-    if not MIN_WINDOW <= window <= MAX_WINDOW:
-        raise ValueError(f"window must be between 1 minute and 1 day, got {window}")
-    if window % dt.timedelta(seconds=1):
-        raise ValueError(f"window must be a whole number of seconds, got {window}")
-    return window // dt.timedelta(microseconds=1)
+        value = dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if not isinstance(value, dt.timedelta):
+        raise TypeError(f"{name} must be a timedelta or a string like '15m', got {type(value).__name__}")
+    if value <= dt.timedelta(0) or value % dt.timedelta(seconds=1):
+        raise ValueError(f"{name} must be a positive whole number of seconds, got {value}")
+    return value // dt.timedelta(microseconds=1)
+
+
+def parse_window(window: dt.timedelta | str) -> int:
+    """Window length in microseconds from a timedelta or ``<int><s|m|h|d>`` ("90s", "15m")."""
+    us = duration_us(window)
+    if not MIN_WINDOW <= dt.timedelta(microseconds=us) <= MAX_WINDOW:
+        raise ValueError(f"window must be between 1 minute and 1 day, got {dt.timedelta(microseconds=us)}")
+    return us
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,47 @@ def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
     n = batch.num_rows
     if n == 0:
         return State.empty(spec)
+    col, start, gid, keys, dims = batch_keys(batch, spec)
+    n_groups = len(keys)
+    status = _vocab_codes(col("status"), STATUSES, n)
+    counts = agg.accumulate_counts(
+        gid,
+        n_groups,
+        status,
+        _ints(col("sip_code"), n, -1),
+        _ints(col("duration_ms"), n, 0),
+        spec.short_call_ms,
+        _floats(col("mos"), n),
+        _floats(col("packet_loss_pct"), n),
+    )
+    latency = delivery_latency(col("end_time"), start, status)
+    return State(spec, [Run(
+        dims,
+        keys,
+        counts,
+        Histogram.build(gid, _floats(col("pdd_ms"), n), n_groups),
+        Histogram.build(gid, _floats(col("jitter_ms"), n), n_groups),
+        Histogram.build(gid, latency, n_groups),
+        _distinct(col("source"), gid, n_groups, "source"),
+        _distinct(col("destination"), gid, n_groups, "destination"),
+    )])
+
+
+class BatchKeys(NamedTuple):
+    """A batch's columns (``col(name)``: None if absent or all-null type), start times in
+    µs, each row's group and each group's key row (window index, channel code, dimension
+    codes into ``dims``)."""
+
+    col: Callable[[str], pa.Array | None]
+    start: np.ndarray
+    gid: np.ndarray
+    keys: np.ndarray
+    dims: list[list]
+
+
+def batch_keys(batch: pa.RecordBatch, spec: AggSpec) -> BatchKeys:
+    """The groups of a non-empty prepared batch (see :func:`accumulate`)."""
+    n = batch.num_rows
     names = set(batch.schema.names)
 
     def col(name: str) -> pa.Array | None:
@@ -299,36 +340,17 @@ def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
     for j, name in enumerate(spec.by):
         codes[_FIXED_KEYS - 1 + j], values = _encode_dim(col(name), n)
         dims.append(values)
-
     gid, keys = agg.batch_groups(start, np.int64(spec.window_us), codes)
-    n_groups = len(keys)
-    status = _vocab_codes(col("status"), STATUSES, n)
-    counts = agg.accumulate_counts(
-        gid,
-        n_groups,
-        status,
-        _ints(col("sip_code"), n, -1),
-        _ints(col("duration_ms"), n, 0),
-        spec.short_call_ms,
-        _floats(col("mos"), n),
-        _floats(col("packet_loss_pct"), n),
-    )
-    end = col("end_time")
+    return BatchKeys(col, start, gid, keys, dims)
+
+
+def delivery_latency(end: pa.Array | None, start: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """end − start in µs (float) of delivered messages with an end time; NaN for the rest."""
+    n = len(start)
     if end is None:
-        latency = np.full(n, np.nan)
-    else:
-        end_us = _ints(end.cast(pa.timestamp("us", tz="UTC")), n, 0)
-        latency = agg.latency_us(start, end_us, status, _DELIVERED, _valid(end, n))
-    return State(spec, [Run(
-        dims,
-        keys,
-        counts,
-        Histogram.build(gid, _floats(col("pdd_ms"), n), n_groups),
-        Histogram.build(gid, _floats(col("jitter_ms"), n), n_groups),
-        Histogram.build(gid, latency, n_groups),
-        _distinct(col("source"), gid, n_groups, "source"),
-        _distinct(col("destination"), gid, n_groups, "destination"),
-    )])
+        return np.full(n, np.nan)
+    end_us = _ints(end.cast(pa.timestamp("us", tz="UTC")), n, 0)
+    return agg.latency_us(start, end_us, status, _DELIVERED, _valid(end, n))
 
 
 # --- Arrow → NumPy -------------------------------------------------------------
@@ -396,16 +418,22 @@ def _encode_dim(arr: pa.Array | None, n: int) -> tuple[np.ndarray, list]:
 def _distinct(arr: pa.Array | None, gid: np.ndarray, n_groups: int, name: str) -> Distinct:
     if arr is None:
         return Distinct.empty(n_groups)
+    prefix, valid = prefixes(arr, name)
+    if valid is not None:
+        gid, prefix = gid[valid], prefix[valid]
+    return Distinct.build(gid, prefix, n_groups)
+
+
+def prefixes(arr: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first 8 bytes of each 16-byte pseudonym as uint64 (an HMAC output's bytes are
+    uniform: exact sets, HLL and DP bounding use them directly), and the validity mask
+    (None: no nulls; a null's prefix is undefined)."""
     if not (pa.types.is_fixed_size_binary(arr.type) and arr.type.byte_width == 16):
         raise SchemaError(f"{name} must hold 16-byte pseudonyms (fixed_size_binary(16)), got {arr.type}")
     n = len(arr)
     raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * 16 : (arr.offset + n) * 16]
-    # The first 8 bytes of an HMAC output are uniform: exact sets and HLL use them directly.
     prefix = np.ascontiguousarray(raw.reshape(n, 16)[:, :8]).view("<u8").reshape(n)
-    if arr.null_count:
-        valid = _valid(arr, n)
-        gid, prefix = gid[valid], prefix[valid]
-    return Distinct.build(gid, prefix, n_groups)
+    return prefix, (_valid(arr, n) if arr.null_count else None)
 
 
 class _Grouped(NamedTuple):

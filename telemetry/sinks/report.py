@@ -3,8 +3,10 @@
 Everything is inline (SVG drawn here, CSS in the page) and a Content-Security-
 Policy forbids any fetch, so the file works offline and cannot leak a request.
 Ratios shown per route are recomputed from the counts of the released rows
-(exact); percentiles do not merge, so the PDD and latency bands are the
-volume-weighted mean of the per-row percentiles, and the page says so.
+(exact), each with the 95% Wilson interval of those summed counts: drawn as a
+band on the charts, ranking the movers, and greying heatmap cells whose interval
+is too wide to say anything. Percentiles do not merge, so the PDD and latency
+bands are the volume-weighted mean of the per-row percentiles, and the page says so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from telemetry.files import replace_file
+from telemetry.metrics.intervals import wilson
 from telemetry.sinks import svg
 from telemetry.sinks.metricsdir import (
     MESSAGE_CHANNELS, OTHER, VOICE_CHANNELS, check_dir, dimension_columns, read_metrics, read_run,
@@ -24,12 +27,16 @@ from telemetry.sinks.metricsdir import (
 MAX_ROUTES = 8
 MOVERS = 10
 MAX_POINTS = 48  # per line chart, so eight routes stay readable
+#: A heatmap cell whose 95% interval is wider than this (hi - lo) is drawn faint: too
+#: little volume for its value to say anything (at a ratio of 50 %: fewer than 93 attempts).
+WIDE = 0.2
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _STYLE = """
 body{font-family:sans-serif;margin:24px;color:#222;max-width:1000px}
 h1{font-size:22px}h2{font-size:17px;margin-top:30px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;text-align:right;border-bottom:1px solid #eee}
 th:first-child,td:first-child{text-align:left}.note{color:#666;font-size:12px}.up{color:#2a7d2a}.down{color:#b22}
+tr.ns td{color:#999}td,th{white-space:nowrap}
 """
 
 
@@ -72,16 +79,39 @@ def _coarsen(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(((start // step_us) * step_us).cast(pl.Datetime("us", "UTC")).alias("window_start"))
 
 
-def _ratio_series(df: pl.DataFrame, key: str, names: list[str], num: pl.Expr, den: str) -> dict:
-    """Per-route ratio per window from summed counts; windows without traffic are gaps."""
+def _summed(df: pl.DataFrame, by: list[str], num: pl.Expr, den: str) -> pl.DataFrame:
+    """Per ``by`` group: the summed numerator ``n`` and denominator ``d``, and the ratio with
+    its 95% Wilson interval (``ratio``, ``lo``, ``hi``; null where d is 0). Every ratio and
+    interval on the page comes from here, from summed counts; under DP the rows' own
+    ``r_lo``/``r_hi`` also cover the noise, and this is where they would widen the interval."""
+    agg = df.group_by(by).agg(num.sum().alias("n"), pl.col(den).sum().alias("d"))
+    lo, hi = wilson(agg["n"].to_numpy(), agg["d"].to_numpy())
+    some = pl.col("d") > 0
+    return agg.with_columns(
+        pl.when(some).then(pl.col("n") / pl.col("d")).alias("ratio"),
+        pl.when(some).then(pl.Series(lo)).alias("lo"), pl.when(some).then(pl.Series(hi)).alias("hi"),
+    )
+
+
+def _ratio_series(df: pl.DataFrame, key: str, names: list[str], num: pl.Expr, den: str) -> tuple[dict, dict]:
+    """Per-route ratio per window from summed counts, and its interval per window (the
+    line and band of svg.line_chart); windows without traffic are gaps."""
     df = _coarsen(df)
-    windows = df["window_start"].unique().sort()
-    times = [t.timestamp() for t in windows.to_list()]
-    agg = (df.filter(pl.col(key).is_in(names)).group_by("window_start", key)
-           .agg(num.sum().alias("n"), pl.col(den).sum().alias("d")))
-    lookup = {(r["window_start"].timestamp(), r[key]): (r["n"] / r["d"] if r["d"] else None)
-              for r in agg.iter_rows(named=True)}
-    return {n: [(t, lookup.get((t, n))) for t in times] for n in names}
+    times = [t.timestamp() for t in df["window_start"].unique().sort().to_list()]
+    agg = _summed(df.filter(pl.col(key).is_in(names)), ["window_start", key], num, den)
+    lookup = {(r["window_start"].timestamp(), r[key]): r for r in agg.iter_rows(named=True)}
+    none = dict.fromkeys(("ratio", "lo", "hi"))
+    points = {n: [(t, lookup.get((t, n), none)) for t in times] for n in names}
+    return ({n: [(t, r["ratio"]) for t, r in pts] for n, pts in points.items()},
+            {n: [(t, r["lo"], r["hi"]) for t, r in pts] for n, pts in points.items()})
+
+
+def _ratio_chart(df: pl.DataFrame, key: str, names: list[str], num: pl.Expr, den: str, label: str) -> str:
+    lines, bands = _ratio_series(df, key, names, num, den)
+    return svg.line_chart(lines, label, _pct, 0, 1, bands=bands) + (
+        '<p class="note">Shaded around each line: the 95% interval of each point (Wilson score interval '
+        "of the summed counts). A wide band is a point on little volume; where two routes' bands "
+        "overlap, the data cannot tell them apart.</p>")
 
 
 def _weighted_band(df: pl.DataFrame, cols: tuple[str, str, str], weight: str):
@@ -95,16 +125,22 @@ def _weighted_band(df: pl.DataFrame, cols: tuple[str, str, str], weight: str):
     return [t.timestamp() for t in agg["window_start"].to_list()], *clean
 
 
-def _heat(df: pl.DataFrame, key: str, num: pl.Expr, den: str, names: list[str]) -> str:
+def _heat(df: pl.DataFrame, key: str, num: pl.Expr, den: str, names: list[str], unit: str) -> str:
     if "dst_region" not in df.columns or key == "dst_region" or df.is_empty():
         return '<p class="note">needs the route and dst_region dimensions (--by route,dst_region)</p>'
-    agg = (df.filter(pl.col(key).is_in(names)).group_by(key, "dst_region")
-           .agg(num.sum().alias("n"), pl.col(den).sum().alias("d")).filter(pl.col("d") > 0))
+    agg = _summed(df.filter(pl.col(key).is_in(names)), [key, "dst_region"], num, den).filter(pl.col("d") > 0)
     cols = sorted({str(v) if v is not None else "(none)" for v in agg["dst_region"].to_list()},
                   key=lambda c: (c == OTHER, c))
-    cells = {(str(r[key]), str(r["dst_region"]) if r["dst_region"] is not None else "(none)"): r["n"] / r["d"]
-             for r in agg.iter_rows(named=True)}
-    return svg.heatmap(names, cols, cells, "heatmap")
+    cells = {}
+    for r in agg.iter_rows(named=True):
+        faint = r["hi"] - r["lo"] > WIDE
+        note = f"95% interval {r['lo']:.1%}–{r['hi']:.1%} from {r['d']:,} {unit}"
+        cells[(str(r[key]), str(r["dst_region"]) if r["dst_region"] is not None else "(none)")] = svg.Cell(
+            r["ratio"], f"too little volume: {note}" if faint else note, faint)
+    return svg.heatmap(names, cols, cells, "heatmap") + (
+        f'<p class="note">Hatched grey cells: too little volume for the value to say anything: its 95% '
+        f"interval is wider than {WIDE * 100:.0f} points (hi − lo &gt; {WIDE}); at a ratio near 50 % that is "
+        f"fewer than 93 {unit}. Hover a cell for its interval and volume.</p>")
 
 
 def _movers(voice: pl.DataFrame, msg: pl.DataFrame, key: str) -> str:
@@ -115,24 +151,38 @@ def _movers(voice: pl.DataFrame, msg: pl.DataFrame, key: str) -> str:
         if len(windows) < 2:
             continue
         prev, last = windows[-2], windows[-1]
-        agg = (df.filter(pl.col("window_start").is_in([prev, last])).group_by(key, "window_start")
-               .agg(num.sum().alias("n"), pl.col(den).sum().alias("d")))
-        by = {(r[key], r["window_start"]): r for r in agg.iter_rows(named=True)}
-        for name in {r[key] for r in agg.iter_rows(named=True)}:
-            a, b = by.get((name, prev)), by.get((name, last))
-            if a and b and a["d"] and b["d"]:
-                before, after = a["n"] / a["d"], b["n"] / b["d"]
-                rows.append((abs(after - before), label, name, before, after, b["d"]))
+        per = _summed(df.filter(pl.col("window_start").is_in([prev, last])), [key, "window_start"], num, den)
+        both = (per.filter(pl.col("window_start") == prev)
+                .join(per.filter(pl.col("window_start") == last), on=key, suffix="_new", nulls_equal=True)
+                .filter((pl.col("d") > 0) & (pl.col("d_new") > 0))
+                # how far the new interval lies from the old one; > 0: they do not overlap
+                .with_columns(pl.max_horizontal(pl.col("lo_new") - pl.col("hi"),
+                                                pl.col("lo") - pl.col("hi_new")).alias("separation")))
+        rows += [(label, r) for r in both.iter_rows(named=True)]
     if not rows:
         return '<p class="note">needs at least two windows</p>'
-    rows.sort(key=lambda r: (-r[0], r[1], str(r[2])))
-    out = ["<table><tr><th>route</th><th>metric</th><th>previous</th><th>latest</th><th>change</th>"
-           "<th>volume</th></tr>"]
-    for _, label, name, before, after, volume in rows[:MOVERS]:
-        cls = "up" if after >= before else "down"
-        out.append(f"<tr><td>{escape(str(name))}</td><td>{label}</td><td>{before:.1%}</td><td>{after:.1%}</td>"
-                   f'<td class="{cls}">{(after - before) * 100:+.1f} pp</td><td>{volume:,}</td></tr>')
-    return "".join(out) + "</table>"
+    rows.sort(key=lambda lr: (-lr[1]["separation"], lr[0], str(lr[1][key])))
+    out = ["<table><tr><th>route</th><th>metric</th><th>previous</th><th>95% interval</th><th>volume</th>"
+           "<th>latest</th><th>95% interval</th><th>volume</th><th>change</th><th>separation</th>"
+           "<th>evidence</th></tr>"]
+    for label, r in rows[:MOVERS]:
+        changed = r["separation"] > 0
+        cls = "up" if r["ratio_new"] >= r["ratio"] else "down"
+        out.append(
+            ("<tr>" if changed else '<tr class="ns">') + f"<td>{escape(str(r[key]))}</td><td>{label}</td>"
+            f"<td>{r['ratio']:.1%}</td><td>{r['lo']:.1%}–{r['hi']:.1%}</td><td>{r['d']:,}</td>"
+            f"<td>{r['ratio_new']:.1%}</td><td>{r['lo_new']:.1%}–{r['hi_new']:.1%}</td><td>{r['d_new']:,}</td>"
+            f'<td class="{cls}">{(r["ratio_new"] - r["ratio"]) * 100:+.1f} pp</td>'
+            f"<td>{r['separation'] * 100:+.1f} pp</td>"
+            f"<td>{'changed' if changed else 'not significant'}</td></tr>")
+    out.append("</table>")
+    out.append('<p class="note">Ranked by separation: how far the latest window\'s 95% interval lies from '
+               "the previous one's (the new low bound minus the old high bound for a rise, the old low bound "
+               "minus the new high bound for a fall). Positive: the intervals do not overlap, the route "
+               "changed. Zero or negative: they overlap and the change may be chance; such rows are greyed "
+               "and marked not significant. So a 15-point fall on 47 calls ranks below an 8-point fall on "
+               "5,000 calls.</p>")
+    return "".join(out)
 
 
 def _privacy(df: pl.DataFrame, run: dict[str, Any]) -> str:
@@ -175,10 +225,10 @@ def render(out: str | Path) -> str:
     reached = pl.col("answered") + pl.col("busy") + pl.col("no_answer") + pl.col("rejected")
     parts = [
         f"<h2>Answer-seizure ratio (ASR) per {escape(key)}</h2>",
-        svg.line_chart(_ratio_series(voice, key, vroutes, pl.col("answered"), "attempts"), "ASR", _pct, 0, 1)
+        _ratio_chart(voice, key, vroutes, pl.col("answered"), "attempts", "ASR")
         if vroutes else '<p class="note">no voice rows</p>',
         f"<h2>Network-effectiveness ratio (NER) per {escape(key)}</h2>",
-        svg.line_chart(_ratio_series(voice, key, vroutes, reached, "attempts"), "NER", _pct, 0, 1)
+        _ratio_chart(voice, key, vroutes, reached, "attempts", "NER")
         if vroutes else '<p class="note">no voice rows</p>',
         "<h2>Post-dial delay percentiles (all voice routes)</h2>",
         svg.band_chart(*_weighted_band(voice, ("pdd_p50_ms", "pdd_p95_ms", "pdd_p99_ms"), "attempts"),
@@ -186,16 +236,16 @@ def render(out: str | Path) -> str:
         '<p class="note">Band p50–p99, line p95: attempt-weighted mean of the per-row percentiles '
         "(percentiles of different rows do not merge exactly).</p>",
         f"<h2>SMS/MMS delivery rate per {escape(key)}</h2>",
-        svg.line_chart(_ratio_series(msg, key, mroutes, pl.col("delivered"), "submitted"), "delivery rate",
-                       _pct, 0, 1) if mroutes else '<p class="note">no message rows</p>',
+        _ratio_chart(msg, key, mroutes, pl.col("delivered"), "submitted", "delivery rate")
+        if mroutes else '<p class="note">no message rows</p>',
         "<h2>Delivery latency percentiles (all message routes)</h2>",
         svg.band_chart(*_weighted_band(msg, ("latency_p50_s", "latency_p95_s", "latency_p99_s"), "delivered"),
                        ("p50", "p95", "p99"), "latency", _s) if not msg.is_empty() else "",
         '<p class="note">Band p50–p99, line p95: delivered-weighted mean of the per-row percentiles.</p>',
-        f"<h2>ASR by {escape(key)} × destination region (whole period)</h2>", _heat(voice, key, pl.col("answered"),
-                                                                                  "attempts", vroutes),
+        f"<h2>ASR by {escape(key)} × destination region (whole period)</h2>",
+        _heat(voice, key, pl.col("answered"), "attempts", vroutes, "attempts"),
         f"<h2>Delivery rate by {escape(key)} × destination region (whole period)</h2>",
-        _heat(msg, key, pl.col("delivered"), "submitted", mroutes),
+        _heat(msg, key, pl.col("delivered"), "submitted", mroutes, "messages"),
         "<h2>Biggest movers: latest window against the previous one</h2>", _movers(voice, msg, key),
         "<h2>Rolled up and withheld</h2>", _privacy(df, run),
     ]

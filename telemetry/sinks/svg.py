@@ -1,4 +1,5 @@
-"""Small inline-SVG charts for the HTML report: lines, percentile bands, heatmaps.
+"""Small inline-SVG charts for the HTML report: lines (with interval bands), percentile
+bands, heatmaps.
 
 Drawn server-side so the report needs no script, no font and no network:
 the page renders the same offline, in a mail client or in a locked-down browser.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from html import escape
+from typing import NamedTuple
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22")
@@ -17,6 +19,7 @@ LEFT, RIGHT, TOP, BOTTOM = 60, 150, 16, 34
 
 _TICK_STEPS = tuple(m * 60 for m in (1, 5, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 43200))
 Point = tuple[float, float | None]  # (UNIX seconds, value or None for a gap)
+Interval = tuple[float, float | None, float | None]  # (UNIX seconds, low, high); None for a gap
 
 
 def _fmt_time(t: float, span: float) -> str:
@@ -83,9 +86,29 @@ def _legend(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _interval_bands(name: str, colour: str, points: Sequence[Interval], sx, sy) -> list[str]:
+    """One translucent polygon per run of consecutive points (high edge forward, low edge
+    back); its outline in the same colour keeps a lone point visible as a whisker."""
+    runs: list[list[Interval]] = [[]]
+    for t, low, high in points:
+        if low is None or high is None:
+            runs.append([])
+        else:
+            runs[-1].append((t, low, high))
+    out = []
+    for run in filter(None, runs):
+        edge = [(t, high) for t, _, high in run] + [(t, low) for t, low, _ in reversed(run)]
+        out.append(f'<polygon points="{" ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in edge)}" '
+                   f'fill="{colour}" fill-opacity="0.14" stroke="{colour}" stroke-opacity="0.3" '
+                   f'stroke-width="1"><title>{escape(name)}: 95% interval</title></polygon>')
+    return out
+
+
 def line_chart(series: dict[str, list[Point]], label: str, yfmt: Callable[[float], str],
-               lo: float | None = None, hi: float | None = None) -> str:
-    """One line per series; a None value breaks the line (no data in that window)."""
+               lo: float | None = None, hi: float | None = None,
+               bands: dict[str, list[Interval]] | None = None) -> str:
+    """One line per series; a None value breaks the line (no data in that window).
+    ``bands`` (by series name) are drawn in the line's colour behind all lines."""
     xs = [x for pts in series.values() for x, _ in pts]
     ys = [y for pts in series.values() for _, y in pts if y is not None]
     if not xs or not ys:
@@ -94,6 +117,11 @@ def line_chart(series: dict[str, list[Point]], label: str, yfmt: Callable[[float
     hi = max(ys) if hi is None else hi
     sx, sy, x0, x1 = _scales(xs, lo, hi)
     body = _axes(sx, sy, x0, x1, lo, hi, yfmt)
+    if bands:
+        body.append('<g class="intervals">')
+        for i, name in enumerate(series):
+            body += _interval_bands(name, PALETTE[i % len(PALETTE)], bands.get(name, []), sx, sy)
+        body.append("</g>")
     for i, (name, pts) in enumerate(series.items()):
         body.append(f'<path d="{_path(pts, sx, sy)}" fill="none" stroke="{PALETTE[i % len(PALETTE)]}" '
                     f'stroke-width="1.6"><title>{escape(name)}</title></path>')
@@ -135,9 +163,31 @@ def _heat_colour(v: float) -> str:
     return f"rgb({r},{g},70)"
 
 
-def heatmap(rows: Sequence[str], cols: Sequence[str], cells: dict[tuple[str, str], float],
+class Cell(NamedTuple):
+    """A heatmap cell: its value, the rest of its tooltip, and whether it is drawn faint
+    (greyed and hatched: too little evidence for its colour to mean anything)."""
+
+    value: float
+    note: str
+    faint: bool = False
+
+
+def _hatch(x: float, y: float, w: float, h: float, step: float = 6) -> str:
+    """Diagonal lines (bottom-left to top-right) clipped to a rectangle, as one path: drawn
+    rather than a <pattern> fill so the page has no url() reference at all."""
+    d = []
+    c = x + y + step
+    while c < x + w + y + h:
+        x_a, x_b = max(x, c - (y + h)), min(x + w, c - y)
+        d.append(f"M{x_a:.1f},{c - x_a:.1f} L{x_b:.1f},{c - x_b:.1f}")
+        c += step
+    return f'<path d="{" ".join(d)}" stroke="#aaa" stroke-width="1" fill="none"/>'
+
+
+def heatmap(rows: Sequence[str], cols: Sequence[str], cells: dict[tuple[str, str], Cell],
             label: str, lo: float = 0.0, hi: float = 1.0) -> str:
-    """Rows × columns of ratio values; missing cells stay blank."""
+    """Rows × columns of ratio values; missing cells stay blank, faint cells are grey and
+    hatched with their value in grey."""
     if not rows or not cols:
         return '<p class="empty">no data</p>'
     cw, ch, left, top = 62, 22, 110, 24
@@ -149,13 +199,16 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: dict[tuple[str, str
         y = top + i * ch
         body.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(r)}</text>')
         for j, c in enumerate(cols):
-            v = cells.get((r, c))
+            cell = cells.get((r, c))
             x = left + j * cw
-            if v is None:
+            if cell is None:
                 body.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eee"/>')
                 continue
-            body.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" '
-                        f'fill="{_heat_colour((v - lo) / (hi - lo))}"><title>{escape(r)} × {escape(c)}: '
-                        f'{v:.1%}</title></rect>')
-            body.append(f'<text x="{x + cw / 2 - 1}" y="{y + 15}" text-anchor="middle">{v:.0%}</text>')
+            fill = "#e4e4e4" if cell.faint else _heat_colour((cell.value - lo) / (hi - lo))
+            body.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}">'
+                        f"<title>{escape(r)} × {escape(c)}: {cell.value:.1%} ({escape(cell.note)})</title></rect>")
+            if cell.faint:
+                body.append(_hatch(x, y, cw - 2, ch - 2))
+            body.append(f'<text x="{x + cw / 2 - 1}" y="{y + 15}" text-anchor="middle" '
+                        f'fill="{"#666" if cell.faint else "#222"}">{cell.value:.0%}</text>')
     return _svg(body, label, height=height, width=width)
