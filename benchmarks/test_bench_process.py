@@ -183,7 +183,7 @@ def test_compile_time(benchmark, figure, bench_dir, cli_env) -> None:
 
 
 def test_compile_ahead_time(benchmark, figure, bench_dir) -> None:
-    # `make` runs kernels.build once per machine and version; timed here on an empty cache
+    # `make test` and `make bench` run kernels.build once per machine and version; timed here on an empty cache
     env = dict(os.environ, TELEMETRY_CACHE_DIR=str(bench_dir / "cold-ahead"))
 
     def build() -> None:
@@ -192,6 +192,6 @@ def test_compile_ahead_time(benchmark, figure, bench_dir) -> None:
 
     benchmark.pedantic(build, rounds=1, iterations=1)
     seconds = benchmark.stats.stats.min
-    figure("compile ahead: `python -m kernels.build` (run by make), empty cache", f"{seconds:.1f} s", "—", None,
+    figure("compile ahead: `python -m kernels.build` (make test, make bench), empty cache", f"{seconds:.1f} s", "—", None,
            "reported", None, "Numba compiles the workload's kernels, then numba.pycc the specializations they "
            "used; afterwards a run whose calls all match never imports Numba (the start-up figure)")  # fmt: skip
