@@ -75,6 +75,13 @@ def _jsonl(path: Path, rows: list[dict], order: int) -> None:
     _stamp(path, order)
 
 
+def _drop(path: Path, rows: list[dict], order: int) -> None:
+    """Write a file the way writers must for a running stream: under a hidden name, then rename."""
+    hidden = path.with_name(f".{path.name}")
+    _jsonl(hidden, rows, order)
+    hidden.rename(path)
+
+
 def _calls(minute: float, pairs: range, status: str = "answered", route: str = "carrier-a") -> list[dict]:
     start = T0 + dt.timedelta(minutes=minute)
     return [{"start_time": start.isoformat(), "source": f"+447700900{a:03d}", "destination": f"+447700901{a:03d}",
@@ -290,11 +297,11 @@ def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path,
             assert time.monotonic() - renamed < 60
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:00 window released
-        _jsonl(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
+        _drop(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
         while _committed(out) < 2:
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:15 window: the latest complete
-        _jsonl(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
+        _drop(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
         while _committed(out) < 3:
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-b"): 9.0}
