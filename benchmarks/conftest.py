@@ -29,6 +29,9 @@ import pytest
 #: A fixed, obviously fake key: benchmarks never touch real key material.
 BENCH_KEY = bytes(range(32))
 PROCESS_ROWS = int(os.environ.get("TELEMETRY_BENCH_ROWS", 4_000_000))
+#: Every process benchmark runs on each of these days (telemetry.generate.SHAPES): an
+#: operator's own subscribers, and a transit carrier's, nearly every destination new.
+BENCH_SHAPES = ("retail", "transit")
 
 
 @dataclass
@@ -130,7 +133,9 @@ def results_markdown(figures: Sequence[Figure]) -> str:
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {_cpu()}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}",
         f"- versions: {_versions()}",
-        f"- process benchmarks: {PROCESS_ROWS:,} generated canonical Parquet records",
+        f"- process benchmarks: {PROCESS_ROWS:,} generated canonical Parquet records of each shape "
+        "(`telemetry generate --shape`): retail (today's generator: a batch of 262,144 records holds "
+        "about a third as many distinct numbers) and transit (180 k distinct callers, 3.8 M distinct callees)",
         "",
         "| stage | measured | baseline (same run) | ratio | target | met |",
         "|---|---|---|---|---|---|",
@@ -173,13 +178,24 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def parquet_4m(bench_dir: Path) -> Path:
-    """The canonical Parquet input of the process benchmarks (region GB notation)."""
+def shaped_parquet(bench_dir: Path) -> Callable[[str], Path]:
+    """The canonical Parquet input of the process benchmarks (region GB notation) of a
+    shape, written once per session."""
     from telemetry.generate import write
 
-    path = bench_dir / "cdr.parquet"
-    write(path, PROCESS_ROWS)
+    def path(shape: str) -> Path:
+        file = bench_dir / f"cdr-{shape}.parquet"
+        if not file.exists():
+            write(file, PROCESS_ROWS, shape=shape)
+        return file
+
     return path
+
+
+@pytest.fixture(scope="session")
+def parquet_4m(shaped_parquet: Callable[[str], Path]) -> Path:
+    """The retail day."""
+    return shaped_parquet("retail")
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,16 @@ all metrics, source and destination normalized and pseudonymized, k = 5
 release, metrics written. Each side is a fresh interpreter (start-up, imports
 and, for telemetry, the warm kernel cache included), best of three unless said.
 
-Baselines, in the same run:
+Each runs on the retail and the transit day (``BENCH_SHAPES``). Baselines, in the same run:
 
 * Polars ``read_parquet`` + ``group_by`` computing the same counts (attempts and
   eleven statuses), two duration sums, three nearest-rank ``pdd_ms`` quantiles
   and two exact ``n_unique`` — no normalization, no pseudonyms, no release
   rules. Polars has no region for a number, so it groups by the first three
   characters of ``destination`` instead (cheaper than deriving the region).
-  Best of ``PROCESS_ROUNDS`` each, the two run in turns.
+  Best of ``PROCESS_ROUNDS`` each, the three (with DuckDB) run in turns.
+* DuckDB (``duckdb.sql`` over ``read_parquet``) computing the same, grouped the
+  same way, ``quantile_disc`` for the nearest-rank quantiles and ``count(DISTINCT)``.
 * The same with ``map_elements`` + ``hmac`` pseudonymizing both identifiers:
   too slow for 4 M rows, it runs on the first ``MAP_ROWS`` rows and its time is
   extrapolated per record (stated in RESULTS.md).
@@ -27,7 +29,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PROCESS_ROWS, run_cli, run_python
+import pytest
+
+from conftest import BENCH_SHAPES, PROCESS_ROWS, run_cli, run_python
 
 MAP_ROWS = 200_000
 PROCESS_ROUNDS = 5  # each side's best of these, run in turns
@@ -66,49 +70,77 @@ print(out.height, df.height, time.perf_counter() - start)
 """
 
 
+DUCKDB_GROUPBY = r"""
+import sys, time
+import duckdb
+statuses = ["answered", "busy", "no_answer", "rejected", "cancelled", "failed", "congestion",
+            "delivered", "undelivered", "expired", "deleted"]
+counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}') AS {s}" for s in statuses)
+query = f'''
+SELECT time_bucket(INTERVAL 15 MINUTE, start_time) AS window_start, channel, route,
+       substr(destination, 1, 3) AS dst_region, count(*) AS attempts, {counts},
+       sum(duration_ms) AS total_duration_ms,
+       sum(duration_ms) FILTER (WHERE status = 'answered') AS answered_duration_ms,
+       quantile_disc(pdd_ms, 0.50) AS pdd_p50_ms, quantile_disc(pdd_ms, 0.95) AS pdd_p95_ms,
+       quantile_disc(pdd_ms, 0.99) AS pdd_p99_ms,
+       count(DISTINCT source) AS distinct_sources, count(DISTINCT destination) AS distinct_destinations
+FROM read_parquet(?) GROUP BY ALL
+'''
+start = time.perf_counter()
+rows = len(duckdb.execute(query, [sys.argv[1]]).fetchall())
+print(rows, time.perf_counter() - start)
+"""
+
+
 def _process_args(path: Path, out: Path, threads: int | None = None) -> list[str]:
     args = ["process", str(path), "--out", str(out), "--region", "GB"]
     return args + (["--threads", str(threads)] if threads else [])
 
 
-def test_process_vs_polars(benchmark, figure, parquet_4m, bench_dir, cli_env, warm_cli) -> None:
-    # in turns, Polars as each round's untimed set-up: both sides see the same load
+@pytest.mark.parametrize("shape", BENCH_SHAPES)
+def test_process_vs_polars_and_duckdb(benchmark, figure, shaped_parquet, bench_dir, cli_env, warm_cli, shape) -> None:
+    # in turns, Polars and DuckDB as each round's untimed set-up: all three see the same load
+    path = shaped_parquet(shape)
     polars: list[float] = []
-    out = bench_dir / "process-out"
-    benchmark.pedantic(
-        lambda: run_cli(_process_args(parquet_4m, out), cli_env),
-        setup=lambda: polars.append(run_python(POLARS_GROUPBY, str(parquet_4m), "0", "plain")[0]),
-        rounds=PROCESS_ROUNDS,
-    )
-    ours, polars_s = benchmark.stats.stats.min, min(polars)
+    duck: list[float] = []
+
+    def baselines() -> None:
+        polars.append(run_python(POLARS_GROUPBY, str(path), "0", "plain")[0])
+        duck.append(run_python(DUCKDB_GROUPBY, str(path))[0])
+
+    out = bench_dir / f"process-out-{shape}"
+    benchmark.pedantic(lambda: run_cli(_process_args(path, out), cli_env), setup=baselines, rounds=PROCESS_ROUNDS)
+    ours, polars_s, duck_s = benchmark.stats.stats.min, min(polars), min(duck)
     ratio = polars_s / ours
     benchmark.extra_info.update(seconds=round(ours, 2), polars_seconds=round(polars_s, 2),
-                                ratio_vs_polars=round(ratio, 2), records=PROCESS_ROWS)  # fmt: skip
-    figure(
-        f"`telemetry process`, {PROCESS_ROWS / 1e6:g} M Parquet records, whole process",
-        f"{ours:.2f} s ({PROCESS_ROWS / ours / 1e6:.2f} M records/s)",
-        f"Polars read_parquet + group_by, no privacy: {polars_s:.2f} s",
-        ratio,
-        "≥ 1.5x faster",
-        ratio >= 1.5,
-        f"best of {PROCESS_ROUNDS} each, in turns; every run a fresh process",
-    )
+                                duckdb_seconds=round(duck_s, 2), ratio_vs_polars=round(ratio, 2),
+                                records=PROCESS_ROWS, shape=shape)  # fmt: skip
+    what = f"`telemetry process`, {PROCESS_ROWS / 1e6:g} M Parquet records ({shape}), whole process"
+    note = f"best of {PROCESS_ROUNDS} each, Polars, DuckDB and telemetry in turns; every run a fresh process"
+    figure(what, f"{ours:.2f} s ({PROCESS_ROWS / ours / 1e6:.2f} M records/s)",
+           f"Polars read_parquet + group_by, no privacy: {polars_s:.2f} s", ratio, "≥ 1.5x faster",
+           ratio >= 1.5, note)  # fmt: skip
+    figure(f"{what}, vs DuckDB", f"{ours:.2f} s", f"DuckDB, the same query, no privacy: {duck_s:.2f} s",
+           duck_s / ours, "faster (> 1x)", duck_s > ours, note)  # fmt: skip
 
 
-def test_process_vs_polars_map_elements_hmac(benchmark, figure, parquet_4m, bench_dir, cli_env, warm_cli) -> None:
+@pytest.mark.parametrize("shape", BENCH_SHAPES)
+def test_process_vs_polars_map_elements_hmac(benchmark, figure, shaped_parquet, bench_dir, cli_env, warm_cli,
+                                             shape) -> None:  # fmt: skip
     # Start-up and reading excluded from the baseline (generous to it): only the
     # per-record work after read_parquet is timed, then scaled to the full file.
-    _, stdout = run_python(POLARS_GROUPBY, str(parquet_4m), str(MAP_ROWS), "hmac")
+    path = shaped_parquet(shape)
+    _, stdout = run_python(POLARS_GROUPBY, str(path), str(MAP_ROWS), "hmac")
     per_record = float(stdout.split()[2]) / MAP_ROWS
     baseline_s = per_record * PROCESS_ROWS
-    out = bench_dir / "process-out-2"
-    benchmark.pedantic(lambda: run_cli(_process_args(parquet_4m, out), cli_env), rounds=3, iterations=1)
+    out = bench_dir / f"process-out-2-{shape}"
+    benchmark.pedantic(lambda: run_cli(_process_args(path, out), cli_env), rounds=3, iterations=1)
     ours = benchmark.stats.stats.min
     ratio = baseline_s / ours
     benchmark.extra_info.update(seconds=round(ours, 2), baseline_seconds_extrapolated=round(baseline_s, 1),
-                                ratio=round(ratio, 1))  # fmt: skip
+                                ratio=round(ratio, 1), shape=shape)  # fmt: skip
     figure(
-        "`telemetry process` vs Polars + map_elements(hmac)",
+        f"`telemetry process` vs Polars + map_elements(hmac) ({shape})",
         f"{ours:.2f} s",
         f"{baseline_s:.1f} s (extrapolated)",
         ratio,
@@ -151,7 +183,7 @@ def test_compile_time(benchmark, figure, bench_dir, cli_env) -> None:
 
 
 def test_compile_ahead_time(benchmark, figure, bench_dir) -> None:
-    # `make` runs kernels.build once per machine and version; timed here on an empty cache
+    # `make test` and `make bench` run kernels.build once per machine and version; timed here on an empty cache
     env = dict(os.environ, TELEMETRY_CACHE_DIR=str(bench_dir / "cold-ahead"))
 
     def build() -> None:
@@ -160,6 +192,6 @@ def test_compile_ahead_time(benchmark, figure, bench_dir) -> None:
 
     benchmark.pedantic(build, rounds=1, iterations=1)
     seconds = benchmark.stats.stats.min
-    figure("compile ahead: `python -m kernels.build` (run by make), empty cache", f"{seconds:.1f} s", "—", None,
+    figure("compile ahead: `python -m kernels.build` (make test, make bench), empty cache", f"{seconds:.1f} s", "—", None,
            "reported", None, "Numba compiles the workload's kernels, then numba.pycc the specializations they "
            "used; afterwards a run whose calls all match never imports Numba (the start-up figure)")  # fmt: skip

@@ -6,7 +6,7 @@ does).
 
 * threads: the kernel stages (normalize, pseudonymize, derive, accumulate:
   ``Job.work``) over 4 M records already read into batches, on a thread pool of
-  one and of two threads, in turns, best of five each.
+  one and of two threads, in turns, best of five each; retail and transit days.
 * Asterisk CSV: in this process, kernels compiled, on a ~1 M-record Master.csv
   (``TELEMETRY_BENCH_CSV_ROWS`` generated records; the Asterisk writer keeps the
   voice ones): :func:`telemetry.process` end to end (read, normalize, pseudonymize,
@@ -14,7 +14,7 @@ does).
   ``pyarrow.csv.read_csv`` reading the same file alone (all cores, types inferred).
   Best of five runs each, taken in turns.
 * memory: ``telemetry process`` over 10 M and 40 M records (the same 2 M-record
-  Parquet file behind 5 and 20 links), peak RSS of each process; and over
+  Parquet file behind 5 and 20 links; retail and transit), peak RSS of each process; and over
   multi-gigabyte CSV files (the Asterisk file and a 1 M-record canonical CSV,
   each written 10 and 20 times over into one file).
 """
@@ -30,18 +30,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BENCH_KEY
+from conftest import BENCH_KEY, BENCH_SHAPES
 
 THREAD_ROWS = 4_000_000  # about a second on one thread: a passing hiccup of the shared machine weighs little
 CSV_ROWS = int(os.environ.get("TELEMETRY_BENCH_CSV_ROWS", 1_500_000))  # ~2/3 are voice
 
 
-@pytest.fixture(scope="session")
-def read_batches(parquet_4m: Path) -> list:
+def _read_batches(path: Path) -> list:
     from telemetry.readers import open_inputs
 
     batches = []
-    for read in open_inputs([str(parquet_4m)], "parquet", batch_rows=131_072):
+    for read in open_inputs([str(path)], "parquet", batch_rows=131_072):
         batches.append(read)
         if sum(b.batch.num_rows for b in batches) >= THREAD_ROWS:
             break
@@ -69,7 +68,9 @@ def _kernel_stages(job, batches: list, threads: int) -> float:
     return seconds
 
 
-def test_threads_kernel_stages(benchmark, figure, read_batches) -> None:
+@pytest.mark.parametrize("shape", BENCH_SHAPES)
+def test_threads_kernel_stages(benchmark, figure, shaped_parquet, shape) -> None:
+    read_batches = _read_batches(shaped_parquet(shape))
     job = _job()
     job.work(read_batches[0])  # compile (or load) every kernel first
     rows = sum(b.batch.num_rows for b in read_batches)
@@ -80,7 +81,7 @@ def test_threads_kernel_stages(benchmark, figure, read_batches) -> None:
     ratio = one / two
     benchmark.extra_info.update(one_thread_s=round(one, 3), two_threads_s=round(two, 3), speedup=round(ratio, 2))
     figure(
-        f"threads: kernel stages (Job.work), {rows / 1e6:.2f} M records",
+        f"threads: kernel stages (Job.work), {rows / 1e6:.2f} M records ({shape})",
         f"2 threads: {two:.2f} s ({rows / two / 1e6:.2f} M records/s)",
         f"1 thread: {one:.2f} s",
         ratio,
@@ -188,14 +189,15 @@ def _peak_rss_mib(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 @pytest.mark.memory
-def test_memory_10m_vs_40m(figure, bench_dir, cli_env, warm_cli) -> None:
+@pytest.mark.parametrize("shape", BENCH_SHAPES)
+def test_memory_10m_vs_40m(figure, bench_dir, cli_env, warm_cli, shape) -> None:
     from telemetry.generate import write
 
-    base = bench_dir / "mem-2m.parquet"
-    write(base, 2_000_000)
+    base = bench_dir / f"mem-2m-{shape}.parquet"
+    write(base, 2_000_000, shape=shape)
     links = []
     for k in range(20):
-        link = bench_dir / f"mem-{k:02d}.parquet"
+        link = bench_dir / f"mem-{shape}-{k:02d}.parquet"
         if not link.exists():
             os.symlink(base, link)
         links.append(str(link))
@@ -204,13 +206,13 @@ def test_memory_10m_vs_40m(figure, bench_dir, cli_env, warm_cli) -> None:
     rss40, s40 = _peak_rss_mib(["process", *links, "--out", out, "--region", "GB"], cli_env)
     growth = rss40 / rss10 - 1
     figure(
-        "memory: peak RSS, 40 M vs 10 M records (streaming)",
+        f"memory: peak RSS, 40 M vs 10 M records ({shape}, streaming)",
         f"40 M: {rss40:,.0f} MiB ({s40:.0f} s)",
         f"10 M: {rss10:,.0f} MiB ({s10:.0f} s)",
         rss40 / rss10,
         "within 15% (≤ 1.15x)",
         growth <= 0.15,
-        "one 2 M-record generated Parquet file read through 5 and 20 links",
+        f"one 2 M-record generated Parquet file ({shape}) read through 5 and 20 links",
     )
 
 

@@ -89,6 +89,9 @@ CACHE_DIR, NO_CACHE_REASON = _cache_dir()
 
 _numba_lock = threading.RLock()
 _numba_ready = False
+#: Called with a kernel's name each time Numba compiles one (a disk-cache miss, not a load):
+#: how ``telemetry demo`` and ``kernels.build`` show progress on a machine's first run.
+on_compile: list = []
 
 
 def _numba():
@@ -100,14 +103,29 @@ def _numba():
     if not _numba_ready:
         with _numba_lock:
             if not _numba_ready:
-                from numba.core import types
+                from numba.core import event, types
                 from numba.core.typing.typeof import typeof_impl
+
+                class Compiles(event.Listener):
+                    def on_start(self, ev) -> None:
+                        _compiling(ev.data["dispatcher"])
+
+                    def on_end(self, ev) -> None:
+                        pass
 
                 if CACHE_DIR:
                     numba.config.CACHE_DIR = CACHE_DIR
                 typeof_impl.register(Kernel)(lambda kernel, c: types.Dispatcher(kernel.dispatcher))
+                event.register("numba:compile", Compiles())
                 _numba_ready = True
     return numba
+
+
+def _compiling(dispatcher) -> None:
+    func = dispatcher.py_func
+    if func.__module__.startswith(f"{__package__}."):  # a kernel, not one of Numba's own functions
+        for call in on_compile:
+            call(f"{func.__module__}.{func.__qualname__}")
 
 
 class Kernel:

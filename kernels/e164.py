@@ -381,6 +381,30 @@ def _scan(data, s, e, dig, nd):
 
 
 @_lean
+def _parsed(tables, reason, code, nsn, k, out, pos):
+    """The row of a parse's result (``parse_digits``): E.164 written at ``pos``, or the
+    error or fallback; (kind, reason, calling code, region, new pos)."""
+    if reason == -1:
+        return FALLBACK, 0, 0, -1, pos
+    if reason != 0:
+        return ERROR, reason, 0, -1, pos
+    out[pos] = 43
+    pos += 1
+    if code >= 100:
+        out[pos] = 48 + code // 100
+        pos += 1
+    if code >= 10:
+        out[pos] = 48 + (code // 10) % 10
+        pos += 1
+    out[pos] = 48 + code % 10
+    pos += 1
+    for j in range(k):
+        out[pos] = 48 + nsn[j]
+        pos += 1
+    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+
+
+@_lean
 def _phone(data, s, e, cs, ce, tables, dm, short_max, out, pos, bufs, caps, stack):
     """Phone notation data[s:e] with optional RFC 3966 phone-context data[cs:ce].
     Returns (kind, reason, calling code, region, new pos); SHORT, FALLBACK and
@@ -413,24 +437,7 @@ def _phone(data, s, e, cs, ce, tables, dm, short_max, out, pos, bufs, caps, stac
     elif nd < 3:
         return ERROR, R_NOT_NUMBER, 0, -1, pos
     reason, code, k = parse_digits(tables, dm, dig, nd, plus, nsn, tmp, caps, stack)
-    if reason == -1:
-        return FALLBACK, 0, 0, -1, pos
-    if reason != 0:
-        return ERROR, reason, 0, -1, pos
-    out[pos] = 43
-    pos += 1
-    if code >= 100:
-        out[pos] = 48 + code // 100
-        pos += 1
-    if code >= 10:
-        out[pos] = 48 + (code // 10) % 10
-        pos += 1
-    out[pos] = 48 + code % 10
-    pos += 1
-    for j in range(k):
-        out[pos] = 48 + nsn[j]
-        pos += 1
-    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+    return _parsed(tables, reason, code, nsn, k, out, pos)
 
 
 @_lean
@@ -564,6 +571,86 @@ def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack):
     return SIP, 0, 0, -1, pos
 
 
+@_lean
+def _plus_digits(data, s, e, dig):
+    """Whether data[s:e] is '+' and ASCII digits alone (E.164 as interconnects and
+    canonical files write it), their values then in ``dig``: a row ``_scan`` would
+    read as a plus and those digits, with nothing for ``_row`` to strip, match or
+    take apart first."""
+    if e - s < 4 or e - s > MAX_INPUT or data[s] != 43:
+        return False
+    for k in range(s + 1, e):
+        c = data[k]
+        if c < 48 or c > 57:
+            return False
+        dig[k - s - 1] = c - 48
+    return True
+
+
+#: Bit of :func:`npp_first`'s masks: the program can match without reading a digit.
+EMPTY_MATCH = 1 << 10
+
+
+@njit
+def npp_first(tables):
+    """Per metadata entry, the digits its national-prefix-for-parsing program can read
+    first (bit d), and EMPTY_MATCH when it can match reading none; 0 when it has no such
+    program. A number whose first digit is not among them keeps its digits in
+    ``_strip_np`` (the program finds no match)."""
+    meta = tables[0]
+    prog = tables[4]
+    out = np.zeros(meta.shape[0], np.int32)
+    stamp = np.zeros(prog.shape[0], np.int64)
+    todo = np.empty(2 * prog.shape[0] + 2, np.int64)
+    for m in range(meta.shape[0]):
+        if meta[m, M_NPP] < 0:
+            continue
+        mask = 0
+        todo[0] = meta[m, M_NPP]
+        top = 1
+        while top:
+            top -= 1
+            pc = todo[top]
+            if stamp[pc] == m + 1:
+                continue
+            stamp[pc] = m + 1
+            op = prog[pc, 0]
+            if op == OP_CLASS:
+                mask |= prog[pc, 1] & 0x3FF
+            elif op == OP_SPLIT:
+                todo[top] = prog[pc, 1]
+                todo[top + 1] = prog[pc, 2]
+                top += 2
+            elif op == OP_JMP:
+                todo[top] = prog[pc, 1]
+                top += 1
+            elif op == OP_SAVE:
+                todo[top] = pc + 1
+                top += 1
+            elif op == OP_MATCH:
+                mask |= EMPTY_MATCH
+            # OP_END: '$' before any digit fails, the number being longer than none
+        out[m] = mask
+    return out
+
+
+@_lean
+def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
+    """``_phone`` of a '+' and ``n`` digits (3 ≤ n < MAX_INPUT) already in ``bufs[0]``.
+    When the calling code's national-prefix program cannot read the national number's
+    first digit (``first``: :func:`npp_first`), ``parse_digits`` would keep the number
+    as it is: only its length is checked."""
+    dig = bufs[0]
+    nsn = bufs[1]
+    tmp = bufs[2]
+    reason, code, k = _extract_country(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    if reason != 0 or k < MIN_NSN or first[tables[1][code, 0]] & (EMPTY_MATCH | (1 << np.int64(nsn[0]))):
+        reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
+    elif k > MAX_NSN:
+        reason = R_TOO_LONG
+    return _parsed(tables, reason, code, nsn, k, out, pos)
+
+
 @njit
 def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region):
     """Normalizes every row; row i's text is out[out_offsets[i]:out_offsets[i+1]].
@@ -572,6 +659,7 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
     bufs = np.zeros((3, BUF), dtype=np.uint8)
     caps = np.full(CAPS, -1, dtype=np.int64)
     stack = np.zeros((STACK, 2 + CAPS), dtype=np.int64)
+    first = npp_first(tables)
     pos = 0
     out_offsets[0] = 0
     for i in range(len(valid)):
@@ -579,9 +667,13 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
         reason[i] = 0
         code[i] = 0
         region[i] = -1
+        s = np.int64(offsets[i])
+        e = np.int64(offsets[i + 1])
         if valid[i]:
-            k, r, c, g, pos = _row(data, np.int64(offsets[i]), np.int64(offsets[i + 1]), tables, dm, short_max,
-                                   out, pos, bufs, caps, stack)  # fmt: skip
+            if _plus_digits(data, s, e, bufs[0]):
+                k, r, c, g, pos = _e164(e - s - 1, tables, dm, first, out, pos, bufs, caps, stack)
+            else:
+                k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
             kind[i] = k
             reason[i] = r
             code[i] = c

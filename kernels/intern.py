@@ -118,6 +118,20 @@ def _grown(array, need):
     return out
 
 
+@njit
+def sample(offsets, data, valid, bits, rows):
+    """Writes to ``rows`` the rows whose value's hash has its top ``bits`` bits zero
+    (about one value in 2^bits, and a value wherever it occurs: a value sample, not
+    a row sample); returns how many. Nulls are never taken."""
+    k = 0
+    top = np.uint64(64 - bits)
+    for i in range(len(valid)):
+        if valid[i] and _hash(data, np.int64(offsets[i]), np.int64(offsets[i + 1])) >> top == 0:
+            rows[k] = i
+            k += 1
+    return k
+
+
 #: Rows looked up per block: the lines a block's lookups touch (slots, starts and
 #: bytes of up to 3 × BLOCK values) stay in the core's cache until its lookups run.
 BLOCK = 64

@@ -8,6 +8,11 @@ alphanumeric ids), voice statuses with consistent SIP codes, Q.850 causes and
 post-dial delays, SMS delivery states with delivery latency, and a daily traffic
 curve.
 
+How often numbers repeat is the :class:`Shape` of the day (:data:`SHAPES`):
+``retail`` (the default) draws callers and callees from small pools, as an
+operator's own subscribers call each other; ``transit`` and ``a2p`` give a share
+of distinct numbers per column, where nearly every destination appears once.
+
 Numbers are valid for their region per ``phonenumbers`` but random: each pool
 varies the trailing digits of ``phonenumbers``' example numbers and keeps the
 valid ones (US numbers come from the fictional 555-01xx block). National
@@ -121,6 +126,46 @@ MNOS = ("mno-red", "mno-blue", "mno-green", "mno-orange")
 DEVICES = ("smartphone", "landline", "feature_phone", "iot")
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How often a day's numbers repeat, and what traffic carries them.
+
+    ``sources`` and ``destinations``: the share of distinct numbers in that column,
+    distinct numbers ÷ records (0.95: 3.8 M distinct destinations in 4 M records).
+    The records cycle through that many made numbers in a random order (each
+    appears ⌈records ÷ numbers⌉ or ⌊…⌋ times), valid for their region, written in
+    E.164 or, for a ``sip`` share of the numbers, as a SIP URI with ``user=phone``.
+    None keeps the pools of ``retail``: 8,000 home subscribers (Zipf) and 13,200
+    destinations in every notation. Withheld callers and A2P senders (``senders``:
+    the share of outbound messages a sender sends) override sources either way.
+    ``channels`` replaces :data:`CHANNEL_MIX`.
+    """
+
+    sources: float | None = None
+    destinations: float | None = None
+    sip: float = 0.0
+    senders: float = 0.4
+    channels: tuple[tuple[str, float], ...] = tuple(CHANNEL_MIX.items())
+
+    def __post_init__(self) -> None:
+        for name in ("sources", "destinations", "sip", "senders"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1 and not (name in ("sip", "senders") and value == 0):
+                raise ValueError(f"shape: {name} must be a share in (0, 1]; got {value}")
+
+
+#: Presets: ``retail`` (an operator's own subscribers: a batch of 262,144 records
+#: holds about a third as many distinct numbers), ``transit`` (a carrier's carrier:
+#: 180 k distinct callers and 3.8 M distinct callees in 4 M records, interconnect
+#: numbers in E.164 or SIP URIs) and ``a2p`` (an SMS aggregator: a few senders, and
+#: nearly every message to a number of its own).
+SHAPES = {
+    "retail": Shape(),
+    "transit": Shape(sources=0.045, destinations=0.95, sip=0.1),
+    "a2p": Shape(sources=0.002, destinations=0.9, senders=0.9, channels=(("sms", 0.95), ("mms", 0.05))),
+}
+
+
 # -- number pools -------------------------------------------------------------------------------
 
 
@@ -221,6 +266,97 @@ def _formats(phonenumbers, numbers: list) -> np.ndarray:
     return table
 
 
+#: Made numbers end in this many random digits after a prefix valid for their region,
+#: one of _PREFIXES prefixes of each kind (mobile, fixed line) per region.
+_TAIL = 6
+_PREFIXES = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _prefixes() -> tuple[pa.Array, np.ndarray]:
+    """``+`` calling code and leading national digits (all regions in turn, as one
+    string array) after which any :data:`_TAIL` digits make a valid number, and the
+    first index of each region's prefixes (+ total). Found by varying the two digits
+    before the tail of ``phonenumbers``' example numbers of each kind, in random order; a prefix is kept when forty
+    random completions are all valid."""
+    import phonenumbers
+
+    rng = np.random.default_rng(0x5EED)
+    texts, starts = [], [0]
+    for region, *_ in REGIONS:
+        found: list[str] = []
+        for kind in ("MOBILE", "FIXED_LINE"):
+            example = phonenumbers.example_number_for_type(region, getattr(phonenumbers.PhoneNumberType, kind))
+            base = phonenumbers.national_significant_number(example)[:-_TAIL]
+            for k in rng.permutation(100).tolist():
+                lead = base[:-2] + f"{k:02d}"
+                if lead in found or lead[0] == "0":
+                    continue
+                if len(found) >= _PREFIXES * (1 + (kind == "FIXED_LINE")):
+                    break
+                tails = rng.integers(0, 10**_TAIL, 40)
+                numbers = (phonenumbers.PhoneNumber(country_code=example.country_code,
+                                                    national_number=int(f"{lead}{t:0{_TAIL}d}")) for t in tails)  # fmt: skip
+                if all(phonenumbers.is_valid_number(n) for n in numbers):
+                    found.append(lead)
+        texts += [f"+{phonenumbers.country_code_for_region(region)}{lead}" for lead in found]
+        starts.append(len(texts))
+    return pa.array(texts, pa.string()), np.array(starts, np.int64)
+
+
+def _mix(x: np.ndarray, key: int) -> np.ndarray:
+    """A keyed 64-bit mix of uint64 values (splitmix64's finalizer)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(key & (2**64 - 1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _permuted(i: np.ndarray, n: int, key: int) -> np.ndarray:
+    """A pseudo-random permutation of 0 … n - 1 applied to ``i``: a four-round
+    Feistel network over the smallest even power of two covering n, walked again
+    until the value falls within n."""
+    half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
+    mask = np.uint64((1 << half) - 1)
+    out = i.astype(np.uint64)
+    todo = np.arange(len(out))
+    while len(todo):
+        x = out[todo]
+        left, right = x >> np.uint64(half), x & mask
+        for r in range(4):
+            left, right = right, left ^ (_mix(right, key * 4 + r) & mask)
+        out[todo] = (left << np.uint64(half)) | right
+        todo = todo[out[todo] >= np.uint64(n)]
+    return out
+
+
+def _made_numbers(i: np.ndarray, records: int, share: float, sip: float, key: int) -> np.ndarray:
+    """Numbers of records ``i`` (global indices) of a column whose distinct share is
+    ``share``: record i holds made number ``perm(i) mod (share × records)``; number j
+    lies in a region drawn by :data:`REGIONS` shares and is a prefix of that region
+    and a tail, both from an affine map of j (one-to-one for up to 10^6 numbers per
+    prefix of a region)."""
+    count = max(1, round(share * records))
+    j = _permuted(i, max(records, 1), key) % np.uint64(count)
+    prefixes, starts = _prefixes()
+    cdf = np.cumsum([r[1] for r in REGIONS])
+    region = np.searchsorted(cdf / cdf[-1], (_mix(j, key + 1) >> np.uint64(11)) / 2.0**53, side="right")
+    region = region.clip(0, len(REGIONS) - 1)
+    lo, size = starts[region], np.diff(starts)[region]
+    capacity = size.astype(np.uint64) * np.uint64(10**_TAIL)
+    with np.errstate(over="ignore"):
+        q = (j * np.uint64(2654435761) + np.uint64(key & 0xFFFFFFFF)) % capacity
+    lead = prefixes.take(pa.array(lo + (q // np.uint64(10**_TAIL)).astype(np.int64)))
+    tail = pc.utf8_lpad(pc.cast(pa.array(q % np.uint64(10**_TAIL)), pa.string()), _TAIL, "0")
+    e164 = pc.binary_join_element_wise(lead, tail, "")
+    as_sip = (_mix(j, key + 2) >> np.uint64(11)) / 2.0**53 < sip
+    if as_sip.any():
+        uri = pc.binary_join_element_wise("sip:", e164, "@gw.example.net;user=phone", "")
+        e164 = pc.if_else(pa.array(as_sip), uri, e164)
+    return e164.to_numpy(zero_copy_only=False)
+
+
 # -- records -----------------------------------------------------------------------------------
 
 
@@ -231,16 +367,22 @@ def generate(
     start: dt.datetime | None = None,
     hours: float = 24,
     batch_rows: int = 262144,
+    shape: str | Shape = "retail",
 ) -> Iterator[pa.RecordBatch]:
     """``records`` synthetic records in the canonical schema, in start-time order,
     as batches of at most ``batch_rows`` rows. ``start`` (default 2026-11-02 00:00
-    UTC; a naive datetime is UTC) and ``hours`` bound the start times."""
+    UTC; a naive datetime is UTC) and ``hours`` bound the start times; ``shape`` is
+    a :class:`Shape` or the name of one of :data:`SHAPES`."""
     if records < 0:
         raise ValueError("generate: records must not be negative")
     if hours <= 0:
         raise ValueError("generate: hours must be positive")
     if batch_rows < 1:
         raise ValueError("generate: batch_rows must be at least 1")
+    if isinstance(shape, str):
+        if shape not in SHAPES:
+            raise ValueError(f"generate: shape must be one of {', '.join(SHAPES)}; got {shape!r}")
+        shape = SHAPES[shape]
     start = start or DEFAULT_START
     if start.tzinfo is None:
         start = start.replace(tzinfo=dt.timezone.utc)
@@ -250,7 +392,7 @@ def generate(
     for first in range(0, records, batch_rows):
         n = min(batch_rows, records - first)
         rng = np.random.default_rng([seed, first])
-        yield _batch(n, first, records, rng, pools, clock, start_us, seed)
+        yield _batch(n, first, records, rng, pools, clock, start_us, seed, shape)
 
 
 class _Clock:
@@ -293,10 +435,11 @@ def _batch(
     clock: _Clock,
     start_us: int,
     seed: int,
+    shape: Shape,
 ) -> pa.RecordBatch:
-    chan_names = list(CHANNEL_MIX)
+    chan_names = [c for c, _ in shape.channels]
     channel = np.array([CHANNELS.index(c) for c in chan_names])[
-        _pick(rng, list(CHANNEL_MIX.values()), n)
+        _pick(rng, [w for _, w in shape.channels], n)
     ]
     voice = np.isin(channel, [CHANNELS.index(c) for c in ("voice", "voicemail", "conference")])
     direction = np.array([DIRECTIONS.index(d) for d in DIRECTION_MIX])[
@@ -328,11 +471,16 @@ def _batch(
     destination = np.where(
         inbound, pools.subscribers[notation_b, subscriber], np.where(internal, ours_b, theirs)
     )
+    index = first + np.arange(n, dtype=np.int64)
+    if shape.sources is not None:
+        source = _made_numbers(index, total, shape.sources, shape.sip, seed * 8 + 1)
+    if shape.destinations is not None:
+        destination = _made_numbers(index, total, shape.destinations, shape.sip, seed * 8 + 5)
     withheld = voice & (rng.random(n) < 0.03)
     source[withheld] = np.array(WITHHELD, dtype=object)[
         rng.integers(0, len(WITHHELD), withheld.sum())
     ]
-    a2p = ~voice & ~inbound & (rng.random(n) < 0.4)
+    a2p = ~voice & ~inbound & (rng.random(n) < shape.senders)
     source[a2p] = np.array(SENDERS, dtype=object)[
         _pick(rng, 1.0 / np.arange(1, len(SENDERS) + 1), int(a2p.sum()))
     ]
@@ -471,10 +619,11 @@ def write(
     start: dt.datetime | None = None,
     hours: float = 24,
     batch_rows: int = 262144,
+    shape: str | Shape = "retail",
 ) -> int:
     """Write ``records`` generated records to ``path`` as ``fmt`` (any registered reader
     format with a writer — :func:`telemetry.readers.writable_formats`; None: from the
-    extension). Returns the number of records written."""
+    extension), of ``shape`` (see :func:`generate`). Returns the number of records written."""
     from telemetry.readers import get_format, writable_formats
 
     path = os.fspath(path)
@@ -483,7 +632,7 @@ def write(
         raise ValueError(
             f"write: no writer for format {fmt!r}; one of {', '.join(writable_formats())}"
         )
-    batches = generate(records, seed=seed, start=start, hours=hours, batch_rows=batch_rows)
+    batches = generate(records, seed=seed, start=start, hours=hours, batch_rows=batch_rows, shape=shape)
     return get_format(fmt).write(batches, path)
 
 

@@ -127,11 +127,14 @@ def _execute(
     reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
     try:
         if hasattr(engine, "process"):  # it reads the inputs where it works (Dask: on the workers)
-            state, totals = engine.process(job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress)
+            state, totals, rewritten = engine.process(
+                job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress
+            )
         else:
-            state, totals = _run_here(engine, job, paths, opts, reader_options, out, progress)
+            state, totals, rewritten = _run_here(engine, job, paths, opts, reader_options, out, progress)
     finally:
         engine.close()
+    _warn_rewritten(rewritten)
     if state is None:
         state = job.work(_empty_read()).state
     released = _release(state, job, opts)
@@ -146,6 +149,7 @@ def _execute(
     summary = {
         **totals,
         "records_late": 0,
+        "dimension_values_rewritten": dict(sorted(rewritten.items())),
         "rows_released": released.rows_released,
         "rows_withheld": released.rows_withheld,
         "records_withheld": released.records_withheld,
@@ -195,21 +199,33 @@ def _release(state, job, opts: Options):
     return released
 
 
+def _warn_rewritten(rewritten: dict[str, int]) -> None:
+    """One warning per dimension column and kind of rewrite: the count, never a value."""
+    from telemetry.dimensions import KINDS
+
+    for name, n in sorted(rewritten.items()):
+        column, kind = name.split(" ")
+        log.warning("%s: %s record(s) with %s", column, f"{n:,}", KINDS[kind])
+
+
 def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out: Path | None, progress):
     """Batches read on this machine, Partials merged and written here as they come."""
     from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import plan_inputs
+    from telemetry.readers import plan_inputs, rejected
 
     quarantine = QuarantineWriter(out) if out is not None else None
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
+    rewritten: dict[str, int] = {}
     state = None
     reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in
         totals["records_ok"] += part.records_ok
-        totals["records_quarantined"] += len(part.rejects)
+        totals["records_quarantined"] += rejected(part.rejects)
         totals["records_opted_out"] += part.opted_out
+        for name, n in part.rewritten.items():
+            rewritten[name] = rewritten.get(name, 0) + n
         if quarantine is not None and part.rejects:
             quarantine.write(part.rejects)
         if out is not None and part.records is not None and part.records.num_rows:
@@ -218,7 +234,7 @@ def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out:
             progress(totals)
     if quarantine is not None:
         quarantine.close()
-    return state, totals
+    return state, totals, rewritten
 
 
 def write_records(out: Path, records, name: str) -> None:

@@ -3,7 +3,8 @@
 This is the per-batch work every engine runs: choose the key epoch of each
 record, normalize and pseudonymize identifiers, derive the destination's
 calling code, region and rate-deck prefix, quarantine what cannot be
-pseudonymized and drop the records of opted-out subscribers (counted).
+pseudonymized, drop the records of opted-out subscribers (counted) and make
+the text dimensions publishable (:mod:`telemetry.dimensions`, counted).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from telemetry.dimensions import TEXT_DIMENSIONS, published
 from telemetry.optout import OptOut
 from telemetry.pseudonyms import Pseudonymizer
-from telemetry.quarantine import mask_fields
-from telemetry.readers import ReadBatch, Reject
+from telemetry.quarantine import detailed, mask_fields
+from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
 from telemetry.schema import DICTIONARY_TEXT, RECORDS_METADATA
 
 #: Canonical columns that never reach aggregation or record output as they are.
@@ -26,8 +28,9 @@ _CLEAR = ("record_id", "source", "destination", "source_ip", "location")
 class Prepared(NamedTuple):
     batch: pa.RecordBatch  # for aggregation: pseudonyms + derived columns, no clear identifiers
     records: pa.RecordBatch | None  # record-level output (--emit-records)
-    rejects: list[Reject]
+    rejects: list[Reject | RejectRun]
     opted_out: int
+    rewritten: dict[str, int]  # "column kind" → rows whose dimension value was rewritten
 
 
 def prepare(
@@ -51,11 +54,19 @@ def prepare(
         ip_out, ip_invalid = anonymize(ip_column, key_index)
 
     rejected = (key_index < 0) | (src.reason != 0) | (dst.reason != 0) | ip_invalid
-    rejects = [
-        Reject(file=read.file_of(i), row=int(read.rows[i]), reason=_reason(i, key_index, src.reason, dst.reason),
-               fields=mask_fields(batch, i))
-        for i in np.flatnonzero(rejected).tolist()
-    ]  # fmt: skip
+    bad = np.flatnonzero(rejected)
+    reasons = _reasons(key_index[bad], src.reason[bad], dst.reason[bad])
+    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    rejects: list[Reject | RejectRun] = [
+        Reject(read.file_of(i), int(read.rows[i]), reason, mask_fields(batch, i))
+        for i, reason in zip(bad[full].tolist(), reasons[full].tolist(), strict=True)
+    ]
+    if not full.all():
+        summed = bad[~full]
+        files = np.asarray([read.file_of(i) for i in summed.tolist()], dtype=object)
+        for file in dict.fromkeys(files.tolist()):  # one batch may hold several small files
+            mine = files == file
+            rejects += reject_runs(file, read.rows[summed[mine]], reasons[~full][mine])
 
     opted = np.zeros(n, dtype=np.bool_)
     if opt_out is not None:
@@ -69,6 +80,10 @@ def prepare(
 
     derived = _derived(dst, rate_deck)
     columns = {name: batch.column(name) for name in batch.schema.names if name not in _CLEAR}
+    rewritten: dict[str, int] = {}
+    for name in TEXT_DIMENSIONS:
+        columns[name], counts = published(columns[name])
+        rewritten.update({f"{name} {kind}": n for kind, n in counts.items()})
     columns["source"] = src.pseudonyms
     columns["destination"] = dst.pseudonyms
     columns.update(derived)
@@ -94,20 +109,25 @@ def prepare(
         records = pa.RecordBatch.from_pydict(rec).replace_schema_metadata(RECORDS_METADATA)
         if keep is not None:
             records = records.filter(keep)
-    return Prepared(prepared, records, rejects, int(opted.sum()))
+    return Prepared(prepared, records, rejects, int(opted.sum()), rewritten)
 
 
-def _reason(i: int, key_index, src_reason, dst_reason) -> str:
-    """Why rejected row ``i`` could not be pseudonymized (the first problem found)."""
+def _reasons(key_index: np.ndarray, src_reason: np.ndarray, dst_reason: np.ndarray) -> np.ndarray:
+    """Why each rejected row could not be pseudonymized (the first problem found), as
+    an object array of shared strings."""
     from telemetry.numbering import REASONS
 
-    if key_index[i] < 0:
-        return "no key epoch covers start_time (before the first epoch, or its key was shredded)"
-    if src_reason[i]:
-        return f"source: {REASONS[int(src_reason[i])]}"
-    if dst_reason[i]:
-        return f"destination: {REASONS[int(dst_reason[i])]}"
-    return "source_ip: not an IPv4 or IPv6 address"
+    def texts(column: str) -> np.ndarray:
+        out = np.empty(max(REASONS) + 1, dtype=object)
+        for code, text in REASONS.items():
+            out[code] = f"{column}: {text}"
+        return out
+
+    out = np.full(len(key_index), "source_ip: not an IPv4 or IPv6 address", dtype=object)
+    out = np.where(dst_reason != 0, texts("destination")[dst_reason], out)
+    out = np.where(src_reason != 0, texts("source")[src_reason], out)
+    no_epoch = "no key epoch covers start_time (before the first epoch, or its key was shredded)"
+    return np.where(key_index < 0, no_epoch, out)
 
 
 def _derived(dst, rate_deck) -> dict[str, pa.Array]:

@@ -10,15 +10,12 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from telemetry.keys import Keyring, as_keyring
-
-if TYPE_CHECKING:
-    from telemetry.numbering import Normalized
 
 DOMAINS = ("subscriber", "ip", "record")
 
@@ -68,46 +65,52 @@ class Pseudonymizer:
         """:meth:`identifiers` of several columns of the same rows (``source`` and
         ``destination``), one record's epoch per row (``key_index``, default 0).
 
-        The work is done once per distinct value of all the columns together (CDRs
-        name the same subscribers over and over, as callers and as callees) and per
-        key epoch present, then gathered per row.
+        CDRs name the same subscribers over and over, so a column is normally looked up
+        in the run's table of identifiers seen (per dictionary entry, or per row of plain
+        text): only values met for the first time are normalized and hashed, per key
+        epoch present, and the results are gathered per row. A column whose values are
+        mostly new (transit, A2P) goes without the table: every value is normalized and
+        hashed where it stands (see :class:`_Seen` for how that is decided).
         """
-        from telemetry.numbering import distinct_entries, per_row, region_names
-
         arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
         if len({len(a) for a in arrays}) > 1:
             raise ValueError("identifier columns must have the same number of rows")
         n = len(arrays[0])
-        values, entries = distinct_entries(arrays)
-        distinct = len(values)
         keys = np.zeros(n, np.int64) if key_index is None else np.asarray(key_index, np.int64)
-        if n and keys.min() == keys.max():  # one epoch: the common case, no sort
-            epochs, slot = keys[:1], np.zeros(n, np.int64)
+        epochs = keys[:1] if n and keys.min() == keys.max() else np.unique(keys)  # one epoch: no sort
+        return [self._column(c, array, keys, epochs.tolist()) for c, array in enumerate(arrays)]
+
+    def _column(self, c: int, array: pa.Array, keys: np.ndarray, epochs: list[int]) -> Identifiers:
+        """:meth:`identifier_columns` of the ``c``-th column."""
+        from telemetry.arrowstr import filled_values, plain_strings
+
+        if pa.types.is_dictionary(array.type) and not array.dictionary.null_count:
+            values, entry = array.dictionary, filled_values(array.indices, np.int64, -1)
         else:
-            epochs, slot = np.unique(keys, return_inverse=True)
-        norm, hashed = self._seen.lookup(values, [e for e in epochs.tolist() if e >= 0])
-        # one 16-byte item per digest: NumPy gathers items ten times faster than (n, 16) rows
-        digests = np.zeros((len(epochs), distinct + 1), "V16")
-        ok = np.zeros((len(epochs), distinct + 1), np.bool_)
-        for e, epoch in enumerate(epochs.tolist()):
-            if epoch >= 0:  # else no key covers these rows: null
-                digests[e, :distinct], ok[e, :distinct] = hashed[epoch]
-        out = []
-        for row in entries:
-            flat = slot.reshape(n) * (distinct + 1) + row
-            valid = ok.reshape(-1)[flat]
-            nulls = n - int(np.count_nonzero(valid))
-            bitmap = None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
-            pseudo = pa.Array.from_buffers(
-                pa.binary(16), n, [bitmap, pa.py_buffer(digests.reshape(-1)[flat])], null_count=nulls
-            )
-            kind, reason, cc, region_index = per_row(norm, row)
-            region_index = region_index.astype(np.int32)
-            region = pa.DictionaryArray.from_arrays(pa.array(region_index, mask=region_index < 0), region_names())
-            indices = pa.array(row, mask=row == distinct, type=pa.int32())
-            normalized = pa.DictionaryArray.from_arrays(indices, norm.ids)
-            out.append(Identifiers(pseudo, kind, reason, cc, region, normalized))
-        return out
+            values, entry = plain_strings(array), None
+        seen = self._seen
+        if seen.direct.get(c, True) and seen.sample(c, values):  # undecided, or without the table
+            return self._direct(values, entry, keys)
+        number, table, new = seen.lookup(values, [e for e in epochs if e >= 0])
+        seen.observe(c, new, len(values))
+        rows = number if entry is None else np.append(number, -1)[entry]
+        return _gathered(rows, table, keys, epochs)
+
+    def _direct(self, values: pa.Array, entry: np.ndarray | None, keys: np.ndarray) -> Identifiers:
+        """A column of mostly new values: normalized per value (dictionary entry or row)
+        and hashed per row, without the table."""
+        from telemetry.hashing import hmac16
+        from telemetry.numbering import normalize_distinct, per_row
+
+        norm = normalize_distinct(values, self.region)
+        if entry is None:
+            kind, reason, cc, region_index, ids = norm.kind, norm.reason, norm.cc, norm.region_index, norm.ids
+        else:
+            entry = np.where(entry < 0, len(values), entry)
+            kind, reason, cc, region_index = per_row(norm, entry)
+            ids = norm.ids.take(pa.array(entry, mask=entry == len(values)))
+        pseudo = hmac16(ids, self._states["subscriber"], keys)
+        return Identifiers(pseudo, kind, reason, cc, _regions(region_index), ids)
 
     def ips(self, values: pa.Array, key_index: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
         """Pseudonyms of the truncated networks of IP addresses, and the invalid mask."""
@@ -148,6 +151,72 @@ class Pseudonymizer:
 
 #: The run's table of identifiers seen (shared by its threads) starts afresh past this many.
 SEEN_LIMIT = 1 << 20
+#: A column whose lookups add more than DIRECT_ABOVE new values per value looked up (rows,
+#: or dictionary entries) goes without the table: told by a value sample of its first
+#: batch, or by a whole batch's lookup later; one without it whose sample adds fewer than
+#: TABLE_BELOW comes back. Only batches of at least DECIDE_MIN values decide.
+#: Figures: docs/design.md.
+DIRECT_ABOVE = 0.6
+TABLE_BELOW = 0.4
+DECIDE_MIN = 4096
+#: Without the table, values whose hash has its top SAMPLE_BITS bits zero are still
+#: looked up and added: one value in 64, wherever it occurs.
+SAMPLE_BITS = 6
+
+
+def _regions(region_index: np.ndarray) -> pa.DictionaryArray:
+    from telemetry.numbering import region_names
+
+    index = region_index.astype(np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(index, mask=index < 0), region_names())
+
+
+def _gathered(rows: np.ndarray, table: "_Table", keys: np.ndarray, epochs: list[int]) -> Identifiers:
+    """Per row what the table holds for its number in ``rows`` (-1: a null row), the
+    pseudonym under the row's epoch of ``keys`` (null where the epoch is -1)."""
+    n = len(rows)
+    null = rows < 0
+    nulls = bool(null.any())
+    if nulls and not len(table.kind):  # nothing but nulls: nothing to gather from
+        table = _Table.nothing()
+    at = np.where(null, 0, rows) if nulls else rows
+    kind, reason, cc, region_index = table.kind[at], table.reason[at], table.cc[at], table.region_index[at]
+    digests = np.zeros(n, "V16")
+    valid = np.zeros(n, np.bool_)
+    for epoch in epochs:
+        if epoch < 0 or epoch not in table.digests:  # no key covers these rows (or no rows): null
+            continue
+        d, ok = table.digests[epoch]
+        if len(epochs) == 1:
+            digests, valid = d[at], ok[at]
+        else:
+            sel = np.flatnonzero(keys == epoch)
+            digests[sel], valid[sel] = d[at[sel]], ok[at[sel]]
+    if nulls:
+        kind[null], reason[null], cc[null], region_index[null], valid[null] = 0, 0, 0, -1, False
+    missing = n - int(np.count_nonzero(valid))
+    bitmap = None if missing == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    pseudo = pa.Array.from_buffers(pa.binary(16), n, [bitmap, pa.py_buffer(digests)], null_count=missing)
+    normalized = pa.DictionaryArray.from_arrays(pa.array(at.astype(np.int32), mask=null if nulls else None), table.ids)
+    return Identifiers(pseudo, kind, reason, cc, _regions(region_index), normalized)
+
+
+class _Table(NamedTuple):
+    """What the table of identifiers seen held at one moment, by value number: the
+    normalization and, per key epoch asked, the digests (16-byte items) and validity."""
+
+    ids: pa.Array
+    kind: np.ndarray
+    reason: np.ndarray
+    cc: np.ndarray
+    region_index: np.ndarray
+    digests: dict[int, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def nothing(cls) -> "_Table":
+        """One null value, for batches of nulls alone."""
+        return cls(pa.nulls(1, pa.string()), np.zeros(1, np.int8), np.zeros(1, np.int8), np.zeros(1, np.int16),
+                   np.full(1, -1, np.int16), {})  # fmt: skip
 
 
 class _Seen:
@@ -171,6 +240,7 @@ class _Seen:
         self.states = states
         self._lock = threading.Lock()
         self._generation = 0  # tables emptied so far (_clear)
+        self.direct: dict[int, bool] = {}  # column → goes without the table (sample, observe); absent: undecided
         self._clear()
 
     def _clear(self) -> None:
@@ -185,14 +255,12 @@ class _Seen:
         self.region_index = np.zeros(0, np.int16)
         self.digests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # epoch → (V16 digests, valid)
 
-    def lookup(
-        self, values: pa.Array, epochs: list[int]
-    ) -> tuple[Normalized, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """The normalization of ``values`` (no nulls, repeats allowed: dictionaries), and per
-        key epoch of ``epochs`` their digests (16-byte items) and validity."""
+    def lookup(self, values: pa.Array, epochs: list[int]) -> tuple[np.ndarray, _Table, int]:
+        """The number of each of ``values`` (repeats allowed; -1 for a null) in the table as
+        it stands afterwards, what that table holds (with the digests of ``epochs``), and
+        how many values were added."""
         from kernels.intern import TODO, intern
         from telemetry.arrowstr import string_views
-        from telemetry.numbering import Normalized
 
         # Most values were met before: they are looked up outside the lock, in the table as
         # it stands (kernels.intern reads it exactly while another thread adds to it);
@@ -204,24 +272,50 @@ class _Seen:
             views = string_views(values)
             intern(views.offsets, views.data, views.valid, *table, fill, number, False)
         with self._lock:
-            self._numbers(values, number, generation)
+            new = self._numbers(values, number, generation)
             for epoch in epochs:
                 self._hash_new(epoch)
-            ids, kind, reason, cc, region_index = self.ids, self.kind, self.reason, self.cc, self.region_index
-            digests = {epoch: self.digests[epoch] for epoch in epochs}
-        norm = Normalized(ids.take(number), kind[number], reason[number], cc[number], region_index[number])
-        return norm, {epoch: (d[number], ok[number]) for epoch, (d, ok) in digests.items()}
+            held = _Table(self.ids, self.kind, self.reason, self.cc, self.region_index,
+                          {epoch: self.digests[epoch] for epoch in epochs})  # fmt: skip
+        return number, held, new
 
-    def _numbers(self, values: pa.Array, number: np.ndarray, generation: int) -> None:
+    def observe(self, c: int, new: int, looked_up: int) -> None:
+        """Column ``c`` added ``new`` values in ``looked_up``: it goes without the table
+        from its next batch on when that share is above DIRECT_ABOVE."""
+        if looked_up >= DECIDE_MIN and new > DIRECT_ABOVE * looked_up:
+            self.direct[c] = True
+
+    def sample(self, c: int, values: pa.Array) -> bool:
+        """Whether column ``c`` goes without the table for ``values``, from a value sample
+        of them looked up (and added) in the table: values in or out of it wherever they
+        occur, so the new values it adds per value looked up are what the whole column's
+        lookup would add (repeats within ``values`` and values met before both count).
+        An undecided column goes without the table above DIRECT_ABOVE, one without it
+        comes back below TABLE_BELOW; fewer than DECIDE_MIN values decide nothing and
+        take the table."""
+        from kernels.intern import sample
+        from telemetry.arrowstr import string_views
+
+        if len(values) < DECIDE_MIN:
+            return self.direct.get(c, False)
+        views = string_views(values)
+        rows = np.empty(len(values), np.int64)
+        rows = rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
+        _, _, new = self.lookup(values.take(rows), [])
+        bound = TABLE_BELOW if self.direct.get(c, False) else DIRECT_ABOVE
+        self.direct[c] = new > bound * len(rows)
+        return self.direct[c]
+
+    def _numbers(self, values: pa.Array, number: np.ndarray, generation: int) -> int:
         """Complete ``number``, a lookup of ``values`` in the table of ``generation``:
         the values it did not find (TODO) are added; all of them if the table was
-        emptied since, or is now (past SEEN_LIMIT)."""
+        emptied since, or is now (past SEEN_LIMIT). Returns how many were added."""
         from kernels.intern import TODO, intern
         from telemetry.arrowstr import string_views
 
         todo = np.flatnonzero(number == TODO) if generation == self._generation else np.arange(len(values))
         if not len(todo):
-            return
+            return 0
         if self.fill[0] + len(todo) > SEEN_LIMIT:
             self._clear()
             todo = np.arange(len(values))
@@ -235,6 +329,7 @@ class _Seen:
         number[todo] = got
         if self.fill[0] > before:
             self._normalize(before, int(self.fill[0]))
+        return int(self.fill[0]) - before
 
     def _normalize(self, before: int, after: int) -> None:
         """Normalize the values numbered ``before`` … ``after - 1``, just added."""

@@ -101,6 +101,8 @@ class RateDeck:
         from telemetry.arrowstr import string_views
 
         if isinstance(e164, pa.DictionaryArray):  # look each distinct value up once
+            if len(e164.dictionary) > len(e164):  # a dictionary over more than these rows
+                return self.lookup(e164.dictionary_decode())
             prefix, name = self.lookup(e164.dictionary)
             return prefix.take(e164.indices), name.take(e164.indices)
         chunks = e164.chunks if isinstance(e164, pa.ChunkedArray) else [e164]

@@ -57,6 +57,12 @@ DICTIONARY_TEXT = (*IDENTIFIER_COLUMNS, "tenant", "route", "mno", "device_type")
 #: pass). Outputs never see this layout: record output casts back to ``CANONICAL``.
 READ = pa.schema([f.with_type(DICT) if f.name in DICTIONARY_TEXT else f for f in CANONICAL])
 
+#: :data:`READ` with the identifiers as plain text: a Parquet file whose writer gave up
+#: their dictionaries (too many distinct values: transit, A2P) has them read as text,
+#: since Arrow would otherwise build a dictionary of every page itself.
+READ_TEXT_IDS = pa.schema([f.with_type(DICT) if f.name in DICTIONARY_TEXT and f.name not in IDENTIFIER_COLUMNS
+                           else f for f in CANONICAL])  # fmt: skip
+
 CHANNELS = ("voice", "sms", "mms", "voicemail", "conference")
 VOICE_CHANNELS = ("voice", "voicemail", "conference")
 MESSAGE_CHANNELS = ("sms", "mms")

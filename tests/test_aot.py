@@ -8,6 +8,7 @@ argument keys."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -34,10 +35,14 @@ def ahead() -> dict:
     return table
 
 
-def _run(path, out, aot: str) -> str:
+#: Run first in a subprocess: a Numba without ``numba.pycc`` (deprecated upstream, to be removed)
+NO_PYCC = "import sys; sys.modules['numba.pycc'] = None; "
+
+
+def _run(path, out, aot: str, prelude: str = "") -> str:
     # the key goes through the environment: a failed run's message shows the command
     code = (
-        "import base64, os, sys, telemetry; "
+        f"{prelude}import base64, os, sys, telemetry; "
         f"telemetry.process([{str(path)!r}], key=base64.b64decode(os.environ['TELEMETRY_KEY']), "
         f"out={str(out)!r}, region='GB', k=1); "
         "print('numba' in sys.modules)"
@@ -56,6 +61,25 @@ def test_a_run_served_ahead_gives_what_numba_gives_without_importing_it(ahead, t
     assert _run(path, tmp_path / "numba", "off") == "True"
     read = [pl.read_parquet(tmp_path / side / "metrics" / "**" / "*.parquet") for side in ("ahead", "numba")]
     assert len(read[0]) and read[0].sort(pl.all()).equals(read[1].sort(pl.all()))
+
+
+def test_a_numba_without_pycc_builds_nothing_and_runs_give_the_same_metrics(ahead, tmp_path) -> None:
+    from telemetry.generate import write
+
+    cache = tmp_path / "cache"
+    build = NO_PYCC + "import runpy; runpy.run_module('kernels.build', run_name='__main__')"
+    env = {**os.environ, "TELEMETRY_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", build], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "this Numba has no numba.pycc: nothing compiled ahead" in done.stderr and done.stderr.count("\n") == 1
+    assert not list(cache.rglob("kernels-*"))  # before the workload: no minutes spent for nothing
+    path = tmp_path / "cdrs.parquet"
+    write(path, 20_000, seed=6, batch_rows=5000)
+    assert _run(path, tmp_path / "numba", "off", NO_PYCC) == "True"  # compiled by Numba
+    assert _run(path, tmp_path / "ahead", "on", NO_PYCC) == "False"  # a module built before: no pycc needed
+    assert _run(path, tmp_path / "plain", "off") == "True"
+    read = {side: pl.read_parquet(tmp_path / side / "metrics" / "**" / "*.parquet").sort(pl.all()) for side in ("numba", "ahead", "plain")}
+    assert len(read["plain"]) and read["numba"].equals(read["plain"]) and read["ahead"].equals(read["plain"])
 
 
 def test_calls_of_other_types_go_to_numba(ahead, monkeypatch) -> None:
@@ -125,3 +149,39 @@ def test_versions_in_the_cache_key_are_the_installed_ones() -> None:
 
     assert (_jit._version("numba"), _jit._version("llvmlite")) == (numba.__version__, llvmlite.__version__)
     assert _jit._version("no_such_package_here") == "absent"
+
+
+def test_an_up_to_date_build_says_nothing(ahead) -> None:
+    done = subprocess.run([sys.executable, "-m", "kernels.build"], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_rewritten_on_a_terminal_and_thinned_in_a_log(monkeypatch) -> None:
+    from kernels import build
+
+    clock = iter([0.0, 0.0, 5.0, 16.0, 17.0, 18.0])
+    monkeypatch.setattr(build.time, "monotonic", lambda: next(clock))
+    log = _Stream(tty=False)
+    progress = build.Progress("kernels.build", every=15, stream=log)
+    for text in ("step 1 of 3", "step 2 of 3", "step 3 of 3"):  # at 0, 5 and 16 s: the second is left out
+        progress.show(text)
+    progress.show("link", force=True)  # at 17 s, forced
+    progress.done("built")
+    assert log.getvalue().splitlines() == ["kernels.build: step 1 of 3", "kernels.build: step 3 of 3",
+                                           "kernels.build: link", "kernels.build: built"]  # fmt: skip
+    monkeypatch.setattr(build.time, "monotonic", lambda: 0.0)
+    terminal = _Stream(tty=True)
+    progress = build.Progress("x", stream=terminal)
+    progress.show("a longer line")
+    progress.show("short")
+    progress.done("end")
+    assert terminal.getvalue() == "\rx: a longer line\rx: short        \rx: end  \n"

@@ -190,3 +190,41 @@ def test_write_formats_and_cli(tmp_path):
         "generate", "--records", "5", "--out", str(tmp_path / "x.dat"), "--format", "jsonl"
     )
     assert res.returncode == 0 and len((tmp_path / "x.dat").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("name", ["transit", "a2p"])
+def test_shapes_give_their_distinct_shares_of_valid_numbers(name):
+    """A shape's share of distinct sources and destinations (distinct ÷ records, counted
+    by polars), every made number valid for its region per phonenumbers."""
+    from telemetry.generate import SHAPES
+
+    shape, n = SHAPES[name], 30_000
+    df = pl.from_arrow(pa.Table.from_batches(list(generate(n, seed=2, shape=name, batch_rows=7_000))))
+    made = {c: df[c].filter(~df[c].is_in(WITHHELD + SENDERS)) for c in ("source", "destination")}
+    assert made["destination"].n_unique() == round(shape.destinations * n)
+    # sources are overridden by withheld callers and senders: what is left of each number stays
+    assert round(shape.sources * n) * 0.9 <= made["source"].n_unique() <= round(shape.sources * n)
+    numbers = pl.concat(list(made.values())).unique().sort().to_list()[::25]
+    regions = set()
+    for text in numbers:
+        raw = text.removeprefix("sip:").split("@")[0]
+        number = phonenumbers.parse(raw)
+        assert phonenumbers.is_valid_number(number) and text.startswith(("+", "sip:+"))
+        regions.add(phonenumbers.region_code_for_number(number))
+    assert {"GB", "US", "DE", "FR", "IN", "BR", "NG"} <= regions
+    if name == "a2p":
+        assert set(df["channel"].unique().to_list()) <= {"sms", "mms"}
+        assert df["source"].is_in(SENDERS).mean() > 0.6  # outbound messages; inbound ones are replies
+
+
+def test_shape_knob_from_the_cli(tmp_path):
+    out = tmp_path / "t.parquet"
+    res = run_cli("generate", "--records", "4000", "--out", str(out), "--shape", "transit",
+                  "--distinct-destinations", "0.5")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    df = pl.read_parquet(out)
+    assert df["destination"].n_unique() == 2000
+    assert df["source"].n_unique() < 400  # transit's 4.5 %, with withheld callers and senders
+    for bad in ("0", "1.5", "nan"):
+        res = run_cli("generate", "--records", "5", "--out", str(out), "--distinct-sources", bad)
+        assert res.returncode == 2 and "share" in res.stderr and res.stderr.count("\n") == 1

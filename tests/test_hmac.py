@@ -513,3 +513,52 @@ def test_dictionary_columns_give_what_their_text_gives(data, rows, plain_destina
         assert g.region.to_pylist() == w.region.to_pylist()
         for name in ("kind", "reason", "cc"):
             assert np.array_equal(getattr(g, name), getattr(w, name))
+
+
+def test_mostly_new_identifiers_go_without_the_table_and_come_back() -> None:
+    # A column whose batches are mostly new numbers (transit, A2P) is normalized and
+    # hashed row by row without the run's table; a value sample tells when it repeats
+    # again. Either way every row must be what phonenumbers + one HMAC per row give.
+    from datetime import datetime, timezone
+
+    from telemetry import pseudonyms
+    from telemetry.keys import Keyring
+
+    keyring = Keyring.from_key(KEYS[0]).rotate(datetime(2026, 1, 1, tzinfo=timezone.utc), key=KEYS[1])
+    subkeys = keyring.subkeys("subscriber")
+    rng = np.random.default_rng(11)
+    engine = pseudonyms.Pseudonymizer(keyring, region="GB")
+    rows = pseudonyms.DECIDE_MIN * 2
+    fresh = iter(range(10**7))
+    notations = ["+44 7700 {:06d}", "07700 {:06d}", "+447700{:06d}", "sip:+447700{:06d}@gw.example;user=phone"]
+
+    def batch(repeat: list[str] | None) -> list[str | None]:
+        out = []
+        for i in range(rows):
+            if repeat is not None:
+                out.append(repeat[int(rng.integers(len(repeat)))])
+            elif i % 97 == 0:
+                out.append(None if i % 2 else "anonymous")
+            else:
+                out.append(notations[i % 4].format(next(fresh)))
+        return out
+
+    def check(values: list[str | None], ki: np.ndarray, direct: bool) -> None:
+        got = engine.identifiers(pa.array(values, pa.string()), ki)
+        assert engine._seen.direct[0] == direct  # without the table from here on
+        want, regions = [], []
+        for v in values:
+            number = None if v in (None, "anonymous") else phonenumbers.parse(v.removeprefix("sip:").split("@")[0], "GB")
+            want.append(None if number is None else phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+            regions.append(None if number is None else phonenumbers.region_code_for_number(number))
+        assert got.pseudonyms.to_pylist() == ref_rows(want, subkeys, ki)
+        assert got.normalized.to_pylist() == want and got.region.to_pylist() == regions
+
+    check(batch(None), np.zeros(rows, np.int16), direct=True)  # the first batch's sample: all new
+    second = batch(None)
+    check(second, rng.integers(-1, 2, rows).astype(np.int16), direct=True)
+    repeats = [v for v in second if v is not None][: rows // 50]
+    check(batch(repeats), np.ones(rows, np.int16), direct=False)  # the sample sees the repeats
+    check(batch(repeats), rng.integers(0, 2, rows).astype(np.int16), direct=False)
+    check(batch(None), np.zeros(rows, np.int16), direct=True)  # looked up, all new: the next goes without
+    check(batch(None), np.zeros(rows, np.int16), direct=True)

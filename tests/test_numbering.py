@@ -305,6 +305,34 @@ def test_phone_notation_matches_phonenumbers(text, region):
     assert got == expected, got
 
 
+E164_WRITTEN = st.from_regex(r"\+[0-9]{0,22}", fullmatch=True) | st.sampled_from(
+    ["+447400123456", "+12015550123", "+5491123456789", "+80012345678", "+4420794601234567890", "+0123"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(E164_WRITTEN, min_size=1, max_size=8), st.sampled_from([None, "GB", "US", "BR", "AR"]))
+def test_plus_and_digits_fast_path_matches_phonenumbers_and_the_general_path(texts, region):
+    # '+' and digits alone skip the general scan (kernels.e164._plus_digits): the same
+    # rows behind a leading space take the general path; both must read as phonenumbers
+    fast = normalize(pa.array(texts), region)
+    slow = normalize(pa.array([" " + t for t in texts]), region)
+    assert fast.ids.equals(slow.ids) and fast.region.equals(slow.region)
+    for name in ("kind", "reason", "cc"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name))
+    for i, text in enumerate(texts):
+        kind = Kind(int(fast.kind[i]))
+        if kind == Kind.ALPHANUMERIC:
+            continue  # '+' without digits: our own rule (documented), as above
+        try:
+            n = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            assert kind == Kind.ERROR, text
+            continue
+        assert kind == Kind.PHONE and fast.ids[i].as_py() == phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+        assert fast.cc[i] == n.country_code and fast.region[i].as_py() == phonenumbers.region_code_for_number(n)
+
+
 def test_two_threads_get_the_same_results():
     rng = random.Random(3)
     values = pa.array(

@@ -127,6 +127,29 @@ def test_parquet_input_gives_the_records_and_metrics_csv_gives(cdr_csv, tmp_path
     assert pq_records.equals(csv_records)
 
 
+def test_parquet_identifiers_past_a_dictionary_page_read_as_text(tmp_path):
+    # A transit day: more distinct destinations than a writer's dictionary page holds, so
+    # the identifiers are read as text (schema.READ_TEXT_IDS), and most are new to the
+    # run's table (the pseudonymizer goes without it): records and metrics equal CSV's.
+    from telemetry.generate import write
+    from telemetry.readers import open_inputs
+    from telemetry.schema import READ_TEXT_IDS
+
+    paths = [tmp_path / "transit.parquet", tmp_path / "transit.csv"]
+    for path in paths:
+        write(path, 120_000, seed=4, shape="transit")
+    assert all(part.batch.schema == READ_TEXT_IDS for part in open_inputs([str(paths[0])], "parquet"))
+    outputs = []
+    for path in paths:
+        out = tmp_path / path.suffix[1:]
+        result = telemetry.process([path], key=TEST_KEY, out=out, region="GB", emit_records=True, k=1,
+                                   batch_rows=8192, threads=2)  # fmt: skip
+        outputs.append((result.metrics, pq.read_table(out / "records").sort_by("record_id")))
+    (pq_metrics, pq_records), (csv_metrics, csv_records) = outputs
+    assert pq_metrics.equals(csv_metrics) and len(csv_metrics)
+    assert pq_records.equals(csv_records) and pq_records.num_rows == 120_000
+
+
 def test_same_number_same_pseudonym_as_source_and_destination():
     a = telemetry.pseudonymize(["+44 7700 900123", "07700900123", "tel:+447700900123"], key=TEST_KEY, region="GB")
     assert len(set(a)) == 1

@@ -1,7 +1,8 @@
-"""Quarantine: masking, the lazy writer, and no identifier digit in rejects.jsonl.
+"""Quarantine: masking, the lazy writer, floods summarized, and no identifier digit in
+rejects.jsonl.
 
-Reference: the rows the test writes, and every letter and digit of their identifiers searched in
-rejects.jsonl."""
+Reference: handwritten expected lines, the rows the test writes, and every letter and digit of
+their identifiers searched in rejects.jsonl."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemetry.quarantine import MASKED, QuarantineWriter, mask, mask_fields, masked
+from telemetry.quarantine import FULL_REJECTS, QuarantineWriter, mask, mask_fields, masked
 from telemetry.readers import Reject, open_inputs
 from telemetry.schema import CANONICAL
 
@@ -78,7 +79,7 @@ def test_mask_fields_of_a_canonical_batch():
     batch = pa.RecordBatch.from_pylist([row, row], schema=CANONICAL).slice(1)
     fields = mask_fields(batch, 0)
     assert set(fields) == set(CANONICAL.names)
-    for name in MASKED:
+    for name in ("record_id", "source", "destination", "source_ip", "location"):
         assert fields[name] is None or not re.search(r"[0-9A-Za-z]", fields[name])
     assert (
         fields["route"] == "carrier-b"
@@ -163,3 +164,45 @@ def test_no_identifier_digit_in_rejects_file(tmp_path):
             assert token not in blob
     assert not re.search(r"[0-9]", blob)
     assert all(r["reason"] and "." not in r["reason"] for r in records)  # reasons echo no value
+
+
+def test_only_strict_forms_are_shown():
+    """Each column shows a value only in its own strict form; a number anywhere else is masked."""
+    number = "+44 7700 900555"
+    shown = {
+        "status": "NO ANSWER", "channel": "sms", "direction": "outbound-api", "roaming": "yes",
+        "start_time": "2026-11-01 09:00:00", "end_time": "2026-11-01T09:00:05.123+01:00",
+        "duration_ms": "61000", "sip_code": "486", "mos": "4.2",
+        "route": "carrier-a", "tenant": "Acme Ltd", "mno": "EE", "device_type": "smartphone",
+    }  # fmt: skip
+    assert masked(shown) == shown
+    hidden = {
+        "status": number, "channel": "447700900555", "direction": "AcmeAlerts",
+        "start_time": "4477-00-90 05:55:55", "answer_time": "1762000000", "end_time": number,
+        "duration_ms": "447700900555", "pdd_ms": "4477009", "mos": "4.47700900555",
+        "route": "+447700900555", "tenant": "07700 900555", "mno": "alice@example.com",
+        "device_type": "__other__", "roaming": "4477", "record_id": "ok", "location": "north",
+        "source_ip": "192.0.2.1", "some_vendor_field": "x",
+    }  # fmt: skip
+    out = masked(hidden)
+    assert out == {name: mask(value) for name, value in hidden.items()}
+    assert not re.search(r"[0-9A-Za-z]", "".join(out.values()))
+
+
+def test_floods_are_summarized_per_file_and_reason(tmp_path):
+    n = FULL_REJECTS + 250
+    with QuarantineWriter(tmp_path) as writer:
+        writer.write([Reject("a.csv", i, "start_time: missing", {}) for i in range(1, n + 1)])
+        writer.write([Reject("a.csv", n + 1, "pdd_ms: negative", {})])
+        writer.write([Reject("b.csv", 7, "start_time: missing", {})])
+        assert writer.count == n + 2
+    lines = [json.loads(x) for x in (tmp_path / "quarantine" / "rejects.jsonl").read_text().splitlines()]
+    full = [x for x in lines if "row" in x]
+    assert [x["row"] for x in full if x["file"] == "a.csv"] == [*range(1, FULL_REJECTS + 1), n + 1]
+    summaries = [x for x in lines if "summarized" in x]
+    assert summaries == [
+        {"file": "a.csv", "reason": "start_time: missing", "summarized": 250,
+         "first_row": FULL_REJECTS + 1, "last_row": n},
+    ]  # fmt: skip
+    assert lines.index(summaries[0]) < lines.index(full[-1])  # a.csv's summary before b.csv's rows
+    assert len(full) + summaries[0]["summarized"] == n + 2

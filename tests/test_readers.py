@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from telemetry.errors import InputError
 from telemetry.generate import generate, write
-from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs
+from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs, rejected
 from telemetry.readers import canonical as canonical_reader
-from telemetry.schema import CANONICAL, READ
+from telemetry.schema import CANONICAL, READ, READ_TEXT_IDS
 
 UTC = dt.timezone.utc
 
@@ -32,7 +32,7 @@ UTC = dt.timezone.utc
 def read_all(paths, fmt="auto", **kw):
     """(parts, their good rows as one canonical table, row numbers, rejects)."""
     parts = list(open_inputs([str(p) for p in paths], fmt, **kw))
-    assert all(p.batch.schema in (CANONICAL, READ) for p in parts)
+    assert all(p.batch.schema in (CANONICAL, READ, READ_TEXT_IDS) for p in parts)
     table = pa.Table.from_batches([p.batch.cast(CANONICAL) for p in parts], schema=CANONICAL)
     rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
     rejects = [r for p in parts for r in p.rejects]
@@ -92,7 +92,7 @@ def test_columns_a_job_does_not_use_are_never_read(tmp_path, generated, fmt):
         else:
             assert table.column(name).null_count == len(generated), name
     _, _, _, every = read_all([path])
-    assert len(every) == len(generated) and {r.reason for r in every} == {"rtt_ms: out of range"}
+    assert rejected(every) == len(generated) and {r.reason for r in every} == {"rtt_ms: out of range"}
 
 
 def test_batches_are_sliced_views_of_any_size(tmp_path):
@@ -867,3 +867,25 @@ def _check_typed_numbers(values, kind, name, skip):
         assert got == [None if v is None else float(np.float32(np.int64(v) if v < 2**63 else v)) for v in kept]
     else:
         assert got == pa.array(kept, pa.float64()).cast(pa.float32()).to_pylist()
+
+
+def test_rejects_do_not_wait_for_good_rows():
+    """A file of bad rows streams: rebatch hands rejects on once REJECTS_HELD are held,
+    without reading the rest of the file first (it used to hold them until the end)."""
+    from telemetry.readers import REJECTS_HELD, ReadBatch, Reject, rebatch
+
+    read: list[int] = []
+    empty = pa.RecordBatch.from_pylist([], schema=CANONICAL)
+
+    def parts():
+        for i in range(6):
+            read.append(i)
+            rows = range(i * REJECTS_HELD // 2 + 1, (i + 1) * REJECTS_HELD // 2 + 1)
+            yield ReadBatch(empty, np.zeros(0, np.int64), [Reject("f", r, "x", {}) for r in rows], "f")
+
+    out = rebatch(parts(), 10)
+    first = next(out)
+    assert read == [0, 1] and first.batch.num_rows == 0
+    assert [r.row for r in first.rejects] == list(range(1, REJECTS_HELD + 1))
+    rest = [r.row for part in out for r in part.rejects]
+    assert rest == list(range(REJECTS_HELD + 1, 3 * REJECTS_HELD + 1))

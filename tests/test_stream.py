@@ -75,6 +75,13 @@ def _jsonl(path: Path, rows: list[dict], order: int) -> None:
     _stamp(path, order)
 
 
+def _drop(path: Path, rows: list[dict], order: int) -> None:
+    """Write a file the way writers must for a running stream: under a hidden name, then rename."""
+    hidden = path.with_name(f".{path.name}")
+    _jsonl(hidden, rows, order)
+    hidden.rename(path)
+
+
 def _calls(minute: float, pairs: range, status: str = "answered", route: str = "carrier-a") -> list[dict]:
     start = T0 + dt.timedelta(minutes=minute)
     return [{"start_time": start.isoformat(), "source": f"+447700900{a:03d}", "destination": f"+447700901{a:03d}",
@@ -290,11 +297,11 @@ def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path,
             assert time.monotonic() - renamed < 60
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:00 window released
-        _jsonl(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
+        _drop(watch / "b.jsonl", _calls(40, range(0, 9), route="carrier-b"), 1)
         while _committed(out) < 2:
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-a"): 6.0}  # 10:15 window: the latest complete
-        _jsonl(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
+        _drop(watch / "c.jsonl", _calls(70, range(0, 5), route="carrier-c"), 2)
         while _committed(out) < 3:
             time.sleep(0.05)
         assert _scrape(port) == {("telemetry_attempts", "carrier-b"): 9.0}
@@ -305,3 +312,49 @@ def test_serve_follows_each_commit_and_sigterm_commits_and_exits(tmp_path: Path,
             proc.kill()
     run = _run(out)
     assert run["records_in"] == 26 and run["records_open"] == 5 and run["commits"] == 3
+
+
+def test_reader_notes_reach_the_stream_summary(tmp_path: Path, key_env) -> None:
+    """A Kamailio export read with the default start (the INVITE) says that durations include
+    ringing, in run.json, as process says it."""
+    watch = tmp_path / "in"
+    watch.mkdir()
+    fixture = Path(__file__).parent / "fixtures" / "voip" / "kamailio_psql.csv"
+    (watch / "acc.csv").write_bytes(fixture.read_bytes())
+    res = _stream(key_env, watch, tmp_path / "s", "--format", "kamailio")
+    assert res.returncode in (0, 1), res.stderr
+    batch = run_cli("process", str(watch / "acc.csv"), "--format", "kamailio", "--out", str(tmp_path / "p"),
+                    "--region", "GB", env=key_env)
+    notes = _run(tmp_path / "s")["notes"]
+    assert notes and notes == _run(tmp_path / "p")["notes"] and "ringing" in notes[0]
+    assert batch.returncode in (0, 1)
+
+
+def test_gathering_small_files_changes_no_decision(tmp_path: Path, key_env) -> None:
+    """Small files are read in gathered batches; the releases (every revision, not only the
+    latest) and the counts equal those of a run whose batches are so small that every file
+    is a batch of its own, on files that interleave on-time and late records."""
+    watch = tmp_path / "in"
+    watch.mkdir()
+    rng = random.Random(7)
+    for i in range(40):
+        minute = 10 * i + rng.uniform(0, 5)
+        rows = _calls(minute, range(i % 6, i % 6 + 6), status=rng.choice(["answered", "busy"]))
+        if i % 9 == 8:  # a late trickle for an earlier window
+            rows += _calls(minute - 45, range(50 + i, 56 + i), status="failed")
+        _jsonl(watch / f"f{i:02d}.jsonl", rows, i)
+    (tmp_path / "tiny.toml").write_text("batch_rows = 4\n")
+    args = ["--lateness", "10m", "--retention", "2h"]
+    gathered = _stream(key_env, watch, tmp_path / "gathered", *args)
+    apart = _stream(key_env, watch, tmp_path / "apart", *args, "--config", str(tmp_path / "tiny.toml"))
+    assert gathered.returncode == apart.returncode == 0, gathered.stderr + apart.stderr
+
+    def every(out: Path) -> pl.DataFrame:
+        df = pl.read_parquet(out / "metrics", hive_partitioning=False).drop("released_at")
+        return df.sort([*KEY_COLUMNS, "revision"], nulls_last=True)
+
+    assert every(tmp_path / "gathered").equals(every(tmp_path / "apart"))
+    assert every(tmp_path / "gathered")["revision"].max() >= 1  # late records did give revisions
+    a, b = _run(tmp_path / "gathered"), _run(tmp_path / "apart")
+    for key in ("records_in", "records_late", "records_pending", "records_withheld", "rows_released"):
+        assert a[key] == b[key], key

@@ -32,6 +32,18 @@ def register(sub) -> None:
     p.add_argument(
         "--hours", type=float, default=24.0, metavar="H", help="time span in hours (default 24)"
     )
+    p.add_argument(
+        "--shape",
+        choices=("retail", "transit", "a2p"),
+        default="retail",
+        help="how often numbers repeat: retail (an operator's own subscribers, the default), "
+        "transit (3.8 M distinct destinations in 4 M records) or a2p (SMS from a few senders, "
+        "nearly every recipient new)",
+    )
+    p.add_argument("--distinct-sources", type=float, metavar="SHARE",
+                   help="distinct sources ÷ records, in (0, 1]; overrides the shape's")  # fmt: skip
+    p.add_argument("--distinct-destinations", type=float, metavar="SHARE",
+                   help="distinct destinations ÷ records, in (0, 1]; overrides the shape's")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -49,7 +61,9 @@ class _Writable:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry.generate import format_for, write
+    from dataclasses import replace
+
+    from telemetry.generate import SHAPES, format_for, write
 
     if args.records < 0:
         raise ConfigError("--records must not be negative")
@@ -69,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--start must be an ISO 8601 time, e.g. 2026-11-02T00:00:00Z"
             ) from None
+    shares = {"sources": args.distinct_sources, "destinations": args.distinct_destinations}
     try:
-        n = write(args.out, args.records, fmt=fmt, seed=args.seed, start=start, hours=args.hours)
+        shape = replace(SHAPES[args.shape], **{k: v for k, v in shares.items() if v is not None})
+    except ValueError:
+        raise ConfigError("--distinct-sources and --distinct-destinations must be shares in (0, 1]") from None
+    try:
+        n = write(args.out, args.records, fmt=fmt, seed=args.seed, start=start, hours=args.hours, shape=shape)
     except OSError as exc:
         raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     left_out = args.records - n  # e.g. messages, which a switch's CDR file cannot hold

@@ -22,10 +22,11 @@ class Partial(NamedTuple):
 
     state: Any  # telemetry.metrics state of the batch's good records (DP: metrics.dp.Contributions)
     records: Any  # pa.RecordBatch of pseudonymized records, or None
-    rejects: list  # telemetry.readers.Reject
+    rejects: list  # telemetry.readers.Reject and RejectRun
     records_in: int
     records_ok: int
     opted_out: int
+    rewritten: dict[str, int]  # dimension rewrites (telemetry.dimensions) by "column kind"
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Job:
     def work(self, read) -> Partial:
         from telemetry.metrics import accumulate
         from telemetry.prepare import prepare
+        from telemetry.readers import rejected
 
         parts = self._parts()
         prepared = prepare(
@@ -96,7 +98,7 @@ class Job:
             from telemetry.metrics import dp
 
             state = dp.accumulate(prepared.batch, parts["spec"], parts["dp"], parts["dp_salt"])
-        n_in = read.batch.num_rows + len(read.rejects)
+        n_in = read.batch.num_rows + rejected(read.rejects)
         return Partial(
             state,
             prepared.records,
@@ -104,6 +106,7 @@ class Job:
             n_in,
             prepared.batch.num_rows,
             prepared.opted_out,
+            prepared.rewritten,
         )
 
     def work_item(self, item) -> list[Partial]:

@@ -111,10 +111,10 @@ class DaskEngine:
     def process(
         self, job: Job, paths: list[str], fmt: str, batch_rows: int, options: Any,
         out: Path | None, progress: Callable[[dict], None] | None = None,
-    ) -> tuple[Any, dict[str, int]]:
+    ) -> tuple[Any, dict[str, int], dict[str, int]]:
         """Work through ``paths`` on the cluster; the merged state (None when no batch
-        was read) and the counts. With ``out``, record output and rejects are written
-        there by the workers, as the local engine's run writes them."""
+        was read), the counts and the dimension rewrites. With ``out``, record output and
+        rejects are written there by the workers, as the local engine's run writes them."""
         from telemetry.readers import get_format
 
         if fmt != "auto":
@@ -126,14 +126,14 @@ class DaskEngine:
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
-            state, totals, order = plan.finish()
+            state, totals, rewritten, order = plan.finish()
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
                               key=f"telemetry-{run}-commit").result()
         finally:
             plan.cancel()
             client.run(_forget, run, on_error="ignore")
-        return state, totals
+        return state, totals, rewritten
 
 
 class _Shape(NamedTuple):
@@ -165,6 +165,7 @@ class _Meta(NamedTuple):
     and for a file task, the pieces the file splits into or its small last batch."""
 
     counts: tuple[int, int, int, int]
+    rewritten: dict[str, int]
     partials: int
     pieces: int | None = None
     fmt: str | None = None
@@ -195,6 +196,7 @@ class _Plan:
         self.levels: list[list] = [[]]  # the merge tree's pending states, per level
         self.merges = 0
         self.totals = dict.fromkeys(COUNTS, 0)
+        self.rewritten: dict[str, int] = {}
 
     def _key(self, what: str) -> str:
         return f"telemetry-{self.run}-{what}"
@@ -256,11 +258,14 @@ class _Plan:
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
             self.totals[name] += n
+        for name, n in meta.rewritten.items():
+            self.rewritten[name] = self.rewritten.get(name, 0) + n
         if self.progress is not None and meta.partials:
             self.progress(dict(self.totals))
 
-    def finish(self) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
-        """Wait for every task: the merged state, the totals, and each task's Partials in order."""
+    def finish(self) -> tuple[Any, dict[str, int], dict[str, int], list[tuple[str, int]]]:
+        """Wait for every task: the merged state, the totals, the dimension rewrites, and
+        each task's Partials in order."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
@@ -276,7 +281,7 @@ class _Plan:
         while len(rest) > 1:
             rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
         state = rest[0].result() if rest else None
-        return state, dict(self.totals), order
+        return state, dict(self.totals), dict(self.rewritten), order
 
     def cancel(self) -> None:
         """Drop what is left (after an error): the cluster forgets the run's tasks."""
@@ -344,28 +349,30 @@ def _work_item(run: str, job: Job, sealed: _Sealed) -> list[Partial]:
 
 
 class _Outputs:
-    """One task's Partials: states merged, counts summed, record batches and rejects
-    written under the staging folder as ``<pid>-<k>`` and ``<pid>.jsonl``."""
+    """One task's Partials: states merged, counts summed, record batches written under
+    the staging folder as ``<pid>-<k>``, rejects kept as they came in ``<pid>.rejects``
+    (pickled), for the commit to pass through one QuarantineWriter in input order (the
+    writer summarizes a file's rejects past a number per reason: a file's pieces and
+    gathered batches must meet one writer, as on one machine)."""
 
     def __init__(self, stage: str | None, pid: str) -> None:
         self.stage, self.pid = stage, pid
         self.state = None
         self.counts = [0, 0, 0, 0]
+        self.rewritten: dict[str, int] = {}
         self.partials = 0
-        self.quarantine = None
-        if stage is not None:
-            from telemetry.quarantine import QuarantineWriter
-
-            self.quarantine = QuarantineWriter(stage, name=f"{pid}.jsonl.tmp")
-            self.quarantine.path.unlink(missing_ok=True)  # a retried task's unfinished file
+        self.rejects: list = []
 
     def add(self, part: Partial) -> None:
+        from telemetry.readers import rejected
+
         self.state = part.state if self.state is None else self.state.merge(part.state)
-        for i, n in enumerate((part.records_in, part.records_ok, len(part.rejects), part.opted_out)):
+        for i, n in enumerate((part.records_in, part.records_ok, rejected(part.rejects), part.opted_out)):
             self.counts[i] += n
+        for name, n in part.rewritten.items():
+            self.rewritten[name] = self.rewritten.get(name, 0) + n
         if self.stage is not None:
-            if part.rejects:
-                self.quarantine.write(part.rejects)
+            self.rejects += part.rejects
             if part.records is not None and part.records.num_rows:
                 from telemetry.pipeline import write_records
 
@@ -373,13 +380,17 @@ class _Outputs:
         self.partials += 1
 
     def done(self, **meta: Any) -> _Done:
-        if self.quarantine is not None:
-            self.quarantine.close()
-            if self.quarantine.count:
-                os.replace(self.quarantine.path, self.quarantine.path.with_suffix(""))
+        if self.rejects:
+            import pickle
+
+            target = Path(self.stage) / "quarantine" / f"{self.pid}.rejects"
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(pickle.dumps(self.rejects, protocol=5))
+            os.replace(tmp, target)  # a retried task writes the same file again
         tail = meta.pop("tail", None)
         shape = None if tail is None else _Shape(tail.batch.num_rows, tail.batch.schema)
-        return _Done(self.state, _Meta(tuple(self.counts), self.partials, tail=shape, **meta), tail)
+        return _Done(self.state, _Meta(tuple(self.counts), self.rewritten, self.partials, tail=shape, **meta), tail)
 
 
 def _file_task(run: str, job: Job, index: int, path: str, fmt: str, batch_rows: int, options,
@@ -446,8 +457,13 @@ def _merge(*parts):
 
 def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
     """The staged outputs under the local engine's names: record files ``part-<seq>``
-    (seq counting every Partial in input order) and one ``rejects.jsonl`` in input
-    order. Safe to run again after a lost worker: what is renamed is not staged any more."""
+    (seq counting every Partial in input order) and one ``rejects.jsonl`` written from
+    every task's rejects in input order. Safe to run again after a lost worker: what is
+    renamed is not staged any more, and the rejects file is written afresh."""
+    import pickle
+
+    from telemetry.quarantine import QuarantineWriter
+
     stage_dir, out_dir = Path(stage), Path(out)
     if not stage_dir.is_dir():
         return  # committed already
@@ -463,18 +479,15 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
             seq += 1
-        part = stage_dir / "quarantine" / f"{pid}.jsonl"
+        part = stage_dir / "quarantine" / f"{pid}.rejects"
         if part.is_file():
             parts.append(part)
     if parts:
-        target = out_dir / "quarantine" / "rejects.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(".rejects.jsonl.tmp")
-        with tmp.open("wb") as sink:
+        quarantine = QuarantineWriter(out_dir)
+        quarantine.path.unlink(missing_ok=True)  # an interrupted commit's
+        with quarantine:
             for part in parts:
-                with part.open("rb") as source:
-                    shutil.copyfileobj(source, sink)
-        os.replace(tmp, target)
+                quarantine.write(pickle.loads(part.read_bytes()))  # staged by this run's own tasks
     shutil.rmtree(stage_dir)
 
 

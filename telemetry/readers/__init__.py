@@ -6,9 +6,10 @@ package is, so adding a format touches no other file. Modules whose name starts
 with ``_`` hold shared helpers and are not formats.
 
 Every input row ends up in exactly one place: a row of some
-:attr:`ReadBatch.batch` (with its input row number in :attr:`ReadBatch.rows`) or
-a :class:`Reject`. Readers stream: memory is bounded by ``batch_rows`` and the
-reader's block size, never by the file.
+:attr:`ReadBatch.batch` (with its input row number in :attr:`ReadBatch.rows`), a
+:class:`Reject`, or one row of a :class:`RejectRun` (a flood of one reason, counted
+by :func:`rejected`). Readers stream: memory is bounded by ``batch_rows`` and the
+reader's block size, never by the file, however many of its rows are bad.
 """
 
 from __future__ import annotations
@@ -26,15 +27,45 @@ import pyarrow as pa
 from telemetry.errors import ConfigError, InputError, printable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A row that did not fit: where it was, why (one line, no values), and its
-    canonical fields as text with identifiers masked (:func:`telemetry.quarantine.mask`)."""
+    canonical fields as text, masked (:func:`telemetry.quarantine.masked`)."""
 
     file: str
     row: int
     reason: str
     fields: dict[str, str | None]
+
+    @property
+    def count(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class RejectRun:
+    """Rows of one batch that did not fit for the same reason, past the first
+    :data:`~telemetry.quarantine.FULL_REJECTS` of it: counted (and summarized in
+    the quarantine file), not described, so a flood costs 8 bytes a row."""
+
+    file: str
+    reason: str
+    rows: np.ndarray  # int64 row numbers
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+
+def rejected(rejects: Sequence[Reject | RejectRun]) -> int:
+    """How many rows ``rejects`` stand for."""
+    return sum(r.count for r in rejects)
+
+
+def reject_runs(file: str, rows: np.ndarray, reasons: np.ndarray) -> list[RejectRun]:
+    """One :class:`RejectRun` per distinct reason of ``reasons`` (an object array,
+    one per row of ``rows``)."""
+    return [RejectRun(file, reason, rows[reasons == reason]) for reason in dict.fromkeys(reasons.tolist())]
 
 
 @dataclass
@@ -46,7 +77,7 @@ class ReadBatch:
 
     batch: pa.RecordBatch
     rows: np.ndarray
-    rejects: list[Reject]
+    rejects: list[Reject | RejectRun]
     file: str
     files: tuple[str, ...] = ()
     file_ids: np.ndarray | None = None
@@ -81,6 +112,11 @@ class Coalescer:
         self._held.append(read)
         self._rows += read.batch.num_rows
         return ready + self.flush() if self._rows >= self.batch_rows else ready
+
+    @property
+    def held(self) -> bool:
+        """Whether batches are held."""
+        return bool(self._held)
 
     def flush(self) -> list[ReadBatch]:
         """What is held, as one batch (none when nothing is)."""
@@ -365,19 +401,39 @@ def _readers(
         yield path, get_format(detect_format(path) if fmt == "auto" else fmt)
 
 
+#: Rejects :func:`rebatch` holds while it waits for good rows (a few MB of them).
+REJECTS_HELD = 16384
+
+
 def rebatch(parts: Iterator[ReadBatch], batch_rows: int) -> Iterator[ReadBatch]:
     """Regroup one file's batches into batches of exactly ``batch_rows`` good rows
-    (the last may be shorter; one with only rejects is kept so none is lost)."""
+    (the last may be shorter; one with only rejects is kept so none is lost).
+    Rejects do not wait for good rows: once :data:`REJECTS_HELD` of them are held
+    they leave in a batch of no rows, so a file of bad rows streams like any other."""
     pending: list[ReadBatch] = []
-    held = 0
+    held = waiting = 0
     for part in parts:
         pending.append(part)
         held += part.batch.num_rows
+        waiting += rejected(part.rejects)
         if held >= batch_rows:
             yield from _emit(pending, batch_rows, final=False)
             held = pending[0].batch.num_rows if pending else 0
+            waiting = rejected(pending[0].rejects) if pending else 0
+        elif waiting >= REJECTS_HELD:
+            yield _rejects_only(pending)
+            waiting = 0
     if pending:
         yield from _emit(pending, batch_rows, final=True)
+
+
+def _rejects_only(pending: list[ReadBatch]) -> ReadBatch:
+    """A batch of no rows holding the rejects of ``pending`` (mutated: left without them)."""
+    first = pending[0]
+    rejects = [r for p in pending for r in p.rejects]
+    pending[:] = [ReadBatch(p.batch, p.rows, [], p.file) for p in pending if p.batch.num_rows]
+    # a new empty batch: a slice of one would keep its buffers alive as long as the rejects
+    return ReadBatch(_empty(first.batch.schema), np.zeros(0, np.int64), rejects, first.file)
 
 
 def _emit(pending: list[ReadBatch], batch_rows: int, *, final: bool) -> Iterator[ReadBatch]:

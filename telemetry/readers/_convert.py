@@ -42,9 +42,10 @@ import pyarrow.compute as pc
 
 from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
-from telemetry.quarantine import masked
-from telemetry.readers import ReadBatch, Reject
-from telemetry.schema import CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, READ, STATUSES, TS
+from telemetry.quarantine import detailed, masked
+from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
+from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS, READ,
+                              READ_TEXT_IDS, STATUSES, TS)  # fmt: skip
 from telemetry.status import (
     CHANNEL_ALIASES,
     DIRECTION_ALIASES,
@@ -145,9 +146,12 @@ def to_canonical(
     """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
     are ignored), and the verdict (``verdict`` may carry rows a reader already flagged).
     Identifier and dimension text given as dictionaries (Parquet pages) stays so: the
-    batch then has the :data:`~telemetry.schema.READ` schema, else ``CANONICAL``."""
+    batch then has the :data:`~telemetry.schema.READ` schema (``READ_TEXT_IDS`` when the
+    identifiers came as text), else ``CANONICAL``."""
     verdict = verdict or Verdict(n)
     schema = READ if any(_is_dictionary(columns.get(name)) for name in DICTIONARY_TEXT) else CANONICAL
+    if schema is READ and not any(_is_dictionary(columns.get(name)) for name in IDENTIFIER_COLUMNS):
+        schema = READ_TEXT_IDS  # identifiers read as text (parquet_dictionaries)
     out: dict[str, pa.Array] = {}
     for field in schema:
         name = field.name
@@ -163,7 +167,7 @@ def to_canonical(
         if pa.types.is_nested(raw.type):  # a list or struct column (Parquet): no row has a scalar
             verdict.flag(validity(raw), f"{name}: nested value where a scalar belongs")
             raw = pa.nulls(n, pa.string())
-        if name in DICTIONARY_TEXT and schema is READ:
+        if name in DICTIONARY_TEXT and pa.types.is_dictionary(field.type):
             out[name] = _dictionary_text(raw, name, verdict)
         elif name in TEXT:
             out[name] = _text(raw, name, verdict)
@@ -213,18 +217,21 @@ def split(
     fields_of: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> ReadBatch:
     """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
-    of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals."""
+    of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals —
+    and, past the first few of a reason, as a :class:`RejectRun`."""
     rejects = list(rejects or [])
     if not verdict.bad.any():
         return ReadBatch(batch, rows, rejects, file)
     names = [name for name in CANONICAL.names if name in raw]
-    for i in np.flatnonzero(verdict.bad):
-        if fields_of is not None:
-            fields = fields_of(int(i))
-        else:
-            fields = {name: _cell(raw[name], int(i)) for name in names}
-        rejects.append(Reject(file, int(rows[i]), str(verdict.reasons[i]), masked(fields)))
+    bad = np.flatnonzero(verdict.bad)
+    reasons = verdict.reasons[bad]
+    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    for i, reason in zip(bad[full].tolist(), reasons[full].tolist(), strict=True):
+        shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
+        rejects.append(Reject(file, int(rows[i]), str(reason), masked(shown)))
     rejects.sort(key=lambda r: r.row)
+    if not full.all():
+        rejects += reject_runs(file, rows[bad[~full]], reasons[~full])
     keep = ~verdict.bad
     return ReadBatch(batch.filter(pa.array(keep)), rows[keep], rejects, file)
 

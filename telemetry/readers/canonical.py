@@ -28,7 +28,7 @@ from telemetry.readers._convert import (
     LONE_SURROGATE, Verdict, converted, lone_surrogate, split, surrogate_escape, to_canonical,
 )
 from telemetry.readers._stream import Utf8Stream
-from telemetry.schema import CANONICAL, DICTIONARY_TEXT
+from telemetry.schema import CANONICAL, DICTIONARY_TEXT, IDENTIFIER_COLUMNS
 
 _NAMES = frozenset(CANONICAL.names)
 _DELIMITERS = (",", ";", "\t", "|")
@@ -77,6 +77,24 @@ def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[P
 
 #: A row group over this many batches makes its file one piece (see parquet_pieces).
 PIECE_MAX = 4
+#: The largest dictionary page Parquet writers keep before they fall back to plain pages
+#: (pyarrow's, parquet-mr's and DuckDB's default).
+DICTIONARY_PAGE_MAX = 1 << 20
+
+
+def _gave_up_dictionary(meta: Any, name: str) -> bool:
+    """Whether a row group's chunk of column ``name`` holds plain pages after its dictionary:
+    more bytes than a dictionary page and four-byte indices can take. Arrow would then
+    build a dictionary of every batch (its hash table over every value); read as text,
+    the pseudonymizer's own table does that work once."""
+    leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    if name not in leaves:
+        return False
+    for g in range(meta.num_row_groups):
+        chunk = meta.row_group(g).column(leaves.index(name))
+        if chunk.total_uncompressed_size > DICTIONARY_PAGE_MAX + 4 * chunk.num_values:
+            return True
+    return False
 
 
 class _ParquetInput(NamedTuple):
@@ -105,6 +123,8 @@ class _ParquetInput(NamedTuple):
         # nested column (list, struct) has none and its rows are quarantined by to_canonical
         nested = {f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)}
         dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
+        if any(_gave_up_dictionary(parquet.metadata, name) for name in IDENTIFIER_COLUMNS if name in present):
+            dictionaries = [name for name in dictionaries if name not in IDENTIFIER_COLUMNS]
         return cls(path, parquet.metadata, present, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:

@@ -32,8 +32,10 @@ import codecs
 import csv
 import datetime as dt
 import functools
+import itertools
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -123,7 +125,7 @@ def _json_records(path: str, pages: Sequence[str]) -> Iterator[Record]:
     with open(path, "rb") as handle:
         first = _first_line(handle)
         handle.seek(0)
-        if first is not None and _is_json(first):
+        if first is not None and _is_json(first, pages):
             yield from _json_lines(handle, pages)
         else:
             yield from _json_document(path, handle, pages)
@@ -138,10 +140,10 @@ def _first_line(handle: Any) -> bytes | None:
             return line.removeprefix(codecs.BOM_UTF8)
 
 
-def _is_json(line: bytes) -> bool:
+def _is_json(line: bytes, pages: Sequence[str]) -> bool:
     try:
-        json.loads(line)
-    except (ValueError, RecursionError):
+        next(_values(line.decode("utf-8"), pages), None)  # checks the whole line, keeps one item
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return False
     return True
 
@@ -164,7 +166,8 @@ def _json_lines(handle: Any, pages: Sequence[str]) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line.decode("utf-8"))
+            items = _values(line.decode("utf-8"), pages)
+            first = next(items, None)  # the whole line is checked before the first item comes
         except UnicodeDecodeError:
             row += 1
             yield row, None, "not valid UTF-8"
@@ -174,17 +177,9 @@ def _json_lines(handle: Any, pages: Sequence[str]) -> Iterator[Record]:
             yield row, None, "not valid JSON"
             continue
         suspect = surrogate_escape(line)
-        for item in _expand(obj, pages):
+        for item in itertools.chain(() if first is None else (first,), items):
             row += 1
             yield _record(row, item, suspect)
-
-
-def _expand(obj: Any, pages: Sequence[str]) -> list[Any]:
-    if isinstance(obj, dict):
-        for key in pages:
-            if isinstance(obj.get(key), list):
-                return obj[key]
-    return [obj]
 
 
 def _json_document(path: str, handle: Any, pages: Sequence[str]) -> Iterator[Record]:
@@ -195,11 +190,13 @@ def _json_document(path: str, handle: Any, pages: Sequence[str]) -> Iterator[Rec
             "write one record per line (JSON lines) instead"
         )
     try:
-        obj = json.loads(data.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        items = _values(data.removeprefix(codecs.BOM_UTF8).decode("utf-8"), pages, document=True)
+        first = next(items, None)
+    except (ValueError, RecursionError):
         raise InputError(f"{path} is neither JSON lines nor one JSON document") from None
-    items = obj if isinstance(obj, list) else _expand(obj, pages)
     suspect = surrogate_escape(data)
+    del data
+    items = itertools.chain(() if first is None else (first,), items)
     for row, item in enumerate(items, 1):
         yield _record(row, item, suspect)
 
@@ -212,6 +209,96 @@ def _record(row: int, item: Any, suspect: bool) -> Record:
     if suspect and lone_surrogate(item):
         return row, None, LONE_SURROGATE
     return row, item, None
+
+
+_DECODER = json.JSONDecoder()
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def _values(text: str, pages: Sequence[str], *, document: bool = False) -> Iterator[Any]:
+    """The records of the JSON value ``text``, decoded one at a time: the items of
+    a top-level array (a ``document``'s), or of an array under one of ``pages``
+    (the first of them that holds one) in a top-level object; else the value
+    itself (decoded at once when the text names no page key). The whole text is
+    checked (ValueError) before the first item comes, and no item is kept: an API
+    page of millions of records costs one record at a time, not all of them as
+    Python objects at once."""
+    start = _BLANK.match(text).end()
+    if document and text.startswith("[", start):
+        _end(text, _skip_array(text, start))
+        return _array_items(text, start)
+    if text.startswith("{", start) and any(f'"{key}"' in text for key in pages):
+        obj, lists, end = _object(text, start, pages)
+        _end(text, end)
+        for key in pages:
+            if key in lists:
+                return _array_items(text, lists[key])
+        return iter((obj,))
+    value, end = _DECODER.raw_decode(text, start)
+    _end(text, end)
+    return iter((value,))
+
+
+def _end(text: str, end: int) -> None:
+    if _BLANK.match(text, end).end() != len(text):
+        raise ValueError("extra data after the JSON value")
+
+
+def _object(text: str, at: int, pages: Sequence[str]) -> tuple[dict[str, Any], dict[str, int], int]:
+    """The object at ``text[at]``: its members but the arrays under ``pages`` (their
+    offsets instead, checked but not decoded), and the offset after it."""
+    obj: dict[str, Any] = {}
+    lists: dict[str, int] = {}
+    pos = _BLANK.match(text, at + 1).end()
+    if text.startswith("}", pos):
+        return obj, lists, pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise ValueError("an object key must be a string")
+        key, pos = _DECODER.raw_decode(text, pos)
+        pos = _BLANK.match(text, pos).end()
+        if not text.startswith(":", pos):
+            raise ValueError("expected ':' after an object key")
+        pos = _BLANK.match(text, pos + 1).end()
+        lists.pop(key, None)  # a repeated key: the last value counts, as json.loads has it
+        obj.pop(key, None)
+        if key in pages and text.startswith("[", pos):
+            lists[key] = pos
+            pos = _skip_array(text, pos)
+        else:
+            obj[key], pos = _DECODER.raw_decode(text, pos)
+        pos = _BLANK.match(text, pos).end()
+        if text.startswith("}", pos):
+            return obj, lists, pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError("expected ',' or '}' in an object")
+        pos = _BLANK.match(text, pos + 1).end()
+
+
+def _skip_array(text: str, at: int) -> int:
+    """The offset after the array at ``text[at]``, its items checked one by one."""
+    end: list[int] = []
+    for _ in _array_items(text, at, end):
+        pass
+    return end[0]
+
+
+def _array_items(text: str, at: int, end: list[int] | None = None) -> Iterator[Any]:
+    """The items of the array at ``text[at]`` (checked as they come); the offset
+    after the array is appended to ``end``."""
+    pos = _BLANK.match(text, at + 1).end()
+    if not text.startswith("]", pos):
+        while True:
+            item, pos = _DECODER.raw_decode(text, pos)
+            yield item
+            pos = _BLANK.match(text, pos).end()
+            if text.startswith("]", pos):
+                break
+            if not text.startswith(",", pos):
+                raise ValueError("expected ',' or ']' in an array")
+            pos = _BLANK.match(text, pos + 1).end()
+    if end is not None:
+        end.append(pos + 1)
 
 
 def text_column(objects: Sequence[Mapping[str, Any]], key: str, verdict: Verdict) -> pa.Array:

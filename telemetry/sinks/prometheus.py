@@ -9,7 +9,8 @@ picked up by the next scrape. Exposed families (docs/outputs.md):
   and the dimension columns, for the latest window whose ``window_end`` has
   passed (an open window would show partial counts as if they were final);
 * ``telemetry_window_end_seconds`` (and ``_start_``) of that window;
-* ``telemetry_records_total{outcome=ok|quarantined|opted_out|withheld}`` from run.json;
+* ``telemetry_records_total{outcome=ok|quarantined|withheld}`` from run.json (not the
+  opt-out count: with few objectors it is their activity, and the endpoint is open);
 * ``telemetry_series_merged``: label sets folded into ``__other__`` by the cardinality guard.
 """
 
@@ -40,10 +41,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_SERIES = 2000
 MIN_MAX_SERIES = 5  # one ``__other__`` row per channel must always fit
 PREFIX = "telemetry_"
-OUTCOMES = {
-    "ok": "records_ok", "quarantined": "records_quarantined",
-    "opted_out": "records_opted_out", "withheld": "records_withheld",
-}
+# records_opted_out stays in run.json only: when few people opted out it is exactly
+# their activity, and the endpoint has no authentication (docs/outputs.md).
+OUTCOMES = {"ok": "records_ok", "quarantined": "records_quarantined", "withheld": "records_withheld"}
 
 # What a merged ``__other__`` row can honestly carry. Counts and sums add up;
 # these ratios are recomputed from counts (exact); every other column (SIP

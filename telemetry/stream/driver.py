@@ -98,6 +98,8 @@ class Stream:
         self.max_start: int | None = meta.get("max_start_us")
         self.consumed: set[str] = set(meta.get("manifest", []))
         self.files_failed = int(meta.get("files_failed", 0))
+        self.notes: list[str] = list(meta.get("notes", []))  # what the readers say of the files read
+        self.rewritten: dict[str, int] = dict(meta.get("dimension_values_rewritten", {}))
         self.started = time.perf_counter()
         self.stop = threading.Event()
         self.finish_when_idle = sopts.once
@@ -133,6 +135,7 @@ class Stream:
     def micro_batch(self, files: list[Found]) -> None:
         """Read, aggregate and release ``files`` in order, then commit."""
         from telemetry.quarantine import QuarantineWriter
+        from telemetry.readers import rejected
 
         tag = commit_tag(self.commit_n + 1)
         outputs: list[pa.Table] = []
@@ -147,7 +150,9 @@ class Stream:
             self._apply(partial.state, mark.watermark)
             self.counts["records_in"] += partial.records_in
             self.counts["records_ok"] += partial.records_ok
-            self.counts["records_quarantined"] += len(partial.rejects)
+            self.counts["records_quarantined"] += rejected(partial.rejects)
+            for name, n in partial.rewritten.items():
+                self.rewritten[name] = self.rewritten.get(name, 0) + n
             self.counts["records_opted_out"] += partial.opted_out
             if partial.rejects:
                 quarantine.write(partial.rejects)
@@ -249,6 +254,8 @@ class Stream:
             "manifest": sorted(self.consumed),
             "evicted": self.evicted,
             "files_failed": self.files_failed,
+            "notes": self.notes,
+            "dimension_values_rewritten": self.rewritten,
         }
         self.store.commit(n, meta, self.windows)
         self.commit_n = n
@@ -277,6 +284,8 @@ class Stream:
             "commits": self.commit_n,
             "files": len(self.consumed),
             "files_failed": self.files_failed,
+            "notes": self.notes,
+            "dimension_values_rewritten": dict(sorted(self.rewritten.items())),
             "windows_kept": len(self.windows),
             "key_id": self.keyring.current.key_id,
             "key_ids": self.keyring.key_ids(),
@@ -305,10 +314,12 @@ class _Reader:
     :class:`_Mark` per batch and per file end.
 
     Small files are gathered into larger batches (:class:`telemetry.readers.Coalescer`)
-    as long as no file boundary inside a gathered batch moves the watermark across a
-    window's end or eviction point: at such a boundary nothing is released or evicted
-    and every record is judged late or too late exactly as at the first, so the
-    decisions are those taken file by file. A boundary that crosses one ends the batch."""
+    until a file holds late records (for a window the watermark before that file has
+    passed). Inside a gathered batch no record is late, so no record belongs to a
+    window released or evicted at a boundary inside it: the decisions taken at those
+    boundaries, after the whole batch is aggregated, see exactly the records of the
+    files up to each boundary, as they would file by file. A file with late records
+    starts a new batch, after the boundaries before it."""
 
     def __init__(self, stream: Stream, files: list[Found], marks: deque) -> None:
         self.stream = stream
@@ -320,18 +331,8 @@ class _Reader:
     def watermark(self) -> int | None:
         return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
 
-    def _crosses(self, before: int | None, after: int | None) -> bool:
-        """Whether a window end or an eviction point lies in (before, after]."""
-        if after is None:
-            return False
-        if before is None:
-            return True
-        window_us, retention = self.stream.spec.window_us, self.stream.s.retention_us
-        return (after // window_us > before // window_us
-                or (after - retention) // window_us > (before - retention) // window_us)
-
     def __iter__(self) -> Iterator:
-        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, plan_inputs
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, notes, plan_inputs
 
         st = self.stream
         options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
@@ -348,49 +349,58 @@ class _Reader:
 
         for found in self.files:
             before = self.watermark()
-            if not small._held:
+            if not small.held:
                 group_watermark = before
             try:
                 for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
                     for read in item.read() if isinstance(item, Piece) else (item,):
-                        yield from hand_out(small.add(self._too_late(read, before)))
+                        read, late = self._too_late(read, before)
+                        if late and small.held:  # late rows come after the decisions of the files before
+                            yield from hand_out(small.flush())
+                            self.marks.extend(ended)
+                            ended.clear()
+                            group_watermark = before
+                        yield from hand_out(small.add(read))
+                for note in notes([found.path], st.opts.fmt, options):
+                    if note not in st.notes:
+                        st.notes.append(note)
+                        log.warning("%s", note)
             except (InputError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, InputError) else f"cannot read: {exc.strerror or exc}"
                 self.failed.append(Reject(file=found.path, row=0, reason=f"file not read: {reason}", fields={}))
                 log.warning("stream: %s was not read: %s", found.name, reason)
             st.max_start = self.max_start
             ended.append(_Mark(end=found, watermark=self.watermark()))
-            if self._crosses(before, self.watermark()):
-                yield from hand_out(small.flush())
-                self.marks.extend(ended)
-                ended.clear()
         yield from hand_out(small.flush())
         self.marks.extend(ended)
 
     def _too_late(self, read, watermark: int | None):
         """``read`` without the records whose window was evicted (they become rejects),
-        and the largest start time seen moved forward."""
+        and whether it had late records (for a window the watermark has passed); the
+        largest start time seen moved forward."""
         from telemetry.quarantine import mask_fields
         from telemetry.readers import ReadBatch, Reject
 
         batch = read.batch
         if batch.num_rows == 0:
-            return read
+            return read, False
         start = pc.cast(batch.column("start_time"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
         start_us = start.to_numpy(zero_copy_only=False)
         top = int(start_us.max())
         self.max_start = top if self.max_start is None else max(self.max_start, top)
         if watermark is None:
-            return read
+            return read, False
         window_us = self.stream.spec.window_us
         ends = (start_us // window_us + 1) * window_us
+        if not (ends <= watermark).any():
+            return read, False
         late = ends + self.stream.s.retention_us <= watermark
         if not late.any():
-            return read
+            return read, True
         rejects = [Reject(file=read.file, row=int(read.rows[i]), reason="too late: its window was already evicted",
                           fields=mask_fields(batch, i)) for i in np.flatnonzero(late).tolist()]
         keep = ~late
-        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file)
+        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), True
 
 
 def _check_out(out: Path) -> None:
