@@ -257,3 +257,23 @@ def test_stream_micro_batches_on_dask(tmp_path, dask_client, key_env):
     for name in ("records_in", "records_ok", "records_quarantined", "rows_released", "commits"):
         assert counts["dask"][name] == counts["local"][name], name
     assert counts["dask"]["records_in"] == 8000 and counts["dask"]["engine"] == "dask"
+
+
+def test_a_flood_of_rejects_summarized_as_on_one_machine(tmp_path, dask_client):
+    """Past FULL_REJECTS rejects of one reason in one file the quarantine summarizes the rest:
+    a file split into pieces on several workers must give the same lines as one writer."""
+    import pyarrow.compute as pc
+
+    from telemetry.quarantine import FULL_REJECTS
+
+    table = pa.Table.from_batches(list(generate(6000, seed=9)))
+    bad = pc.equal(pc.bit_wise_and(pa.array(range(6000)), 3), 0)  # every 4th row: 1,500 > FULL_REJECTS
+    pdd = pc.if_else(bad, pa.scalar(-5, table.schema.field("pdd_ms").type), table.column("pdd_ms"))
+    table = table.set_column(table.schema.get_field_index("pdd_ms"), "pdd_ms", pdd)
+    pq.write_table(table, tmp_path / "flood.parquet", row_group_size=700)
+    paths = [str(tmp_path / "flood.parquet")]
+    telemetry.process(paths, key=TEST_KEY, out=tmp_path / "local", engine="local", threads=1, **OPTIONS)
+    telemetry.process(paths, key=TEST_KEY, out=tmp_path / "dask", engine="dask", client=dask_client, **OPTIONS)
+    lines = (tmp_path / "local" / "quarantine" / "rejects.jsonl").read_text().splitlines()
+    assert len(lines) == FULL_REJECTS + 1 and json.loads(lines[-1])["summarized"] == 1500 - FULL_REJECTS
+    _same_outputs(tmp_path / "dask", tmp_path / "local")
