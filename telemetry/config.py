@@ -48,6 +48,10 @@ class Options:
     ip_mode: str = "truncate"  # source_ip in record output: truncate | cryptopan (SPEC 12)
     engine: str = "local"
     threads: int = 0  # 0: one per core
+    # --engine dask: an existing scheduler's address (else DASK_SCHEDULER_ADDRESS), or None for a
+    # LocalCluster of ``workers`` processes (0: one per core) started and stopped with the run
+    scheduler: str | None = None
+    workers: int = 0
     batch_rows: int = 262144
     # differential privacy (SPEC 11, docs/privacy.md): None keeps the k-threshold
     dp_epsilon: float | None = None
@@ -136,8 +140,8 @@ def make_options(config: Mapping[str, Any] | None = None, **overrides: Any) -> O
         raise ConfigError(f"ip_mode must be one of {', '.join(IP_MODES)}; got {opts.ip_mode!r}")
     if opts.engine not in ("local", "dask"):
         raise ConfigError(f"engine must be 'local' or 'dask'; got {opts.engine!r}")
-    if opts.threads < 0 or opts.batch_rows < 1:
-        raise ConfigError("threads must be >= 0 and batch_rows >= 1")
+    if opts.threads < 0 or opts.workers < 0 or opts.batch_rows < 1:
+        raise ConfigError("threads and workers must be >= 0 and batch_rows >= 1")
     _check_dp(opts)
     return opts
 

@@ -61,6 +61,7 @@ def process(
     out: str | os.PathLike | None = None,
     config: str | os.PathLike | None = None,
     progress: Any = None,
+    client: Any = None,
     **options: Any,
 ) -> Result:
     """Run the pipeline over ``inputs``; see :class:`telemetry.config.Options` for options.
@@ -68,7 +69,9 @@ def process(
     ``out`` (optional) receives ``metrics/``, ``run.json``, ``quarantine/`` and,
     with ``emit_records=True``, ``records/``, replacing those of an earlier run only
     once this one has succeeded (:mod:`telemetry.sinks.outdir`). ``config`` names a
-    ``telemetry.toml`` whose values the keyword options override.
+    ``telemetry.toml`` whose values the keyword options override. ``engine="dask"``
+    runs on the cluster of ``client`` (a ``distributed.Client``), or at ``scheduler=``,
+    or of ``workers=`` local processes (SPEC section 10).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -76,10 +79,11 @@ def process(
     if not paths:
         raise ValueError("inputs must name at least one file")
     opts = make_options(load_config(config) if config is not None else None, **options)
-    return run(paths, as_keyring(key), opts, Path(out) if out is not None else None, progress)
+    return run(paths, as_keyring(key), opts, Path(out) if out is not None else None, progress, client)
 
 
-def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None) -> Result:
+def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, progress=None,
+        client: Any = None) -> Result:
     from telemetry.engine import Job
 
     for path in paths:
@@ -99,49 +103,37 @@ def run(paths: list[str], keyring: Keyring, opts: Options, out: Path | None, pro
             log.warning("the opt-out list has no entries for key epoch(s) %s", ", ".join(missing))
 
     if out is None:
-        return _execute(paths, keyring, job, opts, None, progress)
+        return _execute(paths, keyring, job, opts, None, progress, client)
     from telemetry.sinks.outdir import staged
 
     with staged(out, paths) as stage:  # the outputs replace the previous ones only if the run succeeds
         for name in ("metrics", "records", "quarantine"):  # present, if empty, after every run
             (stage / name).mkdir()
-        result = _execute(paths, keyring, job, opts, stage, progress)
+        result = _execute(paths, keyring, job, opts, stage, progress, client)
     return Result(result.table, result.summary, out)
 
 
 def _execute(
-    paths: list[str], keyring: Keyring, job: Job, opts: Options, out: Path | None, progress
+    paths: list[str], keyring: Keyring, job: Job, opts: Options, out: Path | None, progress, client=None
 ) -> Result:
     """The run proper, writing its outputs (if any) into ``out``."""
     from telemetry.engine import get_engine
-    from telemetry.quarantine import QuarantineWriter
-    from telemetry.readers import ReaderOptions, notes, plan_inputs, rejected
+    from telemetry.readers import ReaderOptions, notes
 
-    engine = get_engine(opts.engine, thread_count(opts))
+    engine = get_engine(opts.engine, thread_count(opts), scheduler=opts.scheduler, workers=opts.workers,
+                        client=client)
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
-    quarantine = QuarantineWriter(out) if out is not None else None
-    totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
-    rewritten: dict[str, int] = {}
-    state = None
     reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
-    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
-    for seq, part in enumerate(engine.run(job, reads)):
-        state = part.state if state is None else state.merge(part.state)
-        totals["records_in"] += part.records_in
-        totals["records_ok"] += part.records_ok
-        totals["records_quarantined"] += rejected(part.rejects)
-        totals["records_opted_out"] += part.opted_out
-        for name, n in part.rewritten.items():
-            rewritten[name] = rewritten.get(name, 0) + n
-        if quarantine is not None and part.rejects:
-            quarantine.write(part.rejects)
-        if out is not None and part.records is not None and part.records.num_rows:
-            _write_records(out, part.records, seq)
-        if progress is not None:
-            progress(totals)
-    if quarantine is not None:
-        quarantine.close()
+    try:
+        if hasattr(engine, "process"):  # it reads the inputs where it works (Dask: on the workers)
+            state, totals, rewritten = engine.process(
+                job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress
+            )
+        else:
+            state, totals, rewritten = _run_here(engine, job, paths, opts, reader_options, out, progress)
+    finally:
+        engine.close()
     _warn_rewritten(rewritten)
     if state is None:
         state = job.work(_empty_read()).state
@@ -216,12 +208,42 @@ def _warn_rewritten(rewritten: dict[str, int]) -> None:
         log.warning("%s: %s record(s) with %s", column, f"{n:,}", KINDS[kind])
 
 
-def _write_records(out: Path, records, seq: int) -> None:
+def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out: Path | None, progress):
+    """Batches read on this machine, Partials merged and written here as they come."""
+    from telemetry.quarantine import QuarantineWriter
+    from telemetry.readers import plan_inputs, rejected
+
+    quarantine = QuarantineWriter(out) if out is not None else None
+    totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
+    rewritten: dict[str, int] = {}
+    state = None
+    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
+    for seq, part in enumerate(engine.run(job, reads)):
+        state = part.state if state is None else state.merge(part.state)
+        totals["records_in"] += part.records_in
+        totals["records_ok"] += part.records_ok
+        totals["records_quarantined"] += rejected(part.rejects)
+        totals["records_opted_out"] += part.opted_out
+        for name, n in part.rewritten.items():
+            rewritten[name] = rewritten.get(name, 0) + n
+        if quarantine is not None and part.rejects:
+            quarantine.write(part.rejects)
+        if out is not None and part.records is not None and part.records.num_rows:
+            write_records(out, part.records, f"part-{seq:06d}")
+        if progress is not None:
+            progress(totals)
+    if quarantine is not None:
+        quarantine.close()
+    return state, totals, rewritten
+
+
+def write_records(out: Path, records, name: str) -> None:
+    """A batch of record output as ``out/records/date=…/name.parquet``."""
     import pyarrow as pa
 
     from telemetry.sinks.parquet import write_partitioned
 
-    write_partitioned(pa.Table.from_batches([records]), out / "records", "start_time", f"part-{seq:06d}")
+    write_partitioned(pa.Table.from_batches([records]), out / "records", "start_time", name)
 
 
 def _empty_read():

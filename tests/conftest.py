@@ -58,3 +58,18 @@ def promtool(*args: str, cwd: Path | None = None, input: str | None = None) -> s
     """Run Prometheus' ``promtool ARGS`` (text), required as :func:`require` says."""
     require(shutil.which("promtool"), "promtool is not on PATH: run `make debian-tools` (make test does)")
     return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd, input=input)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real Dask cluster for the session: two worker processes of one thread each."""
+    import importlib.util
+
+    require(importlib.util.find_spec("distributed"),
+            "dask.distributed is not installed: pip install 'telemetry[dask]' (make test does)")
+    import distributed
+
+    from telemetry.engine.dask import local_cluster
+
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        yield client

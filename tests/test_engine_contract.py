@@ -53,24 +53,22 @@ def setup():
 
 
 class EngineContract:
-    """Subclasses set ``engine`` to a callable returning a fresh engine."""
+    """Subclasses provide the fixture ``engine``: a callable returning a fresh engine."""
 
-    engine = None
-
-    def test_same_metrics_as_a_plain_loop(self, setup):
+    def test_same_metrics_as_a_plain_loop(self, setup, engine):
         job, reads, expected = setup
-        got = list(self.engine().run(job, iter(reads)))
+        got = list(engine().run(job, iter(reads)))
         assert _metrics(got, job).equals(_metrics(expected, job))
 
-    def test_partials_in_input_order_with_full_accounting(self, setup):
+    def test_partials_in_input_order_with_full_accounting(self, setup, engine):
         job, reads, expected = setup
-        got = list(self.engine().run(job, iter(reads)))
+        got = list(engine().run(job, iter(reads)))
         assert [p.records_in for p in got] == [r.batch.num_rows for r in reads]
         for p, e in zip(got, expected):
             assert p.records_in == p.records_ok + len(p.rejects) + p.opted_out
             assert p.records.equals(e.records)
 
-    def test_reads_lazily(self, setup):
+    def test_reads_lazily(self, setup, engine):
         """An engine must not pull the whole input before yielding (bounded memory)."""
         job, reads, _ = setup
         pulled = 0
@@ -81,23 +79,35 @@ class EngineContract:
                 pulled += 1
                 yield r
 
-        stream = self.engine().run(job, source())
+        stream = engine().run(job, source())
         next(stream)
         assert pulled < len(reads)
         stream.close()
 
-    def test_two_runs_at_once(self, setup):
+    def test_two_runs_at_once(self, setup, engine):
         """Two pipelines in one process (e.g. a notebook and a server) share kernels safely."""
         job, reads, expected = setup
         reference = _metrics(expected, job)
         assert failures_in_threads(
-            lambda t: _metrics(list(self.engine().run(job, iter(reads))), job).equals(reference), rounds=2
+            lambda t: _metrics(list(engine().run(job, iter(reads))), job).equals(reference), rounds=2
         ) == []
 
 
 class TestLocalOneThread(EngineContract):
-    engine = staticmethod(lambda: get_engine("local", 1))
+    @pytest.fixture
+    def engine(self):
+        return lambda: get_engine("local", 1)
 
 
 class TestLocalThreads(EngineContract):
-    engine = staticmethod(lambda: get_engine("local", 2))
+    @pytest.fixture
+    def engine(self):
+        return lambda: get_engine("local", 2)
+
+
+class TestDask(EngineContract):
+    """Batches shipped to a real two-process cluster (the stream's use of the engine)."""
+
+    @pytest.fixture
+    def engine(self, dask_client):
+        return lambda: get_engine("dask", 1, client=dask_client)

@@ -29,6 +29,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-out", metavar="FILE", help="opt-out list (telemetry optout add)")
     p.add_argument("--engine", choices=("local", "dask"), help="execution engine (default local)")
     p.add_argument("--threads", type=int, metavar="N", help="worker threads (default: one per core)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--engine dask: the scheduler of an existing cluster, e.g. tls://host:8786 "
+                   "(default: DASK_SCHEDULER_ADDRESS, else a local cluster)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="--engine dask without a scheduler: worker processes (default: one per core)")
     p.add_argument("--emit-records", action="store_true", default=None,
                    help="also write pseudonymized records to DIR/records/")
     p.add_argument("--ip-mode", choices=("truncate", "cryptopan"),
@@ -50,8 +55,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     names = ("fmt", "region", "window", "by", "k", "rate_deck", "opt_out", "engine", "threads",
-             "emit_records", "ip_mode", "dp_epsilon", "dp_delta", "dp_max_groups", "dp_max_records",
-             "dp_max_duration", "timezone", "template")
+             "scheduler", "workers", "emit_records", "ip_mode", "dp_epsilon", "dp_delta", "dp_max_groups",
+             "dp_max_records", "dp_max_duration", "timezone", "template")
     return {name: getattr(args, name) for name in names}
 
 

@@ -132,12 +132,28 @@ class Engine(Protocol):
         """Yield one Partial per read batch, in input order; ``reads`` as
         :func:`telemetry.readers.plan_inputs` yields them (batches and pieces)."""
 
+    def close(self) -> None:
+        """Release what the engine started (threads end with each run; a cluster here)."""
 
-def get_engine(name: str, threads: int) -> Engine:
+
+def get_engine(name: str, threads: int, *, scheduler: str | None = None, workers: int = 0,
+               client: Any = None) -> Engine:
+    """The engine ``name``: ``local`` with ``threads`` threads, or ``dask`` on the cluster
+    of ``client``, at ``scheduler``, or of ``workers`` local processes (SPEC section 10)."""
     if name == "local":
         from telemetry.engine.local import LocalEngine
 
         return LocalEngine(threads)
     from telemetry.errors import ConfigError
 
-    raise ConfigError(f"engine {name!r} is not available; use --engine local")
+    if name == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--engine dask needs dask.distributed, which is not installed: pip install 'telemetry[dask]'"
+            ) from None
+        from telemetry.engine.dask import DaskEngine
+
+        return DaskEngine(scheduler=scheduler, workers=workers, client=client)
+    raise ConfigError(f"engine {name!r} is not available; use --engine local or dask")

@@ -28,3 +28,6 @@ class LocalEngine:
             return
         for partials in ordered_map(job.work_item, reads, threads=self.threads, ahead=2 * self.threads):
             yield from partials
+
+    def close(self) -> None:
+        pass  # the thread pool of each run ends with it

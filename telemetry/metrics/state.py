@@ -162,7 +162,7 @@ class State:
     appends runs, and consolidation — when more than MAX_RUNS pile up, when the
     runs besides the largest hold more than the largest and PENDING_BYTES and
     share enough groups that folding saves a quarter of their rows, or when an
-    array is read (finalize, release, pickling) — is one counting-sort pass over
+    array is read (finalize; release reads runs in place) — is one counting-sort pass over
     all of them. Runs that share few groups (batches in time order meet only in
     the windows at their edges) stay apart: folding them would copy every group
     to hold nearly as much; they are looked at again when their number doubles.
@@ -213,7 +213,9 @@ class State:
         return self._runs[0]
 
     def __getstate__(self) -> dict:
-        return {"spec": self.spec, "runs": [self._core()] if self._runs else []}
+        # runs as they are: folding them first (0.55 s for 16 batch states of 4 M records)
+        # would copy nearly every group, since batches in time order share few windows
+        return {"spec": self.spec, "runs": self._runs}
 
     def __setstate__(self, data: dict) -> None:
         self.spec = data["spec"]

@@ -100,9 +100,13 @@ class Coalescer:
         self._held: list[ReadBatch] = []
         self._rows = 0
 
+    def passes(self, read: ReadBatch) -> bool:
+        """Whether ``read`` is big enough to pass through as it is."""
+        return read.batch.num_rows >= self.batch_rows // 4
+
     def add(self, read: ReadBatch) -> list[ReadBatch]:
         """``read`` taken in; the batches now ready, in order."""
-        if read.batch.num_rows >= self.batch_rows // 4:
+        if self.passes(read):
             return [*self.flush(), read]
         ready = self.flush() if self._held and read.batch.schema != self._held[0].batch.schema else []
         self._held.append(read)
@@ -117,8 +121,11 @@ class Coalescer:
     def flush(self) -> list[ReadBatch]:
         """What is held, as one batch (none when nothing is)."""
         held, self._held, self._rows = self._held, [], 0
-        if len(held) <= 1:
-            return held
+        return held if len(held) <= 1 else [self.join(held)]
+
+    @staticmethod
+    def join(held: list[ReadBatch]) -> ReadBatch:
+        """Batches of small files as one batch (the engines' planners call it too)."""
         files = tuple(dict.fromkeys(name for r in held for name in (r.files if r.file_ids is not None else (r.file,))))
         index = {name: i for i, name in enumerate(files)}
         ids = np.concatenate([
@@ -127,8 +134,8 @@ class Coalescer:
             for r in held
         ])
         table = pa.Table.from_batches([r.batch for r in held]).combine_chunks()
-        return [ReadBatch(_one_batch(table), np.concatenate([r.rows for r in held]),
-                          [x for r in held for x in r.rejects], held[0].file, files, ids)]
+        return ReadBatch(_one_batch(table), np.concatenate([r.rows for r in held]),
+                         [x for r in held for x in r.rejects], held[0].file, files, ids)
 
 
 @dataclass(frozen=True)

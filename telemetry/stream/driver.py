@@ -87,7 +87,7 @@ class Stream:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.spec = self.job.spec
-        self.engine = get_engine(opts.engine, thread_count(opts))
+        self.engine = get_engine(opts.engine, thread_count(opts), scheduler=opts.scheduler, workers=opts.workers)
         _check_out(sopts.out)
         self.store = Store(sopts.state, self.spec)
         self.commit_n, meta, self.windows = self.store.committed()
@@ -124,6 +124,7 @@ class Stream:
                 waker.wait(self.s.poll_s)
         finally:
             waker.close()
+            self.engine.close()
         return 1 if self.counts["records_quarantined"] else 0
 
     def wake(self) -> None:
