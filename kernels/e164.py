@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.ipnet import write_decimal
 
 #: The per-row helpers are compiled without Numba's reference counting. With it,
 #: every array argument (``tables`` alone is five) and every view of the scratch
@@ -389,15 +390,7 @@ def _parsed(tables, reason, code, nsn, k, out, pos):
     if reason != 0:
         return ERROR, reason, 0, -1, pos
     out[pos] = 43
-    pos += 1
-    if code >= 100:
-        out[pos] = 48 + code // 100
-        pos += 1
-    if code >= 10:
-        out[pos] = 48 + (code // 10) % 10
-        pos += 1
-    out[pos] = 48 + code % 10
-    pos += 1
+    pos = write_decimal(out, pos + 1, code)
     for j in range(k):
         out[pos] = 48 + nsn[j]
         pos += 1

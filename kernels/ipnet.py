@@ -173,7 +173,8 @@ def parse_v6(data, s, e, hextets, starts, ends):
 
 
 @njit
-def _write_dec(out, pos, value):
+def write_decimal(out, pos, value):
+    """ASCII decimal of ``value`` (0–999) at ``out[pos]``; the position after it."""
     if value >= 100:
         out[pos] = 48 + value // 100
         pos += 1
@@ -202,7 +203,7 @@ def _write_v4_text(out, pos, value):
         if j > 0:
             out[pos] = _DOT
             pos += 1
-        pos = _write_dec(out, pos, (value >> (24 - 8 * j)) & 0xFF)
+        pos = write_decimal(out, pos, (value >> (24 - 8 * j)) & 0xFF)
     return pos
 
 
@@ -212,7 +213,7 @@ def write_v4(out, pos, value, prefix):
     mask = (np.int64(0xFFFFFFFF) << (32 - prefix)) & 0xFFFFFFFF
     pos = _write_v4_text(out, pos, value & mask)
     out[pos] = _SLASH
-    return _write_dec(out, pos + 1, prefix)
+    return write_decimal(out, pos + 1, prefix)
 
 
 @njit
@@ -226,7 +227,7 @@ def write_v6(out, pos, hextets, prefix):
             hextets[j] &= (0xFFFF << (16 - keep)) & 0xFFFF
     pos = _write_v6_text(out, pos, hextets)
     out[pos] = _SLASH
-    return _write_dec(out, pos + 1, prefix)
+    return write_decimal(out, pos + 1, prefix)
 
 
 @njit
