@@ -41,6 +41,7 @@ _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000
 #: Files read per micro-batch before a commit, by default (a commit costs a few ms: syncs, renames).
 BATCH_FILES = 256
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late")
+TOO_LATE = "too late: its window was already evicted"
 _OWN_OUTPUT = re.compile(r"^(part-c\d{8}(-\d{6})?\.parquet|rejects-c\d{8}\.jsonl)$")
 
 
@@ -378,8 +379,8 @@ class _Reader:
         """``read`` without the records whose window was evicted (they become rejects),
         and whether it had late records (for a window the watermark has passed); the
         largest start time seen moved forward."""
-        from telemetry.quarantine import mask_fields
-        from telemetry.readers import ReadBatch, Reject
+        from telemetry.quarantine import FULL_REJECTS, mask_fields
+        from telemetry.readers import ReadBatch, Reject, reject_runs
 
         batch = read.batch
         if batch.num_rows == 0:
@@ -397,8 +398,12 @@ class _Reader:
         late = ends + self.stream.s.retention_us <= watermark
         if not late.any():
             return read, True
-        rejects = [Reject(file=read.file, row=int(read.rows[i]), reason="too late: its window was already evicted",
-                          fields=mask_fields(batch, i)) for i in np.flatnonzero(late).tolist()]
+        late_rows = np.flatnonzero(late)
+        described = late_rows[:FULL_REJECTS]  # past that many a reason is summarized, as in prepare
+        rejects = [Reject(read.file, int(read.rows[i]), TOO_LATE, mask_fields(batch, i)) for i in described.tolist()]
+        if len(late_rows) > FULL_REJECTS:
+            rejects += reject_runs(read.file, read.rows[late_rows[FULL_REJECTS:]],
+                                   np.full(len(late_rows) - FULL_REJECTS, TOO_LATE, dtype=object))
         keep = ~late
         return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), True
 
