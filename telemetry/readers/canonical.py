@@ -87,8 +87,8 @@ DICTIONARY_PAGE_MAX = 1 << 20
 TEXT_SHARE = 0.4
 
 
-def _read_as_text(parquet: Any, name: str) -> bool:
-    """Whether identifier column ``name`` is better read as text than as dictionaries.
+def _read_as_text(parquet: Any, names: list[str]) -> set[str]:
+    """The identifier columns among ``names`` better read as text than as dictionaries.
 
     Read as dictionaries, a column whose writer gave up its dictionary page (more bytes
     than the page and four-byte indices can take: the chunk then holds plain pages) has
@@ -97,20 +97,24 @@ def _read_as_text(parquet: Any, name: str) -> bool:
     (transit destinations, A2P recipients), cheap when a batch repeats its values
     (retail: a fifth distinct), where one probe of Arrow's small per-batch table beats
     one of the run's large one. Told by the distinct share of the first row group's
-    values (one column chunk decoded, ~20 ms, only for files past a dictionary page)."""
+    values (those column chunks decoded, ~20 ms, only for files past a dictionary page)."""
     meta = parquet.metadata
     leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
-    if name not in leaves or not meta.num_row_groups:
-        return False
-    column = leaves.index(name)
-    chunks = [meta.row_group(g).column(column) for g in range(meta.num_row_groups)]
-    if all(chunk.total_uncompressed_size <= DICTIONARY_PAGE_MAX + 4 * chunk.num_values for chunk in chunks):
-        return False
+
+    def gave_up(name: str) -> bool:
+        column = leaves.index(name)
+        chunks = (meta.row_group(g).column(column) for g in range(meta.num_row_groups))
+        return any(chunk.total_uncompressed_size > DICTIONARY_PAGE_MAX + 4 * chunk.num_values for chunk in chunks)
+
+    candidates = [name for name in names if name in IDENTIFIER_COLUMNS and name in leaves and gave_up(name)]
+    if not candidates:
+        return set()
     try:
-        values = parquet.read_row_group(0, columns=[name], use_threads=False).column(0)
+        first = parquet.read_row_group(0, columns=candidates)
     except (pa.ArrowException, OSError):  # damaged: decode reports it, row by row or as one line
-        return False
-    return len(values) > 0 and pc.count_distinct(values).as_py() >= TEXT_SHARE * len(values)
+        return set()
+    rows = first.num_rows
+    return {name for name in candidates if rows and pc.count_distinct(first[name]).as_py() >= TEXT_SHARE * rows}
 
 
 class _ParquetInput(NamedTuple):
@@ -139,7 +143,8 @@ class _ParquetInput(NamedTuple):
         # nested column (list, struct) has none and its rows are quarantined by to_canonical
         nested = {f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)}
         dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
-        dictionaries = [name for name in dictionaries if name not in IDENTIFIER_COLUMNS or not _read_as_text(parquet, name)]
+        text = _read_as_text(parquet, dictionaries)
+        dictionaries = [name for name in dictionaries if name not in text]
         return cls(path, parquet.metadata, present, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
