@@ -462,11 +462,13 @@ class _Reader:
         late_rows = np.flatnonzero(late)
         reasons = np.where(released[late_rows], TOO_LATE_DP, TOO_LATE).astype(object) if released is not None else \
             np.full(len(late_rows), TOO_LATE, dtype=object)
-        described = late_rows[:FULL_REJECTS]  # past that many a reason is summarized, as in prepare
+        described = np.zeros(len(late_rows), np.bool_)  # past that many a reason is summarized, as in prepare
+        for reason in dict.fromkeys(reasons.tolist()):
+            described[np.flatnonzero(reasons == reason)[:FULL_REJECTS]] = True
         rejects = [Reject(read.file, int(read.rows[i]), reason, mask_fields(batch, i))
-                   for i, reason in zip(described.tolist(), reasons.tolist())]
-        if len(late_rows) > FULL_REJECTS:
-            rejects += reject_runs(read.file, read.rows[late_rows[FULL_REJECTS:]], reasons[FULL_REJECTS:])
+                   for i, reason in zip(late_rows[described].tolist(), reasons[described].tolist())]
+        if not described.all():
+            rejects += reject_runs(read.file, read.rows[late_rows[~described]], reasons[~described])
         keep = ~late
         return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), \
             bool(passed.any())
