@@ -110,7 +110,7 @@ class Stream:
         self.finish_when_idle = sopts.once
         self._due: list = []  # (window, state) whose revision 0 is decided, not yet computed
         self._waker: Waker | None = None
-        if any(getattr(book, "table", None) is not None for book in self.windows.values()):
+        if self._drawn():
             self._commit([])  # noise stored by the last commit and not yet published: publish it, never redraw
         elif self.commit_n:
             self._write_run_json()
@@ -272,7 +272,7 @@ class Stream:
         from telemetry.metrics.frame import sort_rows
         from telemetry.sinks.parquet import write_partitioned
 
-        drawn = [w for w, book in sorted(self.windows.items()) if getattr(book, "table", None) is not None]
+        drawn = self._drawn()
         if any(self.windows[w].changed for w in drawn):
             # DP noise is committed to the state before any of it is published, in a commit of its own:
             # a crash after this one publishes the stored rows, never fresh noise
@@ -288,13 +288,19 @@ class Stream:
                 table = tagged(table, self.dp.metadata(COLUMNS))
             write_partitioned(table, self.s.out / "metrics", "window_start", f"part-{commit_tag(self.commit_n + 1)}")
         for w in drawn:  # published with this commit: the window is done
-            if (w + 1) * self.spec.window_us + self.s.retention_us > (self.watermark or 0):
-                self.final.add(w)
+            if self.watermark is None or (w + 1) * self.spec.window_us + self.s.retention_us > self.watermark:
+                self.final.add(w)  # released by --once before the watermark evicted it
             self._evict(w)
         self._checkpoint()
         if self.s.spool:
             for name in [name for name in self.consumed if (self.s.watch / name).exists()]:
                 os.remove(self.s.watch / name)
+
+    def _drawn(self) -> list[int]:
+        """The DP windows whose noisy rows are drawn and not yet published."""
+        if self.dp is None:
+            return []
+        return [w for w, book in sorted(self.windows.items()) if book.table is not None]
 
     def _checkpoint(self) -> None:
         """Commit the state, the counts and the manifest as they are now (outputs of the
