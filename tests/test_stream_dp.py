@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import telemetry
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, require, run_cli
 from tests.test_dp import EPS, T0, calls, crowd, number, write
 
 ARGS = ["--by", "route", "--lateness", "10m", "--retention", "30m"]
@@ -122,6 +122,13 @@ def test_without_noise_the_stream_releases_what_process_releases(files, tmp_path
         stream = _stream_here(watch, out, once=False, batch_rows=997)
         stream.micro_batch([f for f in listing(watch) if f.name not in stream.consumed][:1])
         stream.engine.close()
+    state = out / "_state"  # open windows' contributions: owner-only NumPy arrays, no pickle
+    for path in [state, *state.rglob("*")]:
+        assert path.stat().st_mode & 0o077 == 0, path
+    for segment in state.glob("seg-*.npz"):
+        with np.load(segment, allow_pickle=False) as data:
+            assert any("/dp/" in name for name in data.files)
+            assert all(data[name].dtype != object for name in data.files)
     assert _stream_here(watch, out, once=True, batch_rows=997).run() == 0
     batch = telemetry.process(files, key=TEST_KEY, out=tmp_path / "p", by="route", dp_epsilon=EPS)
     assert _rows(out).equals(_rows(tmp_path / "p"))
@@ -134,14 +141,22 @@ def test_without_noise_the_stream_releases_what_process_releases(files, tmp_path
     assert _every(out)["revision"].to_list() == [0, 0, 0]  # each row released once
 
 
-def test_once_gives_process_rows_and_accounting_with_noise(files, tmp_path, key_env) -> None:
-    """The real command, real noise: the same rows exist, the same records are bounded away,
-    withheld and released, the DP metadata is process's, in run.json and in every Parquet
-    file; the values carry noise of their own (drawn by this run, not process's)."""
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_once_gives_process_rows_and_accounting_with_noise(files, tmp_path, key_env, engine) -> None:
+    """The real command (settings from telemetry.toml), real noise, on either engine: the
+    same rows exist, the same records are bounded away, withheld and released, the DP
+    metadata is process's, in run.json and in every Parquet file; the values carry noise of
+    their own (drawn by this run, not process's)."""
+    if engine == "dask":
+        import importlib.util
+
+        require(importlib.util.find_spec("distributed"),
+                "dask.distributed is not installed: pip install 'telemetry[dask]' (make test does)")
     watch = _watch(tmp_path, files)
     (tmp_path / "telemetry.toml").write_text(f'dp_epsilon = {EPS}\ndp_max_records = 16\n')
     res = run_cli("stream", "--watch", str(watch), "--out", str(tmp_path / "s"), "--once", "--batch-files", "1",
-                  "--config", str(tmp_path / "telemetry.toml"), *ARGS, env=key_env)  # fmt: skip
+                  "--config", str(tmp_path / "telemetry.toml"), "--engine", engine, "--workers", "2", *ARGS,
+                  env=key_env)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "differential privacy at epsilon 8 per window" in res.stdout
     batch = run_cli("process", *map(str, files), "--out", str(tmp_path / "p"), "--by", "route", "--dp-epsilon",
