@@ -22,10 +22,6 @@ from telemetry.stream.book import with_revisions
 if TYPE_CHECKING:
     from telemetry.metrics.dp import Contributions
 
-#: What a release leaves to account for, besides its rows.
-OUTCOME = ("records", "rows_released", "rows_withheld", "records_withheld", "records_dp_truncated")
-
-
 @dataclass
 class DpWindow:
     """One window's contributions until its release; then only its noisy rows
@@ -53,9 +49,8 @@ class DpWindow:
         assert self.total is not None and self.outcome is None
         out = release(self.total)
         self.table = with_revisions(out.table, [0] * out.table.num_rows)
-        self.outcome = {"records": self.total.records, "rows_released": out.rows_released,
-                        "rows_withheld": out.rows_withheld, "records_withheld": out.records_withheld,
-                        "records_dp_truncated": out.records_dp_truncated}  # fmt: skip
+        self.outcome = {"rows_released": out.rows_released, "rows_withheld": out.rows_withheld,
+                        "records_withheld": out.records_withheld, "records_dp_truncated": out.records_dp_truncated}
         self.total = None  # the contributions (pseudonyms) are not needed any more
         self.changed = True
 

@@ -144,10 +144,11 @@ class Store:
                 table = _table(arrays[f"w{index}/noisy"]) if f"w{index}/noisy" in arrays else None
             except pa.ArrowInvalid:
                 raise damaged from None
-            if (info.get("outcome") is None) != (table is None) or (table is None) == (not total):
+            outcome = info.get("outcome") if isinstance(info, dict) else None
+            if (outcome is None) != (table is None) or (table is None) == (not total):
                 raise damaged
             return DpWindow(index, contributions_from_arrays(total, self.spec, *self.dp, where) if total else None,
-                            table, info["outcome"], changed=False)  # fmt: skip
+                            table, outcome, changed=False)  # fmt: skip
         delta = part("delta")
         return Window(
             index,
