@@ -192,12 +192,11 @@ def _release(state, job, opts: Options):
         from telemetry.metrics import release
 
         return release(state, job.spec, k=opts.k)
-    import json
-
     from telemetry.metrics.dp import release as dp_release
+    from telemetry.metrics.dp import tagged
 
     released = dp_release(state)
-    released.table = released.table.replace_schema_metadata({"dp": json.dumps(released.dp, sort_keys=True)})
+    released.table = tagged(released.table, released.dp)
     return released
 
 

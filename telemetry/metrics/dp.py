@@ -266,6 +266,24 @@ class Contributions:
             return self
         return self.take(np.argsort(windows, kind="stable"))
 
+    def by_window(self) -> dict[int, "Contributions"]:
+        """One state per window, each counting its own records: only of a state never
+        pruned, since pruning counts the records it leaves out without their windows
+        (the stream splits each batch's state so, then prunes every part)."""
+        if self.pruned:
+            raise ValueError("only a DP state that was never pruned splits into windows")
+        c = self.in_window_order()
+        keys, cols = c._joined()
+        windows = keys[:, 0]
+        if not len(windows):
+            return {}
+        cuts = (np.flatnonzero(windows[1:] != windows[:-1]) + 1).tolist()
+        return {
+            int(windows[a]): Contributions(self.spec, self.params, self.salt,
+                                           [(keys[a:b], {name: v[a:b] for name, v in cols.items()})], self.names, b - a)
+            for a, b in zip([0, *cuts], [*cuts, len(windows)])
+        }  # fmt: skip
+
     def prune(self) -> "Contributions":
         """Only the records among the L smallest hashes of their (row, source): the others
         are outside them in any merge too, and steps 2 and 3 of :func:`bound` read only
@@ -472,6 +490,13 @@ def _sample(mechanism, values: np.ndarray) -> np.ndarray:
 def noise_bound(scale: float, level: float) -> float:
     """t with P(|X| >= t) <= level for discrete Laplace X of ``scale`` (2·e^(-t/b) bounds the tail)."""
     return scale * math.log(2.0 / level)
+
+
+def tagged(table: pa.Table, meta: dict[str, Any]) -> pa.Table:
+    """``table`` with the ``dp`` entry of a release in its (Parquet) metadata."""
+    import json
+
+    return table.replace_schema_metadata({"dp": json.dumps(meta, sort_keys=True)})
 
 
 @dataclass
