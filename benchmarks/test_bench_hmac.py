@@ -59,8 +59,9 @@ def python_hmac_rate(numbers_1m: pa.Array, bench_key: bytes) -> float:
 def sha_ni_bound(numbers_1m: pa.Array, bench_key: bytes) -> tuple[float, int] | None:
     """(HMAC-SHA256 per second, lanes interleaved) with the SHA instructions; None without them."""
     from benchmarks import shani
+    from kernels.shani import available
 
-    return shani.sha_ni_bound(bench_key, numbers_1m) if shani.available() else None
+    return shani.sha_ni_bound(bench_key, numbers_1m) if available() else None
 
 
 def _rate(benchmark, rows: int, fallback: Callable[[], object]) -> float:
