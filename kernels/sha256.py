@@ -314,14 +314,17 @@ def _hmac_ni(typingctx, data, states, out, lanes):
 
 
 @njit(_nrt=False)
-def _ni_group(offsets, rows, g, key_index, lanes):
-    # What _hmac_ni reads of rows[g:g + shani.LANES].
-    for ln in range(shani.LANES):
-        i = rows[g + ln]
-        lanes[ln, 0] = i
-        lanes[ln, 1] = offsets[i]
-        lanes[ln, 2] = offsets[i + 1] - offsets[i]
-        lanes[ln, 3] = key_index[i]
+def _ni_groups(offsets, data, rows, count, key_index, states, out, lanes):
+    # rows[:count] shani.LANES at a time, the rest left over. Without reference counting:
+    # in a function with it, each array handed on per group cost an atomic incref/decref.
+    for g in range(0, count - count % shani.LANES, shani.LANES):
+        for ln in range(shani.LANES):
+            i = rows[g + ln]
+            lanes[ln, 0] = i
+            lanes[ln, 1] = offsets[i]
+            lanes[ln, 2] = offsets[i + 1] - offsets[i]
+            lanes[ln, 3] = key_index[i]
+        _hmac_ni(data, states, out, lanes)
 
 
 @njit
@@ -408,8 +411,5 @@ def hmac_rows_ni(offsets, data, valid, key_index, states, out, out_valid):
     rows = np.empty(valid.shape[0], np.int64)
     count = _other_rows(offsets, data, valid, key_index, states, out, out_valid, rows, 64)
     grouped = count - count % shani.LANES
-    lanes = np.empty((shani.LANES, 4), np.int64)
-    for g in range(0, grouped, shani.LANES):
-        _ni_group(offsets, rows, g, key_index, lanes)
-        _hmac_ni(data, states, out, lanes)
+    _ni_groups(offsets, data, rows, count, key_index, states, out, np.empty((shani.LANES, 4), np.int64))
     _scalar_rows(offsets, data, key_index, states, out, rows[grouped:count])
