@@ -6,10 +6,13 @@ Per identifier of ``n`` bytes the work is then ``ceil((n + 9) / 64)`` inner
 compressions and one outer compression.
 
 Identifiers whose padded message fits one block (``n <= 55``: every phone
-number, most SIP URIs and network texts) are hashed ``LANES`` at a time: the
-working variables and message schedule of all lanes live side by side in flat
-arrays with compile-time offsets, so LLVM turns each round into SIMD
-instructions across lanes. Longer identifiers take the scalar path.
+number, most SIP URIs and network texts) are hashed several at a time. Where the
+CPU has the SHA extensions, :func:`hmac_rows_ni` hashes ``kernels.shani.LANES``
+rows at a time with them (the LLVM IR of :mod:`kernels.shani`, through an
+intrinsic). Elsewhere :func:`hmac_rows` hashes ``LANES`` at a time: the working
+variables and message schedule of all lanes live side by side in flat arrays
+with compile-time offsets, so LLVM turns each round into SIMD instructions
+across lanes. Longer identifiers take the scalar path in both.
 """
 
 from __future__ import annotations
