@@ -431,6 +431,36 @@ def test_intern_byte_comparison_sees_every_byte(value, flip, i, j) -> None:
     assert intern._equal(x, i, y, j, len(value)) == (bytes(other) == value)
 
 
+def _reference_hash(value: bytes) -> int:
+    """kernels.intern._hash as its docstring defines it, in Python: eight bytes at a time
+    (little-endian), the tail as one little-endian number, MurmurHash3's fmix64 last."""
+    mask = 2**64 - 1
+    h = len(value) * 0x9E3779B97F4A7C15 & mask
+    p = 0
+    while p + 8 <= len(value):
+        h = (h ^ int.from_bytes(value[p : p + 8], "little")) * 0xFF51AFD7ED558CCD & mask
+        h ^= h >> 32
+        p += 8
+    h = (h ^ int.from_bytes(value[p:], "little")) * 0xC4CEB9FE1A85EC53 & mask
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h ^= h >> 33
+        h = h * multiplier & mask
+    return h ^ h >> 33
+
+
+def test_intern_hash_of_every_length_and_offset() -> None:
+    # the tail of a value of eight bytes or more is read with one load of its last eight
+    from kernels import intern
+
+    rng = random.Random(4)
+    buffer = bytes(rng.randrange(256) for _ in range(64))
+    data = np.frombuffer(buffer, np.uint8)
+    for length in range(41):
+        for start in (0, 3, 64 - length):
+            got = intern._hash(data, np.int64(start), np.int64(start + length))
+            assert int(got) == _reference_hash(buffer[start : start + length]), (length, start)
+
+
 def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> None:
     # A Pseudonymizer remembers identifiers (and pseudonyms per epoch) across batches,
     # and starts afresh past SEEN_LIMIT: every batch must read as in a run of its own.
