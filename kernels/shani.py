@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 
 #: Messages interleaved by the kernel: 4 was the fastest of 1, 2, 4 and 8 in the bound's
-#: measurement on this machine (benchmarks/shani.py; 8 no faster, 16 spills registers).
+#: measurement on this machine (benchmarks/shani.py: 58, 38, 30, 32 ns per message, CPU);
+#: the kernel itself took 47-48 ns with 2, 4 or 8.
 LANES = 4
 
 
@@ -32,6 +34,8 @@ def available() -> bool:
     digest reads too; elsewhere LLVM's host features, whose import costs 30 ms), Numba
     compiles for this CPU (no ``NUMBA_CPU_NAME`` naming another) and compiles at all
     (not ``NUMBA_DISABLE_JIT``: an intrinsic has no Python twin)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
     if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
         return False
     if os.environ.get("NUMBA_CPU_NAME", "host") != "host":
@@ -61,17 +65,27 @@ def _constant(words):
     return ir.Constant(_vector(), [ir.Constant(ir.IntType(32), w) for w in words])
 
 
-def _intrinsic(builder, name: str, *args):
-    """``call @llvm.NAME(args)`` of a function returning its first argument's type,
-    declared in the builder's module on first use."""
+def _intrinsic(builder, name: str, *args, result=None):
+    """``call @llvm.NAME(args)``, declared in the builder's module on first use; it
+    returns ``result`` (an LLVM type; default: its first argument's type)."""
     import llvmlite.ir as ir
 
     module = builder.module
     function = module.globals.get(f"llvm.{name}")
     if function is None:
-        kind = args[0].type
-        function = ir.Function(module, ir.FunctionType(kind, [a.type for a in args]), f"llvm.{name}")
+        kind = ir.FunctionType(result or args[0].type, [a.type for a in args])
+        function = ir.Function(module, kind, f"llvm.{name}")
     return builder.call(function, args)
+
+
+def _splat(builder, value, count: int):
+    """<count x T> of ``value`` (type T) in every element."""
+    import llvmlite.ir as ir
+
+    i32 = ir.IntType(32)
+    vector = ir.VectorType(value.type, count)
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(i32, count), [ir.Constant(i32, 0)] * count))
 
 
 def _shuffle(builder, a, b, lanes: tuple[int, ...]):
@@ -101,8 +115,7 @@ def padded_block(builder, pointer, length) -> list:
     bytes64 = ir.VectorType(i8, 64)
     raw = builder.load(builder.bitcast(pointer, bytes64.as_pointer()), align=1)
     where = ir.Constant(bytes64, [ir.Constant(i8, j) for j in range(64)])
-    n = builder.insert_element(ir.Constant(bytes64, ir.Undefined), builder.trunc(length, i8), ir.Constant(i32, 0))
-    n = builder.shuffle_vector(n, ir.Constant(bytes64, ir.Undefined), ir.Constant(ir.VectorType(i32, 64), [ir.Constant(i32, 0)] * 64))
+    n = _splat(builder, builder.trunc(length, i8), 64)
     pad = builder.select(builder.icmp_unsigned("==", where, n), ir.Constant(bytes64, [ir.Constant(i8, 0x80)] * 64),
                          ir.Constant(bytes64, None))  # fmt: skip
     block = builder.select(builder.icmp_unsigned("<", where, n), raw, pad)
@@ -128,13 +141,9 @@ def store_words(builder, digest: tuple, pointer, count) -> None:
     eight = ir.VectorType(i32, 8)
     words = _intrinsic(builder, "bswap.v8i32", _shuffle(builder, digest[0], digest[1], tuple(range(8))))
     which = ir.Constant(eight, [ir.Constant(i32, j) for j in range(8)])
-    count = builder.insert_element(ir.Constant(eight, ir.Undefined), builder.trunc(count, i32), ir.Constant(i32, 0))
-    count = builder.shuffle_vector(count, ir.Constant(eight, ir.Undefined), ir.Constant(eight, [ir.Constant(i32, 0)] * 8))
-    mask = builder.icmp_unsigned("<", which, count)
-    name = "llvm.masked.store.v8i32.p0"
-    store = builder.module.globals.get(name) or ir.Function(
-        builder.module, ir.FunctionType(ir.VoidType(), [eight, eight.as_pointer(), i32, mask.type]), name)
-    builder.call(store, [words, builder.bitcast(pointer, eight.as_pointer()), ir.Constant(i32, 1), mask])
+    mask = builder.icmp_unsigned("<", which, _splat(builder, builder.trunc(count, i32), 8))
+    target = builder.bitcast(pointer, eight.as_pointer())
+    _intrinsic(builder, "masked.store.v8i32.p0", words, target, ir.Constant(i32, 1), mask, result=ir.VoidType())
 
 
 def _i64(value: int):
