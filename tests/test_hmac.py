@@ -78,6 +78,25 @@ def kernel(request, monkeypatch) -> str:
     return request.param
 
 
+def test_sha_ni_only_where_numba_compiles_for_this_cpu(monkeypatch) -> None:
+    # LLVM cannot select the SHA instructions for another CPU: the kernel with them is
+    # chosen only when Numba compiles at all, for this CPU, and the CPU has them
+    from pathlib import Path
+
+    for name in ("NUMBA_DISABLE_JIT", "NUMBA_CPU_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        for name, value in (("NUMBA_DISABLE_JIT", "1"), ("NUMBA_CPU_NAME", "generic")):
+            shani.available.cache_clear()
+            monkeypatch.setenv(name, value)
+            assert not shani.available()
+            monkeypatch.delenv(name)
+        shani.available.cache_clear()
+        assert shani.available() == ("sha_ni" in Path("/proc/cpuinfo").read_text().split())
+    finally:
+        shani.available.cache_clear()
+
+
 # -- published vectors -----------------------------------------------------------------
 
 
