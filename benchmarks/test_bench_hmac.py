@@ -1,14 +1,23 @@
-"""Pseudonym throughput: the HMAC kernel against Python's ``hmac`` and the SHA-NI bound.
+"""Pseudonym throughput: the HMAC kernel against Python's ``hmac`` and the SHA-NI bound,
+and the cost of a new identifier through ``telemetry.pseudonymize``.
 
-Run: ``.venv/bin/python -m pytest benchmarks/test_bench_hmac.py``. The kernel
-test records in ``extra_info`` (and prints) identifiers per second, the
-baseline's rate, their ratio, and the share of the SHA-NI bound: HMAC-SHA256 of
-the same 1 M numbers from precomputed midstates with the CPU's SHA instructions,
-independent messages interleaved (benchmarks/shani.py), as the kernel is used.
-(The former bound, ``hashlib.sha256`` streaming 64 MiB, is one dependent chain of
-compressions: the multi-lane kernel reached 112 % of it.)
+Run: ``.venv/bin/python -m pytest benchmarks/test_bench_hmac.py -s``. The kernel test
+records in ``extra_info`` (and prints) identifiers per second, wall and CPU time per
+identifier, the baseline's rate, their ratio, and the share of the SHA-NI bound:
+HMAC-SHA256 of the same 1 M numbers from precomputed midstates with the kernel's own
+SHA-NI code (kernels/shani.py) over blocks padded beforehand, independent messages
+interleaved (benchmarks/shani.py), timed in turns with the kernel. (The former bound,
+``hashlib.sha256`` streaming 64 MiB, is one dependent chain of compressions: the
+multi-lane kernel reached 112 % of it.) The pseudonymize test prints the wall and CPU
+time per new identifier beside the HMAC kernel's and the Python loop's, in turns.
+
+Figures (AMD EPYC with SHA-NI, 2 cores shared with other jobs, best of 7 in turns):
+hmac16 with SHA-NI 95 ns/id wall, 50 ns CPU: 62% / 60% of the bound (59 ns wall, 30 ns
+CPU, 4 messages), 33x the Python loop (portable kernel: 63 ns CPU). pseudonymize over
+1 M distinct E.164 numbers 241 ns per new identifier wall, 119 ns CPU (HMAC kernel
+alone 98 / 49 ns) against the loop's 3,253 / 1,633 ns: 13.5x wall, 13.7x CPU (before
+the SHA-NI kernel and the E.164 fast path: 573 ns wall, 257 ns CPU, 6.0x).
 """
-
 from __future__ import annotations
 
 import hashlib
