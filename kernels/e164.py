@@ -683,8 +683,9 @@ def _e164_as_written(data, s, e, tables, first, out, pos, caps, stack):
     reads = first[m]
     if reads & EMPTY_MATCH:
         return 0, -1, pos
-    if reads & (1 << (np.int64(data[lo]) - 48)) and _vm(tables[4], tables[0][m, M_NPP], data, lo, n, 48, caps, stack) != -1:
-        return 0, -1, pos
+    if reads & (1 << (np.int64(data[lo]) - 48)):
+        if _vm(tables[4], tables[0][m, M_NPP], data, lo, n, 48, caps, stack) != -1:
+            return 0, -1, pos
     region = region_of(tables, code, data, lo, n, 48)
     return code, region, _copy(data, s, e, out, pos)
 
@@ -701,11 +702,13 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
     stack = np.zeros((STACK, 2 + CAPS), dtype=np.int64)
     first = npp_first(tables)
     out_offsets[0] = 0
-    return _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region, first, bufs, caps, stack)
+    return _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
+                 first, bufs, caps, stack)  # fmt: skip
 
 
 @_lean
-def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region, first, bufs, caps, stack):
+def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
+          first, bufs, caps, stack):  # fmt: skip
     # The loop of normalize_strings, compiled without reference counting like the helpers it
     # calls: in a function with it, every array handed to a helper per row cost an atomic
     # incref/decref pair (perf: a quarter of the time).

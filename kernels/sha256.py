@@ -307,7 +307,8 @@ def _hmac_ni(typingctx, data, states, out, lanes):
             blocks.append(shani.padded_block(builder, builder.gep(data_a.data, [start]), length))
             first = builder.mul(key, ir.Constant(i64, 16))
             inner.append(shani.load_state(builder, builder.gep(states_a.data, [first])))
-            outer.append(shani.load_state(builder, builder.gep(states_a.data, [builder.add(first, ir.Constant(i64, 8))])))
+            second = builder.add(first, ir.Constant(i64, 8))
+            outer.append(shani.load_state(builder, builder.gep(states_a.data, [second])))
             targets.append(builder.gep(out_a.data, [builder.mul(row, width)]))
         for digest, target in zip(shani.hmac(builder, blocks, inner, outer), targets):
             shani.store_words(builder, digest, target, builder.lshr(width, ir.Constant(i64, 2)))

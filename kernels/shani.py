@@ -83,15 +83,16 @@ def _splat(builder, value, count: int):
     import llvmlite.ir as ir
 
     i32 = ir.IntType(32)
-    vector = ir.VectorType(value.type, count)
-    one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(i32, 0))
-    return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(i32, count), [ir.Constant(i32, 0)] * count))
+    undefined = ir.Constant(ir.VectorType(value.type, count), ir.Undefined)
+    one = builder.insert_element(undefined, value, ir.Constant(i32, 0))
+    return _shuffle(builder, one, undefined, (0,) * count)
 
 
 def _shuffle(builder, a, b, lanes: tuple[int, ...]):
     import llvmlite.ir as ir
 
-    mask = ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), [ir.Constant(ir.IntType(32), i) for i in lanes])
+    i32 = ir.IntType(32)
+    mask = ir.Constant(ir.VectorType(i32, len(lanes)), [ir.Constant(i32, i) for i in lanes])
     return builder.shuffle_vector(a, b, mask)
 
 
@@ -116,11 +117,13 @@ def padded_block(builder, pointer, length) -> list:
     raw = builder.load(builder.bitcast(pointer, bytes64.as_pointer()), align=1)
     where = ir.Constant(bytes64, [ir.Constant(i8, j) for j in range(64)])
     n = _splat(builder, builder.trunc(length, i8), 64)
-    pad = builder.select(builder.icmp_unsigned("==", where, n), ir.Constant(bytes64, [ir.Constant(i8, 0x80)] * 64),
-                         ir.Constant(bytes64, None))  # fmt: skip
+    marker = ir.Constant(bytes64, [ir.Constant(i8, 0x80)] * 64)
+    pad = builder.select(builder.icmp_unsigned("==", where, n), marker, ir.Constant(bytes64, None))
     block = builder.select(builder.icmp_unsigned("<", where, n), raw, pad)
-    bits = builder.mul(builder.add(length, ir.Constant(length.type, 64)), ir.Constant(length.type, 8))
-    block = builder.insert_element(block, builder.trunc(builder.lshr(bits, ir.Constant(length.type, 8)), i8), ir.Constant(i32, 62))
+    wide = length.type
+    bits = builder.mul(builder.add(length, ir.Constant(wide, 64)), ir.Constant(wide, 8))
+    high = builder.trunc(builder.lshr(bits, ir.Constant(wide, 8)), i8)
+    block = builder.insert_element(block, high, ir.Constant(i32, 62))
     block = builder.insert_element(block, builder.trunc(bits, i8), ir.Constant(i32, 63))
     words = _intrinsic(builder, "bswap.v16i32", builder.bitcast(block, ir.VectorType(i32, 16)))
     return [_shuffle(builder, words, words, tuple(range(4 * j, 4 * j + 4))) for j in range(4)]
@@ -143,7 +146,8 @@ def store_words(builder, digest: tuple, pointer, count) -> None:
     which = ir.Constant(eight, [ir.Constant(i32, j) for j in range(8)])
     mask = builder.icmp_unsigned("<", which, _splat(builder, builder.trunc(count, i32), 8))
     target = builder.bitcast(pointer, eight.as_pointer())
-    _intrinsic(builder, "masked.store.v8i32.p0", words, target, ir.Constant(i32, 1), mask, result=ir.VoidType())
+    align = ir.Constant(i32, 1)
+    _intrinsic(builder, "masked.store.v8i32.p0", words, target, align, mask, result=ir.VoidType())
 
 
 def _i64(value: int):
