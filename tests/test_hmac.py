@@ -153,6 +153,20 @@ def test_every_length_0_to_200(kernel: str) -> None:
     assert result.to_pylist() == ref_rows(values, KEYS[:1])
 
 
+@pytest.mark.parametrize("size", [4, 16, 20, 32])
+def test_random_bytes_against_python_hmac(kernel: str, size: int) -> None:
+    # random binary values of 0-120 bytes under three keys, every digest width a
+    # caller may ask for, against the standard library's hmac
+    import hmac as std_hmac
+
+    rng = np.random.default_rng(size)
+    values = [rng.bytes(int(n)) for n in rng.integers(0, 121, 1500)]
+    key_index = rng.integers(0, 3, len(values)).astype(np.int32)
+    result = hashing.hmac_digests(pa.array(values, pa.binary()), hashing.midstates(KEYS), key_index, size=size)
+    want = [std_hmac.new(KEYS[k], v, hashlib.sha256).digest()[:size] for k, v in zip(key_index.tolist(), values)]
+    assert result.to_pylist() == want
+
+
 def test_non_ascii_nulls_and_empty(kernel: str) -> None:
     values = [
         "+15550123",
