@@ -127,5 +127,9 @@ class ShaNiBound:
         return (time.perf_counter() - wall) / n, (time.process_time() - cpu) / n
 
     def fastest(self, repeat: int = 3) -> int:
-        """The interleaving with the least wall time per message, best of ``repeat``."""
-        return min(LANES, key=lambda lanes: min(self.timed(lanes)[0] for _ in range(repeat)))
+        """The interleaving of least CPU time per message, best of ``repeat`` in turns."""
+        times = {lanes: float("inf") for lanes in LANES}
+        for _ in range(repeat):
+            for lanes in LANES:
+                times[lanes] = min(times[lanes], self.timed(lanes)[1])
+        return min(times, key=times.get)
