@@ -116,6 +116,7 @@ def _numba():
                 if CACHE_DIR:
                     numba.config.CACHE_DIR = CACHE_DIR
                 typeof_impl.register(Kernel)(lambda kernel, c: types.Dispatcher(kernel.dispatcher))
+                typeof_impl.register(Intrinsic)(lambda intrinsic, c: intrinsic.numba_type)
                 event.register("numba:compile", Compiles())
                 _numba_ready = True
     return numba
@@ -179,6 +180,37 @@ def njit(func=None, **overrides):
     if func is None:
         return lambda f: Kernel(f, options)
     return Kernel(func, options)
+
+
+class Intrinsic:
+    """A ``numba.extending.intrinsic`` made on first need, so that a module defining
+    one imports Numba only when a kernel calling it is compiled."""
+
+    def __init__(self, func) -> None:
+        functools.update_wrapper(self, func)
+        self._func = func
+        self._type = None
+
+    @property
+    def numba_type(self):
+        """The intrinsic's Numba type, as a kernel naming it types it."""
+        if self._type is None:
+            _numba()
+            with _numba_lock:
+                if self._type is None:
+                    from numba.core.registry import cpu_target
+                    from numba.extending import intrinsic as make
+
+                    made = make(self._func)
+                    typing = cpu_target.typing_context
+                    typing.refresh()  # the intrinsic's typing template, registered just now
+                    self._type = typing.resolve_value_type(made)
+        return self._type
+
+
+def intrinsic(func) -> Intrinsic:
+    """The project's ``numba.extending.intrinsic`` (LLVM IR emitted into a kernel)."""
+    return Intrinsic(func)
 
 
 # --- argument signatures ------------------------------------------------------------

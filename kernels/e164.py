@@ -26,6 +26,10 @@ from kernels.ipnet import write_decimal
 #: A/B run of the two builds gave 666 vs 402 ns per row. They never allocate (slice
 #: copies go through :func:`_put`); :func:`normalize_strings` allocates the scratch.
 _lean = njit(_nrt=False)
+#: Helpers of the common row, inlined into their callers (in Numba's IR): a call passes each
+#: array as its whole structure on the stack (``tables`` alone is 45 words), which cost
+#: more than the work of a helper this small.
+_inline = njit(_nrt=False, inline="always")
 
 # Kinds (telemetry.numbering.Kind) and the internal "finish in Python" marker.
 NULL, WITHHELD, PHONE, SIP, SHORT, ALPHANUMERIC, ERROR, FALLBACK = 0, 1, 2, 3, 4, 5, 6, 7
@@ -122,7 +126,7 @@ def _is_withheld(data, s, e):
     return False
 
 
-@_lean
+@_inline
 def _copy(data, s, e, out, pos):
     for k in range(s, e):
         out[pos] = data[k]
@@ -153,10 +157,11 @@ def _general(tables, m, x, lo, hi):
 
 
 @_lean
-def _vm(prog, pc, x, n, caps, stack):
-    """``re.match`` of a compiled program on digits x[:n]: the match end, -1
-    for no match, -2 when the backtracking stack overflows. ``caps[2g]`` and
-    ``caps[2g+1]`` bound group ``g`` (-1 when it did not participate)."""
+def _vm(prog, pc, x, lo, n, zero, caps, stack):
+    """``re.match`` of a compiled program on the ``n`` digits ``x[lo + j] - zero``
+    (``zero`` as :func:`region_of` takes it): the match end, -1 for no match, -2 when
+    the backtracking stack overflows. ``caps[2g]`` and ``caps[2g+1]`` bound group
+    ``g`` (-1 when it did not participate)."""
     for j in range(CAPS):
         caps[j] = -1
     sp = 0
@@ -165,7 +170,7 @@ def _vm(prog, pc, x, n, caps, stack):
         op = prog[pc, 0]
         ok = True
         if op == OP_CLASS:
-            if pos < n and (prog[pc, 1] >> x[pos]) & 1:
+            if pos < n and (prog[pc, 1] >> (x[lo + pos] - zero)) & 1:
                 pos += 1
                 pc += 1
                 continue
@@ -213,7 +218,7 @@ def _strip_np(tables, m, x, n, out, caps, stack):
     pc = meta[m, M_NPP]
     end = -1
     if n > 0 and pc >= 0:
-        end = _vm(tables[4], pc, x, n, caps, stack)
+        end = _vm(tables[4], pc, x, 0, n, 0, caps, stack)
         if end == -2:
             return -2
     if end < 0:
@@ -265,7 +270,7 @@ def _extract_country(tables, dm, x, n, plus, nsn, tmp, caps, stack):
     lo = 0
     international = plus
     if not plus and dm >= 0 and meta[dm, M_IDD] >= 0:
-        end = _vm(tables[4], meta[dm, M_IDD], x, n, caps, stack)
+        end = _vm(tables[4], meta[dm, M_IDD], x, 0, n, 0, caps, stack)
         if end == -2:
             return -1, 0, 0
         if end >= 0 and not (end < n and x[end] == 0):
@@ -345,9 +350,10 @@ def parse_digits(tables, dm, x, n, plus, nsn, tmp, caps, stack):
     return 0, code, k
 
 
-@_lean
-def region_of(tables, code, nsn, k):
-    """``region_code_for_number`` as a region index (-1: none)."""
+@_inline
+def region_of(tables, code, x, lo, k, zero):
+    """``region_code_for_number`` as a region index (-1: none) of the national number
+    whose ``k`` digits are ``x[lo + j] - zero`` (``zero`` 0 for digit values, 48 for text)."""
     ccinfo = tables[1]
     r = ccinfo[code, 1]
     if r != -2:
@@ -355,7 +361,7 @@ def region_of(tables, code, nsn, k):
     rtrans = tables[3]
     s = ccinfo[code, 2]
     for j in range(k):
-        s = rtrans[s, nsn[j]]
+        s = rtrans[s, x[lo + j] - zero]
     return rtrans[s, 10 + k]
 
 
@@ -394,7 +400,7 @@ def _parsed(tables, reason, code, nsn, k, out, pos):
     for j in range(k):
         out[pos] = 48 + nsn[j]
         pos += 1
-    return PHONE, 0, code, region_of(tables, code, nsn, k), pos
+    return PHONE, 0, code, region_of(tables, code, nsn, 0, k, 0), pos
 
 
 @_lean
@@ -644,17 +650,70 @@ def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
     return _parsed(tables, reason, code, nsn, k, out, pos)
 
 
+@_inline
+def _e164_as_written(data, s, e, tables, first, out, pos, caps, stack):
+    """The common row of an interconnect: '+' and digits, a known calling code (first
+    digit not 0), a national number of MIN_NSN to MAX_NSN digits that the code's
+    national-prefix program does not match (told by its first digit, ``first``:
+    :func:`npp_first`, else by running it). Such a number is its own E.164
+    (``parse_digits`` keeps its digits), so its text is copied as it stands and read
+    once, where :func:`_e164` copies digit values three times. Returns (calling code,
+    region, new pos); code 0 when the row is not that (nothing written: the caller
+    takes the general path)."""
+    ccinfo = tables[1]
+    if e - s < 4 or data[s] != 43 or data[s + 1] == 48:
+        return 0, -1, pos
+    code = 0
+    lo = 0
+    for k in range(s + 1, s + 4):
+        d = np.int64(data[k]) - 48
+        if d < 0 or d > 9:
+            return 0, -1, pos
+        code = code * 10 + d
+        if ccinfo[code, 0] >= 0:
+            lo = k + 1
+            break
+    n = e - lo
+    if lo == 0 or n < MIN_NSN or n > MAX_NSN:
+        return 0, -1, pos
+    for k in range(lo, e):
+        if data[k] < 48 or data[k] > 57:
+            return 0, -1, pos
+    m = ccinfo[code, 0]
+    reads = first[m]
+    if reads & EMPTY_MATCH:
+        return 0, -1, pos
+    if reads & (1 << (np.int64(data[lo]) - 48)):
+        if _vm(tables[4], tables[0][m, M_NPP], data, lo, n, 48, caps, stack) != -1:
+            return 0, -1, pos
+    region = region_of(tables, code, data, lo, n, 48)
+    return code, region, _copy(data, s, e, out, pos)
+
+
 @njit
 def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region):
     """Normalizes every row; row i's text is out[out_offsets[i]:out_offsets[i+1]].
     Every row is parsed: callers pass distinct values (``telemetry.numbering``
-    dedupes with Arrow's hash table, a run remembers values in ``kernels.intern``)."""
+    dedupes with Arrow's hash table, a run remembers values in ``kernels.intern``).
+    Returns how many rows are their own normalization, copied as written (all of
+    them: ``out`` then holds the input's text, at its offsets less the first)."""
     bufs = np.zeros((3, BUF), dtype=np.uint8)
     caps = np.full(CAPS, -1, dtype=np.int64)
     stack = np.zeros((STACK, 2 + CAPS), dtype=np.int64)
     first = npp_first(tables)
-    pos = 0
     out_offsets[0] = 0
+    return _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
+                 first, bufs, caps, stack)  # fmt: skip
+
+
+@_lean
+def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, reason, code, region,
+          first, bufs, caps, stack):  # fmt: skip
+    # The loop of normalize_strings, compiled without reference counting like the helpers it
+    # calls: in a function with it, every array handed to a helper per row cost an atomic
+    # incref/decref pair (perf: a quarter of the time).
+    pos = 0
+    verbatim = 0
     for i in range(len(valid)):
         kind[i] = NULL
         reason[i] = 0
@@ -663,7 +722,11 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
         s = np.int64(offsets[i])
         e = np.int64(offsets[i + 1])
         if valid[i]:
-            if _plus_digits(data, s, e, bufs[0]):
+            c, g, end = _e164_as_written(data, s, e, tables, first, out, pos, caps, stack)
+            if c:
+                k, r, pos = PHONE, 0, end
+                verbatim += 1
+            elif _plus_digits(data, s, e, bufs[0]):
                 k, r, c, g, pos = _e164(e - s - 1, tables, dm, first, out, pos, bufs, caps, stack)
             else:
                 k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
@@ -672,3 +735,4 @@ def normalize_strings(offsets, data, valid, tables, dm, short_max, out, out_offs
             code[i] = c
             region[i] = g
         out_offsets[i + 1] = pos
+    return verbatim

@@ -51,11 +51,14 @@ def _hash(data, s, e):
         h ^= h >> np.uint64(32)
         p += 8
     tail = np.uint64(0)
-    shift = np.uint64(0)
-    while p < e:
-        tail |= np.uint64(data[p]) << shift
-        shift += np.uint64(8)
-        p += 1
+    if p < e and e - s >= 8:  # the last eight bytes, those mixed above shifted out: one load
+        tail = word(data, e - 8) >> np.uint64(8 * (8 - (e - p)))
+    else:
+        shift = np.uint64(0)
+        while p < e:
+            tail |= np.uint64(data[p]) << shift
+            shift += np.uint64(8)
+            p += 1
     h = (h ^ tail) * np.uint64(0xC4CEB9FE1A85EC53)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)

@@ -6,17 +6,21 @@ Per identifier of ``n`` bytes the work is then ``ceil((n + 9) / 64)`` inner
 compressions and one outer compression.
 
 Identifiers whose padded message fits one block (``n <= 55``: every phone
-number, most SIP URIs and network texts) are hashed ``LANES`` at a time: the
-working variables and message schedule of all lanes live side by side in flat
-arrays with compile-time offsets, so LLVM turns each round into SIMD
-instructions across lanes. Longer identifiers take the scalar path.
+number, most SIP URIs and network texts) are hashed several at a time. Where the
+CPU has the SHA extensions, :func:`hmac_rows_ni` hashes ``kernels.shani.LANES``
+rows at a time with them (the LLVM IR of :mod:`kernels.shani`, through an
+intrinsic). Elsewhere :func:`hmac_rows` hashes ``LANES`` at a time: the working
+variables and message schedule of all lanes live side by side in flat arrays
+with compile-time offsets, so LLVM turns each round into SIMD instructions
+across lanes. Longer identifiers take the scalar path in both.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import njit
+from kernels import shani
+from kernels._jit import intrinsic, njit
 
 #: Rows hashed side by side. Measured on AVX-512 (benchmarks/test_bench_hmac.py): 8 lanes
 #: did not vectorize, 16 gave 10 M ids/s, 32 gave 14.7 M, 64 gave 16.4 M, 128 no gain: several
@@ -240,13 +244,13 @@ def _store(st, nwords, out, i):
         out[i, 4 * j + 3] = np.uint8(word & np.uint32(0xFF))
 
 
-@njit
-def _lane_group(offsets, data, rows, key_index, states, out, nwords, w, st, v):
-    # Inner compression of one block per lane, then the outer compression.
+@njit(_nrt=False)
+def _lane_group(offsets, data, rows, g, key_index, states, out, nwords, w, st, v):
+    # Inner compression of one block per lane (rows[g:g + LANES]), then the outer compression.
     for j in range(16 * LANES):
         w[j] = np.uint32(0)
     for ln in range(LANES):
-        i = rows[ln]
+        i = rows[g + ln]
         k = key_index[i]
         start = offsets[i]
         n = offsets[i + 1] - start
@@ -266,12 +270,12 @@ def _lane_group(offsets, data, rows, key_index, states, out, nwords, w, st, v):
         for j in range(9, 15):
             w[j * LANES + ln] = np.uint32(0)
         w[15 * LANES + ln] = np.uint32(768)
-        k = key_index[rows[ln]]
+        k = key_index[rows[g + ln]]
         for j in range(8):
             st[j * LANES + ln] = states[k, 1, j]
     compress_lanes(st, w, v)
     for ln in range(LANES):
-        i = rows[ln]
+        i = rows[g + ln]
         for j in range(nwords):
             word = st[j * LANES + ln]
             out[i, 4 * j] = np.uint8(word >> np.uint32(24))
@@ -280,20 +284,58 @@ def _lane_group(offsets, data, rows, key_index, states, out, nwords, w, st, v):
             out[i, 4 * j + 3] = np.uint8(word & np.uint32(0xFF))
 
 
-@njit
-def hmac_rows(offsets, data, valid, key_index, states, out, out_valid):
-    """HMAC-SHA256 of every row of one Arrow string chunk, truncated to
-    ``out.shape[1]`` bytes.
+@intrinsic
+def _hmac_ni(typingctx, data, states, out, lanes):
+    """HMAC-SHA256 of ``shani.LANES`` rows of one block with the SHA extensions
+    (:mod:`kernels.shani`), into their rows of ``out`` ((n, m) uint8, C-contiguous).
+    ``lanes`` (LANES, 4) int64: per lane the row, the start of its bytes in ``data``,
+    their length (at most 55; 64 bytes readable from the start) and its key's index in
+    ``states`` ((K, 2, 8) uint32, C-contiguous)."""
+    from numba.core import types
 
-    Caller guarantees: ``offsets`` (n + 1,) int32/int64 and ``data`` uint8 as
-    from ``telemetry.arrowstr.string_views``; ``valid`` (n,) bool;
-    ``key_index`` (n,) integer, ``-1`` or an index into ``states``;
-    ``states`` (K, 2, 8) uint32 midstates, an all-zero entry marking a
-    shredded key; ``out`` (n, m) uint8 with m a multiple of 4, at most 32;
-    ``out_valid`` (n,) bool. Rows that are null, have key ``-1`` or a shredded
-    key get ``out_valid`` False and zero bytes.
-    """
-    n = valid.shape[0]
+    def codegen(context, builder, signature, args):
+        import llvmlite.ir as ir
+
+        data_a, states_a, out_a, lanes_a = (context.make_array(t)(context, builder, a)
+                                            for t, a in zip(signature.args, args))  # fmt: skip
+        i64 = ir.IntType(64)
+        width = builder.extract_value(out_a.shape, 1)
+        blocks, inner, outer, targets = [], [], [], []
+        for ln in range(shani.LANES):
+            row, start, length, key = (builder.load(builder.gep(lanes_a.data, [ir.Constant(i64, 4 * ln + f)]))
+                                       for f in range(4))  # fmt: skip
+            blocks.append(shani.padded_block(builder, builder.gep(data_a.data, [start]), length))
+            first = builder.mul(key, ir.Constant(i64, 16))
+            inner.append(shani.load_state(builder, builder.gep(states_a.data, [first])))
+            second = builder.add(first, ir.Constant(i64, 8))
+            outer.append(shani.load_state(builder, builder.gep(states_a.data, [second])))
+            targets.append(builder.gep(out_a.data, [builder.mul(row, width)]))
+        for digest, target in zip(shani.hmac(builder, blocks, inner, outer), targets):
+            shani.store_words(builder, digest, target, builder.lshr(width, ir.Constant(i64, 2)))
+        return context.get_dummy_value()
+
+    return types.void(data, states, out, lanes), codegen
+
+
+@njit(_nrt=False)
+def _ni_groups(offsets, data, rows, count, key_index, states, out, lanes):
+    # rows[:count] shani.LANES at a time, the rest left over. Without reference counting:
+    # in a function with it, each array handed on per group cost an atomic incref/decref.
+    for g in range(0, count - count % shani.LANES, shani.LANES):
+        for ln in range(shani.LANES):
+            i = rows[g + ln]
+            lanes[ln, 0] = i
+            lanes[ln, 1] = offsets[i]
+            lanes[ln, 2] = offsets[i + 1] - offsets[i]
+            lanes[ln, 3] = key_index[i]
+        _hmac_ni(data, states, out, lanes)
+
+
+@njit
+def _other_rows(offsets, data, valid, key_index, states, out, out_valid, rows, reach):
+    """The rows no lane group hashes: ``out_valid`` of every row (a zero digest where
+    False), the HMAC of rows longer than one block or whose ``reach`` bytes from their
+    start run past ``data``; lists the others in ``rows`` and returns how many."""
     nwords = out.shape[1] // 4
     nkeys = states.shape[0]
     usable = np.zeros(nkeys, dtype=np.bool_)
@@ -302,15 +344,11 @@ def hmac_rows(offsets, data, valid, key_index, states, out, out_valid):
             for j in range(8):
                 if states[k, half, j] != 0:
                     usable[k] = True
-    w = np.empty(64 * LANES, dtype=np.uint32)
-    st = np.empty(8 * LANES, dtype=np.uint32)
-    v = np.empty(8 * LANES, dtype=np.uint32)
-    rows = np.empty(LANES, dtype=np.int64)
     w1 = np.empty(64, dtype=np.uint32)
     st1 = np.empty(8, dtype=np.uint32)
     inner1 = np.empty(8, dtype=np.uint32)
     filled = 0
-    for i in range(n):
+    for i in range(valid.shape[0]):
         k = key_index[i]
         ok = valid[i] and k >= 0 and k < nkeys
         if ok:
@@ -322,17 +360,60 @@ def hmac_rows(offsets, data, valid, key_index, states, out, out_valid):
             continue
         start = offsets[i]
         length = offsets[i + 1] - start
-        if length <= ONE_BLOCK_MAX:
+        if length <= ONE_BLOCK_MAX and start + reach <= len(data):
             rows[filled] = i
             filled += 1
-            if filled == LANES:
-                _lane_group(offsets, data, rows, key_index, states, out, nwords, w, st, v)
-                filled = 0
         else:
             _hmac_scalar(data, start, length, states[k], w1, st1, inner1)
             _store(st1, nwords, out, i)
-    for r in range(filled):
-        i = rows[r]
+    return filled
+
+
+@njit
+def _scalar_rows(offsets, data, key_index, states, out, rows):
+    """HMAC of the listed rows one by one (those left over from the lane groups)."""
+    nwords = out.shape[1] // 4
+    w1 = np.empty(64, dtype=np.uint32)
+    st1 = np.empty(8, dtype=np.uint32)
+    inner1 = np.empty(8, dtype=np.uint32)
+    for i in rows:
         start = offsets[i]
         _hmac_scalar(data, start, offsets[i + 1] - start, states[key_index[i]], w1, st1, inner1)
         _store(st1, nwords, out, i)
+
+
+@njit
+def hmac_rows(offsets, data, valid, key_index, states, out, out_valid):
+    """HMAC-SHA256 of every row of one Arrow string chunk, truncated to
+    ``out.shape[1]`` bytes; the portable kernel (:func:`hmac_rows_ni` where the CPU
+    has the SHA extensions).
+
+    Caller guarantees: ``offsets`` (n + 1,) int32/int64 and ``data`` uint8 as
+    from ``telemetry.arrowstr.string_views``; ``valid`` (n,) bool;
+    ``key_index`` (n,) integer, ``-1`` or an index into ``states``;
+    ``states`` (K, 2, 8) uint32 midstates, an all-zero entry marking a
+    shredded key; ``out`` (n, m) uint8 with m a multiple of 4, at most 32;
+    ``out_valid`` (n,) bool. Rows that are null, have key ``-1`` or a shredded
+    key get ``out_valid`` False and zero bytes.
+    """
+    rows = np.empty(valid.shape[0], np.int64)
+    count = _other_rows(offsets, data, valid, key_index, states, out, out_valid, rows, 0)
+    grouped = count - count % LANES
+    w = np.empty(64 * LANES, dtype=np.uint32)
+    st = np.empty(8 * LANES, dtype=np.uint32)
+    v = np.empty(8 * LANES, dtype=np.uint32)
+    for g in range(0, grouped, LANES):
+        _lane_group(offsets, data, rows, g, key_index, states, out, out.shape[1] // 4, w, st, v)
+    _scalar_rows(offsets, data, key_index, states, out, rows[grouped:count])
+
+
+@njit
+def hmac_rows_ni(offsets, data, valid, key_index, states, out, out_valid):
+    """:func:`hmac_rows` with the CPU's SHA extensions for rows of one block (those
+    whose 64 bytes from their start lie in ``data``). Caller guarantees, besides:
+    ``kernels.shani.available()``; ``states`` and ``out`` C-contiguous."""
+    rows = np.empty(valid.shape[0], np.int64)
+    count = _other_rows(offsets, data, valid, key_index, states, out, out_valid, rows, 64)
+    grouped = count - count % shani.LANES
+    _ni_groups(offsets, data, rows, count, key_index, states, out, np.empty((shani.LANES, 4), np.int64))
+    _scalar_rows(offsets, data, key_index, states, out, rows[grouped:count])

@@ -1,7 +1,10 @@
 """Keyed pseudonyms: HMAC-SHA256 of Arrow string columns (SPEC section 3).
 
 The recipe layer over :mod:`kernels.sha256`. Keys enter once, as midstates
-(:func:`midstates`); the kernel never sees key bytes. Import this module
+(:func:`midstates`); the kernel never sees key bytes. Where the CPU has the SHA
+extensions (:func:`kernels.shani.available`) identifiers of one block are hashed
+with them (``hmac_rows_ni``), elsewhere by the portable kernel (``hmac_rows``);
+both give the same bytes. Import this module
 lazily: it imports Numba.
 
 A ``pa.ChunkedArray`` of values gives one contiguous ``pa.FixedSizeBinaryArray``
@@ -18,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import sha256 as _k
+from kernels import shani
 from telemetry.arrowstr import string_views
 
 PSEUDONYM_BYTES = 16
@@ -134,6 +138,7 @@ def hmac_digests(
     keys = _check_key_index(key_index, n, states.shape[0])
     out = np.zeros((n, size), dtype=np.uint8)
     valid = np.zeros(n, dtype=np.bool_)
+    kernel = _k.hmac_rows_ni if shani.available() else _k.hmac_rows
     start = 0
     for chunk in chunks:
         m = len(chunk)
@@ -141,7 +146,7 @@ def hmac_digests(
             start += m  # stays null
             continue
         offsets, data, ok = string_views(chunk)
-        _k.hmac_rows(
+        kernel(
             offsets,
             data,
             ok,

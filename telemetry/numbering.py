@@ -185,7 +185,7 @@ def normalize_distinct(array: pa.Array, region: str | None) -> Normalized:
     cc = np.empty(n, dtype=np.int16)
     region_idx = np.empty(n, dtype=np.int16)
     dm = t.region_meta[region] if region is not None else -1
-    normalize_strings(
+    verbatim = normalize_strings(
         views.offsets,
         views.data,
         views.valid,
@@ -203,6 +203,8 @@ def normalize_distinct(array: pa.Array, region: str | None) -> Normalized:
     texts: list[str | None] = []
     if fallback.size:
         texts = _finish_in_python(array, fallback, region, kind, reason, cc, region_idx, t.region_names)
+    if verbatim == n and pa.types.is_string(array.type):  # every row its own E.164, as written
+        return Normalized(array, kind, reason, cc, region_idx)
     has_text = (kind == Kind.PHONE) | (kind == Kind.SIP) | (kind == Kind.SHORT) | (kind == Kind.ALPHANUMERIC)
     ids = _string_array(out, out_offsets, has_text)
     if fallback.size:

@@ -1,7 +1,9 @@
 """HMAC-SHA256 pseudonym kernel against RFC 4231 and a slow per-row reference.
 
 The reference is ``cryptography``'s HMAC one row at a time; the kernel must
-agree on every Arrow layout the pipeline can hand it.
+agree on every Arrow layout the pipeline can hand it. Both kernels are checked:
+the one with the CPU's SHA extensions (where this CPU has them) and the portable
+one, forced (``kernel`` fixture).
 
 Reference: RFC 4231 vectors and cryptography's HMAC, one row at a time."""
 
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.concurrency import failures_in_threads
@@ -25,6 +27,7 @@ from tests.vectorfiles import load_vectors
 
 from telemetry import hashing  # noqa: E402
 from kernels import sha256 as ksha  # noqa: E402
+from kernels import shani  # noqa: E402
 
 KEYS = [bytes(range(1, 33)), bytes(range(33, 65)), b"\xa5" * 32]
 #: Row counts shrink when the kernels run as plain Python (NUMBA_DISABLE_JIT=1, for coverage).
@@ -58,20 +61,60 @@ def fictional_numbers(n: int, seed: int = 7) -> list[str]:
     ]
 
 
+def _not_called(*args) -> None:
+    raise AssertionError("the other HMAC kernel was called")
+
+
+@pytest.fixture(params=["sha-ni", "portable"])
+def kernel(request, monkeypatch) -> str:
+    """Which HMAC kernel ``telemetry.hashing`` uses in the test: the other one fails if called."""
+    if request.param == "sha-ni":
+        if not shani.available():
+            pytest.skip("this CPU has no SHA extensions (or Numba compiles for another)")
+        monkeypatch.setattr(ksha, "hmac_rows", _not_called)
+    else:
+        monkeypatch.setattr(shani, "available", lambda: False)
+        monkeypatch.setattr(ksha, "hmac_rows_ni", _not_called)
+    return request.param
+
+
+def test_sha_ni_only_where_numba_compiles_for_this_cpu(monkeypatch) -> None:
+    # LLVM cannot select the SHA instructions for another CPU: the kernel with them is
+    # chosen only when Numba compiles at all, for this CPU, and the CPU has them
+    from pathlib import Path
+
+    for name in ("NUMBA_DISABLE_JIT", "NUMBA_CPU_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        for name, value in (("NUMBA_DISABLE_JIT", "1"), ("NUMBA_CPU_NAME", "generic")):
+            shani.available.cache_clear()
+            monkeypatch.setenv(name, value)
+            assert not shani.available()
+            monkeypatch.delenv(name)
+        shani.available.cache_clear()
+        assert shani.available() == ("sha_ni" in Path("/proc/cpuinfo").read_text().split())
+    finally:
+        shani.available.cache_clear()
+
+
 # -- published vectors -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "vector", load_vectors("rfc-4231-sha256.txt"), ids=lambda v: "case" + v["COUNT"]
 )
-def test_rfc4231(vector: dict[str, str]) -> None:
+def test_rfc4231(vector: dict[str, str], kernel: str) -> None:
+    # alone, and eight times over with a long row after them: short data then fills the
+    # lanes (SHA-NI lanes read 64 bytes from a row's start, inside the buffer)
     key = bytes.fromhex(vector["Key"])
     data = bytes.fromhex(vector["Data"])
     expected = bytes.fromhex(vector["HMAC-SHA-256"])
     states = hashing.midstates([key])
-    full = hashing.hmac_digests(pa.array([data], pa.binary()), states, size=32)
-    assert full[0].as_py()[: len(expected)] == expected
-    assert hashing.hmac16(pa.array([data], pa.binary()), states)[0].as_py() == expected[:16]
+    for values in ([data], [data] * 8 + [bytes(64)]):
+        rows = min(len(values), 8)
+        full = hashing.hmac_digests(pa.array(values, pa.binary()), states, size=32).to_pylist()[:rows]
+        assert [d[: len(expected)] for d in full] == [expected] * rows
+        assert hashing.hmac16(pa.array(values, pa.binary()), states).to_pylist()[:rows] == [expected[:16]] * rows
 
 
 def test_long_key_is_hashed_first() -> None:
@@ -97,7 +140,7 @@ def test_compress_is_sha256(length: int) -> None:
 # -- random cross-checks against cryptography --------------------------------------------
 
 
-def test_every_length_0_to_200() -> None:
+def test_every_length_0_to_200(kernel: str) -> None:
     rng = random.Random(1)
     values = [
         "".join(rng.choice("+0123456789abcdefXYZ@.:") for _ in range(n))
@@ -110,7 +153,21 @@ def test_every_length_0_to_200() -> None:
     assert result.to_pylist() == ref_rows(values, KEYS[:1])
 
 
-def test_non_ascii_nulls_and_empty() -> None:
+@pytest.mark.parametrize("size", [4, 16, 20, 32])
+def test_random_bytes_against_python_hmac(kernel: str, size: int) -> None:
+    # random binary values of 0-120 bytes under three keys, every digest width a
+    # caller may ask for, against the standard library's hmac
+    import hmac as std_hmac
+
+    rng = np.random.default_rng(size)
+    values = [rng.bytes(int(n)) for n in rng.integers(0, 121, 1500)]
+    key_index = rng.integers(0, 3, len(values)).astype(np.int32)
+    result = hashing.hmac_digests(pa.array(values, pa.binary()), hashing.midstates(KEYS), key_index, size=size)
+    want = [std_hmac.new(KEYS[k], v, hashlib.sha256).digest()[:size] for k, v in zip(key_index.tolist(), values)]
+    assert result.to_pylist() == want
+
+
+def test_non_ascii_nulls_and_empty(kernel: str) -> None:
     values = [
         "+15550123",
         None,
@@ -128,7 +185,7 @@ def test_non_ascii_nulls_and_empty() -> None:
     assert result.null_count == 22
 
 
-def test_many_rows_mixed_keys() -> None:
+def test_many_rows_mixed_keys(kernel: str) -> None:
     values = fictional_numbers(3000)
     for i in range(0, 3000, 17):
         values[i] = "sip:" + "x" * (i % 90) + "@carrier.example"
@@ -140,14 +197,14 @@ def test_many_rows_mixed_keys() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8])
-def test_key_index_dtypes(dtype) -> None:
+def test_key_index_dtypes(dtype, kernel: str) -> None:
     values = fictional_numbers(100)
     key_index = (np.arange(100) % 2).astype(dtype)
     result = hashing.hmac16(pa.array(values), hashing.midstates(KEYS[:2]), key_index)
     assert result.to_pylist() == ref_rows(values, KEYS[:2], key_index)
 
 
-def test_shredded_key_gives_null() -> None:
+def test_shredded_key_gives_null(kernel: str) -> None:
     values = fictional_numbers(200)
     keys = [KEYS[0], None, KEYS[2]]
     key_index = np.arange(200) % 3
@@ -164,7 +221,7 @@ def test_same_number_same_pseudonym_and_epochs_differ() -> None:
     assert result[0] != result[35]
 
 
-def test_sliced_large_string_and_chunks() -> None:
+def test_sliced_large_string_and_chunks(kernel: str) -> None:
     values = fictional_numbers(500) + [None, "", "x" * 130]
     random.Random(5).shuffle(values)
     states = hashing.midstates([KEYS[2]])
@@ -181,7 +238,7 @@ def test_sliced_large_string_and_chunks() -> None:
         assert result.to_pylist() == expected
 
 
-def test_chunked_with_key_index_spanning_chunks() -> None:
+def test_chunked_with_key_index_spanning_chunks(kernel: str) -> None:
     values = fictional_numbers(300)
     key_index = np.repeat(np.array([0, 1, -1], dtype=np.int16), 100)
     chunked = pa.chunked_array([pa.array(values[:150]), pa.array(values[150:])])
@@ -189,7 +246,7 @@ def test_chunked_with_key_index_spanning_chunks() -> None:
     assert result.to_pylist() == ref_rows(values, KEYS[:2], key_index)
 
 
-def test_read_only_buffers() -> None:
+def test_read_only_buffers(kernel: str) -> None:
     values = fictional_numbers(100)
     raw = b"".join(v.encode() for v in values)
     offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int32)
@@ -201,7 +258,7 @@ def test_read_only_buffers() -> None:
     )
 
 
-def test_dictionary_and_null_typed_input() -> None:
+def test_dictionary_and_null_typed_input(kernel: str) -> None:
     values = fictional_numbers(80)
     states = hashing.midstates([KEYS[0]])
     assert hashing.hmac16(pa.array(values).dictionary_encode(), states).to_pylist() == ref_rows(
@@ -210,7 +267,7 @@ def test_dictionary_and_null_typed_input() -> None:
     assert hashing.hmac16(pa.nulls(5), states).to_pylist() == [None] * 5
 
 
-def test_empty_input() -> None:
+def test_empty_input(kernel: str) -> None:
     result = hashing.hmac16(pa.array([], pa.string()), hashing.midstates([KEYS[0]]))
     assert len(result) == 0 and result.type == pa.binary(16)
 
@@ -231,7 +288,7 @@ identifiers = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     values=st.lists(identifiers, max_size=150),
     cut=st.integers(0, 150),
@@ -239,7 +296,7 @@ identifiers = st.one_of(
     large=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_property_arrow_layouts(values, cut, start, large, seed) -> None:
+def test_property_arrow_layouts(values, cut, start, large, seed, kernel: str) -> None:
     array = pa.array(values, pa.large_string() if large else pa.string())
     cut = min(cut, len(values))
     start = min(start, len(values))
@@ -257,7 +314,7 @@ def test_property_arrow_layouts(values, cut, start, large, seed) -> None:
 # -- threads, validation -------------------------------------------------------------------------
 
 
-def test_two_threads_concurrently() -> None:
+def test_two_threads_concurrently(kernel: str) -> None:
     states = hashing.midstates(KEYS)
     inputs = [fictional_numbers(BIG, seed=s) for s in (11, 12)]
     arrays = [pa.array(v) for v in inputs]
@@ -405,6 +462,36 @@ def test_intern_byte_comparison_sees_every_byte(value, flip, i, j) -> None:
     x = np.frombuffer(bytes(i) + value + bytes(8), np.uint8)
     y = np.frombuffer(bytes(j) + bytes(other) + bytes(8), np.uint8)
     assert intern._equal(x, i, y, j, len(value)) == (bytes(other) == value)
+
+
+def _reference_hash(value: bytes) -> int:
+    """kernels.intern._hash as its docstring defines it, in Python: eight bytes at a time
+    (little-endian), the tail as one little-endian number, MurmurHash3's fmix64 last."""
+    mask = 2**64 - 1
+    h = len(value) * 0x9E3779B97F4A7C15 & mask
+    p = 0
+    while p + 8 <= len(value):
+        h = (h ^ int.from_bytes(value[p : p + 8], "little")) * 0xFF51AFD7ED558CCD & mask
+        h ^= h >> 32
+        p += 8
+    h = (h ^ int.from_bytes(value[p:], "little")) * 0xC4CEB9FE1A85EC53 & mask
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h ^= h >> 33
+        h = h * multiplier & mask
+    return h ^ h >> 33
+
+
+def test_intern_hash_of_every_length_and_offset() -> None:
+    # the tail of a value of eight bytes or more is read with one load of its last eight
+    from kernels import intern
+
+    rng = random.Random(4)
+    buffer = bytes(rng.randrange(256) for _ in range(64))
+    data = np.frombuffer(buffer, np.uint8)
+    for length in range(41):
+        for start in (0, 3, 64 - length):
+            got = intern._hash(data, np.int64(start), np.int64(start + length))
+            assert int(got) == _reference_hash(buffer[start : start + length]), (length, start)
 
 
 def test_identifiers_seen_before_give_what_a_fresh_run_gives(monkeypatch) -> None:

@@ -305,9 +305,34 @@ def test_phone_notation_matches_phonenumbers(text, region):
     assert got == expected, got
 
 
-E164_WRITTEN = st.from_regex(r"\+[0-9]{0,22}", fullmatch=True) | st.sampled_from(
-    ["+447400123456", "+12015550123", "+5491123456789", "+80012345678", "+4420794601234567890", "+0123"]
-)
+def _example_numbers() -> list[str]:
+    """phonenumbers' example number of every region and number type, in E.164."""
+    from phonenumbers import PhoneNumberType
+    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+
+    out = set()
+    for region in sorted(SUPPORTED_REGIONS):
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                out.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(out)
+
+
+@st.composite
+def _example_varied(draw) -> str:
+    """An example number with some of its last digits redrawn, one dropped or one added:
+    real calling codes and national numbers, regions told apart by their digits."""
+    text = draw(st.sampled_from(_example_numbers()))
+    tail = draw(st.text("0123456789", min_size=0, max_size=4))
+    cut = draw(st.integers(0, min(4, len(text) - 2)))
+    return text[: len(text) - cut] + tail if draw(st.booleans()) else text[: len(text) - len(tail)] + tail
+
+
+E164_WRITTEN = st.from_regex(r"\+[0-9]{0,22}", fullmatch=True) | _example_varied() | st.sampled_from(
+    ["+447400123456", "+12015550123", "+5491123456789", "+80012345678", "+4420794601234567890", "+0123",
+     "+441212106033", "+441800201234567"]
+)  # fmt: skip
 
 
 @settings(max_examples=500, deadline=None)
@@ -401,8 +426,13 @@ def _run_program(pattern, digits):
     caps = np.full(e164.CAPS, -1, dtype=np.int64)
     stack = np.zeros((e164.STACK, 2 + e164.CAPS), dtype=np.int64)
     x = np.array([int(c) for c in digits] + [0], dtype=np.uint8)
-    end = e164._vm(prog, 0, x, len(digits), caps, stack)
-    return end, [(int(caps[2 * g]), int(caps[2 * g + 1])) for g in range(1, groups + 1)]
+    end = e164._vm(prog, 0, x, 0, len(digits), 0, caps, stack)
+    found = end, [(int(caps[2 * g]), int(caps[2 * g + 1])) for g in range(1, groups + 1)]
+    # the same digits as text behind other bytes, as the E.164 fast path runs it
+    text = np.frombuffer(b"+44" + digits.encode() + b"9", dtype=np.uint8)
+    end = e164._vm(prog, 0, text, 3, len(digits), 48, caps, stack)
+    assert (end, [(int(caps[2 * g]), int(caps[2 * g + 1])) for g in range(1, groups + 1)]) == found
+    return found
 
 
 def test_programs_reproduce_re_match_ends_and_groups():
