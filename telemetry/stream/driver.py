@@ -333,7 +333,7 @@ class _Reader:
         return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
 
     def __iter__(self) -> Iterator:
-        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, notes, plan_inputs
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, read_files
 
         st = self.stream
         options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
@@ -348,12 +348,14 @@ class _Reader:
                 self.marks.extend(ended)
                 ended.clear()
 
-        for found in self.files:
+        files = read_files([found.path for found in self.files], st.opts.fmt, batch_rows=st.opts.batch_rows,
+                           options=options)
+        for found, file in zip(self.files, files, strict=True):
             before = self.watermark()
             if not small.held:
                 group_watermark = before
             try:
-                for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
+                for item in file.items:
                     for read in item.read() if isinstance(item, Piece) else (item,):
                         read, late = self._too_late(read, before)
                         if late and small.held:  # late rows come after the decisions of the files before
@@ -362,7 +364,7 @@ class _Reader:
                             ended.clear()
                             group_watermark = before
                         yield from hand_out(small.add(read))
-                for note in notes([found.path], st.opts.fmt, options):
+                for note in file.format.notes(options) if file.format.notes is not None else ():
                     if note not in st.notes:
                         st.notes.append(note)
                         log.warning("%s", note)
