@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -150,7 +151,7 @@ def test_fuzz_damaged_parquet(flips: list[tuple[int, int]], keep: int) -> None:
         with open(path, "wb") as handle:
             handle.write(data)
         parquet = get_format("parquet")
-        for read in (parquet.read, lambda *a: (p for piece in parquet.pieces(*a) for p in piece.read())):
+        for read in (parquet.read, lambda *a: _planned(parquet.plan(*a))):
             try:
                 parts = list(read(path, 16, ReaderOptions()))
             except InputError as exc:
@@ -159,6 +160,16 @@ def test_fuzz_damaged_parquet(flips: list[tuple[int, int]], keep: int) -> None:
             rows = [int(r) for p in parts for r in p.rows] + [r.row for p in parts for r in p.rejects]
             assert sorted(rows) == list(range(1, len(rows) + 1))
             assert all(p.batch.schema in (CANONICAL, READ, READ_TEXT_IDS) for p in parts)
+
+
+def _planned(plan) -> Iterator:
+    """What :attr:`ReaderFormat.plan` gives, read: pieces, a small file's columns converted."""
+    from telemetry.readers import Small
+    from telemetry.readers._convert import convert_together
+
+    if isinstance(plan, Small):
+        return iter(convert_together([(plan.file, part) for part in plan.parts]))
+    return (p for piece in plan for p in piece.read())
 
 
 # -- regressions the fuzzers found -------------------------------------------------------------

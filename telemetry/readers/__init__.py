@@ -378,14 +378,16 @@ def plan_inputs(
     *,
     batch_rows: int = 65536,
     options: ReaderOptions | None = None,
+    threads: int = 1,
 ) -> Iterator[ReadBatch | Piece]:
     """:func:`open_inputs` for a pool of threads: files of a format that splits them
     come as :class:`Piece` objects, for the threads to read side by side (each piece's
     batches hold at most ``batch_rows`` rows, not exactly that many); the others as
-    their batches, read here, the batches of small files gathered (:class:`Coalescer`).
+    their batches, read here (files looked at on ``threads`` threads, see
+    :func:`read_files`), the batches of small files gathered (:class:`Coalescer`).
     In file order, each file's rows in order."""
     small = Coalescer(batch_rows)
-    for file in read_files(paths, fmt, batch_rows=batch_rows, options=options):
+    for file in read_files(paths, fmt, batch_rows=batch_rows, options=options, threads=threads):
         for item in file.items:
             if isinstance(item, Piece):
                 yield from small.flush()
@@ -410,21 +412,33 @@ def read_files(
     *,
     batch_rows: int = 65536,
     options: ReaderOptions | None = None,
+    threads: int = 1,
 ) -> Iterator[FileItems]:
     """Each of ``paths``, in order, with its :class:`Piece` objects (a format that
     splits files) or its batches as :func:`open_inputs` yields them. Taking a file's
     items raises what reading it met (:class:`InputError`, :class:`OSError`), so a
     caller may go on with the next file.
 
-    Small files (:class:`Small`) are looked at ahead, up to ``batch_rows`` rows of
-    them, and converted together: to_canonical's fixed cost (a few dozen Arrow
-    calls, a millisecond) is paid once for many files, not per file. Each still
-    comes with its own batches, rows and rejects."""
+    Files are looked at (:attr:`ReaderFormat.plan`) on ``threads`` threads, up to
+    :data:`LOOK_AHEAD` files ahead: a small file is decoded then, and Arrow's decoding
+    of one file runs while the next is opened. Small files (:class:`Small`), up to
+    ``batch_rows`` rows of them, are converted together: to_canonical's fixed cost (a
+    few dozen Arrow calls, a millisecond) is paid once for many files, not per file.
+    Each still comes with its own batches, rows and rejects."""
+    from telemetry.ordered import ordered_map
     from telemetry.readers._convert import convert_together
 
     options = options or ReaderOptions()
     held: list[tuple[str, ReaderFormat, Small]] = []
     rows = 0
+
+    def look(path: str) -> tuple[str, ReaderFormat | None, list[Piece] | Small | Exception | None]:
+        reader = None
+        try:
+            reader = get_format(detect_format(path) if fmt == "auto" else fmt)
+            return path, reader, None if reader.plan is None else reader.plan(path, batch_rows, options)
+        except (InputError, OSError) as exc:
+            return path, reader, exc
 
     def release() -> Iterator[FileItems]:
         nonlocal held, rows
@@ -434,15 +448,9 @@ def read_files(
             yield FileItems(path, reader, rebatch(iter(mine), batch_rows))
         held, rows = [], 0
 
-    for path in _checked(paths, fmt, batch_rows, "read_files"):
-        reader = None
-        try:
-            reader = get_format(detect_format(path) if fmt == "auto" else fmt)
-            plan = None if reader.plan is None else reader.plan(path, batch_rows, options)
-        except (InputError, OSError) as exc:
-            yield from release()
-            yield FileItems(path, reader, _failed(exc))
-            continue
+    checked = _checked(paths, fmt, batch_rows, "read_files")
+    looks = map(look, checked) if threads <= 1 else ordered_map(look, checked, threads=threads, ahead=LOOK_AHEAD)
+    for path, reader, plan in looks:
         if isinstance(plan, Small):
             held.append((path, reader, plan))
             rows += plan.num_rows
@@ -450,9 +458,19 @@ def read_files(
                 yield from release()
             continue
         yield from release()
-        items = iter(plan) if plan is not None else rebatch(reader.read(path, batch_rows, options), batch_rows)
+        if isinstance(plan, Exception):
+            items = _failed(plan)
+        elif plan is None:
+            items = rebatch(reader.read(path, batch_rows, options), batch_rows)
+        else:
+            items = iter(plan)
         yield FileItems(path, reader, items)
     yield from release()
+
+
+#: Files :func:`read_files` looks at ahead of the one handed out (a small file, under a
+#: quarter of ``batch_rows`` rows, is decoded then: at most 4 × ``batch_rows`` rows).
+LOOK_AHEAD = 16
 
 
 def notes(

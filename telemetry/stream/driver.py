@@ -349,7 +349,7 @@ class _Reader:
                 ended.clear()
 
         files = read_files([found.path for found in self.files], st.opts.fmt, batch_rows=st.opts.batch_rows,
-                           options=options)
+                           options=options, threads=thread_count(st.opts))
         for found, file in zip(self.files, files, strict=True):
             before = self.watermark()
             if not small.held:
