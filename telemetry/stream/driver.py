@@ -214,17 +214,20 @@ class Stream:
         window_us, k = self.spec.window_us, self.opts.k
         out = []
         passed = [book for w, book in sorted(self.windows.items()) if (w + 1) * window_us <= self.watermark]
-        if any(book.delta is not None for book in passed if any(book is d for d, _ in self._due)):
+        due = {id(book) for book, _ in self._due}  # a set: a day of windows is checked at every file
+        if any(book.delta is not None and id(book) in due for book in passed):
             out += self._release_due()  # a window of this micro-batch's revision 0 has late records
+            due.clear()
         for book in passed:
             if not book.released:
                 self._due.append((book, book.begin_release()))
-            elif book.delta is not None and not any(book is d for d, _ in self._due):
+                due.add(id(book))
+            elif book.delta is not None and id(book) not in due:
                 table = book.late_release(k)
                 if table is not None:
                     out.append(table)
         evicted = [w for w in self.windows if (w + 1) * window_us + self.s.retention_us <= self.watermark]
-        if any(any(self.windows[w] is d for d, _ in self._due) for w in evicted):
+        if any(id(self.windows[w]) in due for w in evicted):
             out += self._release_due()
         for w in evicted:
             book = self.windows.pop(w)
