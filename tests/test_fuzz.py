@@ -175,6 +175,19 @@ def _planned(plan) -> Iterator:
 # -- regressions the fuzzers found -------------------------------------------------------------
 
 
+def test_parquet_dictionary_index_out_of_range_is_a_one_line_error(tmp_path) -> None:
+    """A flipped byte in a dictionary page's indices (status: index 4 of a dictionary of 4)
+    is damage, not an IndexError from a later ``take``."""
+    data = bytearray(_PARQUET)
+    data[374] = 3
+    path = tmp_path / "damaged.parquet"
+    path.write_bytes(bytes(data[:24384]))
+    parquet = get_format("parquet")
+    for read in (parquet.read, lambda *a: _planned(parquet.plan(*a))):
+        with pytest.raises(InputError, match=r"^.*damaged\.parquet: Parquet data is damaged after row \d+$"):
+            list(read(str(path), 16, ReaderOptions()))
+
+
 def test_parquet_column_name_not_utf8_is_a_one_line_error(tmp_path) -> None:
     # pyarrow decodes the footer's column names when it opens the file and raises
     # UnicodeDecodeError, not an Arrow error, for a name that is not UTF-8

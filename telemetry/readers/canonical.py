@@ -156,9 +156,23 @@ class _ParquetInput(NamedTuple):
                 return
             except (pa.ArrowException, OSError):
                 raise InputError(f"{path}: Parquet data is damaged after row {done}") from None
+            if not _indices_in_range(batch):
+                raise InputError(f"{path}: Parquet data is damaged after row {done}")
             n = batch.num_rows
             yield RawPart(batch.select(self.present), np.arange(done + 1, done + n + 1, dtype=np.int64))
             done += n
+
+
+def _indices_in_range(batch: pa.RecordBatch) -> bool:
+    """Whether every dictionary column's indices point into its dictionary: Arrow does
+    not check a dictionary page's indices, and a damaged one would fail a ``take``
+    later, far from the file (found by tests/test_fuzz.py)."""
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type) and len(column) > column.null_count:
+            low, high = pc.min_max(column.indices).values()
+            if low.as_py() < 0 or high.as_py() >= len(column.dictionary):
+                return False
+    return True
 
 
 # -- CSV -----------------------------------------------------------------------------------------
