@@ -85,18 +85,19 @@ PIECE_MAX = 4
 DICTIONARY_PAGE_MAX = 1 << 20
 
 
-def _gave_up_dictionary(meta: Any, name: str) -> bool:
-    """Whether a row group's chunk of column ``name`` holds plain pages after its dictionary:
-    more bytes than a dictionary page and four-byte indices can take. Arrow would then
-    build a dictionary of every batch (its hash table over every value); read as text,
-    the pseudonymizer's own table does that work once."""
+def _gave_up_dictionary(meta: Any, names: list[str]) -> bool:
+    """Whether a row group's chunk of a column of ``names`` holds plain pages after its
+    dictionary: more bytes than a dictionary page and four-byte indices can take. Arrow
+    would then build a dictionary of every batch (its hash table over every value); read
+    as text, the pseudonymizer's own table does that work once."""
     leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
-    if name not in leaves:
-        return False
-    for g in range(meta.num_row_groups):
-        chunk = meta.row_group(g).column(leaves.index(name))
-        if chunk.total_uncompressed_size > DICTIONARY_PAGE_MAX + 4 * chunk.num_values:
-            return True
+    for name in names:
+        if name not in leaves:
+            continue
+        for g in range(meta.num_row_groups):
+            chunk = meta.row_group(g).column(leaves.index(name))
+            if chunk.total_uncompressed_size > DICTIONARY_PAGE_MAX + 4 * chunk.num_values:
+                return True
     return False
 
 
@@ -112,7 +113,8 @@ class _ParquetInput(NamedTuple):
 
         try:
             parquet = pq.ParquetFile(path)
-            names = parquet.schema_arrow.names
+            schema, meta = parquet.schema_arrow, parquet.metadata
+            names = set(schema.names)
         except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
             raise InputError(
                 f"{path} is not a readable Parquet file; pass --format if it is another format"
@@ -124,11 +126,11 @@ class _ParquetInput(NamedTuple):
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
         # identifiers and dimensions are read as their dictionary pages (schema.READ); a
         # nested column (list, struct) has none and its rows are quarantined by to_canonical
-        nested = {f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)}
+        nested = {f.name for f in schema if pa.types.is_nested(f.type)}
         dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
-        if any(_gave_up_dictionary(parquet.metadata, name) for name in IDENTIFIER_COLUMNS if name in present):
+        if _gave_up_dictionary(meta, [name for name in IDENTIFIER_COLUMNS if name in present]):
             dictionaries = [name for name in dictionaries if name not in IDENTIFIER_COLUMNS]
-        return cls(path, parquet.metadata, present, dictionaries)
+        return cls(path, meta, present, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
         """Batches of ``batch_rows`` rows of row groups ``groups``, whose first row is
