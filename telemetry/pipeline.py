@@ -218,7 +218,8 @@ def _run_here(engine, job, paths: list[str], opts: Options, reader_options, out:
     totals = dict(records_in=0, records_ok=0, records_quarantined=0, records_opted_out=0)
     rewritten: dict[str, int] = {}
     state = None
-    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options)
+    reads = plan_inputs(paths, opts.fmt, batch_rows=opts.batch_rows, options=reader_options,
+                        threads=engine.threads)
     for seq, part in enumerate(engine.run(job, reads)):
         state = part.state if state is None else state.merge(part.state)
         totals["records_in"] += part.records_in

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -150,7 +151,7 @@ def test_fuzz_damaged_parquet(flips: list[tuple[int, int]], keep: int) -> None:
         with open(path, "wb") as handle:
             handle.write(data)
         parquet = get_format("parquet")
-        for read in (parquet.read, lambda *a: (p for piece in parquet.pieces(*a) for p in piece.read())):
+        for read in (parquet.read, lambda *a: _planned(parquet.plan(*a))):
             try:
                 parts = list(read(path, 16, ReaderOptions()))
             except InputError as exc:
@@ -161,7 +162,30 @@ def test_fuzz_damaged_parquet(flips: list[tuple[int, int]], keep: int) -> None:
             assert all(p.batch.schema in reader_schemas() for p in parts)
 
 
+def _planned(plan) -> Iterator:
+    """What :attr:`ReaderFormat.plan` gives, read: pieces, a small file's columns converted."""
+    from telemetry.readers import Small
+    from telemetry.readers._convert import convert_together
+
+    if isinstance(plan, Small):
+        return iter(convert_together([(plan.file, part) for part in plan.parts]))
+    return (p for piece in plan for p in piece.read())
+
+
 # -- regressions the fuzzers found -------------------------------------------------------------
+
+
+def test_parquet_dictionary_index_out_of_range_is_a_one_line_error(tmp_path) -> None:
+    """A flipped byte in a dictionary page's indices (status: index 4 of a dictionary of 4)
+    is damage, not an IndexError from a later ``take``."""
+    data = bytearray(_PARQUET)
+    data[374] = 3
+    path = tmp_path / "damaged.parquet"
+    path.write_bytes(bytes(data[:24384]))
+    parquet = get_format("parquet")
+    for read in (parquet.read, lambda *a: _planned(parquet.plan(*a))):
+        with pytest.raises(InputError, match=r"^.*damaged\.parquet: Parquet data is damaged after row \d+$"):
+            list(read(str(path), 16, ReaderOptions()))
 
 
 def test_parquet_column_name_not_utf8_is_a_one_line_error(tmp_path) -> None:

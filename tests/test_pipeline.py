@@ -326,3 +326,73 @@ def test_small_files_are_gathered_without_losing_where_a_row_came_from(tmp_path)
                                     + [pl.read_csv(p, try_parse_dates=True).to_arrow().cast(pq.read_table(paths[1]).schema)
                                        for p in paths if p.endswith("csv")]), single)
     assert telemetry.process([str(single)], key=TEST_KEY, region="GB").metrics.equals(result.metrics)
+
+
+def _small_parquet_files(root) -> tuple[list[str], set[tuple[str, int]]]:
+    """Twenty-four small Parquet files of generated records: the twelfth has bad rows
+    (rejected by the reader and by the pseudonymizer), the next other column types, the
+    next two row groups, the sixth no rows. Returns the paths and the bad (file, row)."""
+    from telemetry.generate import generate
+
+    table = pa.Table.from_batches(list(generate(24 * 150, seed=11, hours=6)))
+    table = table.cast(pa.schema([field.with_nullable(True) for field in table.schema]))  # the bad file's too
+    paths, bad = [], set()
+    for i in range(24):
+        part = table.slice(i * 150, 150)
+        path = str(root / f"f{i:02d}.parquet")
+        if i == 11:
+            columns = {name: part.column(name).to_pylist() for name in ("destination", "start_time", "sip_code")}
+            for row in range(3, 150, 17):
+                columns["destination"][row - 1] = "+999 555 0100"  # no such country calling code
+                bad.add((path, row))
+            for row in (5, 77):
+                columns["start_time"][row - 1] = None
+                bad.add((path, row))
+            columns["sip_code"][99] = 999
+            bad.add((path, 100))
+            for name, values in columns.items():
+                field = part.schema.field(name)
+                part = part.set_column(part.schema.get_field_index(name), field, pa.array(values, field.type))
+        if i == 12:
+            part = part.set_column(part.schema.get_field_index("pdd_ms"), "pdd_ms", part.column("pdd_ms").cast(pa.int64()))
+            part = part.set_column(part.schema.get_field_index("source"), "source", part.column("source").cast(pa.string()))
+        pq.write_table(part.slice(0, 0) if i == 5 else part, path, row_group_size=100 if i == 13 else None)
+        paths.append(path)
+    return paths, bad
+
+
+def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path, monkeypatch):
+    """Small Parquet files are decoded at a look and converted several at once
+    (readers.read_files); every output (metrics, record output, quarantine rows with
+    their file and row, run.json) equals that of a run converting each file on its
+    own, on files with a bad one in the middle, other column types, several row
+    groups and none, over several gathered batches (batch_rows 1,024)."""
+    import dataclasses
+
+    from telemetry import readers
+    from telemetry.readers.canonical import parquet_plan
+
+    paths, bad = _small_parquet_files(tmp_path)
+
+    def run(out):
+        result = telemetry.process(paths, key=TEST_KEY, region="GB", out=out, batch_rows=1024, emit_records=True,
+                                   threads=2, by=("route", "dst_region", "mno"))
+        return {k: v for k, v in result.summary.items() if k not in ("seconds", "records_per_second", "started_at")}
+
+    together = run(tmp_path / "together")
+
+    def one_by_one(path, batch_rows, options):  # a small file read by read(), converted alone
+        plan = parquet_plan(path, batch_rows, options)
+        return None if isinstance(plan, readers.Small) else plan
+
+    parquet = readers.get_format("parquet")
+    monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))
+    alone = run(tmp_path / "alone")
+    assert together == alone and together["records_quarantined"] == len(bad)
+    rejects = [json.loads(line) for line in (tmp_path / "together" / "quarantine" / "rejects.jsonl").read_text().splitlines()]
+    assert {(r["file"], r["row"]) for r in rejects} == bad
+    outputs = sorted(p.relative_to(tmp_path / "together") for p in (tmp_path / "together").rglob("*") if p.is_file())
+    assert any(p.parts[0] == "records" for p in outputs) and any(p.parts[0] == "metrics" for p in outputs)
+    for name in outputs:
+        if name.name != "run.json":
+            assert (tmp_path / "together" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name

@@ -377,3 +377,54 @@ def test_a_flood_of_too_late_records_is_counted_and_summarized(tmp_path: Path, k
     summary = [r for r in lines if "summarized" in r]
     assert len(full) == 1000 and sorted(r["row"] for r in full) == list(range(1, 1001))
     assert [(s["summarized"], s["first_row"], s["last_row"]) for s in summary] == [(200, 1001, 1200)]
+
+
+def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path: Path, monkeypatch) -> None:
+    """The stream reads small Parquet files as process does (decoded at a look, converted
+    several at once): its metrics, record output, quarantine rows (a bad file in the
+    middle) and counts equal those of a stream converting each file on its own."""
+    import dataclasses
+
+    from telemetry import readers
+    from telemetry.config import make_options
+    from telemetry.keys import as_keyring
+    from telemetry.readers.canonical import parquet_plan
+    from telemetry.stream.driver import Stream, StreamOptions
+    from tests.conftest import TEST_KEY
+    from tests.test_pipeline import _small_parquet_files
+
+    watch = tmp_path / "in"
+    watch.mkdir()
+    paths, bad = _small_parquet_files(watch)
+    for i, path in enumerate(paths):
+        _stamp(Path(path), i)
+
+    def run(out: Path) -> dict:
+        opts = make_options(None, region="GB", batch_rows=1024, emit_records=True, threads=2)
+        sopts = StreamOptions(watch=watch, out=out, state=out / "_state", lateness_us=600_000_000,
+                              retention_us=7 * 86_400_000_000, once=True, batch_files=10)
+        Stream(sopts, as_keyring(TEST_KEY), opts).run()
+        return {k: v for k, v in _run(out).items() if k != "seconds"}
+
+    together = run(tmp_path / "together")
+
+    def one_by_one(path, batch_rows, options):  # a small file read by read(), converted alone
+        plan = parquet_plan(path, batch_rows, options)
+        return None if isinstance(plan, readers.Small) else plan
+
+    parquet = readers.get_format("parquet")
+    monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))
+    alone = run(tmp_path / "alone")
+    assert together == alone and together["records_quarantined"] == len(bad) and together["commits"] == 4
+    rejects = [json.loads(line) for path in sorted((tmp_path / "together" / "quarantine").iterdir())
+               for line in path.read_text().splitlines()]
+    assert {(r["file"], r["row"]) for r in rejects} == bad
+
+    def table(out: Path, sub: str) -> pl.DataFrame:
+        df = pl.read_parquet(out / sub, hive_partitioning=False)
+        return df.drop([c for c in ("released_at",) if c in df.columns])
+
+    for sub in ("metrics", "records"):
+        assert table(tmp_path / "together", sub).equals(table(tmp_path / "alone", sub)), sub
+    written = {path.name: path.read_bytes() for path in (tmp_path / "together" / "quarantine").iterdir()}
+    assert written == {path.name: path.read_bytes() for path in (tmp_path / "alone" / "quarantine").iterdir()}

@@ -403,16 +403,19 @@ def _file_task(run: str, job: Job, index: int, path: str, fmt: str, batch_rows: 
     """A file: its piece count if it splits, else its batches worked through here but a
     small last one, which is left for the client to gather with the next files'."""
     from telemetry.readers import Coalescer, detect_format, get_format, rebatch
+    from telemetry.readers._convert import convert_together
 
     job = _job(run, job)
     name = detect_format(path) if fmt == "auto" else fmt
     reader = get_format(name)
     outputs = _Outputs(stage, _file_pid(index))
-    pieces = None if reader.pieces is None else reader.pieces(path, batch_rows, options)
-    if pieces is not None:
-        return outputs.done(pieces=len(pieces), fmt=name)
+    plan = None if reader.plan is None else reader.plan(path, batch_rows, options)
+    if isinstance(plan, list):
+        return outputs.done(pieces=len(plan), fmt=name)
+    reads = reader.read(path, batch_rows, options) if plan is None else iter(convert_together(
+        [(plan.file, part) for part in plan.parts]))
     last = None
-    for read in rebatch(reader.read(path, batch_rows, options), batch_rows):
+    for read in rebatch(reads, batch_rows):
         if last is not None:  # not a file's last batch: a full one
             outputs.add(job.work(last))
         last = read
@@ -427,7 +430,7 @@ def _piece_task(run: str, job: Job, index: int, k: int, path: str, fmt: str, bat
     from telemetry.readers import get_format
 
     job = _job(run, job)
-    piece = get_format(fmt).pieces(path, batch_rows, options)[k]
+    piece = get_format(fmt).plan(path, batch_rows, options)[k]
     outputs = _Outputs(stage, f"{_file_pid(index)}p{k:05d}")
     for read in piece.read():
         outputs.add(job.work(read))

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,9 +57,10 @@ class Run:
     def n_groups(self) -> int:
         return int(self.keys.shape[0])
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
-        """Memory held by the run's arrays."""
+        """Memory held by the run's arrays (a run is never changed: asked at every merge of
+        every run it is part of, it is counted once)."""
         sketches = (self.pdd, self.jitter, self.latency, self.sources, self.destinations)
         return self.keys.nbytes + self.counts.nbytes + sum(
             a.nbytes for sketch in sketches for a in vars(sketch).values()

@@ -19,7 +19,7 @@ import os
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -171,6 +171,27 @@ class Piece:
     read: Callable[[], Iterator[ReadBatch]]
 
 
+class RawPart(NamedTuple):
+    """Canonical columns of part of a file as the file holds them (not yet converted),
+    and their 1-based row numbers."""
+
+    batch: pa.RecordBatch
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class Small:
+    """A small file, decoded but not converted (:attr:`ReaderFormat.plan`), for
+    :func:`read_files` to convert with the next small files' (``_convert.convert_together``)."""
+
+    file: str
+    parts: list[RawPart]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(part.batch.num_rows for part in self.parts)
+
+
 @dataclass(frozen=True)
 class ReaderFormat:
     """A registered input format.
@@ -184,10 +205,12 @@ class ReaderFormat:
     ``settings``: the names the reader looks up with ``_convert.setting`` (in
     :attr:`ReaderOptions.extra`), each with a check raising :class:`ConfigError`
     for a bad value, so a run fails on a typo before it reads anything.
-    ``pieces(path, batch_rows, options)``: for a format whose files split into
-    independent parts, the file as :class:`Piece` objects, which together yield
-    what ``read`` yields (batches of at most ``batch_rows`` rows), or None when this
-    file is better read by ``read``; see :func:`plan_inputs`.
+    ``plan(path, batch_rows, options)``: for a format whose files split into
+    independent parts, what one look at a file tells: the file as :class:`Piece`
+    objects, which together yield what ``read`` yields (batches of at most
+    ``batch_rows`` rows); or, for a file under a quarter of ``batch_rows``, its
+    columns decoded (:class:`Small`), to be converted with the next small files'; or
+    None when this file is better read by ``read``; see :func:`read_files`.
     ``notes(options)``: one-line warnings an operator must see about what this format's
     records mean under these settings (a duration that includes ringing…); a run that
     reads the format logs them and lists them in ``run.json`` (:func:`notes`).
@@ -200,7 +223,7 @@ class ReaderFormat:
     description: str = ""
     write: Callable[[Iterator[pa.RecordBatch], str], int] | None = None
     settings: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
-    pieces: Callable[[str, int, ReaderOptions], list[Piece] | None] | None = None
+    plan: Callable[[str, int, ReaderOptions], list[Piece] | Small | None] | None = None
     notes: Callable[[ReaderOptions], list[str]] | None = None
 
 
@@ -355,23 +378,99 @@ def plan_inputs(
     *,
     batch_rows: int = 65536,
     options: ReaderOptions | None = None,
+    threads: int = 1,
 ) -> Iterator[ReadBatch | Piece]:
     """:func:`open_inputs` for a pool of threads: files of a format that splits them
     come as :class:`Piece` objects, for the threads to read side by side (each piece's
     batches hold at most ``batch_rows`` rows, not exactly that many); the others as
-    their batches, read here, the batches of small files gathered (:class:`Coalescer`).
+    their batches, read here (files looked at on ``threads`` threads, see
+    :func:`read_files`), the batches of small files gathered (:class:`Coalescer`).
     In file order, each file's rows in order."""
-    options = options or ReaderOptions()
     small = Coalescer(batch_rows)
-    for path, reader in _readers(paths, fmt, batch_rows, "plan_inputs"):
-        pieces = None if reader.pieces is None else reader.pieces(path, batch_rows, options)
-        if pieces is None:
-            for read in rebatch(reader.read(path, batch_rows, options), batch_rows):
-                yield from small.add(read)
-        else:
-            yield from small.flush()
-            yield from pieces
+    for file in read_files(paths, fmt, batch_rows=batch_rows, options=options, threads=threads):
+        for item in file.items:
+            if isinstance(item, Piece):
+                yield from small.flush()
+                yield item
+            else:
+                yield from small.add(item)
     yield from small.flush()
+
+
+class FileItems(NamedTuple):
+    """A file of :func:`read_files`: its path, its format (None: it could not be told)
+    and its items, which raise the error its reading met when it is met."""
+
+    path: str
+    format: ReaderFormat | None
+    items: Iterator[ReadBatch | Piece]
+
+
+def read_files(
+    paths: Sequence[str | os.PathLike],
+    fmt: str = "auto",
+    *,
+    batch_rows: int = 65536,
+    options: ReaderOptions | None = None,
+    threads: int = 1,
+) -> Iterator[FileItems]:
+    """Each of ``paths``, in order, with its :class:`Piece` objects (a format that
+    splits files) or its batches as :func:`open_inputs` yields them. Taking a file's
+    items raises what reading it met (:class:`InputError`, :class:`OSError`), so a
+    caller may go on with the next file.
+
+    Files are looked at (:attr:`ReaderFormat.plan`) on ``threads`` threads, up to
+    :data:`LOOK_AHEAD` files ahead: a small file is decoded then, and Arrow's decoding
+    of one file runs while the next is opened. Small files (:class:`Small`), up to
+    ``batch_rows`` rows of them, are converted together: to_canonical's fixed cost (a
+    few dozen Arrow calls, a millisecond) is paid once for many files, not per file.
+    Each still comes with its own batches, rows and rejects."""
+    from telemetry.ordered import ordered_map
+    from telemetry.readers._convert import convert_together
+
+    options = options or ReaderOptions()
+    held: list[tuple[str, ReaderFormat, Small]] = []
+    rows = 0
+
+    def look(path: str) -> tuple[str, ReaderFormat | None, list[Piece] | Small | Exception | None]:
+        reader = None
+        try:
+            reader = get_format(detect_format(path) if fmt == "auto" else fmt)
+            return path, reader, None if reader.plan is None else reader.plan(path, batch_rows, options)
+        except (InputError, OSError) as exc:
+            return path, reader, exc
+
+    def release() -> Iterator[FileItems]:
+        nonlocal held, rows
+        reads = iter(convert_together([(small.file, part) for _, _, small in held for part in small.parts]))
+        for path, reader, small in held:
+            mine = [next(reads) for _ in small.parts]
+            yield FileItems(path, reader, rebatch(iter(mine), batch_rows))
+        held, rows = [], 0
+
+    checked = _checked(paths, fmt, batch_rows, "read_files")
+    looks = map(look, checked) if threads <= 1 else ordered_map(look, checked, threads=threads, ahead=LOOK_AHEAD)
+    for path, reader, plan in looks:
+        if isinstance(plan, Small):
+            held.append((path, reader, plan))
+            rows += plan.num_rows
+            if rows >= batch_rows:
+                yield from release()
+            continue
+        yield from release()
+        if isinstance(plan, Exception):
+            items = _failed(plan)
+        elif plan is None:
+            items = rebatch(reader.read(path, batch_rows, options), batch_rows)
+        else:
+            items = iter(plan)
+        yield FileItems(path, reader, items)
+    yield from release()
+
+
+#: Files :func:`read_files` looks at ahead of the one handed out (a small file, under a
+#: quarter of ``batch_rows`` rows, is decoded then: at most 4 × ``batch_rows`` rows).
+LOOK_AHEAD = 16
 
 
 def notes(
@@ -390,15 +489,26 @@ def _readers(
     paths: Sequence[str | os.PathLike], fmt: str, batch_rows: int, caller: str
 ) -> Iterator[tuple[str, ReaderFormat]]:
     """Each path with its format, detected when its turn comes."""
+    for path in _checked(paths, fmt, batch_rows, caller):
+        yield path, get_format(detect_format(path) if fmt == "auto" else fmt)
+
+
+def _failed(exc: BaseException) -> Iterator[Any]:
+    """Items that raise ``exc`` when the first is taken."""
+    yield from ()
+    raise exc
+
+
+def _checked(paths: Sequence[str | os.PathLike], fmt: str, batch_rows: int, caller: str) -> list[str]:
+    """``paths`` as strings, once the arguments are known good (an unknown format
+    fails before any file is opened)."""
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError(f"{caller}: paths must be a sequence of paths, not one path")
     if batch_rows < 1:
         raise ValueError(f"{caller}: batch_rows must be at least 1")
     if fmt != "auto":
-        get_format(fmt)  # an unknown name fails before any file is opened
-    for path in paths:
-        path = os.fspath(path)
-        yield path, get_format(detect_format(path) if fmt == "auto" else fmt)
+        get_format(fmt)
+    return [os.fspath(path) for path in paths]
 
 
 #: Rejects :func:`rebatch` holds while it waits for good rows (a few MB of them).

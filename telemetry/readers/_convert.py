@@ -33,7 +33,7 @@ import csv
 import functools
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import detailed, masked
-from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
+from telemetry.readers import RawPart, ReadBatch, Reject, RejectRun, reject_runs
 from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS,
                               STATUSES, TS, read_schema)  # fmt: skip
 from telemetry.status import (
@@ -130,6 +130,13 @@ class Verdict:
             self._reasons = np.empty(len(self.bad), dtype=object)
         return self._reasons
 
+    def part(self, start: int, n: int) -> Verdict:
+        """The verdict of rows ``start`` to ``start + n`` (views, not copies)."""
+        out = Verdict(0)
+        out.bad = self.bad[start : start + n]
+        out._reasons = None if self._reasons is None else self._reasons[start : start + n]
+        return out
+
     def flag(self, mask: Any, reason: str) -> None:
         if isinstance(mask, (pa.Array, pa.ChunkedArray)) and not pc.any(mask).as_py():
             return  # the common case, decided without materializing the mask
@@ -202,6 +209,44 @@ def to_canonical(
         if later in columns:
             verdict.flag(pc.less(out[later], start), f"{later}: before start_time")
     return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema), verdict
+
+
+def convert(file: str, batch: pa.RecordBatch, rows: np.ndarray) -> ReadBatch:
+    """A batch of canonical columns as read (rows numbered ``rows``) as a
+    :class:`ReadBatch`: :func:`to_canonical`, then :func:`split`."""
+    raw = {name: batch.column(name) for name in batch.schema.names}
+    canonical, verdict = to_canonical(raw, batch.num_rows)
+    return split(file, rows, canonical, verdict, raw)
+
+
+def convert_together(parts: Sequence[tuple[str, RawPart]]) -> list[ReadBatch]:
+    """:func:`convert` of each part (its file, its columns as read), in order, with one
+    :func:`to_canonical` for each run of parts whose columns have the same types: its
+    fixed cost (a few dozen Arrow calls) is paid once for many small files. Conversion
+    is row by row (what a column holds elsewhere never changes a row's value or
+    verdict), so each part comes out with the rows, values and rejects it has alone;
+    the text dictionaries are those of the run, whose values its parts share."""
+    out: list[ReadBatch] = []
+    i = 0
+    while i < len(parts):
+        schema = parts[i][1].batch.schema
+        j = i + 1
+        while j < len(parts) and parts[j][1].batch.schema.equals(schema):
+            j += 1
+        if j == i + 1:
+            out.append(convert(parts[i][0], *parts[i][1]))
+        else:
+            whole = pa.concat_batches([part.batch for _, part in parts[i:j]])
+            raw = {name: whole.column(name) for name in whole.schema.names}
+            canonical, verdict = to_canonical(raw, whole.num_rows)
+            at = 0
+            for file, (batch, rows) in parts[i:j]:
+                n = batch.num_rows
+                mine = {name: column.slice(at, n) for name, column in raw.items()}
+                out.append(split(file, rows, canonical.slice(at, n), verdict.part(at, n), mine))
+                at += n
+        i = j
+    return out
 
 
 def _is_dictionary(raw: pa.Array | pa.ChunkedArray | None) -> bool:

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import InputError
-from telemetry.readers import Piece, ReadBatch, ReaderFormat, ReaderOptions, Reject, register
+from telemetry.readers import Piece, RawPart, ReadBatch, ReaderFormat, ReaderOptions, Reject, Small, register
 from telemetry.readers._convert import (
-    LONE_SURROGATE, Verdict, converted, lone_surrogate, split, surrogate_escape, to_canonical,
+    LONE_SURROGATE, Verdict, convert, converted, lone_surrogate, split, surrogate_escape, to_canonical,
 )
 from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL, DICTIONARY_TEXT, IDENTIFIER_COLUMNS
@@ -50,18 +50,21 @@ def read_parquet(path: str, batch_rows: int, options: ReaderOptions) -> Iterator
     yield from file.decode(range(file.meta.num_row_groups), 0, batch_rows, threads=True)
 
 
-def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[Piece] | None:
+def parquet_plan(path: str, batch_rows: int, options: ReaderOptions) -> list[Piece] | Small | None:
     """Runs of whole row groups, each of at least ``batch_rows`` rows (but the last),
     for any thread to decode (no thread pool of Arrow's: the thread that decodes a
     piece aggregates it while it is in its cache). None for a file with a row group
     over PIECE_MAX × ``batch_rows`` rows: a piece would hold many batches for one
-    thread, so the file is read as :func:`read_parquet` reads it; None too for a file
-    under a quarter of ``batch_rows``, whose batch plan_inputs gathers with the next
-    files' (a piece per small file would cost its fixed work per file)."""
+    thread, so the file is read as :func:`read_parquet` reads it. A file under a
+    quarter of ``batch_rows`` is decoded at once, its columns left for
+    :func:`~telemetry.readers.read_files` to convert with the next files' (a piece per
+    small file would cost its fixed work per file). The footer is read once."""
     file = _ParquetInput.open(path, options)
     sizes = [file.meta.row_group(i).num_rows for i in range(file.meta.num_row_groups)]
-    if any(size > PIECE_MAX * batch_rows for size in sizes) or sum(sizes) < batch_rows // 4:
-        return None  # one piece too big for one thread, or a small file to gather with others
+    if sum(sizes) < batch_rows // 4:
+        return Small(path, list(file.raw(range(len(sizes)), 0, batch_rows, threads=False)))
+    if any(size > PIECE_MAX * batch_rows for size in sizes):
+        return None  # one piece too big for one thread
     pieces = []
     first = start = held = 0
     for i, size in enumerate(sizes):
@@ -75,7 +78,7 @@ def parquet_pieces(path: str, batch_rows: int, options: ReaderOptions) -> list[P
     return pieces
 
 
-#: A row group over this many batches makes its file one piece (see parquet_pieces).
+#: A row group over this many batches makes its file one piece (see parquet_plan).
 PIECE_MAX = 4
 #: The largest dictionary page Parquet writers keep before they fall back to plain pages
 #: (pyarrow's, parquet-mr's and DuckDB's default).
@@ -129,7 +132,8 @@ class _ParquetInput(NamedTuple):
 
         try:
             parquet = pq.ParquetFile(path)
-            names = parquet.schema_arrow.names
+            schema, meta = parquet.schema_arrow, parquet.metadata
+            names = set(schema.names)
         except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
             raise InputError(
                 f"{path} is not a readable Parquet file; pass --format if it is another format"
@@ -141,15 +145,21 @@ class _ParquetInput(NamedTuple):
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
         # identifiers and dimensions are read as their dictionary pages (schema.READ); a
         # nested column (list, struct) has none and its rows are quarantined by to_canonical
-        nested = {f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)}
+        nested = {f.name for f in schema if pa.types.is_nested(f.type)}
         dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
         text = _read_as_text(parquet, dictionaries)
         dictionaries = [name for name in dictionaries if name not in text]
-        return cls(path, parquet.metadata, present, dictionaries)
+        return cls(path, meta, present, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
         """Batches of ``batch_rows`` rows of row groups ``groups``, whose first row is
         row ``start + 1`` of the file; ``threads``: Arrow decodes columns on its pool."""
+        for batch, rows in self.raw(groups, start, batch_rows, threads=threads):
+            yield convert(self.path, batch, rows)
+
+    def raw(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[RawPart]:
+        """:meth:`decode`'s batches as the file holds them (canonical columns, not
+        converted), with their row numbers."""
         import pyarrow.parquet as pq
 
         path, done = self.path, start
@@ -167,12 +177,23 @@ class _ParquetInput(NamedTuple):
                 return
             except (pa.ArrowException, OSError):
                 raise InputError(f"{path}: Parquet data is damaged after row {done}") from None
+            if not _indices_in_range(batch):
+                raise InputError(f"{path}: Parquet data is damaged after row {done}")
             n = batch.num_rows
-            raw = {name: batch.column(name) for name in self.present}
-            rows = np.arange(done + 1, done + n + 1, dtype=np.int64)
+            yield RawPart(batch.select(self.present), np.arange(done + 1, done + n + 1, dtype=np.int64))
             done += n
-            converted, verdict = to_canonical(raw, n)
-            yield split(path, rows, converted, verdict, raw)
+
+
+def _indices_in_range(batch: pa.RecordBatch) -> bool:
+    """Whether every dictionary column's indices point into its dictionary: Arrow does
+    not check a dictionary page's indices, and a damaged one would fail a ``take``
+    later, far from the file (found by tests/test_fuzz.py)."""
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type) and len(column) > column.null_count:
+            low, high = pc.min_max(column.indices).values()
+            if low.as_py() < 0 or high.as_py() >= len(column.dictionary):
+                return False
+    return True
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -619,7 +640,7 @@ register(
         lambda head: head.startswith(b"PAR1"),
         "Apache Parquet in the canonical schema",
         write_parquet,
-        pieces=parquet_pieces,
+        plan=parquet_plan,
     )
 )
 register(

@@ -33,15 +33,20 @@ RowKey = tuple  # (channel, *dimension texts as the output writes them; None for
 
 
 def row_keys(state: State) -> list[RowKey]:
-    """Each group's row key: the channel and its dimension values as output text."""
+    """Each group's row key: the channel and its dimension values as output text.
+    Each distinct value is written once, then taken per group (a day of windows holds
+    hundreds of thousands of groups, and every commit's accounting asks)."""
     keys, dims = state.keys, state.dims
-    out = []
-    for row in keys.tolist():
-        values: list = [CHANNELS[row[1]]]
-        for j, code in enumerate(row[2:]):
-            values.append(OTHER if code == OTHER_CODE else None if code < 0 else dimension_text(dims[j][code]))
-        out.append(tuple(values))
-    return out
+    columns = [_CHANNEL_TEXT[keys[:, 1]]]
+    for j, values in enumerate(dims):
+        text = np.empty(len(values) + 2, dtype=object)  # codes -2 (OTHER_CODE) and -1 (null) index the end
+        text[: len(values)] = [dimension_text(value) for value in values]
+        text[OTHER_CODE] = OTHER
+        columns.append(text[keys[:, 2 + j]])
+    return list(zip(*(column.tolist() for column in columns)))
+
+
+_CHANNEL_TEXT = np.array(CHANNELS, dtype=object)
 
 
 def table_keys(table: pa.Table, by: tuple[str, ...]) -> list[RowKey]:

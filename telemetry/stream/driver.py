@@ -243,17 +243,20 @@ class Stream:
             return []
         out = []
         passed = [book for w, book in sorted(self.windows.items()) if (w + 1) * window_us <= self.watermark]
-        if any(book.delta is not None for book in passed if any(book is d for d, _ in self._due)):
+        due = {id(book) for book, _ in self._due}  # a set: a day of windows is checked at every file
+        if any(book.delta is not None and id(book) in due for book in passed):
             out += self._release_due()  # a window of this micro-batch's revision 0 has late records
+            due.clear()
         for book in passed:
             if not book.released:
                 self._due.append((book, book.begin_release()))
-            elif book.delta is not None and not any(book is d for d, _ in self._due):
+                due.add(id(book))
+            elif book.delta is not None and id(book) not in due:
                 table = book.late_release(k)
                 if table is not None:
                     out.append(table)
         evicted = [w for w in self.windows if (w + 1) * window_us + self.s.retention_us <= self.watermark]
-        if any(any(self.windows[w] is d for d, _ in self._due) for w in evicted):
+        if any(id(self.windows[w]) in due for w in evicted):
             out += self._release_due()
         for w in evicted:
             self._evict(w)
@@ -395,7 +398,7 @@ class _Reader:
         return None if self.max_start is None else self.max_start - self.stream.s.lateness_us
 
     def __iter__(self) -> Iterator:
-        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, notes, plan_inputs
+        from telemetry.readers import Coalescer, Piece, ReaderOptions, Reject, read_files
 
         st = self.stream
         options = ReaderOptions(extra=st.opts.extra, columns=st.job.columns)
@@ -410,12 +413,14 @@ class _Reader:
                 self.marks.extend(ended)
                 ended.clear()
 
-        for found in self.files:
+        files = read_files([found.path for found in self.files], st.opts.fmt, batch_rows=st.opts.batch_rows,
+                           options=options, threads=thread_count(st.opts))
+        for found, file in zip(self.files, files, strict=True):
             before = self.watermark()
             if not small.held:
                 group_watermark = before
             try:
-                for item in plan_inputs([found.path], st.opts.fmt, batch_rows=st.opts.batch_rows, options=options):
+                for item in file.items:
                     for read in item.read() if isinstance(item, Piece) else (item,):
                         read, late = self._too_late(read, before)
                         if late and small.held:  # late rows come after the decisions of the files before
@@ -424,7 +429,7 @@ class _Reader:
                             ended.clear()
                             group_watermark = before
                         yield from hand_out(small.add(read))
-                for note in notes([found.path], st.opts.fmt, options):
+                for note in file.format.notes(options) if file.format.notes is not None else ():
                     if note not in st.notes:
                         st.notes.append(note)
                         log.warning("%s", note)
