@@ -34,6 +34,7 @@ _NAMES = frozenset(CANONICAL.names)
 _DELIMITERS = (",", ";", "\t", "|")
 _HEAD_BYTES = 1 << 20
 _CSV_BLOCK = 2 << 20  # ~230 MB peak RSS for a 1 M-row file; 12 MiB blocks took ~500 MB
+_CSV_AHEAD = 4  # blocks read beyond the batches asked for (pyarrow needs 2 more for one)
 _MAX_LINE = 16 << 20
 _REPLACEMENT = "\ufffd"  # a JSON line longer than this is rejected, not held in memory
 
@@ -172,11 +173,11 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
     lock = threading.Lock()  # pyarrow calls the handler on its reading thread, ahead of the batches
 
     def invalid(row: Any) -> str:
-        number = row.number - 1  # the header is row 0
+        number = row.number - 2  # our head row is -1, the header 0 (see below)
         with lock:
             numbers.skip(number)
-        if number == 0:
-            return "skip"  # the header, not a record (it is one for pyarrow: see below)
+        if number < 1:
+            return "skip"  # the header, not a record
         text = row.text or ""
         if text.count('"') % 2:
             reason = "unterminated quoted field"
@@ -186,12 +187,14 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
             refused.add(number, reason)
         return "skip"
 
-    # pyarrow reads ahead several blocks: peak memory grows with the block, not the file.
-    # It parses on, at open, until a block gives a good row: the header, read as a row
-    # and dropped, makes that the first block, however many bad rows follow (issue 16)
+    # Peak memory grows with the block, not the file, even when converting is slower
+    # than parsing (bad rows): pyarrow parses on, at open, until a block gives a good row,
+    # and a head row of empty fields (dropped, as the header is) makes that the first
+    # block; reads are paced to the batches asked for (issue 16, docs/formats.md)
     block = options.block_bytes or _CSV_BLOCK
+    head = ('""' + delimiter * (len(names) - 1) + "\n").encode()  # quoted: no blank line
     try:
-        stream = Utf8Stream(path)  # UTF-8 repaired; no read ends in a CR
+        stream = Utf8Stream(path, head=head, ahead=_CSV_AHEAD)  # UTF-8 repaired; no read ends in a CR
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     try:
@@ -220,12 +223,13 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
             f"{path}: cannot parse as CSV; pass --format if it is another format"
         ) from None
     with stream:
-        yield from _csv_batches(path, reader, positions, numbers, refused, lock)
+        yield from _csv_batches(path, reader, stream, positions, numbers, refused, lock)
 
 
 def _csv_batches(
     path: str,
     reader: Any,
+    stream: Utf8Stream,
     positions: dict[str, int],
     numbers: _RowNumbers,
     refused: Refused,
@@ -234,10 +238,11 @@ def _csv_batches(
     """Batches with their row numbers and the rows pyarrow refused so far. pyarrow parses
     ahead and reports bad rows from its own thread, so rows skipped and refused are taken
     under ``lock``, all at once: a row refused meanwhile stays for the next batch. The
-    header (row 0) is dropped from the first batch, unless pyarrow refused it."""
+    head row (-1) and the header (0) are dropped from the first batch."""
 
     def parsed() -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[Reject | RejectRun]]]:
         while True:
+            stream.want()
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
@@ -250,8 +255,8 @@ def _csv_batches(
                 ) from None
             with lock:
                 rows, taken = numbers.take(batch.num_rows), refused.take()
-            if len(rows) and rows[0] == 0:
-                batch, rows = batch.slice(1), rows[1:]
+            ours = int(np.searchsorted(rows, 1))
+            batch, rows = batch.slice(ours), rows[ours:]
             if len(rows) or taken:
                 yield batch, rows, taken
 
@@ -286,12 +291,12 @@ def _empty() -> pa.RecordBatch:
 
 
 class _RowNumbers:
-    """Data row numbers of good CSV rows: consecutive from 0 (the header), minus the rows
+    """Data row numbers of good CSV rows: consecutive from -1 (the head row), minus the rows
     pyarrow skipped. Skips come in order: ``next`` moves past a run of them as soon as
     it is known, so a flood of bad rows costs nothing here, however long."""
 
     def __init__(self) -> None:
-        self.next = 0
+        self.next = -1
         self.skipped: list[int] = []  # skipped numbers above next, ascending
 
     def skip(self, number: int) -> None:
