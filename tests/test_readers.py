@@ -960,3 +960,18 @@ def test_csv_of_bad_rows_is_read_a_few_blocks_ahead_of_its_batches(tmp_path, mon
     assert all(sum(not isinstance(r, RejectRun) for r in p.rejects) <= FULL_REJECTS for p in parts)
     numbers = [np.atleast_1d(r.rows if isinstance(r, RejectRun) else r.row) for r in rejects]
     assert np.array_equal(np.concatenate(numbers), np.arange(1, lines + 1))
+
+
+def test_plan_inputs_hands_on_rejects_of_a_bad_file_as_it_goes(tmp_path):
+    """A file of bad rows comes out of plan_inputs in batches of rejects of about
+    REJECTS_HELD rows each, not held to the end by the gathering of small files
+    (issue 16). Reference: the rows the test wrote."""
+    from telemetry.readers import REJECTS_HELD, plan_inputs
+
+    lines = 5 * REJECTS_HELD
+    path = tmp_path / "bad.csv"
+    path.write_text("start_time,source,destination\n" + ",,,,,,\n" * lines)
+    options = ReaderOptions(block_bytes=16384)  # about 2,300 rows a block
+    counts = [rejected(part.rejects) for part in plan_inputs([str(path)], "csv", options=options)]
+    assert sum(counts) == lines
+    assert len(counts) >= 4 and max(counts) < 2 * REJECTS_HELD, counts
