@@ -157,6 +157,10 @@ def _gatherer(batch_rows: int):
 
         join = staticmethod(list)
 
+        @staticmethod
+        def rejects_of(read: Any) -> int:
+            return 0  # the client knows a tail by its shape, not by its rejects
+
     return Gatherer(batch_rows)
 
 

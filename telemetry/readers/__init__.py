@@ -114,9 +114,14 @@ class Coalescer:
         ready = self.flush() if self._held and read.batch.schema != self._held[0].batch.schema else []
         self._held.append(read)
         self._rows += read.batch.num_rows
-        self._rejects += rejected(read.rejects)
+        self._rejects += self.rejects_of(read)
         full = self._rows >= self.batch_rows or self._rejects >= REJECTS_HELD
         return ready + self.flush() if full else ready
+
+    @staticmethod
+    def rejects_of(read: ReadBatch) -> int:
+        """How many rejects ``read`` holds."""
+        return rejected(read.rejects)
 
     @property
     def held(self) -> bool:
