@@ -16,12 +16,15 @@ does).
 * memory: ``telemetry process`` over 10 M and 40 M records (the same 2 M-record
   Parquet file behind 5 and 20 links; retail and transit), peak RSS of each process; and over
   multi-gigabyte CSV files (the Asterisk file and a 1 M-record canonical CSV,
-  each written 10 and 20 times over into one file).
+  each written 10 and 20 times over into one file); and over bad CSV files of
+  ``BAD_MB`` (40) MB and twice that, canonical and Asterisk: only wrong-width
+  lines, and a mix of good records, such lines and records failing conversion.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -173,15 +176,17 @@ def test_asterisk_csv_reader_vs_pyarrow(benchmark, figure, asterisk_csv) -> None
                 "in turns with pyarrow")  # fmt: skip
 
 
-def _peak_rss_mib(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+def _peak_rss_mib(args: list[str], env: dict[str, str], exit_code: int = 0) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of one ``telemetry`` process, measured in a
-    fresh parent so that RUSAGE_CHILDREN holds that process alone."""
+    fresh parent so that RUSAGE_CHILDREN holds that process alone; it must exit with
+    ``exit_code`` (1: completed, rows quarantined)."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "done = subprocess.run(sys.argv[2:], capture_output=True); "
+        "assert done.returncode == int(sys.argv[1]), done.stderr[-2000:]; "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)"
     )
-    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "telemetry", *args],
+    done = subprocess.run([sys.executable, "-c", code, str(exit_code), sys.executable, "-m", "telemetry", *args],
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     kib, seconds = done.stdout.split()
@@ -256,4 +261,66 @@ def test_memory_multi_gigabyte_csv(figure, bench_dir, cli_env, warm_cli, asteris
         f"a {records:,}-record file written 10 and 20 times over into one file, one "
         "`telemetry process` each; the file once peaks lower, before the state's "
         "consolidation reaches its steady size",
+    )
+
+
+BAD_MB = int(os.environ.get("TELEMETRY_BENCH_BAD_MB", 40))  # S of the S vs 2S bad-input runs
+_BAD_KINDS = {
+    "commas": "only `,,,,,,` lines (the wrong width, refused by the parser)",
+    "mix": "each generated record, a `,,,,,,` line, and the record with its start time "
+    "replaced by text (refused on conversion)",
+}
+_TIME = re.compile(rb'"2026-11-\d\d[T ][0-9:.]+Z?"')  # a generated record's first time
+
+
+def _bad_body(fmt: str, kind: str, bench_dir: Path, asterisk_csv: tuple[Path, int]) -> tuple[bytes, bytes]:
+    """(header, body) of a bad input of ``BAD_MB`` MB of a kind of :data:`_BAD_KINDS`."""
+    from telemetry.generate import write
+
+    if kind == "commas":
+        header = b""
+        if fmt == "csv":
+            write(bench_dir / "bad-head.csv", 1, fmt="csv")
+            header = (bench_dir / "bad-head.csv").read_bytes().split(b"\n")[0] + b"\n"
+        return header, b",,,,,,\n" * (BAD_MB * 10**6 // 7)
+    if fmt == "asterisk":
+        header, good = b"", asterisk_csv[0]
+    else:
+        good = bench_dir / "bad-mix-good.csv"
+        write(good, 100_000, fmt="csv")
+        header = good.read_bytes().split(b"\n")[0] + b"\n"
+    lines = good.read_bytes()[len(header):].splitlines(keepends=True)
+    mixed = b"".join(line + b",,,,,,\n" + _TIME.sub(b'"not a time"', line, count=1) for line in lines)
+    return header, (mixed * (1 + BAD_MB * 10**6 // len(mixed)))[: BAD_MB * 10**6].rpartition(b"\n")[0] + b"\n"
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("kind", ["commas", "mix"])
+@pytest.mark.parametrize("fmt", ["csv", "asterisk"])
+def test_memory_bad_csv(figure, bench_dir, cli_env, warm_cli, asterisk_csv, fmt, kind) -> None:
+    """Peak RSS of ``telemetry process`` over a bad CSV file of ``BAD_MB`` MB and of
+    twice that (the same body written twice): rejects must not pile up (issue 16)."""
+    header, body = _bad_body(fmt, kind, bench_dir, asterisk_csv)
+    out = str(bench_dir / "bad-out")
+    runs = {}
+    for times in (1, 2):
+        bad = bench_dir / f"bad-{fmt}-{kind}-{times}.csv"
+        with open(bad, "wb") as handle:
+            handle.write(header)
+            for _ in range(times):
+                handle.write(body)
+        size = bad.stat().st_size / 1e6
+        runs[times] = (size, *_peak_rss_mib(["process", str(bad), "--format", fmt, "--out", out, "--region", "GB"],
+                                            cli_env, exit_code=1))  # fmt: skip
+        bad.unlink()
+    (small, rss_small, s_small), (large, rss_large, s_large) = runs[1], runs[2]
+    figure(
+        f"memory: peak RSS, bad {'Asterisk' if fmt == 'asterisk' else 'canonical'} CSV "
+        f"({kind}), {large:.0f} vs {small:.0f} MB",
+        f"{large:.0f} MB: {rss_large:,.0f} MiB ({s_large:.0f} s)",
+        f"{small:.0f} MB: {rss_small:,.0f} MiB ({s_small:.0f} s)",
+        rss_large / rss_small,
+        "within 15% (≤ 1.15x)",
+        rss_large / rss_small <= 1.15,
+        f"{_BAD_KINDS[kind]}; one `telemetry process` each, exit 1 (rows quarantined)",
     )

@@ -277,3 +277,24 @@ def test_a_flood_of_rejects_summarized_as_on_one_machine(tmp_path, dask_client):
     lines = (tmp_path / "local" / "quarantine" / "rejects.jsonl").read_text().splitlines()
     assert len(lines) == FULL_REJECTS + 1 and json.loads(lines[-1])["summarized"] == 1500 - FULL_REJECTS
     _same_outputs(tmp_path / "dask", tmp_path / "local")
+
+
+def test_small_files_of_rejects_gathered_as_on_one_machine(tmp_path, dask_client):
+    """The gathering of small files hands on what it holds once REJECTS_HELD rejects are
+    held (a file of bad rows streams through): the client decides it on the tails' reject
+    counts, so its batches, and the record files, are the local engine's."""
+    from telemetry.readers import REJECTS_HELD
+
+    paths = []
+    for i in range(3):  # each: 20 records and 0.55 x REJECTS_HELD empty rows, one small batch
+        path = tmp_path / f"bad{i}.csv"
+        write(path, 20, seed=70 + i)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(",,,,,,\n" * (REJECTS_HELD * 55 // 100))
+        paths.append(str(path))
+    options = {**OPTIONS, "batch_rows": 4 * 60}
+    telemetry.process(paths, key=TEST_KEY, out=tmp_path / "local", engine="local", threads=1, **options)
+    telemetry.process(paths, key=TEST_KEY, out=tmp_path / "dask", engine="dask", client=dask_client, **options)
+    records = sorted(p.name for p in (tmp_path / "local" / "records").rglob("*.parquet"))
+    assert len(records) == 2  # two files' rejects pass REJECTS_HELD: the third goes on alone
+    _same_outputs(tmp_path / "dask", tmp_path / "local")

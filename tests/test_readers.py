@@ -890,3 +890,89 @@ def test_rejects_do_not_wait_for_good_rows():
     assert [r.row for r in first.rejects] == list(range(1, REJECTS_HELD + 1))
     rest = [r.row for part in out for r in part.rejects]
     assert rest == list(range(REJECTS_HELD + 1, 3 * REJECTS_HELD + 1))
+
+
+# -- bounded read-ahead (issue 16) --------------------------------------------------------------
+
+
+def test_utf8_stream_reads_at_most_ahead_blocks_past_the_batches_asked_for(tmp_path, monkeypatch):
+    """A paced stream lets a reader thread get ``ahead`` reads past the batches asked for
+    (want), no more, and hands over the file's bytes unchanged; a read with no want
+    coming goes after STALL_SECONDS (the safety net). Reference: the file's bytes."""
+    import threading
+    import time
+
+    from telemetry.readers import _stream
+
+    data = bytes(range(48, 112)) * 16 * 20  # 20 blocks of 1 KiB
+    path = tmp_path / "blocks.txt"
+    path.write_bytes(data)
+    stream = _stream.Utf8Stream(str(path), head=b"head\n", ahead=3)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        while chunk := stream.read(1024):
+            got.append(chunk)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    for wants in range(6):
+        time.sleep(0.1)  # time enough for an unpaced reader to read every block
+        assert len(got) == 3 + wants
+        stream.want()
+    monkeypatch.setattr(_stream, "STALL_SECONDS", 0.01)
+    for _ in range(20):
+        stream.want()
+    thread.join(10)
+    assert b"".join(got) == b"head\n" + data
+
+
+def test_csv_of_bad_rows_is_read_a_few_blocks_ahead_of_its_batches(tmp_path, monkeypatch):
+    """A canonical CSV of 60 blocks of rows pyarrow refuses (the wrong width): each batch
+    comes while the reader is at most a few blocks further into the file, and every row
+    is accounted for in order, at most FULL_REJECTS a batch described. Without
+    the head row pyarrow would parse the whole file before its first batch; without
+    pacing it reads 32 blocks ahead. Reference: the rows the test wrote."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import RejectRun
+    from telemetry.readers import _stream
+
+    block, lines = 4096, 60 * 4096 // 7
+    path = tmp_path / "bad.csv"
+    path.write_text("start_time,source,destination\n" + ",,,,,,\n" * lines)
+    reads: list[int] = []
+    plain_read = _stream.Utf8Stream.read
+
+    def counted(self, size=-1):
+        reads.append(size)
+        return plain_read(self, size)
+
+    monkeypatch.setattr(_stream.Utf8Stream, "read", counted)
+    behind = []
+    parts = []
+    for part in canonical_reader.read_csv(str(path), 65536, ReaderOptions(block_bytes=block)):
+        behind.append(len(reads) - len(parts))
+        parts.append(part)
+    # batches asked for but not yet handed on: the conversion thread's (ordered_map, 3)
+    assert len(parts) >= 50 and max(behind) <= canonical_reader._CSV_AHEAD + 3 + 2, behind
+    rejects = [r for p in parts for r in p.rejects]
+    assert sum(p.batch.num_rows for p in parts) == 0 and rejected(rejects) == lines
+    assert {r.reason for r in rejects} == {"expected 3 columns, found 7"}
+    assert all(sum(not isinstance(r, RejectRun) for r in p.rejects) <= FULL_REJECTS for p in parts)
+    numbers = [np.atleast_1d(r.rows if isinstance(r, RejectRun) else r.row) for r in rejects]
+    assert np.array_equal(np.concatenate(numbers), np.arange(1, lines + 1))
+
+
+def test_plan_inputs_hands_on_rejects_of_a_bad_file_as_it_goes(tmp_path):
+    """A file of bad rows comes out of plan_inputs in batches of rejects of about
+    REJECTS_HELD rows each, not held to the end by the gathering of small files
+    (issue 16). Reference: the rows the test wrote."""
+    from telemetry.readers import REJECTS_HELD, plan_inputs
+
+    lines = 5 * REJECTS_HELD
+    path = tmp_path / "bad.csv"
+    path.write_text("start_time,source,destination\n" + ",,,,,,\n" * lines)
+    options = ReaderOptions(block_bytes=16384)  # about 2,300 rows a block
+    counts = [rejected(part.rejects) for part in plan_inputs([str(path)], "csv", options=options)]
+    assert sum(counts) == lines
+    assert len(counts) >= 4 and max(counts) < 2 * REJECTS_HELD, counts

@@ -144,6 +144,7 @@ class DaskEngine:
 class _Shape(NamedTuple):
     num_rows: int
     schema: Any
+    rejects: int  # how many rows its rejects stand for
 
 
 class _Tail(NamedTuple):
@@ -161,6 +162,10 @@ def _gatherer(batch_rows: int):
         a gathered batch is the list of the tails that make it."""
 
         join = staticmethod(list)
+
+        @staticmethod
+        def rejects_of(read: Any) -> int:
+            return read.batch.rejects  # the client knows a tail by its shape, its rejects by their count
 
     return Gatherer(batch_rows)
 
@@ -385,6 +390,8 @@ class _Outputs:
         self.partials += 1
 
     def done(self, **meta: Any) -> _Done:
+        from telemetry.readers import rejected
+
         if self.rejects:
             import pickle
 
@@ -394,7 +401,7 @@ class _Outputs:
             tmp.write_bytes(pickle.dumps(self.rejects, protocol=5))
             os.replace(tmp, target)  # a retried task writes the same file again
         tail = meta.pop("tail", None)
-        shape = None if tail is None else _Shape(tail.batch.num_rows, tail.batch.schema)
+        shape = None if tail is None else _Shape(tail.batch.num_rows, tail.batch.schema, rejected(tail.rejects))
         return _Done(self.state, _Meta(tuple(self.counts), self.rewritten, self.partials, tail=shape, **meta), tail)
 
 

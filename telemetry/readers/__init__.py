@@ -93,12 +93,15 @@ class Coalescer:
     Every batch costs a fixed amount of work besides its rows (kernel calls, a
     partial state, its merge); a stream of per-call or per-minute files of a few
     hundred records would pay it per file. Batches of at least a quarter of
-    ``batch_rows`` pass through as they are (after what is held)."""
+    ``batch_rows`` pass through as they are (after what is held). Rejects do not wait
+    for rows: once :data:`REJECTS_HELD` of them are held, what is held goes on, so a
+    file of bad rows (batches of rejects only) streams through as :func:`rebatch` has it."""
 
     def __init__(self, batch_rows: int) -> None:
         self.batch_rows = batch_rows
         self._held: list[ReadBatch] = []
         self._rows = 0
+        self._rejects = 0
 
     def passes(self, read: ReadBatch) -> bool:
         """Whether ``read`` is big enough to pass through as it is."""
@@ -111,7 +114,14 @@ class Coalescer:
         ready = self.flush() if self._held and read.batch.schema != self._held[0].batch.schema else []
         self._held.append(read)
         self._rows += read.batch.num_rows
-        return ready + self.flush() if self._rows >= self.batch_rows else ready
+        self._rejects += self.rejects_of(read)
+        full = self._rows >= self.batch_rows or self._rejects >= REJECTS_HELD
+        return ready + self.flush() if full else ready
+
+    @staticmethod
+    def rejects_of(read: ReadBatch) -> int:
+        """How many rejects ``read`` holds."""
+        return rejected(read.rejects)
 
     @property
     def held(self) -> bool:
@@ -120,7 +130,7 @@ class Coalescer:
 
     def flush(self) -> list[ReadBatch]:
         """What is held, as one batch (none when nothing is)."""
-        held, self._held, self._rows = self._held, [], 0
+        held, self._held, self._rows, self._rejects = self._held, [], 0, 0
         return held if len(held) <= 1 else [self.join(held)]
 
     @staticmethod

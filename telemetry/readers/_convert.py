@@ -33,6 +33,7 @@ import csv
 import functools
 import math
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -280,6 +281,39 @@ def split(
         rejects += reject_runs(file, rows[bad[~full]], reasons[~full])
     keep = ~verdict.bad
     return ReadBatch(batch.filter(pa.array(keep)), rows[keep], rejects, file)
+
+
+class Refused:
+    """Rows a parser refused before their batch is handed on (pyarrow reports them
+    from its own thread, a block ahead), kept compact: a row number and a shared
+    reason each, 16 bytes a row however many there are. :meth:`take` makes them
+    rejects, past the first :data:`~telemetry.quarantine.FULL_REJECTS` of a reason
+    a :class:`RejectRun`, as :func:`split` does."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._rows = array("q")
+        self._reasons: list[str] = []
+        self._shared: dict[str, str] = {}  # one string per distinct reason
+
+    def add(self, row: int, reason: str) -> None:
+        self._rows.append(row)
+        self._reasons.append(self._shared.setdefault(reason, reason))
+
+    def take(self) -> list[Reject | RejectRun]:
+        """The rows refused so far, in row order; forgotten here."""
+        if not self._reasons:
+            return []
+        rows = np.array(self._rows, dtype=np.int64)
+        reasons = np.array(self._reasons, dtype=object)
+        self._rows, self._reasons, self._shared = array("q"), [], {}
+        full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+        out: list[Reject | RejectRun] = [
+            Reject(self.file, row, reason, {}) for row, reason in zip(rows[full].tolist(), reasons[full].tolist())
+        ]
+        if not full.all():
+            out += reject_runs(self.file, rows[~full], reasons[~full])
+        return out
 
 
 # -- per kind ---------------------------------------------------------------------------------

@@ -11,26 +11,47 @@
 - A range of the file (for parsing ranges side by side) and an end-of-input ``tail``
   (a vendor reader's sentinel line) are supported; ``nul`` says whether the file's
   bytes held a NUL, so that a sentinel made with one can be told from the data.
+- A ``head`` line before the file's bytes: pyarrow's streaming reader parses on, at
+  open, until a block gives a good row, holding every bad row on the way; a good
+  ``head`` row (dropped by the reader) makes the first block do.
+- Reads can be paced (``ahead``): pyarrow reads up to 32 blocks ahead of the batches
+  it hands out, and when converting its batches is slower than parsing (bad rows)
+  that many blocks stay in memory. With ``ahead``, a read waits until the reader has
+  asked for a batch (:meth:`want`) for all but ``ahead`` of the reads so far.
 """
 
 from __future__ import annotations
 
+import threading
+
+#: Seconds a paced read waits for :meth:`Utf8Stream.want` before it goes anyway: a
+#: safety net, should pyarrow ever need more blocks for one batch than it does now.
+STALL_SECONDS = 2.0
+
 
 class Utf8Stream:
-    """Bytes ``start`` to ``end`` (None: the end) of the file at ``path``, invalid UTF-8
-    replaced by U+FFFD, then ``tail``. ASCII blocks pass through without a copy;
-    ``ascii`` says no other came yet, ``repaired`` that bytes were replaced, ``nul``
-    that a NUL byte came."""
+    """``head``, then bytes ``start`` to ``end`` (None: the end) of the file at ``path``,
+    invalid UTF-8 replaced by U+FFFD, then ``tail``. ASCII blocks pass through without
+    a copy; ``ascii`` says no other came yet, ``repaired`` that bytes were replaced,
+    ``nul`` that a NUL byte came. ``ahead``: at most that many reads more than batches
+    asked for (:meth:`want`); None: no limit."""
 
     def __init__(
-        self, path: str, span: tuple[int, int | None] = (0, None), tail: bytes = b""
+        self,
+        path: str,
+        span: tuple[int, int | None] = (0, None),
+        tail: bytes = b"",
+        head: bytes = b"",
+        ahead: int | None = None,
     ) -> None:
         start, end = span
         self._raw = open(path, "rb")
         self._raw.seek(start)
         self._left = None if end is None else end - start  # bytes of the range not read yet
         self._tail = tail
-        self._buffer = bytearray()
+        self._buffer = bytearray(head)
+        self._credit = ahead  # reads that may go before the next want(); None: any
+        self._gate = threading.Condition()
         self._carry = b""  # an incomplete UTF-8 sequence at the end of the last chunk
         self._done = False
         self.ascii = True  # every byte so far was ASCII (so no field can hold U+FFFD)
@@ -38,7 +59,23 @@ class Utf8Stream:
         self.nul = False  # some byte of the file was NUL
         self.closed = False
 
+    def want(self) -> None:
+        """The reader asks for a batch: one more read may go."""
+        with self._gate:
+            if self._credit is not None:
+                self._credit += 1
+                self._gate.notify_all()
+
+    def _pace(self) -> None:
+        with self._gate:
+            if self._credit is None:
+                return
+            if self._credit <= 0:
+                self._gate.wait_for(lambda: self._credit > 0 or self.closed, STALL_SECONDS)
+            self._credit -= 1
+
     def read(self, size: int = -1) -> bytes:
+        self._pace()
         if size < 0:
             while not self._done:
                 self._take(self._get(1 << 20))
@@ -108,7 +145,9 @@ class Utf8Stream:
 
     def close(self) -> None:
         self._raw.close()
-        self.closed = True
+        with self._gate:
+            self.closed = True
+            self._gate.notify_all()
 
     def __enter__(self) -> Utf8Stream:
         return self

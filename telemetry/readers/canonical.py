@@ -23,9 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import InputError
-from telemetry.readers import Piece, RawPart, ReadBatch, ReaderFormat, ReaderOptions, Reject, Small, register
+from telemetry.readers import (
+    Piece, RawPart, ReadBatch, ReaderFormat, ReaderOptions, Reject, RejectRun, Small, register,
+)
 from telemetry.readers._convert import (
-    LONE_SURROGATE, Verdict, convert, converted, lone_surrogate, split, surrogate_escape, to_canonical,
+    LONE_SURROGATE, Refused, Verdict, convert, converted, lone_surrogate, split, surrogate_escape, to_canonical,
 )
 from telemetry.readers._stream import Utf8Stream
 from telemetry.schema import CANONICAL, DICTIONARY_TEXT, IDENTIFIER_COLUMNS
@@ -34,6 +36,7 @@ _NAMES = frozenset(CANONICAL.names)
 _DELIMITERS = (",", ";", "\t", "|")
 _HEAD_BYTES = 1 << 20
 _CSV_BLOCK = 2 << 20  # ~230 MB peak RSS for a 1 M-row file; 12 MiB blocks took ~500 MB
+_CSV_AHEAD = 4  # blocks read beyond the batches asked for (pyarrow needs 2 more for one)
 _MAX_LINE = 16 << 20
 _REPLACEMENT = "\ufffd"  # a JSON line longer than this is rejected, not held in memory
 
@@ -208,26 +211,33 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
     names, delimiter = header
     positions = {name: i for i, name in enumerate(names) if name in _NAMES and _wanted(name, options)}
     wanted = [f"c{i}" for i in positions.values()]
-    rejects: list[Reject] = []
+    refused = Refused(path)
     numbers = _RowNumbers()
     lock = threading.Lock()  # pyarrow calls the handler on its reading thread, ahead of the batches
 
     def invalid(row: Any) -> str:
-        number = row.number - 1  # pyarrow counts the header row
+        number = row.number - 2  # our head row is -1, the header 0 (see below)
+        with lock:
+            numbers.skip(number)
+        if number < 1:
+            return "skip"  # the header, not a record
         text = row.text or ""
         if text.count('"') % 2:
             reason = "unterminated quoted field"
         else:
             reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
         with lock:
-            numbers.skip(number)
-            rejects.append(Reject(path, number, reason, {}))
+            refused.add(number, reason)
         return "skip"
 
-    # pyarrow reads ahead several blocks: peak memory grows with the block, not the file
+    # Peak memory grows with the block, not the file, even when converting is slower
+    # than parsing (bad rows): pyarrow parses on, at open, until a block gives a good row,
+    # and a head row of empty fields (dropped, as the header is) makes that the first
+    # block; reads are paced to the batches asked for (issue 16, docs/formats.md)
     block = options.block_bytes or _CSV_BLOCK
+    head = ('""' + delimiter * (len(names) - 1) + "\n").encode()  # quoted: no blank line
     try:
-        stream = Utf8Stream(path)  # UTF-8 repaired; no read ends in a CR
+        stream = Utf8Stream(path, head=head, ahead=_CSV_AHEAD)  # UTF-8 repaired; no read ends in a CR
     except OSError as exc:
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     try:
@@ -236,7 +246,6 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
             read_options=pcsv.ReadOptions(
                 use_threads=False,
                 block_size=block,
-                skip_rows=1,
                 column_names=[f"c{i}" for i in range(len(names))],
             ),
             parse_options=pcsv.ParseOptions(
@@ -257,23 +266,26 @@ def read_csv(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[Rea
             f"{path}: cannot parse as CSV; pass --format if it is another format"
         ) from None
     with stream:
-        yield from _csv_batches(path, reader, positions, numbers, rejects, lock)
+        yield from _csv_batches(path, reader, stream, positions, numbers, refused, lock)
 
 
 def _csv_batches(
     path: str,
     reader: Any,
+    stream: Utf8Stream,
     positions: dict[str, int],
     numbers: _RowNumbers,
-    rejects: list[Reject],
+    refused: Refused,
     lock: threading.Lock,
 ) -> Iterator[ReadBatch]:
-    """Batches with their row numbers and the rows pyarrow rejected so far. pyarrow parses
-    ahead and reports bad rows from its own thread, so rows skipped and rejects are taken
-    under ``lock``, all at once: a reject reported meanwhile stays for the next batch."""
+    """Batches with their row numbers and the rows pyarrow refused so far. pyarrow parses
+    ahead and reports bad rows from its own thread, so rows skipped and refused are taken
+    under ``lock``, all at once: a row refused meanwhile stays for the next batch. The
+    head row (-1) and the header (0) are dropped from the first batch."""
 
-    def parsed() -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[Reject]]]:
+    def parsed() -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[Reject | RejectRun]]]:
         while True:
+            stream.want()
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
@@ -281,17 +293,19 @@ def _csv_batches(
             except (pa.ArrowException, OSError):
                 # pyarrow's message may quote the row; say only where
                 raise InputError(
-                    f"{path}: CSV parse error after data row {numbers.next - 1} "
+                    f"{path}: CSV parse error after data row {max(numbers.next - 1, 0)} "
                     "(a row larger than the block size?)"
                 ) from None
             with lock:
-                rows, taken = numbers.take(batch.num_rows), rejects[:]
-                rejects.clear()
-            yield batch, rows, taken
+                rows, taken = numbers.take(batch.num_rows), refused.take()
+            ours = int(np.searchsorted(rows, 1))
+            batch, rows = batch.slice(ours), rows[ours:]
+            if len(rows) or taken:
+                yield batch, rows, taken
 
     yield from converted(parsed(), lambda block: _csv_block(path, positions, *block))
     with lock:
-        taken = rejects[:]
+        taken = refused.take()
     if taken:
         yield ReadBatch(_empty(), np.zeros(0, np.int64), taken, path)
 
@@ -301,7 +315,7 @@ def _csv_block(
     positions: dict[str, int],
     batch: pa.RecordBatch,
     rows: np.ndarray,
-    rejects: list[Reject],
+    refused: list[Reject | RejectRun],
 ) -> ReadBatch:
     n = batch.num_rows
     raw = {name: batch.column(f"c{i}") for name, i in positions.items()}
@@ -309,7 +323,10 @@ def _csv_block(
     for name, column in raw.items():
         verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
     converted_batch, verdict = to_canonical(raw, n, verdict)
-    return split(path, rows, converted_batch, verdict, raw, rejects)
+    described = [r for r in refused if isinstance(r, Reject)]
+    read = split(path, rows, converted_batch, verdict, raw, described)
+    read.rejects += [r for r in refused if not isinstance(r, Reject)]
+    return read
 
 
 def _empty() -> pa.RecordBatch:
@@ -317,22 +334,31 @@ def _empty() -> pa.RecordBatch:
 
 
 class _RowNumbers:
-    """Data row numbers of good CSV rows: consecutive, minus the rows pyarrow skipped."""
+    """Data row numbers of good CSV rows: consecutive from -1 (the head row), minus the rows
+    pyarrow skipped. Skips come in order: ``next`` moves past a run of them as soon as
+    it is known, so a flood of bad rows costs nothing here, however long."""
 
     def __init__(self) -> None:
-        self.next = 1
-        self.skipped: list[int] = []
+        self.next = -1
+        self.skipped: list[int] = []  # skipped numbers above next, ascending
 
     def skip(self, number: int) -> None:
-        self.skipped.append(number)
+        if number == self.next:
+            self.next += 1
+        else:
+            self.skipped.append(number)
 
     def take(self, n: int) -> np.ndarray:
-        pending = np.array([s for s in self.skipped if s >= self.next], dtype=np.int64)
+        pending = np.array(self.skipped, dtype=np.int64)
         candidates = np.arange(self.next, self.next + n + len(pending), dtype=np.int64)
         rows = candidates[~np.isin(candidates, pending)][:n]
         if n:
             self.next = int(rows[-1]) + 1
-        self.skipped = [s for s in self.skipped if s >= self.next]
+        pending = pending[pending >= self.next]
+        gaps = np.flatnonzero(pending - np.arange(len(pending)) != self.next)
+        run = int(gaps[0]) if len(gaps) else len(pending)  # skipped right after next
+        self.next += run
+        self.skipped = pending[run:].tolist()
         return rows
 
 
