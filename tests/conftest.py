@@ -84,3 +84,20 @@ def dask_client():
 
     with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def convert_small_files_alone(monkeypatch) -> None:
+    """From now on in this test, small Parquet files are read one by one as any file is
+    (``read``, one ``to_canonical`` each) instead of decoded at a look and converted
+    together (``readers.read_files``): the reference of the gathered conversion."""
+    import dataclasses
+
+    from telemetry import readers
+    from telemetry.readers.canonical import parquet_plan
+
+    def one_by_one(path, batch_rows, options):
+        plan = parquet_plan(path, batch_rows, options)
+        return None if isinstance(plan, readers.Small) else plan
+
+    parquet = readers.get_format("parquet")
+    monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import telemetry
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, convert_small_files_alone, run_cli
 
 
 def hkdf_sha256(key: bytes, info: bytes, length: int = 32) -> bytes:
@@ -367,11 +367,6 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path,
     their file and row, run.json) equals that of a run converting each file on its
     own, on files with a bad one in the middle, other column types, several row
     groups and none, over several gathered batches (batch_rows 1,024)."""
-    import dataclasses
-
-    from telemetry import readers
-    from telemetry.readers.canonical import parquet_plan
-
     paths, bad = _small_parquet_files(tmp_path)
 
     def run(out):
@@ -381,12 +376,7 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path,
 
     together = run(tmp_path / "together")
 
-    def one_by_one(path, batch_rows, options):  # a small file read by read(), converted alone
-        plan = parquet_plan(path, batch_rows, options)
-        return None if isinstance(plan, readers.Small) else plan
-
-    parquet = readers.get_format("parquet")
-    monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))
+    convert_small_files_alone(monkeypatch)
     alone = run(tmp_path / "alone")
     assert together == alone and together["records_quarantined"] == len(bad)
     rejects = [json.loads(line) for line in (tmp_path / "together" / "quarantine" / "rejects.jsonl").read_text().splitlines()]

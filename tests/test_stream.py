@@ -383,14 +383,10 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path:
     """The stream reads small Parquet files as process does (decoded at a look, converted
     several at once): its metrics, record output, quarantine rows (a bad file in the
     middle) and counts equal those of a stream converting each file on its own."""
-    import dataclasses
-
-    from telemetry import readers
     from telemetry.config import make_options
     from telemetry.keys import as_keyring
-    from telemetry.readers.canonical import parquet_plan
     from telemetry.stream.driver import Stream, StreamOptions
-    from tests.conftest import TEST_KEY
+    from tests.conftest import TEST_KEY, convert_small_files_alone
     from tests.test_pipeline import _small_parquet_files
 
     watch = tmp_path / "in"
@@ -408,12 +404,7 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path:
 
     together = run(tmp_path / "together")
 
-    def one_by_one(path, batch_rows, options):  # a small file read by read(), converted alone
-        plan = parquet_plan(path, batch_rows, options)
-        return None if isinstance(plan, readers.Small) else plan
-
-    parquet = readers.get_format("parquet")
-    monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))
+    convert_small_files_alone(monkeypatch)
     alone = run(tmp_path / "alone")
     assert together == alone and together["records_quarantined"] == len(bad) and together["commits"] == 4
     rejects = [json.loads(line) for path in sorted((tmp_path / "together" / "quarantine").iterdir())
