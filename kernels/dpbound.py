@@ -103,45 +103,61 @@ def smallest(ids, n_sets, hashes, limit, mask):
 
 
 @njit
-def _pairs(gid, src, dst):
-    """Dense ids of the (row, party) pairs of both roles: each record's (row, source) and
-    (row, destination) pair, and each pair's row and party."""
-    n = gid.shape[0]
-    size = 2
-    while size < 4 * n:
-        size <<= 1
+def _grown(values, ids):
+    """The open-addressing table (``values``, ``ids``; id -1: empty) at twice the size."""
+    size = values.shape[0] * 2
     mask = size - 1
-    table = np.full(size, -1, np.int64)
-    pair_row = np.empty(2 * n, np.int64)
-    pair_party = np.empty(2 * n, np.int64)
-    ids = np.empty((2, n), np.int64)
-    m = 0
+    out_values = np.empty(size, np.int64)
+    out_ids = np.full(size, -1, np.int64)
+    for s in range(values.shape[0]):
+        if ids[s] >= 0:
+            slot = np.int64(_mix(np.uint64(_SEED), np.uint64(values[s])) & np.uint64(mask))
+            while out_ids[slot] >= 0:
+                slot = (slot + 1) & mask
+            out_values[slot] = values[s]
+            out_ids[slot] = ids[s]
+    return out_values, out_ids
+
+
+@njit
+def _party_ids(src, dst):
+    """Dense ids of the parties, either role: each record's source and destination id, and
+    each id's party. The table grows with the distinct parties (a batch's few thousand
+    subscribers: it stays in cache)."""
+    n = src.shape[0]
+    values = np.empty(1024, np.int64)
+    ids = np.full(1024, -1, np.int64)
+    party = np.empty(2 * n, np.int64)
+    out = np.empty((2, n), np.int64)
+    count = 0
     for role in range(2):
-        party = src if role == 0 else dst
+        column = src if role == 0 else dst
         for i in range(n):
-            r = gid[i]
-            p = party[i]
-            slot = np.int64(_mix(_mix(np.uint64(_SEED), np.uint64(r)), np.uint64(p)) & np.uint64(mask))
+            v = column[i]
+            mask = values.shape[0] - 1
+            slot = np.int64(_mix(np.uint64(_SEED), np.uint64(v)) & np.uint64(mask))
             while True:
-                q = table[slot]
-                if q < 0:
-                    table[slot] = m
-                    pair_row[m] = r
-                    pair_party[m] = p
-                    q = m
-                    m += 1
+                k = ids[slot]
+                if k < 0:
+                    k = count
+                    values[slot] = v
+                    ids[slot] = k
+                    party[k] = v
+                    count += 1
+                    if 2 * count > values.shape[0]:
+                        values, ids = _grown(values, ids)
                     break
-                if pair_row[q] == r and pair_party[q] == p:
+                if values[slot] == v:
                     break
                 slot = (slot + 1) & mask
-            ids[role, i] = q
-    return ids[0], ids[1], pair_row[:m], pair_party[:m]
+            out[role, i] = k
+    return out[0], out[1], party[:count]
 
 
 @njit
 def bound(gid, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld):
-    """The bounding rule of docs/privacy.md on records of whole windows: ``gid[i]`` the
-    record's row (0 … n_rows-1), ``row_window`` and ``row_hash`` (keyed) of each row.
+    """The bounding rule of docs/privacy.md on a block of records: ``gid[i]`` the record's
+    row (0 … n_rows-1), ``row_window`` and ``row_hash`` (keyed) of each row.
 
     (1) the ``limit`` records of smallest hash of each (row, source); (2) of those, the
     ``limit`` of smallest hash of each (row, destination); (3) of those, the records whose
@@ -149,64 +165,104 @@ def bound(gid, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld
     the rows the subscriber has records of step 2 in (either role) in the window, for its
     source and for its destination.
 
-    Returns step 1's mask (what a part can drop for good), the kept mask, and per row the
+    Returns step 1's mask (what a block can drop for good), the kept mask, and per row the
     kept records and the distinct sources and destinations (``withheld`` not counted)
-    among them."""
+    among them.
+
+    No hash table but the parties': records are visited row by row, rows in window
+    order, so that a party's (row, party) pair, and its (window, party), is new exactly
+    when the party was last met in another row (window)."""
     n = gid.shape[0]
     n_rows = row_window.shape[0]
-    p_src, p_dst, pair_row, pair_party = _pairs(gid, src, dst)
-    m = pair_row.shape[0]
-    for_source = smallest(p_src, m, hashes, limit, np.ones(n, np.bool_))
-    bounded = smallest(p_dst, m, hashes, limit, for_source)
-    active = np.zeros(m, np.bool_)  # pairs with records of step 2
+    id_src, id_dst, party = _party_ids(src, dst)
+    n_parties = party.shape[0]
+    # the records row by row (stable: a row's records in their order), rows in window
+    # order; what the rule reads of record ``order[t]`` copied to position t
+    size = np.zeros(n_rows, np.int64)
     for i in range(n):
-        if bounded[i]:
-            active[p_src[i]] = True
-            active[p_dst[i]] = True
-    # (window, subscriber) of each active pair, and the pair's rank hash
-    size = 2
-    while size < 2 * m:
-        size <<= 1
-    mask = size - 1
-    table = np.full(size, -1, np.int64)
+        size[gid[i]] += 1
+    at = np.empty(n_rows, np.int64)
+    t = 0
+    for r in np.argsort(row_window, kind="mergesort"):
+        at[r] = t
+        t += size[r]
+    order = np.empty(n, np.int64)
+    row = np.empty(n, np.int64)
+    h = np.empty(n, np.int64)
+    party_at = np.empty((2, n), np.int64)
+    for i in range(n):
+        t = at[gid[i]]
+        at[gid[i]] += 1
+        order[t] = i
+        row[t] = gid[i]
+        h[t] = hashes[i]
+        party_at[0, t] = id_src[i]
+        party_at[1, t] = id_dst[i]
+    # (row, party) pairs: step 1 ranks the records of each (row, source) pair, step 2 of
+    # each (row, destination) pair
+    last_row = np.full(n_parties, -1, np.int64)
+    pair_of = np.empty(n_parties, np.int64)
+    pair_row = np.empty(2 * n, np.int64)
+    pair_party = np.empty(2 * n, np.int64)
+    pairs = np.empty((2, n), np.int64)
+    m = 0
+    for t in range(n):
+        r = row[t]
+        for role in range(2):
+            k = party_at[role, t]
+            if last_row[k] != r:
+                last_row[k] = r
+                pair_of[k] = m
+                pair_row[m] = r
+                pair_party[m] = k
+                m += 1
+            pairs[role, t] = pair_of[k]
+    p_src = pairs[0]
+    p_dst = pairs[1]
+    first = smallest(p_src, m, h, limit, np.ones(n, np.bool_))
+    bounded = smallest(p_dst, m, h, limit, first)
+    active = np.zeros(m, np.bool_)  # pairs with records of step 2
+    for t in range(n):
+        if bounded[t]:
+            active[p_src[t]] = True
+            active[p_dst[t]] = True
+    # step 3: the (window, party) of each active pair, and the pair's rank hash; the pairs
+    # were made row by row, rows in window order, so each window's pairs are one run
     who = np.zeros(m, np.int64)
     rank = np.zeros(m, np.int64)
-    first = np.empty(m, np.int64)
+    last_window = np.empty(n_parties, np.int64)
+    seen = np.zeros(n_parties, np.bool_)
+    who_of = np.empty(n_parties, np.int64)
     n_who = 0
     for q in range(m):
         if not active[q]:
             continue
-        w = row_window[pair_row[q]]
-        p = pair_party[q]
-        rank[q] = _pair_hash(row_hash[pair_row[q]], p)
-        slot = np.int64(_mix(_mix(np.uint64(_SEED), np.uint64(w)), np.uint64(p)) & np.uint64(mask))
-        while True:
-            k = table[slot]
-            if k < 0:
-                table[slot] = n_who
-                first[n_who] = q
-                k = n_who
-                n_who += 1
-                break
-            f = first[k]
-            if pair_party[f] == p and row_window[pair_row[f]] == w:
-                break
-            slot = (slot + 1) & mask
-        who[q] = k
+        r = pair_row[q]
+        k = pair_party[q]
+        if not seen[k] or last_window[k] != row_window[r]:
+            seen[k] = True
+            last_window[k] = row_window[r]
+            who_of[k] = n_who
+            n_who += 1
+        who[q] = who_of[k]
+        rank[q] = _pair_hash(row_hash[r], party[k])
     chosen = smallest(who, n_who, rank, max_rows, active)
+    for_source = np.empty(n, np.bool_)
     keep = np.empty(n, np.bool_)
     kept = np.zeros(n_rows, np.int64)
     has_src = np.zeros(m, np.bool_)
     has_dst = np.zeros(m, np.bool_)
-    for i in range(n):
-        keep[i] = bounded[i] and chosen[p_src[i]] and chosen[p_dst[i]]
-        if keep[i]:
-            kept[gid[i]] += 1
-            has_src[p_src[i]] = True
-            has_dst[p_dst[i]] = True
+    for t in range(n):
+        ok = bounded[t] and chosen[p_src[t]] and chosen[p_dst[t]]
+        for_source[order[t]] = first[t]
+        keep[order[t]] = ok
+        if ok:
+            kept[row[t]] += 1
+            has_src[p_src[t]] = True
+            has_dst[p_dst[t]] = True
     distinct = np.zeros((n_rows, 2), np.int64)
     for q in range(m):
-        if pair_party[q] != withheld:
+        if party[pair_party[q]] != withheld:
             if has_src[q]:
                 distinct[pair_row[q], 0] += 1
             if has_dst[q]:
