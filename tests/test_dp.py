@@ -171,10 +171,9 @@ def mixed(tmp_path_factory) -> Path:
     return write(tmp_path_factory.mktemp("dp") / "mixed.parquet", rows)
 
 
-def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, monkeypatch) -> None:
+def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, monkeypatch) -> None:
     from telemetry.metrics import dp
 
-    monkeypatch.setattr(dp, "PIECE", 1000)  # windows split between blocks: bounded again in several pieces
     job = job_for(dp_epsilon=EPS)
     spec, params, salt = job.spec, job.dp, job._parts()["dp_salt"]
     whole = [dp.accumulate(b, spec, params, salt, prune=False) for b in prepared(mixed, job, 1 << 20)]
@@ -192,15 +191,25 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, monkeypatch
         return sorted((*k, s, d, x) for k, s, d, x, ok in zip(keys, src, dst, h, keep) if ok)
 
     reference = kept_rows(full)
-    for batch_rows in (997, 4096):
-        for order in (1, -1):
-            parts = [dp.accumulate(b, spec, params, salt) for b in prepared(mixed, job, batch_rows)][::order]
-            state = parts[0]
-            for part in parts[1:]:
-                state = state.merge(part)
-            assert kept_rows(state) == reference
-            released = dp.release(state)
-            assert released.records_dp_truncated == truncated
+    # the same records in time order: batches share only the windows at their edges, which
+    # merges bound again at once; shuffled, every batch holds every window: merges defer
+    ordered = tmp_path / "ordered.parquet"
+    pq.write_table(pq.read_table(mixed).sort_by("start_time"), ordered)
+    at_merge = []
+    consolidated = dp.Contributions.consolidated
+    monkeypatch.setattr(dp.Contributions, "consolidated",
+                        lambda c, windows=None: at_merge.append(windows is not None) or consolidated(c, windows))
+    for path in (mixed, ordered):
+        for batch_rows in (997, 4096):
+            for order in (1, -1):
+                parts = [dp.accumulate(b, spec, params, salt) for b in prepared(path, job, batch_rows)][::order]
+                state = parts[0]
+                for part in parts[1:]:
+                    state = state.merge(part)
+                assert kept_rows(state) == reference
+                released = dp.release(state)
+                assert released.records_dp_truncated == truncated
+    assert any(at_merge) and not all(at_merge)  # both ways taken
 
 
 def test_record_hashes_are_of_the_whole_record() -> None:

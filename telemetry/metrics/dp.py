@@ -201,11 +201,6 @@ PRUNE_MIN = 1 << 23
 #: source) in any larger block too) when at most this share of its records is left: a copy
 #: that frees less is not worth it.
 PRUNE_SHARE = 0.75
-#: Consolidation bounds the records of windows split between blocks in pieces of whole
-#: windows of about this many records, side by side (their hash tables stay in cache).
-PIECE = 1 << 16
-
-
 @dataclass(frozen=True)
 class Block:
     """Records with the bounding rule applied to them alone: ``keys`` the rows (window
@@ -236,6 +231,13 @@ class Block:
             gid, keep = gid[first], keep[first]
             cols = {name: a[first] for name, a in cols.items()}
         return cls(keys, gid, cols, keep, kept, distinct)
+
+    @cached_property
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The windows this block has rows of, and its records in each."""
+        windows, at = np.unique(self.keys[:, 0], return_inverse=True)
+        per_row = np.bincount(self.gid, minlength=len(self.keys))
+        return windows, np.bincount(at.reshape(-1), weights=per_row, minlength=len(windows)).astype(np.int64)
 
     def rows(self, mask: np.ndarray) -> "Block":
         """The rows where ``mask`` holds and their records (the verdicts carried over); the
@@ -271,7 +273,11 @@ class Contributions:
         return sum(int(b.gid.shape[0]) for b in self.blocks)
 
     def merge(self, other: "Contributions") -> "Contributions":
-        """Both inputs' blocks; consolidated when the state has doubled since it last was."""
+        """Both inputs' blocks. The windows both hold are bounded again together at once
+        when they hold at most as many records as the smaller input (time-ordered batches
+        share the windows at their edges: each merge costs at most what it brings), else
+        when the state has doubled since it was last consolidated (which also keeps memory
+        bounded), or at the release."""
         if (other.spec.key(), other.params, other.salt) != (self.spec.key(), self.params, self.salt):
             raise ValueError("only DP states of the same spec, parameters and key merge")
         merged = Contributions(
@@ -279,30 +285,37 @@ class Contributions:
             [{**a, **b} for a, b in zip(self.names, other.names)], self.records + other.records,
             max(self._at_consolidation, other._at_consolidation),
         )  # fmt: skip
+        shared = np.intersect1d(self._windows(), other._windows())
+        if len(shared) and merged._records_in(shared) <= min(len(self), len(other)):
+            return merged.consolidated(shared)
         size = len(merged)
         if size >= PRUNE_MIN and size >= 2 * merged._at_consolidation:
             merged = merged.consolidated()
+            merged._at_consolidation = len(merged)
         return merged
 
-    def consolidated(self) -> "Contributions":
-        """The same records with each window in one block: the blocks' rows of windows
-        that several blocks hold are bounded again together, in pieces of whole windows
-        (the state itself when no window is split: time-ordered batches share only the
-        windows at their edges)."""
-        if len(self.blocks) < 2:
-            return self
-        windows = [np.unique(b.keys[:, 0]) for b in self.blocks]
-        every, count = np.unique(np.concatenate(windows), return_counts=True)
-        shared = every[count > 1]
-        if not len(shared):
+    def _windows(self) -> np.ndarray:
+        return np.unique(np.concatenate([b.windows[0] for b in self.blocks])) if self.blocks else np.zeros(0, np.int64)
+
+    def _records_in(self, windows: np.ndarray) -> int:
+        return sum(int(count[np.isin(held, windows)].sum()) for held, count in (b.windows for b in self.blocks))
+
+    def consolidated(self, windows: np.ndarray | None = None) -> "Contributions":
+        """The same records with each of ``windows`` (default: every window several blocks
+        hold) in one block: the blocks' rows of those windows bounded again together."""
+        if windows is None:
+            held, count = np.unique(np.concatenate([b.windows[0] for b in self.blocks]), return_counts=True) \
+                if self.blocks else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            windows = held[count > 1]
+        if not len(windows):
             return self
         whole, keys, gids, cols = [], [], [], []
         rows = 0
-        for b, w in zip(self.blocks, windows):
-            if not np.isin(w, shared).any():
+        for b in self.blocks:
+            if not np.isin(b.windows[0], windows).any():
                 whole.append(b)
                 continue
-            split = np.isin(b.keys[:, 0], shared)
+            split = np.isin(b.keys[:, 0], windows)
             if not split.all():
                 whole.append(b.rows(~split))
             part = b.rows(split)
@@ -312,31 +325,11 @@ class Contributions:
             rows += len(part.keys)
         stacked = np.concatenate(keys)
         row_id, first = agg.group_rows(stacked)
-        keys = stacked[first]
-        gid = row_id[np.concatenate(gids)]
-        cols = {name: np.concatenate([c[name] for c in cols]) for name in _FIELDS}
-        window = keys[gid, 0]
-        if len(window) > 1 and not bool((window[1:] >= window[:-1]).all()):
-            order = np.argsort(window, kind="stable")
-            gid, window = gid[order], window[order]
-            cols = {name: a[order] for name, a in cols.items()}
-        cuts = np.flatnonzero(window[1:] != window[:-1]) + 1
-        bounds, start = [0], 0
-        for cut in cuts.tolist():  # pieces of whole windows, about PIECE records each
-            if cut - start >= PIECE:
-                bounds.append(cut)
-                start = cut
-        bounds.append(len(window))
-        pieces = side_by_side(len(window) // 16, *[partial(self._piece, keys, gid[a:b], cols, a, b)
-                                                   for a, b in zip(bounds, bounds[1:]) if b > a])  # fmt: skip
-        out = Contributions(self.spec, self.params, self.salt, whole + pieces, self.names, self.records)
-        out._at_consolidation = len(out)
-        return out
-
-    def _piece(self, keys: np.ndarray, gid: np.ndarray, cols: dict[str, np.ndarray], a: int, b: int) -> Block:
-        rows, local = np.unique(gid, return_inverse=True)
-        return Block.bounded(keys[rows], local.astype(np.int64), {name: c[a:b] for name, c in cols.items()},
-                             self.params, self.salt)  # fmt: skip
+        pooled = Block.bounded(stacked[first], row_id[np.concatenate(gids)],
+                               {name: np.concatenate([c[name] for c in cols]) for name in _FIELDS},
+                               self.params, self.salt)  # fmt: skip
+        return Contributions(self.spec, self.params, self.salt, whole + [pooled], self.names, self.records,
+                             self._at_consolidation)  # fmt: skip
 
 
 def subkey_salt(key: bytes) -> int:
@@ -462,7 +455,7 @@ def release(c: Contributions) -> DpReleased:
     """Bound (each window in one block), noise, select and build the rows (docs/privacy.md)."""
     p = c.params
     spec = c.spec
-    blocks = c.consolidated().blocks
+    blocks = c.consolidated().blocks  # every window in one block
     width = _FIXED_KEYS + len(spec.by)
     all_keys = np.concatenate([b.keys for b in blocks]) if blocks else np.zeros((0, width), np.int64)
     kept_per_group = np.concatenate([b.kept for b in blocks]) if blocks else np.zeros(0, np.int64)
