@@ -34,16 +34,18 @@ def record_hashes(rows, gid, start, src, dst, status, sip, duration, mos, loss, 
     ``rows[gid[i]]`` followed by its start, parties, status, SIP code and duration, then
     the IEEE bits of its measures as float64 (the stored float32 widened), without
     building that joined matrix."""
-    m = rows.shape[1]
+    n_rows, m = rows.shape
+    prefix = np.empty(n_rows, np.uint64)  # the hash so far after each row's key
+    for r in range(n_rows):
+        h = _mix(np.uint64(salt), np.uint64(_SEED))
+        for j in range(m):
+            h = _mix(h, np.uint64(rows[r, j]))
+        prefix[r] = h
     out = np.empty(gid.shape[0], np.int64)
     bits = np.empty(1, np.float64)
     as_int = bits.view(np.int64)
     for i in range(gid.shape[0]):
-        h = _mix(np.uint64(salt), np.uint64(_SEED))
-        r = gid[i]
-        for j in range(m):
-            h = _mix(h, np.uint64(rows[r, j]))
-        h = _mix(h, np.uint64(start[i]))
+        h = _mix(prefix[gid[i]], np.uint64(start[i]))
         h = _mix(h, np.uint64(src[i]))
         h = _mix(h, np.uint64(dst[i]))
         h = _mix(h, np.uint64(np.int64(status[i])))
@@ -155,9 +157,10 @@ def _party_ids(src, dst):
 
 
 @njit
-def bound(gid, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld):
-    """The bounding rule of docs/privacy.md on a block of records: ``gid[i]`` the record's
-    row (0 … n_rows-1), ``row_window`` and ``row_hash`` (keyed) of each row.
+def bound(gid, judged, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld):
+    """The bounding rule of docs/privacy.md on the records of a block whose row is
+    ``judged``: ``gid[i]`` the record's row (0 … n_rows-1), ``row_window`` and ``row_hash``
+    (keyed) of each row. The other records are neither kept nor cut.
 
     (1) the ``limit`` records of smallest hash of each (row, source); (2) of those, the
     ``limit`` of smallest hash of each (row, destination); (3) of those, the records whose
@@ -172,25 +175,28 @@ def bound(gid, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld
     No hash table but the parties': records are visited row by row, rows in window
     order, so that a party's (row, party) pair, and its (window, party), is new exactly
     when the party was last met in another row (window)."""
-    n = gid.shape[0]
+    n_all = gid.shape[0]
     n_rows = row_window.shape[0]
     id_src, id_dst, party = _party_ids(src, dst)
     n_parties = party.shape[0]
-    # the records row by row (stable: a row's records in their order), rows in window
-    # order; what the rule reads of record ``order[t]`` copied to position t
+    # the judged records row by row (stable: a row's records in their order), rows in
+    # window order; what the rule reads of record ``order[t]`` copied to position t
     size = np.zeros(n_rows, np.int64)
-    for i in range(n):
+    for i in range(n_all):
         size[gid[i]] += 1
     at = np.empty(n_rows, np.int64)
-    t = 0
+    n = 0
     for r in np.argsort(row_window, kind="mergesort"):
-        at[r] = t
-        t += size[r]
+        at[r] = n
+        if judged[r]:
+            n += size[r]
     order = np.empty(n, np.int64)
     row = np.empty(n, np.int64)
     h = np.empty(n, np.int64)
     party_at = np.empty((2, n), np.int64)
-    for i in range(n):
+    for i in range(n_all):
+        if not judged[gid[i]]:
+            continue
         t = at[gid[i]]
         at[gid[i]] += 1
         order[t] = i
@@ -247,8 +253,8 @@ def bound(gid, row_window, row_hash, src, dst, hashes, limit, max_rows, withheld
         who[q] = who_of[k]
         rank[q] = _pair_hash(row_hash[r], party[k])
     chosen = smallest(who, n_who, rank, max_rows, active)
-    for_source = np.empty(n, np.bool_)
-    keep = np.empty(n, np.bool_)
+    for_source = np.ones(n_all, np.bool_)
+    keep = np.zeros(n_all, np.bool_)
     kept = np.zeros(n_rows, np.int64)
     has_src = np.zeros(m, np.bool_)
     has_dst = np.zeros(m, np.bool_)

@@ -201,6 +201,7 @@ PRUNE_MIN = 1 << 23
 #: source) in any larger block too) when at most this share of its records is left: a copy
 #: that frees less is not worth it.
 PRUNE_SHARE = 0.75
+_NO_WINDOWS = np.zeros(0, np.int64)
 @dataclass(frozen=True)
 class Block:
     """Records with the bounding rule applied to them alone: ``keys`` the rows (window
@@ -208,7 +209,8 @@ class Block:
     ``cols`` its parties, record hash and measures; ``keep`` the rule's verdict, ``kept``
     and ``distinct`` (sources, destinations) per row among the kept records. The verdicts
     are final for a window whose records all are in this block, since every set the rule
-    ranks lies inside one window."""
+    ranks lies inside one window; the rows of the ``pending`` windows are not judged yet
+    (nothing kept)."""
 
     keys: np.ndarray
     gid: np.ndarray
@@ -216,21 +218,23 @@ class Block:
     keep: np.ndarray
     kept: np.ndarray
     distinct: np.ndarray
+    pending: np.ndarray
 
     @classmethod
     def bounded(cls, keys: np.ndarray, gid: np.ndarray, cols: dict[str, np.ndarray], params: "Params", salt: int,
-                prune: bool = True) -> "Block":
-        """The block of these records, bounded; with ``prune``, without those step 1 cuts
-        if that frees enough (PRUNE_SHARE)."""
+                pending: np.ndarray = _NO_WINDOWS, prune: bool = True) -> "Block":
+        """The block of these records, judged but for the rows of the ``pending`` windows;
+        with ``prune``, without the records step 1 cuts if that frees enough (PRUNE_SHARE)."""
         keys = np.ascontiguousarray(keys)
+        windows = np.ascontiguousarray(keys[:, 0])
         first, keep, kept, distinct = kb.bound(
-            gid, np.ascontiguousarray(keys[:, 0]), kb.row_hashes(keys, np.int64(salt)), cols["src"], cols["dst"],
+            gid, ~np.isin(windows, pending), windows, kb.row_hashes(keys, np.int64(salt)), cols["src"], cols["dst"],
             cols["hash"], params.max_records, params.max_groups, WITHHELD,
         )  # fmt: skip
         if prune and first.sum() <= PRUNE_SHARE * len(first):
             gid, keep = gid[first], keep[first]
             cols = {name: a[first] for name, a in cols.items()}
-        return cls(keys, gid, cols, keep, kept, distinct)
+        return cls(keys, gid, cols, keep, kept, distinct, pending)
 
     @cached_property
     def windows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -246,8 +250,9 @@ class Block:
         idx = np.flatnonzero(mask[self.gid])
         if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
             idx = slice(idx[0], idx[-1] + 1)
-        return Block(self.keys[mask], renum[self.gid[idx]], {name: a[idx] for name, a in self.cols.items()},
-                     self.keep[idx], self.kept[mask], self.distinct[mask])  # fmt: skip
+        keys = self.keys[mask]
+        return Block(keys, renum[self.gid[idx]], {name: a[idx] for name, a in self.cols.items()}, self.keep[idx],
+                     self.kept[mask], self.distinct[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
 
 
 @dataclass
@@ -295,18 +300,19 @@ class Contributions:
         return merged
 
     def _windows(self) -> np.ndarray:
-        return np.unique(np.concatenate([b.windows[0] for b in self.blocks])) if self.blocks else np.zeros(0, np.int64)
+        return np.unique(np.concatenate([b.windows[0] for b in self.blocks] or [_NO_WINDOWS]))
 
     def _records_in(self, windows: np.ndarray) -> int:
         return sum(int(count[np.isin(held, windows)].sum()) for held, count in (b.windows for b in self.blocks))
 
     def consolidated(self, windows: np.ndarray | None = None) -> "Contributions":
-        """The same records with each of ``windows`` (default: every window several blocks
-        hold) in one block: the blocks' rows of those windows bounded again together."""
+        """The same records with each of ``windows`` in one block, judged: the blocks' rows
+        of those windows bounded again together. By default every window several blocks
+        hold or one holds pending: then each window is in one block and judged."""
         if windows is None:
-            held, count = np.unique(np.concatenate([b.windows[0] for b in self.blocks]), return_counts=True) \
-                if self.blocks else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-            windows = held[count > 1]
+            held, count = np.unique(np.concatenate([b.windows[0] for b in self.blocks] or [_NO_WINDOWS]),
+                                    return_counts=True)  # fmt: skip
+            windows = np.union1d(held[count > 1], np.concatenate([b.pending for b in self.blocks] or [_NO_WINDOWS]))
         if not len(windows):
             return self
         whole, keys, gids, cols = [], [], [], []
@@ -343,8 +349,9 @@ def subkey_salt(key: bytes) -> int:
 
 def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, prune: bool = True) -> Contributions:
     """The contributions of one prepared batch (see :func:`telemetry.metrics.accumulate`),
-    bounded as one block; ``prune=False`` keeps every record (what the pruning is checked
-    against)."""
+    bounded as one block but for its first and last windows; ``prune=False`` judges
+    every window and keeps every record (the batch taken as the whole input: what the
+    rule is checked against)."""
     n = batch.num_rows
     if n == 0:
         return Contributions.empty(spec, params, salt)
@@ -373,7 +380,11 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
         group_keys, gid, start, *(cols[name] for name in ("src", "dst", "status", "sip", "duration_ms", "mos", "loss",
                                                           "pdd", "jitter", "latency")), np.int64(salt),
     )  # fmt: skip
-    block = Block.bounded(group_keys, gid, cols, params, salt, prune)
+    # a batch's first and last windows are the ones it likely shares with the batches
+    # before and after it (time-ordered input): left for the merges to judge
+    windows = group_keys[:, 0]
+    edges = np.unique([windows.min(), windows.max()]) if prune else _NO_WINDOWS
+    block = Block.bounded(group_keys, gid, cols, params, salt, edges, prune)
     return Contributions(spec, params, salt, [block], names, n, len(block.gid))
 
 
