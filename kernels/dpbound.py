@@ -65,14 +65,20 @@ def _pair_hash(a, b):
 
 
 @njit
+def _before(hashes, a, b):
+    """Whether element ``a`` ranks before ``b``: smaller hash, ties the earlier element."""
+    return hashes[a] < hashes[b] or (hashes[a] == hashes[b] and a < b)
+
+
+@njit
 def smallest(ids, n_sets, hashes, limit, mask):
     """Whether each element where ``mask`` holds is among the ``limit`` smallest
     ``hashes`` of its set's elements where ``mask`` holds (``ids[i]`` in 0 … n_sets-1;
-    elements outside ``mask`` are neither counted nor kept). Sets of at most ``limit``
-    elements are kept whole without sorting; the members of each other set are sorted by
-    hash on their own (ties: the earlier element, which callers only allow between
-    elements whose contributions are equal). Hashes compare as signed int64: any fixed
-    order of the keyed hashes will do."""
+    elements outside ``mask`` are neither counted nor kept); ties: the earlier element,
+    which callers only allow between elements whose contributions are equal. Sets of at
+    most ``limit`` elements are kept whole; the members of each other set go through a
+    heap of the ``limit`` smallest so far (no sort, no allocation a set). Hashes compare
+    as signed int64: any fixed order of the keyed hashes will do."""
     n = ids.shape[0]
     size = np.zeros(n_sets, np.int64)
     for i in range(n):
@@ -95,12 +101,36 @@ def smallest(ids, n_sets, hashes, limit, mask):
         if mask[i] and size[s] > limit:
             members[fill[s]] = i
             fill[s] += 1
+    heap = np.empty(max(limit, 1), np.int64)  # a max-heap: its root ranks last
     for s in range(n_sets):
-        if size[s] > limit:
-            block = members[start[s] : start[s + 1]]
-            order = np.argsort(hashes[block], kind="mergesort")
-            for t in range(limit, block.shape[0]):
-                keep[block[order[t]]] = False
+        if size[s] <= limit:
+            continue
+        k = 0
+        for t in range(start[s], start[s + 1]):
+            i = members[t]
+            keep[i] = False
+            if k < limit:  # add, then sift up
+                j = k
+                k += 1
+                while j > 0 and _before(hashes, heap[(j - 1) // 2], i):
+                    heap[j] = heap[(j - 1) // 2]
+                    j = (j - 1) // 2
+                heap[j] = i
+            elif limit > 0 and _before(hashes, i, heap[0]):  # replace the root, then sift down
+                j = 0
+                while True:
+                    c = 2 * j + 1
+                    if c >= limit:
+                        break
+                    if c + 1 < limit and _before(hashes, heap[c], heap[c + 1]):
+                        c += 1
+                    if not _before(hashes, i, heap[c]):
+                        break
+                    heap[j] = heap[c]
+                    j = c
+                heap[j] = i
+        for j in range(k):
+            keep[heap[j]] = True
     return keep
 
 
