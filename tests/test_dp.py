@@ -212,6 +212,26 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, m
     assert any(at_merge) and not all(at_merge)  # both ways taken
 
 
+def test_smallest_per_set_with_ties() -> None:
+    """The kernel's "limit smallest hashes of each set" (ties: the earlier element) against
+    sorting each set's (hash, position) pairs, on sets with many equal hashes."""
+    from kernels import dpbound as kb
+
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n, n_sets, limit = int(rng.integers(0, 300)), int(rng.integers(1, 20)), int(rng.integers(1, 10))
+        ids = rng.integers(0, n_sets, n)
+        hashes = rng.integers(-4, 4, n) if trial % 2 else rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+        mask = rng.random(n) < 0.8
+        members = defaultdict(list)
+        for i in np.flatnonzero(mask).tolist():
+            members[int(ids[i])].append((int(hashes[i]), i))
+        expected = np.zeros(n, bool)
+        for items in members.values():
+            expected[[i for _, i in sorted(items)[:limit]]] = True
+        assert (kb.smallest(ids, n_sets, hashes, limit, mask) == expected).all()
+
+
 def test_record_hashes_are_of_the_whole_record() -> None:
     """The record hash, computed from the columns as stored, is the keyed hash of the joined
     record (row key, start, parties, status, code, duration, measures' float64 bits) as the
