@@ -1,15 +1,19 @@
 """Differential privacy for the released metrics (SPEC section 11, docs/privacy.md).
 
-:func:`accumulate` keeps, per prepared batch, each record's contribution (its
-group, both pseudonym prefixes, a keyed record hash and its measures, durations
-clamped) in a :class:`Contributions` state. States merge by concatenation; a merge
-that doubles the state (and each batch's own state) is pruned to the records that
-can still be kept — those among the ``L`` smallest record hashes of their (row,
-source) — which is exact whatever the split (a record outside the L smallest of a
-part is outside them in the whole). :func:`release` then bounds the
-contributions (:func:`bound`), noises them with OpenDP's discrete Laplace
-mechanism, selects rows on the noisy count against a threshold calibrated to δ,
-and builds rows of the same shape as :func:`telemetry.metrics.threshold.release`.
+:func:`accumulate` keeps, per prepared batch, each record's contribution (its row, both
+pseudonym prefixes, a keyed record hash and its measures, durations clamped) in a
+:class:`Block`, and applies the bounding rule to it as the batch's own work (one kernel
+pass, :func:`kernels.dpbound.bound`): every set the rule ranks lies inside one window,
+so the verdicts are final for every window no other batch holds. A batch leaves its
+first and last windows pending (the ones time-ordered batches share with their
+neighbours). States merge by concatenating blocks; the windows both sides hold are
+judged again from all their records at once when that is cheap (at most the smaller
+side's records), else when the state has doubled (which also drops the records step 1
+cuts, keeping memory bounded) or at the release (:meth:`Contributions.consolidated`).
+:func:`release` then noises the bounded counts with OpenDP's discrete Laplace mechanism,
+selects rows on the noisy count against a threshold calibrated to δ, and builds rows of
+the same shape as :func:`telemetry.metrics.threshold.release` from the kept records of
+the released rows.
 
 This module compiles kernels on first use; OpenDP is imported only by a release.
 """
