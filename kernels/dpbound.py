@@ -80,33 +80,31 @@ def smallest(ids, n_sets, hashes, limit, mask):
     heap of the ``limit`` smallest so far (no sort, no allocation a set). Hashes compare
     as signed int64: any fixed order of the keyed hashes will do."""
     n = ids.shape[0]
-    size = np.zeros(n_sets, np.int64)
+    size = np.zeros(n_sets, np.int32)
     for i in range(n):
         if mask[i]:
             size[ids[i]] += 1
     keep = mask.copy()
-    start = np.empty(n_sets + 1, np.int64)  # where each set over the limit has its members
+    end = np.empty(n_sets, np.int32)  # where each set over the limit has its members: first its start
     total = 0
     for s in range(n_sets):
-        start[s] = total
+        end[s] = total
         if size[s] > limit:
             total += size[s]
-    start[n_sets] = total
     if total == 0:
         return keep
-    members = np.empty(total, np.int64)
-    fill = start[:n_sets].copy()
+    members = np.empty(total, np.int32)
     for i in range(n):
         s = ids[i]
         if mask[i] and size[s] > limit:
-            members[fill[s]] = i
-            fill[s] += 1
+            members[end[s]] = i
+            end[s] += 1
     heap = np.empty(max(limit, 1), np.int64)  # a max-heap: its root ranks last
     for s in range(n_sets):
         if size[s] <= limit:
             continue
         k = 0
-        for t in range(start[s], start[s + 1]):
+        for t in range(end[s] - size[s], end[s]):
             i = members[t]
             keep[i] = False
             if k < limit:  # add, then sift up
@@ -160,7 +158,7 @@ def _party_ids(src, dst):
     values = np.empty(1024, np.int64)
     ids = np.full(1024, -1, np.int64)
     party = np.empty(2 * n, np.int64)
-    out = np.empty((2, n), np.int64)
+    out = np.empty((2, n), np.int32)
     count = 0
     for role in range(2):
         column = src if role == 0 else dst
@@ -220,10 +218,10 @@ def bound(gid, judged, row_window, row_hash, src, dst, hashes, limit, max_rows, 
         at[r] = n
         if judged[r]:
             n += size[r]
-    order = np.empty(n, np.int64)
-    row = np.empty(n, np.int64)
+    order = np.empty(n, np.int32)  # ids as int32 (a block holds far fewer than 2^31 records): half the memory
+    row = np.empty(n, np.int32)
     h = np.empty(n, np.int64)
-    party_at = np.empty((2, n), np.int64)
+    party_at = np.empty((2, n), np.int32)
     for i in range(n_all):
         if not judged[gid[i]]:
             continue
@@ -236,11 +234,11 @@ def bound(gid, judged, row_window, row_hash, src, dst, hashes, limit, max_rows, 
         party_at[1, t] = id_dst[i]
     # (row, party) pairs: step 1 ranks the records of each (row, source) pair, step 2 of
     # each (row, destination) pair
-    last_row = np.full(n_parties, -1, np.int64)
-    pair_of = np.empty(n_parties, np.int64)
-    pair_row = np.empty(2 * n, np.int64)
-    pair_party = np.empty(2 * n, np.int64)
-    pairs = np.empty((2, n), np.int64)
+    last_row = np.full(n_parties, -1, np.int32)
+    pair_of = np.empty(n_parties, np.int32)
+    pair_row = np.empty(2 * n, np.int32)
+    pair_party = np.empty(2 * n, np.int32)
+    pairs = np.empty((2, n), np.int32)
     m = 0
     for t in range(n):
         r = row[t]
@@ -264,11 +262,11 @@ def bound(gid, judged, row_window, row_hash, src, dst, hashes, limit, max_rows, 
             active[p_dst[t]] = True
     # step 3: the (window, party) of each active pair, and the pair's rank hash; the pairs
     # were made row by row, rows in window order, so each window's pairs are one run
-    who = np.zeros(m, np.int64)
+    who = np.zeros(m, np.int32)
     rank = np.zeros(m, np.int64)
     last_window = np.empty(n_parties, np.int64)
     seen = np.zeros(n_parties, np.bool_)
-    who_of = np.empty(n_parties, np.int64)
+    who_of = np.empty(n_parties, np.int32)
     n_who = 0
     for q in range(m):
         if not active[q]:
