@@ -373,9 +373,9 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
         "dst": _party(col("destination"), "destination", n),
         "status": status.astype(np.int8),
         "sip": _ints(col("sip_code"), n, -1).astype(np.int16),
-        "duration_ms": np.clip(_ints(col("duration_ms"), n, 0), 0, params.max_duration_ms),
-        "mos": np.clip(_floats(col("mos"), n), *MOS_RANGE).astype(np.float32),
-        "loss": np.clip(_floats(col("packet_loss_pct"), n), *LOSS_RANGE).astype(np.float32),
+        "duration_ms": _clipped(_ints(col("duration_ms"), n, 0), 0, params.max_duration_ms),
+        "mos": _clipped(_floats(col("mos"), n), *MOS_RANGE).astype(np.float32),
+        "loss": _clipped(_floats(col("packet_loss_pct"), n), *LOSS_RANGE).astype(np.float32),
         "pdd": _floats(col("pdd_ms"), n).astype(np.float32),
         "jitter": _floats(col("jitter_ms"), n).astype(np.float32),
         "latency": delivery_latency(col("end_time"), start, status),
@@ -390,6 +390,11 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
     edges = np.unique([windows.min(), windows.max()]) if prune else _NO_WINDOWS
     block = Block.bounded(group_keys, gid, cols, params, salt, edges, prune)
     return Contributions(spec, params, salt, [block], names, n, len(block.gid))
+
+
+def _clipped(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``values`` (a new array) clamped to [lo, hi] in place; NaN stays NaN."""
+    return np.clip(values, lo, hi, out=values)
 
 
 def _value_hash(value, salt: int) -> int:
