@@ -294,6 +294,7 @@ def test_noise_spread_matches_the_declared_scale(groups) -> None:
     answered = np.array([r.metrics.filter(route="large")["answered"].item() for r in runs])
     sd_status = np.sqrt(2) * runs[0].dp["queries"]["status"]["scale"]
     assert 0.8 < answered.std() / sd_status < 1.25
+    assert abs(answered.mean() - 3600) < 4 * sd_status / np.sqrt(len(answered))  # 6 of each caller's 8 answered
     # groups of one and two callers: never released
     assert not any(set(r.metrics["route"].to_list()) & {"one", "two"} for r in runs)
 

@@ -618,11 +618,15 @@ def _released_records(blocks: list[Block], renum: np.ndarray) -> tuple[np.ndarra
     its number among the released rows or -1): their row numbers and measures."""
     rgid, parts, offset = [], [], 0
     for b in blocks:
-        row = renum[offset + b.gid]
-        sel = b.keep & (row >= 0)
-        rgid.append(row[sel])
-        parts.append({name: b.cols[name][sel] for name in _MEASURES})
+        released = renum[offset : offset + len(b.keys)]
         offset += len(b.keys)
+        if not (released >= 0).any():  # most blocks, when few rows pass
+            continue
+        kept = np.flatnonzero(b.keep)
+        row = released[b.gid[kept]]
+        sel = kept[row >= 0]
+        rgid.append(row[row >= 0])
+        parts.append({name: b.cols[name][sel] for name in _MEASURES})
     if not parts:
         return np.zeros(0, np.int64), {name: np.zeros(0, _FIELDS[name]) for name in _MEASURES}
     return np.concatenate(rgid), {name: np.concatenate([c[name] for c in parts]) for name in _MEASURES}
