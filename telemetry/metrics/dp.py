@@ -249,14 +249,18 @@ class Block:
 
     def rows(self, mask: np.ndarray) -> "Block":
         """The rows where ``mask`` holds and their records (the verdicts carried over); the
-        records are views when they are one run (a time-ordered batch's windows)."""
-        renum = np.cumsum(mask) - 1
+        records are views when they are one run and the rows the first ones (a time-ordered
+        batch's windows but its last)."""
         idx = np.flatnonzero(mask[self.gid])
         if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
             idx = slice(idx[0], idx[-1] + 1)
+        gid = self.gid[idx]
+        n_rows = int(mask.sum())
+        if not mask[:n_rows].all():  # renumber, unless the rows kept are the first ones
+            gid = (np.cumsum(mask) - 1)[gid]
         keys = self.keys[mask]
-        return Block(keys, renum[self.gid[idx]], {name: a[idx] for name, a in self.cols.items()}, self.keep[idx],
-                     self.kept[mask], self.distinct[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
+        return Block(keys, gid, {name: a[idx] for name, a in self.cols.items()}, self.keep[idx], self.kept[mask],
+                     self.distinct[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
 
 
 @dataclass
