@@ -249,8 +249,8 @@ def test_record_hashes_are_of_the_whole_record() -> None:
     floats[2][::3] = np.nan
     floats[4][1::4] = np.nan
     got = kb.record_hashes(rows, gid, *ints, *floats, np.int64(-12345))
-    joined = [[*rows[g].tolist(), *(int(a[i]) for a in ints),
-               *(int(np.float64(f[i]).view(np.int64)) for f in floats)] for i, g in enumerate(gid.tolist())]  # fmt: skip
+    joined = [[*rows[g].tolist(), *(int(a[i]) for a in ints), *(int(np.float64(f[i]).view(np.int64)) for f in floats)]
+              for i, g in enumerate(gid.tolist())]  # fmt: skip
     assert got.tolist() == [keyed_hash(row, -12345) for row in joined]
     assert kb.row_hashes(rows, np.int64(-12345)).tolist() == [keyed_hash(r, -12345) for r in rows.tolist()]
 

@@ -449,7 +449,9 @@ NOISE_CHUNK = 4096
 
 
 def _sample(mechanism, values: np.ndarray) -> np.ndarray:
-    return np.asarray(mechanism(values.tolist()), dtype=np.int64)
+    """The noisy ``values``; given as an int64 array, which OpenDP hands over as one buffer
+    (a list is checked and converted value by value in Python, holding the GIL)."""
+    return np.asarray(mechanism(np.ascontiguousarray(values, dtype=np.int64)), dtype=np.int64)
 
 
 def noise_bound(scale: float, level: float) -> float:
