@@ -1,5 +1,6 @@
-"""Contribution bounding for differential privacy (docs/privacy.md): keyed hashes
-and the bounding rule in one pass over a block of records of whole windows.
+"""Contribution bounding for differential privacy (docs/privacy.md): keyed hashes,
+and the bounding rule in one pass over a block of records (its verdicts are final for
+the windows whose records all are in the block), with the DP histograms' buckets.
 
 Callers guarantee: 2-D arrays are C-contiguous int64, ids are dense (0 … n_sets-1).
 """
