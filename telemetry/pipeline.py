@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,19 +125,18 @@ def _execute(
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
     reader_options = ReaderOptions(extra=opts.extra, columns=job.columns)
+    release = partial(_release, opts=opts)
     try:
         if hasattr(engine, "process"):  # it reads the inputs where it works (Dask: on the workers)
-            state, totals, rewritten = engine.process(
-                job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress
+            released, totals, rewritten = engine.process(
+                job, paths, opts.fmt, opts.batch_rows, reader_options, out, progress, release
             )
         else:
             state, totals, rewritten = _run_here(engine, job, paths, opts, reader_options, out, progress)
+            released = release(state, job)
     finally:
         engine.close()
     _warn_rewritten(rewritten)
-    if state is None:
-        state = job.work(_empty_read()).state
-    released = _release(state, job, opts)
     assert totals["records_in"] == (
         totals["records_ok"] + totals["records_quarantined"] + totals["records_opted_out"]
     ), "record accounting does not add up"
@@ -184,18 +183,20 @@ def _execute(
 
 
 def _release(state, job, opts: Options):
-    """The k-threshold release, or the DP release when the run has ``dp_epsilon``
-    (SPEC 11: no roll-up rows; the Parquet metadata carries ``dp``)."""
+    """The k-threshold release of the merged ``state`` (None: no batch was read), or the
+    DP release when the run has ``dp_epsilon`` (SPEC 11: no roll-up rows; the Parquet
+    metadata carries ``dp``)."""
+    if state is None:
+        state = job.work(_empty_read()).state
     if job.dp is None:
         from telemetry.metrics import release
 
         return release(state, job.spec, k=opts.k)
-    import json
-
     from telemetry.metrics.dp import release as dp_release
+    from telemetry.metrics.dp import tagged
 
     released = dp_release(state)
-    released.table = released.table.replace_schema_metadata({"dp": json.dumps(released.dp, sort_keys=True)})
+    released.table = tagged(released.table, released.dp)
     return released
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
@@ -57,11 +59,15 @@ DICTIONARY_TEXT = (*IDENTIFIER_COLUMNS, "tenant", "route", "mno", "device_type")
 #: pass). Outputs never see this layout: record output casts back to ``CANONICAL``.
 READ = pa.schema([f.with_type(DICT) if f.name in DICTIONARY_TEXT else f for f in CANONICAL])
 
-#: :data:`READ` with the identifiers as plain text: a Parquet file whose writer gave up
-#: their dictionaries (too many distinct values: transit, A2P) has them read as text,
-#: since Arrow would otherwise build a dictionary of every page itself.
-READ_TEXT_IDS = pa.schema([f.with_type(DICT) if f.name in DICTIONARY_TEXT and f.name not in IDENTIFIER_COLUMNS
-                           else f for f in CANONICAL])  # fmt: skip
+@functools.cache
+def read_schema(text_identifiers: tuple[str, ...] = ()) -> pa.Schema:
+    """:data:`READ` with the identifier columns ``text_identifiers`` as plain text: a
+    Parquet column whose writer gave up its dictionary on mostly distinct values (transit
+    destinations, A2P recipients) is read as text, since Arrow would otherwise build a
+    dictionary of every page itself."""
+    text = set(text_identifiers) & set(IDENTIFIER_COLUMNS)
+    return pa.schema([f.with_type(pa.string()) if f.name in text else f for f in READ]) if text else READ
+
 
 CHANNELS = ("voice", "sms", "mms", "voicemail", "conference")
 VOICE_CHANNELS = ("voice", "voicemail", "conference")

@@ -28,6 +28,17 @@ TEST_KEY = bytes(range(1, 33))
 REPO = Path(__file__).resolve().parents[1]
 
 
+def reader_schemas() -> list:
+    """Every schema a reader may hand the pipeline: ``CANONICAL`` (text formats) and
+    ``READ`` with any set of identifier columns read as text (Parquet)."""
+    from itertools import combinations
+
+    from telemetry.schema import CANONICAL, IDENTIFIER_COLUMNS, read_schema
+
+    return [CANONICAL] + [read_schema(text) for n in range(len(IDENTIFIER_COLUMNS) + 1)
+                          for text in combinations(IDENTIFIER_COLUMNS, n)]  # fmt: skip
+
+
 @pytest.fixture
 def test_key() -> bytes:
     return TEST_KEY

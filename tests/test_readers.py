@@ -24,7 +24,8 @@ from telemetry.errors import InputError
 from telemetry.generate import generate, write
 from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs, rejected
 from telemetry.readers import canonical as canonical_reader
-from telemetry.schema import CANONICAL, READ, READ_TEXT_IDS
+from telemetry.schema import CANONICAL, READ
+from tests.conftest import reader_schemas
 
 UTC = dt.timezone.utc
 
@@ -32,7 +33,7 @@ UTC = dt.timezone.utc
 def read_all(paths, fmt="auto", **kw):
     """(parts, their good rows as one canonical table, row numbers, rejects)."""
     parts = list(open_inputs([str(p) for p in paths], fmt, **kw))
-    assert all(p.batch.schema in (CANONICAL, READ, READ_TEXT_IDS) for p in parts)
+    assert all(p.batch.schema in reader_schemas() for p in parts)
     table = pa.Table.from_batches([p.batch.cast(CANONICAL) for p in parts], schema=CANONICAL)
     rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
     rejects = [r for p in parts for r in p.rejects]

@@ -74,12 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if not loopback(s["host"]):
         log.warning("serve: %s is not a loopback address: anyone who can reach it reads the metrics "
                     "(the endpoint has no authentication); bind 127.0.0.1 unless that is intended", s["host"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before the line that says it serves
     server, thread = prometheus.serve(out, host=s["host"], port=s["port"], max_series=s["max_series"])
     host = s["host"] if ":" not in s["host"] else f"[{s['host']}]"
     print(f"serving http://{host}:{server.server_port}/metrics from {out} (Ctrl-C to stop)", flush=True)
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             pass

@@ -42,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
     tune_allocators()
     opts = make_options(load_config(args.config), **options_from_args(args))
-    if opts.dp_epsilon is not None:
-        raise ConfigError("stream does not take --dp-epsilon yet: use telemetry process for DP releases")
     keyring = keyring_from_args(args)
     out = Path(args.out)
     state = Path(args.state) if args.state else out / "_state"
@@ -83,4 +81,7 @@ def run(args: argparse.Namespace) -> int:
           f"{s['records_pending']:,} pending, {s['records_quarantined']:,} quarantined); "
           f"{s['rows_released']:,} rows released over {s['commits']:,} commits; watermark {s['watermark']}; "
           f"output in {out}")
+    if "dp" in s:
+        print(f"differential privacy at epsilon {s['dp']['epsilon']:g} per window: "
+              f"{s['records_dp_truncated']:,} records over the contribution bounds left out")
     return code

@@ -110,11 +110,14 @@ class DaskEngine:
 
     def process(
         self, job: Job, paths: list[str], fmt: str, batch_rows: int, options: Any,
-        out: Path | None, progress: Callable[[dict], None] | None = None,
+        out: Path | None, progress: Callable[[dict], None] | None, release: Callable[[Any, Job], Any],
     ) -> tuple[Any, dict[str, int], dict[str, int]]:
-        """Work through ``paths`` on the cluster; the merged state (None when no batch
-        was read), the counts and the dimension rewrites. With ``out``, record output and
-        rejects are written there by the workers, as the local engine's run writes them."""
+        """Work through ``paths`` on the cluster; ``release(state, job)`` of the merged
+        state (None when no batch was read), the counts and the dimension rewrites. The
+        release runs on the worker holding the merged state, beside the commit: the client
+        receives the released table, not the state (its distinct sets are tens of MB for a
+        few million records). With ``out``, record output and rejects are written there by
+        the workers, as the local engine's run writes them."""
         from telemetry.readers import get_format
 
         if fmt != "auto":
@@ -127,13 +130,15 @@ class DaskEngine:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
             state, totals, rewritten, order = plan.finish()
+            released = client.submit(_release, run, job, release, state, key=f"telemetry-{run}-release")
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
                               key=f"telemetry-{run}-commit").result()
+            released = released.result()
         finally:
             plan.cancel()
             client.run(_forget, run, on_error="ignore")
-        return state, totals, rewritten
+        return released, totals, rewritten
 
 
 class _Shape(NamedTuple):
@@ -264,8 +269,9 @@ class _Plan:
             self.progress(dict(self.totals))
 
     def finish(self) -> tuple[Any, dict[str, int], dict[str, int], list[tuple[str, int]]]:
-        """Wait for every task: the merged state, the totals, the dimension rewrites, and
-        each task's Partials in order."""
+        """Wait for every task: the merged state (a future on the cluster; None when no
+        batch was read), the totals, the dimension rewrites, and each task's Partials in
+        order."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
@@ -280,8 +286,7 @@ class _Plan:
         self.levels = [[]]
         while len(rest) > 1:
             rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
-        state = rest[0].result() if rest else None
-        return state, dict(self.totals), dict(self.rewritten), order
+        return rest[0] if rest else None, dict(self.totals), dict(self.rewritten), order
 
     def cancel(self) -> None:
         """Drop what is left (after an error): the cluster forgets the run's tasks."""
@@ -453,6 +458,11 @@ def _merge(*parts):
     states = [p.state if isinstance(p, _Done) else p for p in parts]
     states = [s for s in states if s is not None]
     return merge(states) if states else None
+
+
+def _release(run: str, job: Job, release: Callable[[Any, Job], Any], state: Any) -> Any:
+    """The release of the merged state, where it lies."""
+    return release(state if not isinstance(state, _Done) else state.state, _job(run, job))
 
 
 def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:

@@ -211,7 +211,8 @@ class Block:
     """Records with the bounding rule applied to them alone: ``keys`` the rows (window
     index, channel code, keyed hashes of the dimension values), ``gid`` each record's row,
     ``cols`` its parties, record hash and measures; ``keep`` the rule's verdict, ``kept``
-    and ``distinct`` (sources, destinations) per row among the kept records. The verdicts
+    and ``distinct`` (sources, destinations) per row among the kept records, ``counted``
+    the records accumulated per row (with those the block dropped). The verdicts
     are final for a window whose records all are in this block, since every set the rule
     ranks lies inside one window; the rows of the ``pending`` windows are not judged yet
     (nothing kept)."""
@@ -222,14 +223,19 @@ class Block:
     keep: np.ndarray
     kept: np.ndarray
     distinct: np.ndarray
+    counted: np.ndarray
     pending: np.ndarray
 
     @classmethod
     def bounded(cls, keys: np.ndarray, gid: np.ndarray, cols: dict[str, np.ndarray], params: "Params", salt: int,
-                pending: np.ndarray = _NO_WINDOWS, prune: bool = True) -> "Block":
+                pending: np.ndarray = _NO_WINDOWS, prune: bool = True, counted: np.ndarray | None = None) -> "Block":
         """The block of these records, judged but for the rows of the ``pending`` windows;
-        with ``prune``, without the records step 1 cuts if that frees enough (PRUNE_SHARE)."""
+        with ``prune``, without the records step 1 cuts if that frees enough (PRUNE_SHARE).
+        ``counted``: the records accumulated per row if some were dropped before (default:
+        these records)."""
         keys = np.ascontiguousarray(keys)
+        if counted is None:
+            counted = np.bincount(gid, minlength=len(keys))
         windows = np.ascontiguousarray(keys[:, 0])
         first, keep, kept, distinct = kb.bound(
             gid, ~np.isin(windows, pending), windows, kb.row_hashes(keys, np.int64(salt)), cols["src"], cols["dst"],
@@ -238,7 +244,7 @@ class Block:
         if prune and first.sum() <= PRUNE_SHARE * len(first):
             gid, keep = gid[first], keep[first]
             cols = {name: a[first] for name, a in cols.items()}
-        return cls(keys, gid, cols, keep, kept, distinct, pending)
+        return cls(keys, gid, cols, keep, kept, distinct, counted, pending)
 
     @cached_property
     def windows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -260,22 +266,21 @@ class Block:
             gid = (np.cumsum(mask) - 1)[gid]
         keys = self.keys[mask]
         return Block(keys, gid, {name: a[idx] for name, a in self.cols.items()}, self.keep[idx], self.kept[mask],
-                     self.distinct[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
+                     self.distinct[mask], self.counted[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
 
 
 @dataclass
 class Contributions:
     """The DP state: blocks of records (:class:`Block`), each bounded on its own as a
-    batch's work; ``names`` maps the dimension hashes back to values, ``records`` counts
-    the records accumulated. :meth:`consolidated` bounds again, together, the records of
-    windows that several blocks hold. Treat a state as immutable."""
+    batch's work; ``names`` maps the dimension hashes back to values. :meth:`consolidated`
+    bounds again, together, the records of windows that several blocks hold. Treat a
+    state as immutable."""
 
     spec: AggSpec
     params: Params
     salt: int
     blocks: list[Block]
     names: list[dict]
-    records: int = 0
     _at_consolidation: int = field(default=0, repr=False)
 
     @classmethod
@@ -284,6 +289,11 @@ class Contributions:
 
     def __len__(self) -> int:
         return sum(int(b.gid.shape[0]) for b in self.blocks)
+
+    @property
+    def records(self) -> int:
+        """The records accumulated (those the blocks hold and those they dropped)."""
+        return sum(int(b.counted.sum()) for b in self.blocks)
 
     def merge(self, other: "Contributions") -> "Contributions":
         """Both inputs' blocks. The windows both hold are bounded again together at once
@@ -295,8 +305,7 @@ class Contributions:
             raise ValueError("only DP states of the same spec, parameters and key merge")
         merged = Contributions(
             self.spec, self.params, self.salt, self.blocks + other.blocks,
-            [{**a, **b} for a, b in zip(self.names, other.names)], self.records + other.records,
-            max(self._at_consolidation, other._at_consolidation),
+            [{**a, **b} for a, b in zip(self.names, other.names)], max(self._at_consolidation, other._at_consolidation),
         )  # fmt: skip
         shared = np.intersect1d(self._windows(), other._windows())
         if len(shared) and merged._records_in(shared) <= min(len(self), len(other)):
@@ -323,7 +332,7 @@ class Contributions:
             windows = np.union1d(held[count > 1], np.concatenate([b.pending for b in self.blocks] or [_NO_WINDOWS]))
         if not len(windows):
             return self
-        whole, keys, gids, cols = [], [], [], []
+        whole, keys, gids, cols, counted = [], [], [], [], []
         rows = 0
         for b in self.blocks:
             if not np.isin(b.windows[0], windows).any():
@@ -336,14 +345,28 @@ class Contributions:
             keys.append(part.keys)
             gids.append(part.gid + rows)
             cols.append(part.cols)
+            counted.append(part.counted)
             rows += len(part.keys)
         stacked = np.concatenate(keys)
         row_id, first = agg.group_rows(stacked)
         pooled = Block.bounded(stacked[first], row_id[np.concatenate(gids)],
                                {name: np.concatenate([c[name] for c in cols]) for name in _FIELDS},
-                               self.params, self.salt)  # fmt: skip
-        return Contributions(self.spec, self.params, self.salt, whole + [pooled], self.names, self.records,
+                               self.params, self.salt,
+                               counted=np.bincount(row_id, np.concatenate(counted), len(first)).astype(np.int64))  # fmt: skip
+        return Contributions(self.spec, self.params, self.salt, whole + [pooled], self.names,
                              self._at_consolidation)  # fmt: skip
+
+    def by_window(self) -> dict[int, "Contributions"]:
+        """One state per window, each counting its own records (with those its blocks
+        dropped): every set the rule ranks lies inside one window, so a window's rows, its
+        records and their verdicts (or pending) are taken out of each block as they are.
+        The stream keeps each window's state apart (docs/stream.md)."""
+        parts: dict[int, list[Block]] = {}
+        for b in self.blocks:
+            held = b.windows[0]
+            for w in held.tolist():
+                parts.setdefault(w, []).append(b if len(held) == 1 else b.rows(b.keys[:, 0] == w))
+        return {w: Contributions(self.spec, self.params, self.salt, blocks, self.names) for w, blocks in parts.items()}
 
 
 def subkey_salt(key: bytes) -> int:
@@ -393,7 +416,7 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
     windows = group_keys[:, 0]
     edges = np.unique([windows.min(), windows.max()]) if prune else _NO_WINDOWS
     block = Block.bounded(group_keys, gid, cols, params, salt, edges, prune)
-    return Contributions(spec, params, salt, [block], names, n, len(block.gid))
+    return Contributions(spec, params, salt, [block], names, len(block.gid))
 
 
 def _clipped(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -457,6 +480,13 @@ def _sample(mechanism, values: np.ndarray) -> np.ndarray:
 def noise_bound(scale: float, level: float) -> float:
     """t with P(|X| >= t) <= level for discrete Laplace X of ``scale`` (2·e^(-t/b) bounds the tail)."""
     return scale * math.log(2.0 / level)
+
+
+def tagged(table: pa.Table, meta: dict[str, Any]) -> pa.Table:
+    """``table`` with the ``dp`` entry of a release in its (Parquet) metadata."""
+    import json
+
+    return table.replace_schema_metadata({"dp": json.dumps(meta, sort_keys=True)})
 
 
 @dataclass

@@ -44,8 +44,8 @@ from telemetry.arrowstr import StringViews, filled_values, numeric_values, strin
 from telemetry.errors import InputError
 from telemetry.quarantine import detailed, masked
 from telemetry.readers import ReadBatch, Reject, RejectRun, reject_runs
-from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS, READ,
-                              READ_TEXT_IDS, STATUSES, TS)  # fmt: skip
+from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS,
+                              STATUSES, TS, read_schema)  # fmt: skip
 from telemetry.status import (
     CHANNEL_ALIASES,
     DIRECTION_ALIASES,
@@ -146,12 +146,13 @@ def to_canonical(
     """The canonical batch of ``n`` rows from ``columns`` (canonical names only; others
     are ignored), and the verdict (``verdict`` may carry rows a reader already flagged).
     Identifier and dimension text given as dictionaries (Parquet pages) stays so: the
-    batch then has the :data:`~telemetry.schema.READ` schema (``READ_TEXT_IDS`` when the
-    identifiers came as text), else ``CANONICAL``."""
+    batch then has the :data:`~telemetry.schema.READ` schema (with the identifiers that came
+    as text as text: :func:`~telemetry.schema.read_schema`), else ``CANONICAL``."""
     verdict = verdict or Verdict(n)
-    schema = READ if any(_is_dictionary(columns.get(name)) for name in DICTIONARY_TEXT) else CANONICAL
-    if schema is READ and not any(_is_dictionary(columns.get(name)) for name in IDENTIFIER_COLUMNS):
-        schema = READ_TEXT_IDS  # identifiers read as text (parquet_dictionaries)
+    schema = CANONICAL
+    if any(_is_dictionary(columns.get(name)) for name in DICTIONARY_TEXT):
+        schema = read_schema(tuple(name for name in IDENTIFIER_COLUMNS
+                                   if name in columns and not _is_dictionary(columns[name])))  # fmt: skip
     out: dict[str, pa.Array] = {}
     for field in schema:
         name = field.name

@@ -159,7 +159,7 @@ class Window:
     def accounting(self) -> dict[str, int]:
         """Records and groups of this window by where they stand (open: not released
         yet; pending: late records waiting for their row's next revision; withheld:
-        in no released row)."""
+        in no released row), and the rows released."""
         if self._accounting is None:
             self._accounting = self._count()
         return self._accounting
@@ -167,7 +167,7 @@ class Window:
     def _count(self) -> dict[str, int]:
         records = self.total.records
         if not self.released:
-            return {"open": records, "pending": 0, "withheld": 0, "withheld_rows": 0}
+            return {"open": records, "pending": 0, "withheld": 0, "withheld_rows": 0, "rows_released": 0}
         pending = 0
         if self.delta is not None:
             keys = self._published_keys(self.delta)
@@ -177,4 +177,4 @@ class Window:
         keys = self._published_keys(self.total)
         withheld_rows = sum(1 for key in keys if key not in self.rows)
         return {"open": 0, "pending": pending, "withheld": records - covered - pending,
-                "withheld_rows": withheld_rows}
+                "withheld_rows": withheld_rows, "rows_released": len(self.rows)}

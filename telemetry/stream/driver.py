@@ -42,6 +42,7 @@ _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000
 BATCH_FILES = 256
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late")
 TOO_LATE = "too late: its window was already evicted"
+TOO_LATE_DP = "too late: its window was already released under differential privacy"
 _OWN_OUTPUT = re.compile(r"^(part-c\d{8}(-\d{6})?\.parquet|rejects-c\d{8}\.jsonl)$")
 
 
@@ -88,9 +89,10 @@ class Stream:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.spec = self.job.spec
+        self.dp = self.job.dp
         self.engine = get_engine(opts.engine, thread_count(opts), scheduler=opts.scheduler, workers=opts.workers)
         _check_out(sopts.out)
-        self.store = Store(sopts.state, self.spec)
+        self.store = Store(sopts.state, self.spec, None if self.dp is None else (self.dp, self.job._parts()["dp_salt"]))
         self.commit_n, meta, self.windows = self.store.committed()
         _remove_uncommitted(sopts.out, self.commit_n)
         self.counts = {name: int(meta.get(name, 0)) for name in COUNTS}
@@ -101,12 +103,16 @@ class Stream:
         self.files_failed = int(meta.get("files_failed", 0))
         self.notes: list[str] = list(meta.get("notes", []))  # what the readers say of the files read
         self.rewritten: dict[str, int] = dict(meta.get("dimension_values_rewritten", {}))
+        # DP: windows released (by --once) that the watermark has not evicted yet: their records are too late
+        self.final: set[int] = set(meta.get("dp_final", []))
         self.started = time.perf_counter()
         self.stop = threading.Event()
         self.finish_when_idle = sopts.once
         self._due: list = []  # (window, state) whose revision 0 is decided, not yet computed
         self._waker: Waker | None = None
-        if self.commit_n:
+        if self._drawn():
+            self._commit([])  # noise stored by the last commit and not yet published: publish it, never redraw
+        elif self.commit_n:
             self._write_run_json()
 
     # -- the loop --------------------------------------------------------------------------
@@ -172,9 +178,15 @@ class Stream:
         self._commit(outputs)
 
     def finish(self) -> None:
-        """``--once``: release every window still open as if the watermark had passed it."""
-        self._due = [(w, w.begin_release()) for _, w in sorted(self.windows.items()) if not w.released]
-        if self._due or not self.commit_n:
+        """``--once``: release every window still open as if the watermark had passed it
+        (under DP that makes it final: its later records are too late)."""
+        due = [book for _, book in sorted(self.windows.items()) if not book.released]
+        if self.dp is not None:
+            for book in due:
+                book.release()
+        else:
+            self._due = [(book, book.begin_release()) for book in due]
+        if due or not self.commit_n:
             self._commit([])
 
     def _release_due(self) -> list[pa.Table]:
@@ -189,20 +201,29 @@ class Stream:
 
     def _apply(self, state, watermark: int | None) -> None:
         from telemetry.stream.book import Window
+        from telemetry.stream.dpwindow import DpWindow
 
-        if not state.n_groups:
-            return
         window_us = self.spec.window_us
-        index = state.keys[:, 0]
-        for w in np.unique(index).tolist():
-            part = state if len(index) and index.min() == index.max() else state.take(np.flatnonzero(index == w))
+        for w, part in self._by_window(state):
             book = self.windows.get(w)
             if book is None:
-                book = self.windows[w] = Window(w, part)
+                book = self.windows[w] = (Window if self.dp is None else DpWindow)(w, part)
             else:
                 book.add(part)
             if watermark is not None and (w + 1) * window_us <= watermark:
                 self.counts["records_late"] += part.records
+
+    def _by_window(self, state) -> Iterator[tuple[int, Any]]:
+        """A batch's state as one state per window (DP: each counting its own records,
+        those the bounding dropped too)."""
+        if self.dp is not None:
+            yield from state.by_window().items()
+            return
+        if not state.n_groups:
+            return
+        index = state.keys[:, 0]
+        for w in np.unique(index).tolist():
+            yield w, state if index.min() == index.max() else state.take(np.flatnonzero(index == w))
 
     def _file_done(self, mark: _Mark) -> list[pa.Table]:
         """A file is in: move the watermark, release and evict at this boundary."""
@@ -212,6 +233,13 @@ class Stream:
         if self.watermark is None:
             return []
         window_us, k = self.spec.window_us, self.opts.k
+        if self.dp is not None:  # released when final: evicted (published by the commit, then dropped)
+            gone = self.watermark - self.s.retention_us
+            self.final = {w for w in self.final if (w + 1) * window_us > gone}
+            for w, book in sorted(self.windows.items()):
+                if not book.released and (w + 1) * window_us <= gone:
+                    book.release()
+            return []
         out = []
         passed = [book for w, book in sorted(self.windows.items()) if (w + 1) * window_us <= self.watermark]
         if any(book.delta is not None for book in passed if any(book is d for d, _ in self._due)):
@@ -227,13 +255,15 @@ class Stream:
         if any(any(self.windows[w] is d for d, _ in self._due) for w in evicted):
             out += self._release_due()
         for w in evicted:
-            book = self.windows.pop(w)
-            acc = book.accounting()
-            for key in ("withheld", "withheld_rows"):
-                self.evicted[key] = self.evicted.get(key, 0) + acc[key]
-            self.evicted["withheld"] += acc["pending"]  # never released now: withheld for good
-            self.evicted["rows_released"] = self.evicted.get("rows_released", 0) + len(book.rows)
+            self._evict(w)
         return out
+
+    def _evict(self, w: int) -> None:
+        """Drop window ``w``'s state, keeping its counts."""
+        acc = self.windows.pop(w).accounting()
+        acc["withheld"] += acc["pending"]  # never released now: withheld for good
+        for key in ("withheld", "withheld_rows", "rows_released", "records_dp_truncated"):
+            self.evicted[key] = self.evicted.get(key, 0) + acc.get(key, 0)
 
     # -- commit ----------------------------------------------------------------------------------
 
@@ -241,13 +271,40 @@ class Stream:
         from telemetry.metrics.frame import sort_rows
         from telemetry.sinks.parquet import write_partitioned
 
-        n = self.commit_n + 1
-        tables = [t for t in outputs + self._release_due() if t.num_rows]
+        drawn = self._drawn()
+        if any(self.windows[w].changed for w in drawn):
+            # DP noise is committed to the state before any of it is published, in a commit of its own:
+            # a crash after this one publishes the stored rows, never fresh noise
+            self._checkpoint()
+        tables = [t for t in outputs + self._release_due() + [self.windows[w].table for w in drawn] if t.num_rows]
         if tables:
+            from telemetry.metrics.dp import COLUMNS, tagged
+
             table = sort_rows(pa.concat_tables(tables), self.spec.by)
             released_at = pa.array(np.full(table.num_rows, _now_us(), np.int64), pa.timestamp("us", tz="UTC"))
-            write_partitioned(table.append_column("released_at", released_at), self.s.out / "metrics",
-                              "window_start", f"part-{commit_tag(n)}")
+            table = table.append_column("released_at", released_at)
+            if self.dp is not None:
+                table = tagged(table, self.dp.metadata(COLUMNS))
+            write_partitioned(table, self.s.out / "metrics", "window_start", f"part-{commit_tag(self.commit_n + 1)}")
+        for w in drawn:  # published with this commit: the window is done
+            if self.watermark is None or (w + 1) * self.spec.window_us + self.s.retention_us > self.watermark:
+                self.final.add(w)  # released by --once before the watermark evicted it
+            self._evict(w)
+        self._checkpoint()
+        if self.s.spool:
+            for name in [name for name in self.consumed if (self.s.watch / name).exists()]:
+                os.remove(self.s.watch / name)
+
+    def _drawn(self) -> list[int]:
+        """The DP windows whose noisy rows are drawn and not yet published."""
+        if self.dp is None:
+            return []
+        return [w for w, book in sorted(self.windows.items()) if book.table is not None]
+
+    def _checkpoint(self) -> None:
+        """Commit the state, the counts and the manifest as they are now (outputs of the
+        commit are written before)."""
+        n = self.commit_n + 1
         meta = {
             **self.counts,
             "watermark_us": self.watermark,
@@ -257,24 +314,22 @@ class Stream:
             "files_failed": self.files_failed,
             "notes": self.notes,
             "dimension_values_rewritten": self.rewritten,
+            "dp_final": sorted(self.final),
         }
         self.store.commit(n, meta, self.windows)
         self.commit_n = n
         self._write_run_json()
-        if self.s.spool:
-            for name in [name for name in self.consumed if (self.s.watch / name).exists()]:
-                os.remove(self.s.watch / name)
 
     def summary(self) -> dict[str, Any]:
-        acc = {"open": 0, "pending": 0, "withheld": 0, "withheld_rows": 0}
-        rows = self.evicted.get("rows_released", 0)
+        acc = {"open": 0, "pending": 0, "withheld": 0, "withheld_rows": 0, "rows_released": 0,
+               "records_dp_truncated": 0}
         for book in self.windows.values():
             for key, value in book.accounting().items():
                 acc[key] += value
-            rows += len(book.rows)
+        rows = acc["rows_released"] + self.evicted.get("rows_released", 0)
         seconds = time.perf_counter() - self.started
         wm = self.watermark
-        return {
+        summary = {
             **self.counts,
             "records_pending": acc["pending"],
             "records_open": acc["open"],
@@ -296,12 +351,18 @@ class Stream:
             "records_per_second": None,
             "window": self.opts.window,
             "by": list(self.opts.by),
-            "k": self.opts.k,
+            "k": self.opts.k if self.dp is None else None,
             "lateness_s": self.s.lateness_us // 1_000_000,
             "retention_s": self.s.retention_us // 1_000_000,
             "region": self.opts.region,
             "version": __version__,
         }
+        if self.dp is not None:
+            from telemetry.metrics.dp import COLUMNS
+
+            summary["records_dp_truncated"] = acc["records_dp_truncated"] + self.evicted.get("records_dp_truncated", 0)
+            summary["dp"] = self.dp.metadata(COLUMNS)
+        return summary
 
     def _write_run_json(self) -> None:
         from telemetry.sinks.runinfo import write_run_json
@@ -393,19 +454,29 @@ class _Reader:
             return read, False
         window_us = self.stream.spec.window_us
         ends = (start_us // window_us + 1) * window_us
-        if not (ends <= watermark).any():
+        passed = ends <= watermark
+        final = self.stream.final  # DP windows released before the watermark evicted them
+        released = np.isin(start_us // window_us, np.fromiter(final, np.int64, len(final))) if final else None
+        if not passed.any() and released is None:
             return read, False
         late = ends + self.stream.s.retention_us <= watermark
+        if released is not None:
+            late |= released
         if not late.any():
-            return read, True
+            return read, bool(passed.any())
         late_rows = np.flatnonzero(late)
-        described = late_rows[:FULL_REJECTS]  # past that many a reason is summarized, as in prepare
-        rejects = [Reject(read.file, int(read.rows[i]), TOO_LATE, mask_fields(batch, i)) for i in described.tolist()]
-        if len(late_rows) > FULL_REJECTS:
-            rejects += reject_runs(read.file, read.rows[late_rows[FULL_REJECTS:]],
-                                   np.full(len(late_rows) - FULL_REJECTS, TOO_LATE, dtype=object))
+        reasons = np.where(released[late_rows], TOO_LATE_DP, TOO_LATE).astype(object) if released is not None else \
+            np.full(len(late_rows), TOO_LATE, dtype=object)
+        described = np.zeros(len(late_rows), np.bool_)  # past that many a reason is summarized, as in prepare
+        for reason in dict.fromkeys(reasons.tolist()):
+            described[np.flatnonzero(reasons == reason)[:FULL_REJECTS]] = True
+        rejects = [Reject(read.file, int(read.rows[i]), reason, mask_fields(batch, i))
+                   for i, reason in zip(late_rows[described].tolist(), reasons[described].tolist())]
+        if not described.all():
+            rejects += reject_runs(read.file, read.rows[late_rows[~described]], reasons[~described])
         keep = ~late
-        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), True
+        return ReadBatch(batch.filter(pa.array(keep)), read.rows[keep], list(read.rejects) + rejects, read.file), \
+            bool(passed.any())
 
 
 def _check_out(out: Path) -> None:

@@ -4,9 +4,14 @@ consumed files, committed together in one atomic step.
 Layout of the state directory (owner-only, like the key file: it holds
 pseudonyms)::
 
-    CURRENT                  {"format", "version", "commit": N, "meta": "meta-c0000000N.json"}
+    CURRENT                  {"format", "version", "commit": N, "meta": "meta-c0000000N.json", "dp"}
     meta-c0000000N.json      watermark, counts, manifest, and which segment holds each window
     seg-c0000000M.npz        the windows that changed in commit M: their states and revisions
+                             (under DP: their contributions, or their noisy rows as Arrow IPC
+                             bytes until the commit that publishes them)
+
+``dp`` is the run's DP parameters (null: the k-threshold); a state is resumed only
+with the same ones, since its windows were bounded and released under them.
 
 A commit writes one segment with the windows changed since the last commit (a
 window unchanged since stays in the segment that holds it) and one meta file,
@@ -25,17 +30,29 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from telemetry.errors import ConfigError, InputError
-from telemetry.metrics.persist import read_npz, state_arrays, state_from_arrays, write_npz
+from telemetry.metrics.persist import (
+    contributions_arrays,
+    contributions_from_arrays,
+    read_npz,
+    state_arrays,
+    state_from_arrays,
+    write_npz,
+)
 from telemetry.metrics.spec import AggSpec
 from telemetry.stream.book import Window
+from telemetry.stream.dpwindow import DpWindow
+
+if TYPE_CHECKING:
+    from telemetry.metrics.dp import Params
 
 FORMAT = "telemetry-stream-state"
-VERSION = 1
+VERSION = 2  # 2: DP windows and the "dp" entry of CURRENT; a version 1 state is a k-threshold one
 _OWN = re.compile(r"^(seg|meta)-c(\d{8})\.(npz|json)$")
 
 
@@ -71,9 +88,13 @@ def _read_json(path: Path) -> Any:
 class Store:
     """One state directory."""
 
-    def __init__(self, root: Path, spec: AggSpec) -> None:
+    def __init__(self, root: Path, spec: AggSpec, dp: tuple[Params, int] | None = None) -> None:
+        from dataclasses import asdict
+
         self.root = root
         self.spec = spec
+        self.dp = dp  # the DP parameters and bounding key of the run
+        self._dp_header = asdict(dp[0]) if dp is not None else None
         if root.exists() and not root.is_dir():
             raise ConfigError(f"state directory {root} is a file; name a directory with --state")
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -88,8 +109,12 @@ class Store:
             self._clean(0)
             return 0, {}, {}
         head = _read_json(current)
-        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
+        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") not in (1, VERSION):
             raise InputError(f"{current} is not a telemetry stream state of format version {VERSION}")
+        if head.get("dp") != self._dp_header:
+            raise ConfigError(f"the state in {self.root} was written "
+                              f"{'without' if head.get('dp') is None else 'with other'} differential privacy "
+                              "settings than this run's; use the same --dp-* options, or a new --state directory")
         n = int(head["commit"])
         meta = _read_json(self.root / head["meta"])
         self._segments = {int(index): name for index, name in meta.pop("segments")}
@@ -103,15 +128,27 @@ class Store:
             windows[index] = self._window(index, arrays, name)
         return n, meta, windows
 
-    def _window(self, index: int, arrays: dict[str, np.ndarray], where: str) -> Window:
+    def _window(self, index: int, arrays: dict[str, np.ndarray], where: str) -> Window | DpWindow:
         def part(kind: str) -> dict[str, np.ndarray]:
             prefix = f"w{index}/{kind}/"
             return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
+        damaged = InputError(f"stream state file {where} is damaged; the state directory cannot be used")
         try:
             info = json.loads(bytes(arrays[f"w{index}/info"]).decode())
         except (KeyError, ValueError):
-            raise InputError(f"stream state file {where} is damaged; the state directory cannot be used") from None
+            raise damaged from None
+        if self.dp is not None:
+            total = part("dp")
+            try:
+                table = _table(arrays[f"w{index}/noisy"]) if f"w{index}/noisy" in arrays else None
+            except pa.ArrowInvalid:
+                raise damaged from None
+            outcome = info.get("outcome") if isinstance(info, dict) else None
+            if (outcome is None) != (table is None) or (table is None) == (not total):
+                raise damaged
+            return DpWindow(index, contributions_from_arrays(total, self.spec, *self.dp, where) if total else None,
+                            table, outcome, changed=False)  # fmt: skip
         delta = part("delta")
         return Window(
             index,
@@ -138,22 +175,47 @@ class Store:
         if changed:
             arrays: dict[str, np.ndarray] = {}
             for index in changed:
-                window = windows[index]
-                parts = {"total": window.total, "delta": window.delta}
-                for kind, state in parts.items():
-                    if state is not None:
-                        arrays.update({f"w{index}/{kind}/{k}": v for k, v in state_arrays(state).items()})
-                info = {"released": window.released, "rows": [[list(k), v] for k, v in window.rows.items()],
-                        "own": [list(k) for k in window.own]}
-                arrays[f"w{index}/info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
+                arrays.update(_window_arrays(windows[index]))
             write_npz(self.root / f"seg-{tag}.npz", arrays)
         segments = {index: self._segments.get(index) for index in windows}
         segments.update({index: f"seg-{tag}.npz" for index in changed})
         name = f"meta-{tag}.json"
         _write_json(self.root / name, {**meta, "segments": sorted(segments.items())})
-        _write_json(self.root / "CURRENT", {"format": FORMAT, "version": VERSION, "commit": n, "meta": name})
+        _write_json(self.root / "CURRENT",
+                    {"format": FORMAT, "version": VERSION, "commit": n, "meta": name, "dp": self._dp_header})
         _sync_dir(self.root)
         self._segments = segments
         self._clean(n)
         for window in windows.values():
             window.changed = False
+
+
+def _window_arrays(window: Window | DpWindow) -> dict[str, np.ndarray]:
+    index = window.index
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(window, DpWindow):
+        if window.total is not None:
+            arrays.update({f"w{index}/dp/{k}": v for k, v in contributions_arrays(window.total).items()})
+        if window.table is not None:
+            arrays[f"w{index}/noisy"] = _ipc(window.table)
+        info: dict[str, Any] = {"outcome": window.outcome}
+    else:
+        for kind, state in (("total", window.total), ("delta", window.delta)):
+            if state is not None:
+                arrays.update({f"w{index}/{kind}/{k}": v for k, v in state_arrays(state).items()})
+        info = {"released": window.released, "rows": [[list(k), v] for k, v in window.rows.items()],
+                "own": [list(k) for k in window.own]}
+    arrays[f"w{index}/info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
+    return arrays
+
+
+def _ipc(table: pa.Table) -> np.ndarray:
+    """A table as Arrow IPC stream bytes (exact values, no pickle)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return np.frombuffer(sink.getvalue(), np.uint8)
+
+
+def _table(data: np.ndarray) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data.tobytes())).read_all()
