@@ -10,6 +10,9 @@ neighbours). States merge by concatenating blocks; the windows both sides hold a
 judged again from all their records at once when that is cheap (at most the smaller
 side's records), else when the state has doubled (which also drops the records step 1
 cuts, keeping memory bounded) or at the release (:meth:`Contributions.consolidated`).
+Blocks count the records accumulated per row, dropped ones too, so a state splits into
+one state per window (:meth:`Contributions.by_window`, the stream's windows) each
+counting its own records.
 :func:`release` then noises the bounded counts with OpenDP's discrete Laplace mechanism,
 selects rows on the noisy count against a threshold calibrated to δ, and builds rows of
 the same shape as :func:`telemetry.metrics.threshold.release` from the kept records of
@@ -349,10 +352,10 @@ class Contributions:
             rows += len(part.keys)
         stacked = np.concatenate(keys)
         row_id, first = agg.group_rows(stacked)
+        per_row = np.bincount(row_id, np.concatenate(counted), len(first)).astype(np.int64)
         pooled = Block.bounded(stacked[first], row_id[np.concatenate(gids)],
                                {name: np.concatenate([c[name] for c in cols]) for name in _FIELDS},
-                               self.params, self.salt,
-                               counted=np.bincount(row_id, np.concatenate(counted), len(first)).astype(np.int64))  # fmt: skip
+                               self.params, self.salt, counted=per_row)  # fmt: skip
         return Contributions(self.spec, self.params, self.salt, whole + [pooled], self.names,
                              self._at_consolidation)  # fmt: skip
 
