@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +185,8 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, m
     assert (keep == expected).all()
     truncated = int((~expected).sum())
     assert truncated > 1000  # heavy callers and withheld callers are cut
+    cut_per_window = Counter(k[0] for k, ok in zip(keys, expected) if not ok)
+    assert len(cut_per_window) > 1
 
     def kept_rows(c) -> list:
         keys, src, dst, h, keep = records_of(c.consolidated())
@@ -200,7 +202,7 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, m
     monkeypatch.setattr(dp.Contributions, "consolidated",
                         lambda c, windows=None: at_merge.append(windows is not None) or consolidated(c, windows))
     for path in (mixed, ordered):
-        for batch_rows in (997, 4096):
+        for batch_rows in (997, 4096, 1 << 20):  # the last: one batch, its two windows left pending
             for order in (1, -1):
                 parts = [dp.accumulate(b, spec, params, salt) for b in prepared(path, job, batch_rows)][::order]
                 state = parts[0]
@@ -209,6 +211,18 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, m
                 assert kept_rows(state) == reference
                 released = dp.release(state)
                 assert released.records_dp_truncated == truncated
+                # as the stream keeps them: each batch's state split by window, one state a window;
+                # and the merged state split once consolidated (blocks that dropped step 1's cuts)
+                windows = {}
+                for part in parts:
+                    for w, piece in part.by_window().items():
+                        windows[w] = windows[w].merge(piece) if w in windows else piece
+                assert set(windows) == {k[0] for k in keys}
+                assert sorted(r for c in windows.values() for r in kept_rows(c)) == reference
+                for split in (windows, state.consolidated().by_window()):
+                    assert all({k[0] for k in records_of(c)[0]} == {w} for w, c in split.items())
+                    cut = {w: c.records - int(records_of(c.consolidated())[4].sum()) for w, c in split.items()}
+                    assert cut == {w: cut_per_window[w] for w in windows}
     assert any(at_merge) and not all(at_merge)  # both ways taken
 
 
