@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +93,32 @@ def contributions(path: Path, batch_rows: int = 1 << 18, **options):
 # --- bounding ---------------------------------------------------------------------------
 
 
-def reference_keep(c) -> np.ndarray:
-    """The bounding rule of docs/privacy.md written out with dicts and sorts. The keyed
-    hashes are the rule's inputs: the record hashes are read from the state, the
-    (subscriber, row) hashes computed by the same keyed functions."""
-    from kernels import dpbound as kb
+_M64 = (1 << 64) - 1
 
-    L, G = c.params.max_records, c.params.max_groups
-    keys = [tuple(k) for k in c.keys.tolist()]
-    src, dst, h = c.cols["src"].tolist(), c.cols["dst"].tolist(), c.cols["hash"].tolist()
+
+def _mix(h: int, v: int) -> int:
+    """kernels.aggregate._mix on Python integers (unsigned 64-bit)."""
+    h = ((h ^ (v & _M64)) * 0xBF58476D1CE4E5B9) & _M64
+    return h ^ (h >> 31)
+
+
+def _signed(h: int) -> int:
+    return h - (1 << 64) if h >> 63 else h
+
+
+def keyed_hash(values, salt: int) -> int:
+    """The keyed hash of a row of integers (kernels.dpbound.row_hashes), in Python."""
+    h = _mix(salt & _M64, 0x9E3779B97F4A7C15)
+    for v in values:
+        h = _mix(h, v)
+    return _signed(h)
+
+
+def reference_keep(keys: list[tuple], src: list[int], dst: list[int], h: list[int], L: int, G: int,
+                   salt: int) -> np.ndarray:
+    """The bounding rule of docs/privacy.md written out with dicts and sorts, on records
+    given by their row key, parties and record hash (the rule's inputs); the (subscriber,
+    row) hashes computed here in Python from the row key and the run's key."""
 
     def smallest(records, party) -> set:
         lists = defaultdict(list)
@@ -116,14 +133,26 @@ def reference_keep(c) -> np.ndarray:
         rows[(keys[i][0], dst[i])].add(keys[i])
 
     def rank_hash(k, s):
-        row = kb.row_hashes(np.array([k], np.int64), np.int64(c.salt))
-        return int(kb.pair_hashes(row, np.array([s], np.int64))[0])
+        return _signed(_mix(_mix(keyed_hash(k, salt) & _M64, s), 0x94D049BB133111EB))
 
     chosen = {ws: set(sorted(ks, key=lambda k: rank_hash(k, ws[1]))[:G]) for ws, ks in rows.items()}
     return np.array([
         i in bounded and k in chosen[(k[0], src[i])] and k in chosen[(k[0], dst[i])]
         for i, k in enumerate(keys)
     ])  # fmt: skip
+
+
+def records_of(c) -> tuple[list[tuple], list[int], list[int], list[int], np.ndarray]:
+    """Every record of a DP state's blocks: row key, source, destination, record hash and
+    the block's verdict."""
+    keys, src, dst, h, keep = [], [], [], [], []
+    for b in c.blocks:
+        keys += [tuple(k) for k in b.keys[b.gid].tolist()]
+        src += b.cols["src"].tolist()
+        dst += b.cols["dst"].tolist()
+        h += b.cols["hash"].tolist()
+        keep.append(b.keep)
+    return keys, src, dst, h, np.concatenate(keep) if keep else np.zeros(0, bool)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +171,7 @@ def mixed(tmp_path_factory) -> Path:
     return write(tmp_path_factory.mktemp("dp") / "mixed.parquet", rows)
 
 
-def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed) -> None:
+def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed, tmp_path, monkeypatch) -> None:
     from telemetry.metrics import dp
 
     job = job_for(dp_epsilon=EPS)
@@ -150,38 +179,102 @@ def test_bounding_matches_the_slow_rule_and_ignores_the_split(mixed) -> None:
     whole = [dp.accumulate(b, spec, params, salt, prune=False) for b in prepared(mixed, job, 1 << 20)]
     assert len(whole) == 1
     full = whole[0]
-    full = full.in_window_order()
-    expected = reference_keep(full)
-    _, keep, _ = dp.bound(full)
+    keys, src, dst, h, keep = records_of(full)
+    assert len(keys) == full.records  # nothing pruned: every record judged
+    expected = reference_keep(keys, src, dst, h, params.max_records, params.max_groups, salt)
     assert (keep == expected).all()
     truncated = int((~expected).sum())
     assert truncated > 1000  # heavy callers and withheld callers are cut
+    cut_per_window = Counter(k[0] for k, ok in zip(keys, expected) if not ok)
+    assert len(cut_per_window) > 1
 
-    def kept_rows(c) -> dict:
-        c, keep, _ = dp.bound(c)
-        cols = (c.keys, c.cols["src"], c.cols["dst"], c.cols["hash"])
-        return sorted(tuple(map(int, (*k, s, d, h))) for k, s, d, h, ok in zip(*cols, keep) if ok)
+    def kept_rows(c) -> list:
+        keys, src, dst, h, keep = records_of(c.consolidated())
+        return sorted((*k, s, d, x) for k, s, d, x, ok in zip(keys, src, dst, h, keep) if ok)
 
     reference = kept_rows(full)
-    for batch_rows in (997, 4096):
-        for order in (1, -1):
-            parts = [dp.accumulate(b, spec, params, salt) for b in prepared(mixed, job, batch_rows)][::order]
-            state = parts[0]
-            for part in parts[1:]:
-                state = state.merge(part)
-            assert kept_rows(state) == reference
-            released = dp.release(state)
-            assert released.records_dp_truncated == truncated
+    # the same records in time order: batches share only the windows at their edges, which
+    # merges bound again at once; shuffled, every batch holds every window: merges defer
+    ordered = tmp_path / "ordered.parquet"
+    pq.write_table(pq.read_table(mixed).sort_by("start_time"), ordered)
+    at_merge = []
+    consolidated = dp.Contributions.consolidated
+    monkeypatch.setattr(dp.Contributions, "consolidated",
+                        lambda c, windows=None: at_merge.append(windows is not None) or consolidated(c, windows))
+    for path in (mixed, ordered):
+        for batch_rows in (997, 4096, 1 << 20):  # the last: one batch, its two windows left pending
+            for order in (1, -1):
+                parts = [dp.accumulate(b, spec, params, salt) for b in prepared(path, job, batch_rows)][::order]
+                state = parts[0]
+                for part in parts[1:]:
+                    state = state.merge(part)
+                assert kept_rows(state) == reference
+                released = dp.release(state)
+                assert released.records_dp_truncated == truncated
+                # as the stream keeps them: each batch's state split by window, one state a window;
+                # and the merged state split once consolidated (blocks that dropped step 1's cuts)
+                windows = {}
+                for part in parts:
+                    for w, piece in part.by_window().items():
+                        windows[w] = windows[w].merge(piece) if w in windows else piece
+                assert set(windows) == {k[0] for k in keys}
+                assert sorted(r for c in windows.values() for r in kept_rows(c)) == reference
+                for split in (windows, state.consolidated().by_window()):
+                    assert all({k[0] for k in records_of(c)[0]} == {w} for w, c in split.items())
+                    cut = {w: c.records - int(records_of(c.consolidated())[4].sum()) for w, c in split.items()}
+                    assert cut == {w: cut_per_window[w] for w in windows}
+    assert any(at_merge) and not all(at_merge)  # both ways taken
+
+
+def test_smallest_per_set_with_ties() -> None:
+    """The kernel's "limit smallest hashes of each set" (ties: the earlier element) against
+    sorting each set's (hash, position) pairs, on sets with many equal hashes."""
+    from kernels import dpbound as kb
+
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n, n_sets, limit = int(rng.integers(0, 300)), int(rng.integers(1, 20)), int(rng.integers(1, 10))
+        ids = rng.integers(0, n_sets, n)
+        hashes = rng.integers(-4, 4, n) if trial % 2 else rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+        mask = rng.random(n) < 0.8
+        members = defaultdict(list)
+        for i in np.flatnonzero(mask).tolist():
+            members[int(ids[i])].append((int(hashes[i]), i))
+        expected = np.zeros(n, bool)
+        for items in members.values():
+            expected[[i for _, i in sorted(items)[:limit]]] = True
+        assert (kb.smallest(ids, n_sets, hashes, limit, mask) == expected).all()
+
+
+def test_record_hashes_are_of_the_whole_record() -> None:
+    """The record hash, computed from the columns as stored, is the keyed hash of the joined
+    record (row key, start, parties, status, code, duration, measures' float64 bits) as the
+    Python twin computes it."""
+    from kernels import dpbound as kb
+
+    rng = np.random.default_rng(5)
+    n = 50
+    rows = rng.integers(-(2**62), 2**62, (7, 4))
+    gid = rng.integers(0, 7, n)
+    ints = [rng.integers(0, 2**52, n), rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64),
+            rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64), rng.integers(-1, 12, n).astype(np.int8),
+            rng.integers(-1, 700, n).astype(np.int16), rng.integers(0, 3_600_000, n)]  # fmt: skip
+    floats = [rng.normal(size=n).astype(np.float32) for _ in range(4)] + [rng.normal(size=n) * 1e6]
+    floats[2][::3] = np.nan
+    floats[4][1::4] = np.nan
+    got = kb.record_hashes(rows, gid, *ints, *floats, np.int64(-12345))
+    joined = [[*rows[g].tolist(), *(int(a[i]) for a in ints), *(int(np.float64(f[i]).view(np.int64)) for f in floats)]
+              for i, g in enumerate(gid.tolist())]  # fmt: skip
+    assert got.tolist() == [keyed_hash(row, -12345) for row in joined]
+    assert kb.row_hashes(rows, np.int64(-12345)).tolist() == [keyed_hash(r, -12345) for r in rows.tolist()]
 
 
 def test_truncation_reaches_run_json_and_no_rollup(mixed, tmp_path) -> None:
     result = telemetry.process([mixed], key=TEST_KEY, out=tmp_path / "o", dp_epsilon=EPS, by="route")
     full = contributions(mixed, by="route")
-    from telemetry.metrics import dp
-
-    _, keep, _ = dp.bound(full)
+    kept = records_of(full.consolidated())[4].sum()
     on_disk = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert on_disk["records_dp_truncated"] == result.summary["records_dp_truncated"] == full.pruned + int((~keep).sum())
+    assert on_disk["records_dp_truncated"] == result.summary["records_dp_truncated"] == full.records - kept
     assert on_disk["k"] is None and on_disk["rows_rolled_up"] == 0
     assert "__other__" not in result.metrics["route"].to_list()
 
@@ -215,6 +308,7 @@ def test_noise_spread_matches_the_declared_scale(groups) -> None:
     answered = np.array([r.metrics.filter(route="large")["answered"].item() for r in runs])
     sd_status = np.sqrt(2) * runs[0].dp["queries"]["status"]["scale"]
     assert 0.8 < answered.std() / sd_status < 1.25
+    assert abs(answered.mean() - 3600) < 4 * sd_status / np.sqrt(len(answered))  # 6 of each caller's 8 answered
     # groups of one and two callers: never released
     assert not any(set(r.metrics["route"].to_list()) & {"one", "two"} for r in runs)
 

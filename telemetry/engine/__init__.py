@@ -35,13 +35,10 @@ class Job:
 
     keyring: Keyring
     options: Options
-    #: DP states pruned per batch; the stream splits each batch's state by window first
-    #: (:meth:`telemetry.metrics.dp.Contributions.by_window`) and prunes the parts.
-    dp_prune: bool = True
     _ready: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict:
-        return {"keyring": self.keyring, "options": self.options, "dp_prune": self.dp_prune, "_ready": {}}
+        return {"keyring": self.keyring, "options": self.options, "_ready": {}}
 
     def _parts(self):
         if not self._ready:
@@ -100,7 +97,7 @@ class Job:
         else:
             from telemetry.metrics import dp
 
-            state = dp.accumulate(prepared.batch, parts["spec"], parts["dp"], parts["dp_salt"], prune=self.dp_prune)
+            state = dp.accumulate(prepared.batch, parts["spec"], parts["dp"], parts["dp_salt"])
         n_in = read.batch.num_rows + rejected(read.rejects)
         return Partial(
             state,

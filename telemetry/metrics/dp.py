@@ -1,15 +1,22 @@
 """Differential privacy for the released metrics (SPEC section 11, docs/privacy.md).
 
-:func:`accumulate` keeps, per prepared batch, each record's contribution (its
-group, both pseudonym prefixes, a keyed record hash and its measures, durations
-clamped) in a :class:`Contributions` state. States merge by concatenation; a merge
-that doubles the state (and each batch's own state) is pruned to the records that
-can still be kept — those among the ``L`` smallest record hashes of their (row,
-source) — which is exact whatever the split (a record outside the L smallest of a
-part is outside them in the whole). :func:`release` then bounds the
-contributions (:func:`bound`), noises them with OpenDP's discrete Laplace
-mechanism, selects rows on the noisy count against a threshold calibrated to δ,
-and builds rows of the same shape as :func:`telemetry.metrics.threshold.release`.
+:func:`accumulate` keeps, per prepared batch, each record's contribution (its row, both
+pseudonym prefixes, a keyed record hash and its measures, durations clamped) in a
+:class:`Block`, and applies the bounding rule to it as the batch's own work (one kernel
+pass, :func:`kernels.dpbound.bound`): every set the rule ranks lies inside one window,
+so the verdicts are final for every window no other batch holds. A batch leaves its
+first and last windows pending (the ones time-ordered batches share with their
+neighbours). States merge by concatenating blocks; the windows both sides hold are
+judged again from all their records at once when that is cheap (at most the smaller
+side's records), else when the state has doubled (which also drops the records step 1
+cuts, keeping memory bounded) or at the release (:meth:`Contributions.consolidated`).
+Blocks count the records accumulated per row, dropped ones too, so a state splits into
+one state per window (:meth:`Contributions.by_window`, the stream's windows) each
+counting its own records.
+:func:`release` then noises the bounded counts with OpenDP's discrete Laplace mechanism,
+selects rows on the noisy count against a threshold calibrated to δ, and builds rows of
+the same shape as :func:`telemetry.metrics.threshold.release` from the kept records of
+the released rows.
 
 This module compiles kernels on first use; OpenDP is imported only by a release.
 """
@@ -187,109 +194,182 @@ def _version(package: str) -> str:
 
 # --- the per-record state ---------------------------------------------------------------
 
-#: Per-record columns of a :class:`Contributions`, with their dtypes.
+#: Per-record columns of a :class:`Block`, with their dtypes.
 _FIELDS = {
     "src": np.int64, "dst": np.int64, "hash": np.int64,
     "status": np.int8, "sip": np.int16, "duration_ms": np.int64,
     "mos": np.float32, "loss": np.float32, "pdd": np.float32, "jitter": np.float32, "latency": np.float64,
 }  # fmt: skip
-#: Prune when a merged state holds this many records and twice those at its last pruning
-#: (each batch's state is pruned on its own already: merging prunes only what crosses
-#: batches, which costs a sort of the whole state, so only to keep memory bounded).
+_MEASURES = ("status", "sip", "duration_ms", "mos", "loss", "pdd", "jitter", "latency")
+#: Consolidate when a merged state holds this many records and twice those at its last
+#: consolidation (to keep memory bounded: it drops what step 1 cuts across blocks).
 PRUNE_MIN = 1 << 23
+#: A block drops the records step 1 cuts (they are outside the L smallest of their (row,
+#: source) in any larger block too) when at most this share of its records is left: a copy
+#: that frees less is not worth it.
+PRUNE_SHARE = 0.75
+_NO_WINDOWS = np.zeros(0, np.int64)
+@dataclass(frozen=True)
+class Block:
+    """Records with the bounding rule applied to them alone: ``keys`` the rows (window
+    index, channel code, keyed hashes of the dimension values), ``gid`` each record's row,
+    ``cols`` its parties, record hash and measures; ``keep`` the rule's verdict, ``kept``
+    and ``distinct`` (sources, destinations) per row among the kept records, ``counted``
+    the records accumulated per row (with those the block dropped). The verdicts
+    are final for a window whose records all are in this block, since every set the rule
+    ranks lies inside one window; the rows of the ``pending`` windows are not judged yet
+    (nothing kept)."""
+
+    keys: np.ndarray
+    gid: np.ndarray
+    cols: dict[str, np.ndarray]
+    keep: np.ndarray
+    kept: np.ndarray
+    distinct: np.ndarray
+    counted: np.ndarray
+    pending: np.ndarray
+
+    @classmethod
+    def bounded(cls, keys: np.ndarray, gid: np.ndarray, cols: dict[str, np.ndarray], params: "Params", salt: int,
+                pending: np.ndarray = _NO_WINDOWS, prune: bool = True, counted: np.ndarray | None = None) -> "Block":
+        """The block of these records, judged but for the rows of the ``pending`` windows;
+        with ``prune``, without the records step 1 cuts if that frees enough (PRUNE_SHARE).
+        ``counted``: the records accumulated per row if some were dropped before (default:
+        these records)."""
+        keys = np.ascontiguousarray(keys)
+        if counted is None:
+            counted = np.bincount(gid, minlength=len(keys))
+        windows = np.ascontiguousarray(keys[:, 0])
+        first, keep, kept, distinct = kb.bound(
+            gid, ~np.isin(windows, pending), windows, kb.row_hashes(keys, np.int64(salt)), cols["src"], cols["dst"],
+            cols["hash"], params.max_records, params.max_groups, WITHHELD,
+        )  # fmt: skip
+        if prune and first.sum() <= PRUNE_SHARE * len(first):
+            gid, keep = gid[first], keep[first]
+            cols = {name: a[first] for name, a in cols.items()}
+        return cls(keys, gid, cols, keep, kept, distinct, counted, pending)
+
+    @cached_property
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The windows this block has rows of, and its records in each."""
+        windows, at = np.unique(self.keys[:, 0], return_inverse=True)
+        per_row = np.bincount(self.gid, minlength=len(self.keys))
+        return windows, np.bincount(at.reshape(-1), weights=per_row, minlength=len(windows)).astype(np.int64)
+
+    def rows(self, mask: np.ndarray) -> "Block":
+        """The rows where ``mask`` holds and their records (the verdicts carried over); the
+        records are views when they are one run and the rows the first ones (a time-ordered
+        batch's windows but its last)."""
+        idx = np.flatnonzero(mask[self.gid])
+        if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+            idx = slice(idx[0], idx[-1] + 1)
+        gid = self.gid[idx]
+        n_rows = int(mask.sum())
+        if not mask[:n_rows].all():  # renumber, unless the rows kept are the first ones
+            gid = (np.cumsum(mask) - 1)[gid]
+        keys = self.keys[mask]
+        return Block(keys, gid, {name: a[idx] for name, a in self.cols.items()}, self.keep[idx], self.kept[mask],
+                     self.distinct[mask], self.counted[mask], np.intersect1d(self.pending, keys[:, 0]))  # fmt: skip
 
 
 @dataclass
 class Contributions:
-    """The DP state: every record's group key (window index, channel code, keyed hashes of
-    the dimension values), both parties and measures, in blocks (``parts``: (keys, columns)
-    pairs, joined when read); ``names`` maps the dimension hashes back to values.
-    ``records`` counts the records accumulated, ``pruned`` those already known to be over
-    the bounds. Treat a state as immutable."""
+    """The DP state: blocks of records (:class:`Block`), each bounded on its own as a
+    batch's work; ``names`` maps the dimension hashes back to values. :meth:`consolidated`
+    bounds again, together, the records of windows that several blocks hold. Treat a
+    state as immutable."""
 
     spec: AggSpec
     params: Params
     salt: int
-    parts: list[tuple[np.ndarray, dict[str, np.ndarray]]]
+    blocks: list[Block]
     names: list[dict]
-    records: int = 0
-    pruned: int = 0
-    _at_prune: int = field(default=0, repr=False)
+    _at_consolidation: int = field(default=0, repr=False)
 
     @classmethod
     def empty(cls, spec: AggSpec, params: Params, salt: int) -> "Contributions":
         return cls(spec, params, salt, [], [{} for _ in spec.by])
 
     def __len__(self) -> int:
-        return sum(int(keys.shape[0]) for keys, _ in self.parts)
+        return sum(int(b.gid.shape[0]) for b in self.blocks)
 
-    def _joined(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if len(self.parts) != 1:
-            keys = np.concatenate([k for k, _ in self.parts]) if self.parts else \
-                np.zeros((0, _FIXED_KEYS + len(self.spec.by)), np.int64)
-            cols = {name: np.concatenate([c[name] for _, c in self.parts]) if self.parts else np.zeros(0, dtype)
-                    for name, dtype in _FIELDS.items()}  # fmt: skip
-            self.parts = [(keys, cols)]
-        return self.parts[0]
-
-    keys = property(lambda self: self._joined()[0])
-    cols = property(lambda self: self._joined()[1])
+    @property
+    def records(self) -> int:
+        """The records accumulated (those the blocks hold and those they dropped)."""
+        return sum(int(b.counted.sum()) for b in self.blocks)
 
     def merge(self, other: "Contributions") -> "Contributions":
-        """Both inputs' records; pruned when the state has doubled since it last was."""
+        """Both inputs' blocks. The windows both hold are bounded again together at once
+        when they hold at most as many records as the smaller input (time-ordered batches
+        share the windows at their edges: each merge costs at most what it brings), else
+        when the state has doubled since it was last consolidated (which also keeps memory
+        bounded), or at the release."""
         if (other.spec.key(), other.params, other.salt) != (self.spec.key(), self.params, self.salt):
             raise ValueError("only DP states of the same spec, parameters and key merge")
         merged = Contributions(
-            self.spec, self.params, self.salt, self.parts + other.parts,
-            [{**a, **b} for a, b in zip(self.names, other.names)], self.records + other.records,
-            self.pruned + other.pruned, max(self._at_prune, other._at_prune),
+            self.spec, self.params, self.salt, self.blocks + other.blocks,
+            [{**a, **b} for a, b in zip(self.names, other.names)], max(self._at_consolidation, other._at_consolidation),
         )  # fmt: skip
+        shared = np.intersect1d(self._windows(), other._windows())
+        if len(shared) and merged._records_in(shared) <= min(len(self), len(other)):
+            return merged.consolidated(shared)
         size = len(merged)
-        if size >= PRUNE_MIN and size >= 2 * merged._at_prune:
-            merged = merged.prune()
+        if size >= PRUNE_MIN and size >= 2 * merged._at_consolidation:
+            merged = merged.consolidated()
+            merged._at_consolidation = len(merged)
         return merged
 
-    def take(self, rows: np.ndarray) -> "Contributions":
-        """The records where the mask (or index array) ``rows`` holds, in that order;
-        the others counted as pruned."""
-        keys, cols = self._joined()
-        keys = keys[rows]
-        out = Contributions(self.spec, self.params, self.salt, [(keys, {name: a[rows] for name, a in cols.items()})],
-                            self.names, self.records, self.pruned + len(self) - len(keys), len(keys))  # fmt: skip
-        return out
+    def _windows(self) -> np.ndarray:
+        return np.unique(np.concatenate([b.windows[0] for b in self.blocks] or [_NO_WINDOWS]))
 
-    def in_window_order(self) -> "Contributions":
-        """The same records ordered by window (each window's records together); the state
-        itself when they already are (time-ordered input: no copy)."""
-        windows = self.keys[:, 0]
-        if len(windows) < 2 or bool((windows[1:] >= windows[:-1]).all()):
+    def _records_in(self, windows: np.ndarray) -> int:
+        return sum(int(count[np.isin(held, windows)].sum()) for held, count in (b.windows for b in self.blocks))
+
+    def consolidated(self, windows: np.ndarray | None = None) -> "Contributions":
+        """The same records with each of ``windows`` in one block, judged: the blocks' rows
+        of those windows bounded again together. By default every window several blocks
+        hold or one holds pending: then each window is in one block and judged."""
+        if windows is None:
+            held, count = np.unique(np.concatenate([b.windows[0] for b in self.blocks] or [_NO_WINDOWS]),
+                                    return_counts=True)  # fmt: skip
+            windows = np.union1d(held[count > 1], np.concatenate([b.pending for b in self.blocks] or [_NO_WINDOWS]))
+        if not len(windows):
             return self
-        return self.take(np.argsort(windows, kind="stable"))
+        whole, keys, gids, cols, counted = [], [], [], [], []
+        rows = 0
+        for b in self.blocks:
+            if not np.isin(b.windows[0], windows).any():
+                whole.append(b)
+                continue
+            split = np.isin(b.keys[:, 0], windows)
+            if not split.all():
+                whole.append(b.rows(~split))
+            part = b.rows(split)
+            keys.append(part.keys)
+            gids.append(part.gid + rows)
+            cols.append(part.cols)
+            counted.append(part.counted)
+            rows += len(part.keys)
+        stacked = np.concatenate(keys)
+        row_id, first = agg.group_rows(stacked)
+        per_row = np.bincount(row_id, np.concatenate(counted), len(first)).astype(np.int64)
+        pooled = Block.bounded(stacked[first], row_id[np.concatenate(gids)],
+                               {name: np.concatenate([c[name] for c in cols]) for name in _FIELDS},
+                               self.params, self.salt, counted=per_row)  # fmt: skip
+        return Contributions(self.spec, self.params, self.salt, whole + [pooled], self.names,
+                             self._at_consolidation)  # fmt: skip
 
     def by_window(self) -> dict[int, "Contributions"]:
-        """One state per window, each counting its own records: only of a state never
-        pruned, since pruning counts the records it leaves out without their windows
-        (the stream splits each batch's state so, then prunes every part)."""
-        if self.pruned:
-            raise ValueError("only a DP state that was never pruned splits into windows")
-        c = self.in_window_order()
-        keys, cols = c._joined()
-        windows = keys[:, 0]
-        if not len(windows):
-            return {}
-        cuts = (np.flatnonzero(windows[1:] != windows[:-1]) + 1).tolist()
-        return {
-            int(windows[a]): Contributions(self.spec, self.params, self.salt,
-                                           [(keys[a:b], {name: v[a:b] for name, v in cols.items()})], self.names, b - a)
-            for a, b in zip([0, *cuts], [*cuts, len(windows)])
-        }  # fmt: skip
-
-    def prune(self) -> "Contributions":
-        """Only the records among the L smallest hashes of their (row, source): the others
-        are outside them in any merge too, and steps 2 and 3 of :func:`bound` read only
-        the records step 1 keeps."""
-        c = self.in_window_order()
-        return c.take(_Bounding(c, choose=False).for_source)
+        """One state per window, each counting its own records (with those its blocks
+        dropped): every set the rule ranks lies inside one window, so a window's rows, its
+        records and their verdicts (or pending) are taken out of each block as they are.
+        The stream keeps each window's state apart (docs/stream.md)."""
+        parts: dict[int, list[Block]] = {}
+        for b in self.blocks:
+            held = b.windows[0]
+            for w in held.tolist():
+                parts.setdefault(w, []).append(b if len(held) == 1 else b.rows(b.keys[:, 0] == w))
+        return {w: Contributions(self.spec, self.params, self.salt, blocks, self.names) for w, blocks in parts.items()}
 
 
 def subkey_salt(key: bytes) -> int:
@@ -302,12 +382,13 @@ def subkey_salt(key: bytes) -> int:
 
 
 def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, prune: bool = True) -> Contributions:
-    """The contributions of one prepared batch (see :func:`telemetry.metrics.accumulate`);
-    ``prune=False`` keeps every record (what the pruning is checked against)."""
-    out = Contributions.empty(spec, params, salt)
+    """The contributions of one prepared batch (see :func:`telemetry.metrics.accumulate`),
+    bounded as one block but for its first and last windows; ``prune=False`` judges
+    every window and keeps every record (the batch taken as the whole input: what the
+    rule is checked against)."""
     n = batch.num_rows
     if n == 0:
-        return out
+        return Contributions.empty(spec, params, salt)
     col, start, gid, group_keys, dims = batch_keys(batch, spec)
     names = []
     group_keys = group_keys.copy()
@@ -316,27 +397,34 @@ def accumulate(batch: pa.RecordBatch, spec: AggSpec, params: Params, salt: int, 
         codes = group_keys[:, _FIXED_KEYS + j]
         group_keys[:, _FIXED_KEYS + j] = hashes[codes]  # codes -1 (null) → the last entry: NULL_CODE
         names.append(dict(zip(hashes[:-2].tolist(), values)))
-    keys = np.ascontiguousarray(group_keys[gid])
     status = _vocab_codes(col("status"), STATUSES, n)
     cols = {
         "src": _party(col("source"), "source", n),
         "dst": _party(col("destination"), "destination", n),
         "status": status.astype(np.int8),
         "sip": _ints(col("sip_code"), n, -1).astype(np.int16),
-        "duration_ms": np.clip(_ints(col("duration_ms"), n, 0), 0, params.max_duration_ms),
-        "mos": np.clip(_floats(col("mos"), n), *MOS_RANGE).astype(np.float32),
-        "loss": np.clip(_floats(col("packet_loss_pct"), n), *LOSS_RANGE).astype(np.float32),
+        "duration_ms": _clipped(_ints(col("duration_ms"), n, 0), 0, params.max_duration_ms),
+        "mos": _clipped(_floats(col("mos"), n), *MOS_RANGE).astype(np.float32),
+        "loss": _clipped(_floats(col("packet_loss_pct"), n), *LOSS_RANGE).astype(np.float32),
         "pdd": _floats(col("pdd_ms"), n).astype(np.float32),
         "jitter": _floats(col("jitter_ms"), n).astype(np.float32),
         "latency": delivery_latency(col("end_time"), start, status),
     }
-    content = np.column_stack([
-        keys, start, cols["src"], cols["dst"], status, cols["sip"], cols["duration_ms"],
-        *(cols[name].astype(np.float64).view(np.int64) for name in ("mos", "loss", "pdd", "jitter", "latency")),
-    ]).astype(np.int64)  # fmt: skip
-    cols["hash"] = kb.row_hashes(np.ascontiguousarray(content), np.int64(salt))
-    state = Contributions(spec, params, salt, [(keys, cols)], names, n, 0, 0)
-    return state.prune() if prune else state
+    cols["hash"] = kb.record_hashes(
+        group_keys, gid, start, *(cols[name] for name in ("src", "dst", "status", "sip", "duration_ms", "mos", "loss",
+                                                          "pdd", "jitter", "latency")), np.int64(salt),
+    )  # fmt: skip
+    # a batch's first and last windows are the ones it likely shares with the batches
+    # before and after it (time-ordered input): left for the merges to judge
+    windows = group_keys[:, 0]
+    edges = np.unique([windows.min(), windows.max()]) if prune else _NO_WINDOWS
+    block = Block.bounded(group_keys, gid, cols, params, salt, edges, prune)
+    return Contributions(spec, params, salt, [block], names, len(block.gid))
+
+
+def _clipped(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``values`` (a new array) clamped to [lo, hi] in place; NaN stays NaN."""
+    return np.clip(values, lo, hi, out=values)
 
 
 def _value_hash(value, salt: int) -> int:
@@ -357,108 +445,6 @@ def _party(arr: pa.Array | None, name: str, n: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-# --- bounding --------------------------------------------------------------------------
-
-
-#: Bounding works on slices of the window-ordered records of about this many records
-#: (whole windows: every set the rule ranks lies inside one window), side by side.
-PIECE = 1 << 16
-
-
-class _Bounding:
-    """The bounding rule of :func:`bound` over a state's records in window order: groups
-    (``gid``, ``first``), each record's (group, source) set and whether it is among its L
-    smallest record hashes (``for_source``); with ``choose``, also the (group, destination)
-    sets and whether the record is kept (``keep``)."""
-
-    def __init__(self, c: Contributions, choose: bool = True) -> None:
-        keys, cols = c.keys, c.cols
-        windows = keys[:, 0]
-        cuts = np.flatnonzero(windows[1:] != windows[:-1]) + 1
-        bounds, start = [0], 0
-        for cut in cuts.tolist():  # pieces of whole windows, about PIECE records each
-            if cut - start >= PIECE:
-                bounds.append(cut)
-                start = cut
-        bounds.append(len(windows))
-        args = (c.params.max_records, c.params.max_groups if choose else 0, np.int64(c.salt))
-        pieces = side_by_side(
-            len(windows) // 16,
-            *[partial(_bound_piece, keys[a:b], cols["src"][a:b], cols["dst"][a:b], cols["hash"][a:b], *args)
-              for a, b in zip(bounds, bounds[1:]) if b > a],
-        )  # fmt: skip
-        starts = np.cumsum([0] + [b - a for a, b in zip(bounds, bounds[1:]) if b > a])
-
-        def joined(name: str, offset: str | None = None) -> np.ndarray:
-            if not pieces:
-                return np.zeros(0, np.int64 if offset or name != "keep" else np.bool_)
-            parts, base = [], 0
-            for piece, row0 in zip(pieces, starts):
-                value = piece[name]
-                if offset == "rows":
-                    value = value + row0
-                elif offset is not None:
-                    value = value + base
-                    base += len(piece[offset])
-                parts.append(value)
-            return np.concatenate(parts)
-
-        self.gid = joined("gid", "first")
-        self.first = joined("first", "rows")
-        self.n_groups = len(self.first)
-        self.src_set = joined("src_set", "src_first")
-        self.src_first = joined("src_first", "rows")
-        self.for_source = joined("for_source")
-        if choose:
-            self.dst_set = joined("dst_set", "dst_first")
-            self.dst_first = joined("dst_first", "rows")
-            self.keep = joined("keep")
-
-
-def _bound_piece(keys, src, dst, hashes, L: int, G: int, salt) -> dict[str, np.ndarray]:
-    """:class:`_Bounding` on whole windows (G = 0: the source part only, what pruning needs)."""
-    keys = np.ascontiguousarray(keys)
-    gid, first = agg.group_rows(keys)
-    src_set, src_first = agg.group_rows(np.column_stack([gid, src]))
-    every = np.ones(len(gid), np.bool_)
-    out = dict(gid=gid, first=first, src_set=src_set, src_first=src_first,
-               for_source=kb.smallest(src_set, len(src_first), hashes, L, every))  # fmt: skip
-    if not G:
-        return out
-    dst_set, dst_first = agg.group_rows(np.column_stack([gid, dst]))
-    bounded = kb.smallest(dst_set, len(dst_first), hashes, L, out["for_source"])
-    # the rows each subscriber has bounded records in, whichever the role, ranked per (window, subscriber)
-    idx = np.flatnonzero(bounded)
-    pairs = np.ascontiguousarray(np.concatenate([
-        np.column_stack([gid[idx], src[idx]]), np.column_stack([gid[idx], dst[idx]]),
-    ]))  # fmt: skip
-    pair_id, pair_first = agg.group_rows(pairs)
-    unique = pairs[pair_first]
-    row_hash = kb.row_hashes(np.ascontiguousarray(keys[first]), salt)
-    who, who_first = agg.group_rows(np.column_stack([keys[first, 0][unique[:, 0]], unique[:, 1]]))
-    rank_hash = kb.pair_hashes(row_hash[unique[:, 0]], np.ascontiguousarray(unique[:, 1]))
-    chosen = kb.smallest(who, len(who_first), rank_hash, G, np.ones(len(who), np.bool_))[pair_id]
-    keep = bounded.copy()
-    keep[idx] = chosen[: len(idx)] & chosen[len(idx):]
-    out.update(dst_set=dst_set, dst_first=dst_first, keep=keep)
-    return out
-
-
-def bound(c: Contributions) -> tuple[Contributions, np.ndarray, _Bounding]:
-    """Which records the DP aggregates keep, in three steps that each read only the
-    record's own parties' records and the run's key, never a count of other subscribers:
-    (1) the L records of smallest record hash of each (row, source); (2) of those, the L of
-    smallest hash of each (row, destination); (3) of those, the records whose row is among
-    the G rows of smallest keyed hash of (subscriber, row), among the rows the subscriber
-    has records of step 2 in (either role) in the window, for its source and for its
-    destination. The hashes are of the records' content, so the result is the same
-    whatever the split. Returns the state in window order, the mask of kept records in
-    that order, and the sets."""
-    c = c.in_window_order()
-    b = _Bounding(c)
-    return c, b.keep, b
-
-
 # --- noise and release -----------------------------------------------------------------
 
 
@@ -468,10 +454,15 @@ def laplace(values: np.ndarray, scale: float) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return values.copy()
-    import opendp.prelude as dp
+    # the modules themselves, not opendp.prelude: that also imports its NumPy, Polars and
+    # scikit-learn extras, about 0.2 s of CPU a run
+    from opendp.domains import atom_domain, vector_domain
+    from opendp.measurements import make_laplace
+    from opendp.metrics import l1_distance
+    from opendp.mod import enable_features
 
-    dp.enable_features("contrib")
-    mechanism = dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"), scale=scale)
+    enable_features("contrib")
+    mechanism = make_laplace(vector_domain(atom_domain(T="i64")), l1_distance(T="i64"), scale=scale)
     flat = values.reshape(-1)
     # OpenDP's exact sampler takes tens of µs a value and releases the GIL: chunks side by side
     chunks = np.array_split(flat, max(1, min(8, flat.size // NOISE_CHUNK)))
@@ -484,7 +475,9 @@ NOISE_CHUNK = 4096
 
 
 def _sample(mechanism, values: np.ndarray) -> np.ndarray:
-    return np.asarray(mechanism(values.tolist()), dtype=np.int64)
+    """The noisy ``values``; given as an int64 array, which OpenDP hands over as one buffer
+    (a list is checked and converted value by value in Python, holding the GIL)."""
+    return np.asarray(mechanism(np.ascontiguousarray(values, dtype=np.int64)), dtype=np.int64)
 
 
 def noise_bound(scale: float, level: float) -> float:
@@ -518,46 +511,43 @@ class DpReleased:
 
 
 def release(c: Contributions) -> DpReleased:
-    """Bound, noise, select and build the rows (docs/privacy.md)."""
+    """Bound (each window in one block), noise, select and build the rows (docs/privacy.md)."""
     p = c.params
     spec = c.spec
-    c, keep, b = bound(c)
-    truncated = c.pruned + int((~keep).sum())
-    gid = np.where(keep, b.gid, -1)
-    kept_per_group = kb.set_sizes(b.gid, b.n_groups, keep)
+    blocks = c.consolidated().blocks  # every window in one block
+    width = _FIXED_KEYS + len(spec.by)
+    all_keys = np.concatenate([b.keys for b in blocks]) if blocks else np.zeros((0, width), np.int64)
+    kept_per_group = np.concatenate([b.kept for b in blocks]) if blocks else np.zeros(0, np.int64)
+    distinct = np.concatenate([b.distinct for b in blocks]) if blocks else np.zeros((0, 2), np.int64)
+    truncated = c.records - int(kept_per_group.sum())
     candidates = np.flatnonzero(kept_per_group > 0)
     attempts = laplace(kept_per_group[candidates], p.scale("attempts"))
     passed = attempts >= p.threshold
     groups = candidates[passed]
     records_withheld = int(kept_per_group[candidates[~passed]].sum())
-    # released groups renumbered 0…n-1; every other record out of the measures
-    renum = np.full(b.n_groups, -1, np.int64)
+    # released groups renumbered 0…n-1; only their kept records enter the measures
+    renum = np.full(len(all_keys), -1, np.int64)
     renum[groups] = np.arange(len(groups), dtype=np.int64)
-    rgid = np.where(gid >= 0, renum[np.maximum(gid, 0)], -1)
     n = len(groups)
-    keys = c.keys[b.first[groups]]
+    keys = all_keys[groups]
     voice = _VOICE[keys[:, 1]] if n else np.zeros(0, bool)
-    cols = c.cols
-    sel = rgid >= 0
+    rgid, cols = _released_records(blocks, renum)
     exact = agg.accumulate_counts(
-        rgid[sel], n, cols["status"][sel].astype(np.int64), cols["sip"][sel].astype(np.int64),
-        cols["duration_ms"][sel], spec.short_call_ms, cols["mos"][sel].astype(np.float64),
-        cols["loss"][sel].astype(np.float64),
+        rgid, n, cols["status"].astype(np.int64), cols["sip"].astype(np.int64), cols["duration_ms"],
+        spec.short_call_ms, cols["mos"].astype(np.float64), cols["loss"].astype(np.float64),
     )  # fmt: skip
     counts, scales = _noisy_counts(exact, attempts[passed], voice, p)
     hist = {}
     for name, column, (lo, size) in (("pdd", "pdd", PDD_BUCKETS), ("jitter", "jitter", JITTER_BUCKETS),
                                      ("latency", "latency", LATENCY_BUCKETS)):
         rows = ~voice if name == "latency" else voice
-        bucket = kb.buckets(cols[column][sel].astype(np.float64), lo, PER_OCTAVE, size)
-        exact_hist = kb.bucket_counts(rgid[sel], n, bucket, size)
+        bucket = kb.buckets(cols[column].astype(np.float64), lo, PER_OCTAVE, size)
+        exact_hist = kb.bucket_counts(rgid, n, bucket, size)
         noisy = np.zeros_like(exact_hist)
         noisy[rows] = np.maximum(laplace(exact_hist[rows], p.scale(f"{name}_histogram")), 0)
         hist[name] = _quantiles(noisy, lo, size)
-    sources = _distinct(b.src_set, b.src_first, cols["src"], keep, renum, b.gid, n)
-    destinations = _distinct(b.dst_set, b.dst_first, cols["dst"], keep, renum, b.gid, n)
-    sources = np.maximum(laplace(sources, p.scale("distinct_sources")), 0)
-    destinations = np.maximum(laplace(destinations, p.scale("distinct_destinations")), 0)
+    sources = np.maximum(laplace(distinct[groups, 0], p.scale("distinct_sources")), 0)
+    destinations = np.maximum(laplace(distinct[groups, 1], p.scale("distinct_destinations")), 0)
     measures = Measures(counts, hist["pdd"], hist["jitter"], hist["latency"], sources, destinations,
                         _interval(scales))  # fmt: skip
     dims, keys = _named(keys, c.names)
@@ -662,12 +652,23 @@ def _quantiles(noisy: np.ndarray, lo: float, size: int) -> np.ndarray:
     return out
 
 
-def _distinct(sets, set_first, party, keep, renum, gid, n) -> np.ndarray:
-    """Distinct parties (WITHHELD not counted) among the kept records of each released row."""
-    has = kb.set_sizes(sets, len(set_first), keep) > 0
-    row = renum[gid[set_first]]
-    real = has & (row >= 0) & (party[set_first] != WITHHELD)
-    return np.bincount(row[real], minlength=n).astype(np.int64)
+def _released_records(blocks: list[Block], renum: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The kept records of the released rows (``renum``: each row of the blocks in turn,
+    its number among the released rows or -1): their row numbers and measures."""
+    rgid, parts, offset = [], [], 0
+    for b in blocks:
+        released = renum[offset : offset + len(b.keys)]
+        offset += len(b.keys)
+        if not (released >= 0).any():  # most blocks, when few rows pass
+            continue
+        kept = np.flatnonzero(b.keep)
+        row = released[b.gid[kept]]
+        sel = kept[row >= 0]
+        rgid.append(row[row >= 0])
+        parts.append({name: b.cols[name][sel] for name in _MEASURES})
+    if not parts:
+        return np.zeros(0, np.int64), {name: np.zeros(0, _FIELDS[name]) for name in _MEASURES}
+    return np.concatenate(rgid), {name: np.concatenate([c[name] for c in parts]) for name in _MEASURES}
 
 
 def _named(keys: np.ndarray, names: list[dict]) -> tuple[list[list], np.ndarray]:

@@ -71,42 +71,57 @@ def state_from_arrays(arrays, spec: AggSpec, where: str) -> State:
 
 
 def contributions_arrays(c: Contributions) -> dict[str, np.ndarray]:
-    """The arrays of a DP state (its records joined) with a JSON ``header`` array: the
-    parameters it was bounded with, its record counts and dimension values by hash."""
+    """The arrays of a DP state (consolidated: each window in one block, so the blocks'
+    rows are distinct and their records join) with a JSON ``header`` array: the
+    parameters it was bounded with and its dimension values by hash. The verdicts are
+    not stored: the rule gives them again from the records."""
     from dataclasses import asdict
 
-    keys, cols = c.keys, c.cols
+    from telemetry.metrics.dp import _FIELDS
+
+    blocks = c.consolidated().blocks
+    offsets = np.cumsum([0] + [len(b.keys) for b in blocks])
     header = {"format": DP_FORMAT, "version": VERSION, "spec": _spec(c.spec), "params": asdict(c.params),
-              "records": c.records, "pruned": c.pruned,
               "names": [[[h, v] for h, v in lookup.items()] for lookup in c.names]}  # fmt: skip
-    return {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), "keys": keys,
-            **{f"col.{name}": values for name, values in cols.items()}}
+    width = 2 + len(c.spec.by)
+    return {"header": np.frombuffer(json.dumps(header).encode(), np.uint8),
+            "keys": np.concatenate([b.keys for b in blocks] or [np.zeros((0, width), np.int64)]),
+            "counted": np.concatenate([b.counted for b in blocks] or [np.zeros(0, np.int64)]),
+            "gid": np.concatenate([b.gid.astype(np.int64) + at for b, at in zip(blocks, offsets)]
+                                  or [np.zeros(0, np.int64)]),
+            **{f"col.{name}": np.concatenate([b.cols[name] for b in blocks] or [np.zeros(0, dtype)])
+               for name, dtype in _FIELDS.items()}}  # fmt: skip
 
 
 def contributions_from_arrays(arrays, spec: AggSpec, params: Params, salt: int, where: str) -> Contributions:
-    """The DP state held by ``arrays`` (as :func:`contributions_arrays` gave them); ``spec``
-    and ``params`` must match, ``salt`` is the run's bounding key."""
+    """The DP state held by ``arrays`` (as :func:`contributions_arrays` gave them), its
+    records bounded again (one block); ``spec`` and ``params`` must match, ``salt`` is the
+    run's bounding key."""
     from dataclasses import asdict
 
-    from telemetry.metrics.dp import _FIELDS, Contributions
+    from telemetry.metrics.dp import _FIELDS, Block, Contributions
 
     try:
         header = _header(arrays, DP_FORMAT, spec, where)
         if header["params"] != asdict(params):
             raise InputError(f"{where} was written with other --dp-* settings; use the options of the run "
                              "that wrote it, or a new state directory")
-        keys = arrays["keys"]
+        keys, gid, counted = arrays["keys"], arrays["gid"], arrays["counted"]
         cols = {name: arrays[f"col.{name}"] for name in _FIELDS}
         names = [{int(h): v for h, v in pairs} for pairs in header["names"]]
-        records, pruned = int(header["records"]), int(header["pruned"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(f"{where} is damaged: not a telemetry DP state") from None
-    n = len(keys)
+    n, rows = len(gid), len(keys)
     if (keys.ndim != 2 or keys.shape[1] != 2 + len(spec.by) or keys.dtype != np.int64 or len(names) != len(spec.by)
+            or gid.shape != (n,) or gid.dtype != np.int64 or counted.shape != (rows,) or counted.dtype != np.int64
             or any(v.shape != (n,) or v.dtype != dtype for v, dtype in zip(cols.values(), _FIELDS.values()))
-            or records != n + pruned):  # fmt: skip
+            or (n and (gid.min() < 0 or gid.max() >= rows))
+            or (counted < np.bincount(gid, minlength=rows)).any()):  # fmt: skip
         raise InputError(f"{where} is damaged: its arrays do not fit together")
-    return Contributions(spec, params, salt, [(keys, cols)], names, records, pruned, n)
+    if not rows:
+        return Contributions.empty(spec, params, salt)
+    block = Block.bounded(keys, gid, cols, params, salt, counted=counted)
+    return Contributions(spec, params, salt, [block], names)
 
 
 def _spec(spec: AggSpec) -> dict:

@@ -83,7 +83,7 @@ class Stream:
         self.s = sopts
         self.opts = opts
         self.keyring = keyring
-        self.job = Job(keyring, opts, dp_prune=False)  # DP: each batch's state split by window, then pruned
+        self.job = Job(keyring, opts)
         try:
             self.job.prepare_only()
         except ValueError as exc:
@@ -214,11 +214,10 @@ class Stream:
                 self.counts["records_late"] += part.records
 
     def _by_window(self, state) -> Iterator[tuple[int, Any]]:
-        """A batch's state as one state per window (DP: each pruned on its own, so that
-        it counts the records it leaves out)."""
+        """A batch's state as one state per window (DP: each counting its own records,
+        those the bounding dropped too)."""
         if self.dp is not None:
-            for w, part in state.by_window().items():
-                yield w, part.prune()
+            yield from state.by_window().items()
             return
         if not state.n_groups:
             return
