@@ -260,15 +260,18 @@ def split(
     batch: pa.RecordBatch,
     verdict: Verdict,
     raw: Mapping[str, pa.Array],
-    rejects: list[Reject] | None = None,
+    rejects: list[Reject | RejectRun] | None = None,
     fields_of: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> ReadBatch:
     """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
     of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals —
-    and, past the first few of a reason, as a :class:`RejectRun`."""
-    rejects = list(rejects or [])
+    and, past the first few of a reason, as a :class:`RejectRun`. ``rejects``: those met
+    before (the parser's, in :func:`compact` form): its described ones are sorted in
+    with the bad rows', its runs come after them, before the bad rows' runs."""
+    runs = [r for r in rejects or [] if not isinstance(r, Reject)]
+    rejects = [r for r in rejects or [] if isinstance(r, Reject)]
     if not verdict.bad.any():
-        return ReadBatch(batch, rows, rejects, file)
+        return ReadBatch(batch, rows, rejects + runs, file)
     names = [name for name in CANONICAL.names if name in raw]
     bad = np.flatnonzero(verdict.bad)
     reasons = verdict.reasons[bad]
@@ -277,6 +280,7 @@ def split(
         shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
         rejects.append(Reject(file, int(rows[i]), str(reason), masked(shown)))
     rejects.sort(key=lambda r: r.row)
+    rejects += runs
     if not full.all():
         rejects += reject_runs(file, rows[bad[~full]], reasons[~full])
     keep = ~verdict.bad
@@ -304,16 +308,33 @@ class Refused:
         """The rows refused so far, in row order; forgotten here."""
         if not self._reasons:
             return []
+        return compact(self.file, *self.pop())
+
+    def pop(self, below: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers and reasons (an object array) of the rows refused so far, as
+        added, those numbered ``below`` or more (None: none) kept; forgotten here."""
         rows = np.array(self._rows, dtype=np.int64)
         reasons = np.array(self._reasons, dtype=object)
-        self._rows, self._reasons, self._shared = array("q"), [], {}
-        full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
-        out: list[Reject | RejectRun] = [
-            Reject(self.file, row, reason, {}) for row, reason in zip(rows[full].tolist(), reasons[full].tolist())
-        ]
-        if not full.all():
-            out += reject_runs(self.file, rows[~full], reasons[~full])
-        return out
+        if below is None:
+            self._rows, self._reasons, self._shared = array("q"), [], {}
+            return rows, reasons
+        early = rows < below
+        self._rows = array("q", rows[~early].tobytes())
+        self._reasons = reasons[~early].tolist()
+        return rows[early], reasons[early]
+
+
+def compact(file: str, rows: np.ndarray, reasons: np.ndarray) -> list[Reject | RejectRun]:
+    """Rejects without fields for ``rows`` (ascending) refused for ``reasons`` (an object
+    array): the first :data:`~telemetry.quarantine.FULL_REJECTS` of a reason as a
+    :class:`Reject`, the others as one :class:`RejectRun` per reason, after them."""
+    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    out: list[Reject | RejectRun] = [
+        Reject(file, row, reason, {}) for row, reason in zip(rows[full].tolist(), reasons[full].tolist())
+    ]
+    if not full.all():
+        out += reject_runs(file, rows[~full], reasons[~full])
+    return out
 
 
 # -- per kind ---------------------------------------------------------------------------------
