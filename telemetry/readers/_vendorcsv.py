@@ -173,7 +173,7 @@ def records_of(
     of a record of an accepted width become columns; the other records, and those
     with bytes that are not UTF-8 in a wanted field, rejects."""
     columns, rows, refused = _sorted_out(path, layout, chunk)
-    return Records(columns, rows, compact(path, *refused.pop()))
+    return Records(columns, rows, refused.take())
 
 
 def _sorted_out(
@@ -548,7 +548,7 @@ class _Fast:
             frontier = np.iinfo(np.int64).max
         extra = [e for e in self.extra if e[0] < frontier]
         self.extra = [e for e in self.extra if e[0] >= frontier]
-        refused, reasons = self.refused.pop(frontier)
+        refused, refused_codes = self.refused.pop(frontier)
 
         columns: dict[str, pa.Array] = {}
         for key, name in self.names.items():
@@ -557,25 +557,26 @@ class _Fast:
             else:
                 columns[key] = batch.column(name)
         rows = numbers.ours(taken)
-        bad = [numbers.ours(refused)]
-        why = [reasons]
+        bad, codes = [numbers.ours(refused)], [refused_codes]  # the block's rejects, in our numbers
         if n and not self.stream.ascii:
             columns, rows, replaced = _drop_replaced(columns, rows)
             bad.append(replaced)
-            why.append(np.full(len(replaced), "not valid UTF-8", dtype=object))
+            codes.append(np.full(len(replaced), self.refused.code("not valid UTF-8"), np.int32))
         if extra:
             ours = numbers.ours(np.array([number for number, _, _ in extra], np.int64)).tolist()
             extra = [(mine, f, none) for mine, (_, f, none) in zip(ours, extra)]
             side, side_rows, side_refused = _sorted_out(self.path, self.layout, extra)
-            more, more_reasons = side_refused.pop()
+            more, more_codes = side_refused.pop()
+            ours_of = np.array([self.refused.code(r) for r in side_refused.reasons] or [0], np.int32)
             bad.append(more)
-            why.append(more_reasons)
+            codes.append(ours_of[more_codes])
             if len(side_rows):
                 columns, rows = _merge(columns, rows, side, side_rows)
         numbers.prune(frontier)
         bad_rows = np.concatenate(bad)
         order = np.argsort(bad_rows, kind="stable")
-        return Records(columns, rows, compact(self.path, bad_rows[order], np.concatenate(why)[order]))
+        rejects = compact(self.path, bad_rows[order], np.concatenate(codes)[order], self.refused.reasons)
+        return Records(columns, rows, rejects)
 
 
 @dataclass
