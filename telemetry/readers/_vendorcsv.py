@@ -431,6 +431,12 @@ class _Fast:
     the rest is sorted out from the text pyarrow hands to its invalid-row handler.
     Record numbers count from 1 in the range.
 
+    Before the range, the stream puts a head row of empty fields, pyarrow's first
+    good row (dropped here): pyarrow's streaming reader parses on, at open, until a
+    block gives a good row, so a range of bad records would otherwise be parsed
+    whole before the first batch; with it, each block comes back as a batch, and
+    the records pyarrow skipped are sorted out block by block.
+
     After the range, the stream appends a line of its own (:data:`_EOF`, a quote and
     more delimiters than any width): outside a quote it is one more skipped record,
     recognized and dropped; inside a quote left open by the last record it closes
@@ -463,7 +469,11 @@ class _Fast:
         used = sorted({i for i in index.values() if i is not None})
         self.names = {key: (names[i] if i is not None else None) for key, i in index.items()}
         try:
-            self.stream = Utf8Stream(path, span, ("\n" + self.end_row + "\n").encode())
+            self.stream = Utf8Stream(
+                path, span, ("\n" + self.end_row + "\n").encode(), head=(delimiter * (width - 1) + "\n").encode()
+            )
+            self.numbers.not_a_record(1)  # the head row
+            self.head = True  # the head row is still to be dropped from the first batch
         except OSError as exc:
             raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
         self.reader: Any = None
@@ -532,7 +542,9 @@ class _Fast:
                 break
             except (pa.ArrowException, OSError):
                 raise _GiveUp from None
-            yield self._records(batch, final=False)
+            records = self._records(batch, final=False)
+            if len(records.rows) or records.rejects:
+                yield records
         records = self._records(None, final=True)
         if len(records.rows) or records.rejects:
             yield records
@@ -540,8 +552,11 @@ class _Fast:
     def _records(self, batch: pa.RecordBatch | None, final: bool) -> Records:
         if self.stream.nul or self.uncounted:
             raise _GiveUp  # the data could hold the sentinel's text, or numbers are missing
-        n = 0 if batch is None else batch.num_rows
         numbers = self.numbers
+        if batch is not None and self.head:
+            numbers.take(1)
+            batch, self.head = batch.slice(1), False
+        n = 0 if batch is None else batch.num_rows
         taken = numbers.take(n)
         frontier = numbers.frontier()
         if final:
