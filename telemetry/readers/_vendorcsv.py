@@ -531,6 +531,7 @@ class _Fast:
 
     def close(self) -> None:
         self.stream.close()
+        self.reader = None  # it holds the handler, so this: no cycle left for the collector
 
     def blocks(self) -> Iterator[Records]:
         if self.reader is None:
@@ -890,7 +891,12 @@ class _Numbers:
         return numbers - self.blank_before - np.searchsorted(blank, numbers)
 
     def prune(self, frontier: int) -> None:
-        """Forget what only numbers below ``frontier`` (all returned) needed."""
+        """Forget what only numbers below ``frontier`` (all returned) needed: the next
+        good row is at or past it (a run of skipped records no good row ends yet)."""
+        if self.skipped and self.skipped[0] < frontier:
+            skipped = np.array(self.skipped, np.int64)
+            self.skipped = array("q", skipped[skipped >= frontier].tobytes())
+        self.next = max(self.next, frontier)
         below = [b for b in self.blank if b < frontier]
         if below:
             self.blank_before += len(below)
