@@ -14,6 +14,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -899,3 +900,37 @@ def test_mysql_pieces_end_at_unescaped_line_feeds(name) -> None:
             records += list(_mysql_lines(piece, number))
             number = records[-1][0] if records else 0
         assert records == whole, size
+
+
+def test_vendor_file_of_bad_records_costs_its_ranges_not_its_rows(tmp_path) -> None:
+    """Issue 16: a file of records of the wrong width (`,,,,,,`) is held a few blocks at a
+    time, its rejects as runs (8 bytes a record), not a Reject per record: the reader's
+    Python peak stays a small multiple of its blocks, and every record is accounted for
+    once, in order (the reference: every line of the file is a record, all refused)."""
+    import tracemalloc
+
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject
+
+    count = 300_000
+    path = tmp_path / "Master.csv"
+    path.write_bytes(b",,,,,,\n" * count)
+    reason = "expected 16, 17, 18, 19 or 21 columns, found 7"
+    seen: list[np.ndarray] = []  # the record numbers of the rejects, 8 bytes each
+    described = 0  # Reject objects: the first FULL_REJECTS of a block's reason
+    tracemalloc.start()
+    try:
+        for records in read_records(str(path), ASTERISK_LAYOUT, block_bytes=1 << 16):
+            assert not len(records.rows)
+            assert all(r.reason == reason for r in records.rejects)
+            for r in records.rejects:
+                seen.append(np.array([r.row]) if isinstance(r, Reject) else r.rows)
+                described += isinstance(r, Reject)
+            del records
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.concatenate(seen).tolist() == list(range(1, count + 1))
+    assert described <= count // 5
+    # ranges of 4 blocks of 64 KiB (~9,400 records each); before: ~480 bytes a record in a range
+    assert peak < 24 << 20, f"{peak / 2**20:.1f} MiB"

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 
 from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
-from telemetry.quarantine import detailed, masked
+from telemetry.quarantine import FULL_REJECTS, detailed, masked
 from telemetry.readers import RawPart, ReadBatch, Reject, RejectRun, reject_runs
 from telemetry.schema import (CANONICAL, CHANNELS, DICTIONARY_TEXT, DIRECTIONS, IDENTIFIER_COLUMNS,
                               STATUSES, TS, read_schema)  # fmt: skip
@@ -260,15 +260,18 @@ def split(
     batch: pa.RecordBatch,
     verdict: Verdict,
     raw: Mapping[str, pa.Array],
-    rejects: list[Reject] | None = None,
+    rejects: list[Reject | RejectRun] | None = None,
     fields_of: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> ReadBatch:
     """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
     of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals —
-    and, past the first few of a reason, as a :class:`RejectRun`."""
-    rejects = list(rejects or [])
+    and, past the first few of a reason, as a :class:`RejectRun`. ``rejects``: those met
+    before (the parser's, in :func:`compact` form): its described ones are sorted in
+    with the bad rows', its runs come after them, before the bad rows' runs."""
+    runs = [r for r in rejects or [] if not isinstance(r, Reject)]
+    rejects = [r for r in rejects or [] if isinstance(r, Reject)]
     if not verdict.bad.any():
-        return ReadBatch(batch, rows, rejects, file)
+        return ReadBatch(batch, rows, rejects + runs, file)
     names = [name for name in CANONICAL.names if name in raw]
     bad = np.flatnonzero(verdict.bad)
     reasons = verdict.reasons[bad]
@@ -277,6 +280,7 @@ def split(
         shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
         rejects.append(Reject(file, int(rows[i]), str(reason), masked(shown)))
     rejects.sort(key=lambda r: r.row)
+    rejects += runs
     if not full.all():
         rejects += reject_runs(file, rows[bad[~full]], reasons[~full])
     keep = ~verdict.bad
@@ -285,35 +289,62 @@ def split(
 
 class Refused:
     """Rows a parser refused before their batch is handed on (pyarrow reports them
-    from its own thread, a block ahead), kept compact: a row number and a shared
-    reason each, 16 bytes a row however many there are. :meth:`take` makes them
-    rejects, past the first :data:`~telemetry.quarantine.FULL_REJECTS` of a reason
-    a :class:`RejectRun`, as :func:`split` does."""
+    from its own thread, a block ahead), kept compact: a row number and the code of
+    a reason (an index in :attr:`reasons`) each, 12 bytes a row however many there
+    are. :meth:`take` makes them rejects, past the first
+    :data:`~telemetry.quarantine.FULL_REJECTS` of a reason a :class:`RejectRun`, as
+    :func:`split` does."""
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.reasons: list[str] = []  # each distinct reason once, by code
+        self._codes: dict[str, int] = {}
         self._rows = array("q")
-        self._reasons: list[str] = []
-        self._shared: dict[str, str] = {}  # one string per distinct reason
+        self._reason_codes = array("i")
+
+    def code(self, reason: str) -> int:
+        """The code of ``reason``."""
+        code = self._codes.get(reason)
+        if code is None:
+            code = self._codes[reason] = len(self.reasons)
+            self.reasons.append(reason)
+        return code
 
     def add(self, row: int, reason: str) -> None:
         self._rows.append(row)
-        self._reasons.append(self._shared.setdefault(reason, reason))
+        self._reason_codes.append(self.code(reason))
 
     def take(self) -> list[Reject | RejectRun]:
         """The rows refused so far, in row order; forgotten here."""
-        if not self._reasons:
-            return []
+        return compact(self.file, *self.pop(), self.reasons)
+
+    def pop(self, below: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers and reason codes of the rows refused so far, as added, those
+        numbered ``below`` or more (None: none) kept; forgotten here."""
         rows = np.array(self._rows, dtype=np.int64)
-        reasons = np.array(self._reasons, dtype=object)
-        self._rows, self._reasons, self._shared = array("q"), [], {}
-        full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
-        out: list[Reject | RejectRun] = [
-            Reject(self.file, row, reason, {}) for row, reason in zip(rows[full].tolist(), reasons[full].tolist())
-        ]
-        if not full.all():
-            out += reject_runs(self.file, rows[~full], reasons[~full])
-        return out
+        codes = np.array(self._reason_codes, dtype=np.int32)
+        early = rows < below if below is not None else np.ones(len(rows), np.bool_)
+        self._rows = array("q", rows[~early].tobytes())
+        self._reason_codes = array("i", codes[~early].tobytes())
+        return rows[early], codes[early]
+
+
+def compact(file: str, rows: np.ndarray, codes: np.ndarray, reasons: Sequence[str]) -> list[Reject | RejectRun]:
+    """Rejects without fields for ``rows`` (ascending) refused for ``reasons[codes]``:
+    the first :data:`~telemetry.quarantine.FULL_REJECTS` of a reason as a
+    :class:`Reject` (as :func:`~telemetry.quarantine.detailed` has it), the others as
+    one :class:`RejectRun` per reason (as :func:`reject_runs` has it), after them."""
+    full = np.zeros(len(rows), np.bool_)
+    for code in np.unique(codes).tolist():
+        full[np.flatnonzero(codes == code)[:FULL_REJECTS]] = True
+    out: list[Reject | RejectRun] = [
+        Reject(file, row, reasons[code], {}) for row, code in zip(rows[full].tolist(), codes[full].tolist())
+    ]
+    late, late_codes = rows[~full], codes[~full]
+    found, first = np.unique(late_codes, return_index=True)
+    for code in found[np.argsort(first)].tolist():  # in order of first appearance
+        out.append(RejectRun(file, reasons[code], late[late_codes == code]))
+    return out
 
 
 # -- per kind ---------------------------------------------------------------------------------

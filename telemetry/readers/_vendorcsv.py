@@ -44,6 +44,7 @@ import io
 import os
 import re
 import threading
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,8 +56,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.errors import InputError
-from telemetry.readers import Reject
-from telemetry.readers._convert import blocks, csv_records, not_utf8
+from telemetry.readers import Reject, RejectRun, rejected
+from telemetry.readers._convert import Refused, blocks, compact, csv_records, not_utf8
 from telemetry.readers._stream import Utf8Stream
 
 # Peak memory grows with the block and the range (a few ranges are in flight), not with
@@ -86,11 +87,12 @@ class Layout:
 class Records:
     """One block of a file: the wanted fields of its well-formed records as ``string``
     columns (by key; an empty field is null), their record numbers, and the records
-    rejected on the way."""
+    rejected on the way, in :func:`_convert.compact` form (a flood of one reason costs
+    8 bytes a record)."""
 
     columns: dict[str, pa.Array]
     rows: np.ndarray
-    rejects: list[Reject]
+    rejects: list[Reject | RejectRun]
 
 
 def read_records(
@@ -130,7 +132,7 @@ def _joined(parts: Iterator[Records], rows: int) -> Iterator[Records]:
     count = 0
     for part in parts:
         held.append(part)
-        count += len(part.rows) + len(part.rejects)
+        count += len(part.rows) + rejected(part.rejects)
         if count >= rows:
             yield _join(held)
             held, count = [], 0
@@ -170,16 +172,24 @@ def records_of(
     """Records from csv_records items ``(number, fields, reason)``: the wanted fields
     of a record of an accepted width become columns; the other records, and those
     with bytes that are not UTF-8 in a wanted field, rejects."""
-    rejects: list[Reject] = []
+    columns, rows, refused = _sorted_out(path, layout, chunk)
+    return Records(columns, rows, refused.take())
+
+
+def _sorted_out(
+    path: str, layout: Layout, chunk: list[tuple[int, list[str] | None, str | None]]
+) -> tuple[dict[str, pa.Array], np.ndarray, Refused]:
+    """:func:`records_of`'s columns and record numbers, and its rejects as refused rows."""
+    refused = Refused(path)
     rows: list[int] = []
     values: dict[str, list[str]] = {key: [] for key in layout.fields(layout.widths[0])}
     by_width: dict[int, list[tuple[list[str], int | None]]] = {}
     for number, fields, reason in chunk:
         if fields is None:
-            rejects.append(Reject(path, number, str(reason), {}))
+            refused.add(number, str(reason))
             continue
         if len(fields) not in layout.widths:
-            rejects.append(Reject(path, number, layout.width_reason(len(fields)), {}))
+            refused.add(number, layout.width_reason(len(fields)))
             continue
         where = by_width.get(len(fields))
         if where is None:
@@ -187,13 +197,13 @@ def records_of(
             where = by_width[len(fields)] = [(values[key], index.get(key)) for key in values]
         wanted = [fields[i] if i is not None else "" for _, i in where]  # empty: null
         if any(not_utf8(field) for field in wanted):
-            rejects.append(Reject(path, number, "not valid UTF-8", {}))
+            refused.add(number, "not valid UTF-8")
             continue
         rows.append(number)
         for (column, _), field in zip(where, wanted):
             column.append(field or None)
     columns = {key: pa.array(column, pa.string()) for key, column in values.items()}
-    return Records(columns, np.asarray(rows, np.int64), rejects)
+    return columns, np.asarray(rows, np.int64), refused
 
 
 # -- MySQL's tab-separated text ------------------------------------------------------------------
@@ -241,7 +251,7 @@ def _without(records: Records, row: int) -> Records:
     """``records`` without record number ``row`` (the header)."""
     keep = records.rows != row
     if keep.all():
-        return Records(records.columns, records.rows, [r for r in records.rejects if r.row != row])
+        return Records(records.columns, records.rows, _dropped(records.rejects, row))
     mask = pa.array(keep)
     columns = {key: column.filter(mask) for key, column in records.columns.items()}
     return Records(columns, records.rows[keep], records.rejects)
@@ -421,6 +431,12 @@ class _Fast:
     the rest is sorted out from the text pyarrow hands to its invalid-row handler.
     Record numbers count from 1 in the range.
 
+    Before the range, the stream puts a head row of empty fields, pyarrow's first
+    good row (dropped here): pyarrow's streaming reader parses on, at open, until a
+    block gives a good row, so a range of bad records would otherwise be parsed
+    whole before the first batch; with it, each block comes back as a batch, and
+    the records pyarrow skipped are sorted out block by block.
+
     After the range, the stream appends a line of its own (:data:`_EOF`, a quote and
     more delimiters than any width): outside a quote it is one more skipped record,
     recognized and dropped; inside a quote left open by the last record it closes
@@ -442,9 +458,10 @@ class _Fast:
 
         self.path, self.layout, self.delimiter = path, layout, delimiter
         self.end_row = _EOF + '"' + delimiter * (width + 1)
-        self.seen: list[tuple[int | None, str]] = []  # filled by pyarrow's handler
+        self.uncounted = False  # pyarrow skipped a record without its number
         self.numbers = _Numbers()
-        self.extra: list[tuple[int, list[str] | None, str | None]] = []  # pyarrow numbers
+        self.refused = Refused(path)  # records rejected as pyarrow skipped them: its numbers
+        self.extra: list[tuple[int, list[str], None]] = []  # records of another width, likewise
         self.open_end = False
         self.open_bytes: int | None = None  # the open last record's length, when known
         index = layout.fields(width)
@@ -452,7 +469,11 @@ class _Fast:
         used = sorted({i for i in index.values() if i is not None})
         self.names = {key: (names[i] if i is not None else None) for key, i in index.items()}
         try:
-            self.stream = Utf8Stream(path, span, ("\n" + self.end_row + "\n").encode())
+            self.stream = Utf8Stream(
+                path, span, ("\n" + self.end_row + "\n").encode(), head=(delimiter * (width - 1) + "\n").encode()
+            )
+            self.numbers.not_a_record(1)  # the head row
+            self.head = True  # the head row is still to be dropped from the first batch
         except OSError as exc:
             raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
         self.reader: Any = None
@@ -480,11 +501,37 @@ class _Fast:
             self.reader = None
 
     def _skip(self, row: Any) -> str:
-        self.seen.append((row.number, row.text))
+        """pyarrow's handler of a record it skips: sorted out at once (pyarrow may parse
+        the whole range before the first batch), a reject kept as its number and reason:
+        not records at all, rejects with the csv_records reason, or records of another
+        width to read in Python."""
+        number, text = row.number, row.text
+        if number is None or self.uncounted:
+            self.uncounted = True  # numbering would be guesswork: _records gives up
+            return "skip"
+        self.numbers.skip(number)
+        if text == self.end_row:
+            self.numbers.not_a_record(number)
+        elif _EOF in text:  # the last record, open at the end of the range
+            opened = text[: text.index("\n" + _EOF)]
+            self.open_bytes = None if self.stream.repaired else len(opened.encode())
+            self.open_end = True
+            self.refused.add(number, "unterminated quoted field")
+        else:
+            fields, reason = _parse(text, self.delimiter)
+            if fields is None:
+                self.refused.add(number, str(reason))
+            elif not fields or (len(fields) == 1 and not fields[0].strip()):
+                self.numbers.not_a_record(number)  # a blank line
+            elif len(fields) not in self.layout.widths:
+                self.refused.add(number, self.layout.width_reason(len(fields)))
+            else:
+                self.extra.append((number, fields, None))
         return "skip"
 
     def close(self) -> None:
         self.stream.close()
+        self.reader = None  # it holds the handler, so this: no cycle left for the collector
 
     def blocks(self) -> Iterator[Records]:
         if self.reader is None:
@@ -496,21 +543,28 @@ class _Fast:
                 break
             except (pa.ArrowException, OSError):
                 raise _GiveUp from None
-            yield self._records(batch, final=False)
+            records = self._records(batch, final=False)
+            if len(records.rows) or records.rejects:
+                yield records
         records = self._records(None, final=True)
         if len(records.rows) or records.rejects:
             yield records
 
     def _records(self, batch: pa.RecordBatch | None, final: bool) -> Records:
-        self._sort_out()
-        n = 0 if batch is None else batch.num_rows
+        if self.stream.nul or self.uncounted:
+            raise _GiveUp  # the data could hold the sentinel's text, or numbers are missing
         numbers = self.numbers
+        if batch is not None and self.head:
+            numbers.take(1)
+            batch, self.head = batch.slice(1), False
+        n = 0 if batch is None else batch.num_rows
         taken = numbers.take(n)
         frontier = numbers.frontier()
         if final:
             frontier = np.iinfo(np.int64).max
         extra = [e for e in self.extra if e[0] < frontier]
         self.extra = [e for e in self.extra if e[0] >= frontier]
+        refused, refused_codes = self.refused.pop(frontier)
 
         columns: dict[str, pa.Array] = {}
         for key, name in self.names.items():
@@ -519,46 +573,26 @@ class _Fast:
             else:
                 columns[key] = batch.column(name)
         rows = numbers.ours(taken)
-        rejects: list[Reject] = []
+        bad, codes = [numbers.ours(refused)], [refused_codes]  # the block's rejects, in our numbers
         if n and not self.stream.ascii:
-            columns, rows, rejects = _drop_replaced(self.path, columns, rows)
+            columns, rows, replaced = _drop_replaced(columns, rows)
+            bad.append(replaced)
+            codes.append(np.full(len(replaced), self.refused.code("not valid UTF-8"), np.int32))
         if extra:
             ours = numbers.ours(np.array([number for number, _, _ in extra], np.int64)).tolist()
-            extra = [(mine, f, why) for mine, (_, f, why) in zip(ours, extra)]
-            side = records_of(self.path, self.layout, extra)
-            rejects += side.rejects
-            if len(side.rows):
-                columns, rows = _merge(columns, rows, side.columns, side.rows)
-            rejects.sort(key=lambda r: r.row)
+            extra = [(mine, f, none) for mine, (_, f, none) in zip(ours, extra)]
+            side, side_rows, side_refused = _sorted_out(self.path, self.layout, extra)
+            more, more_codes = side_refused.pop()
+            ours_of = np.array([self.refused.code(r) for r in side_refused.reasons] or [0], np.int32)
+            bad.append(more)
+            codes.append(ours_of[more_codes])
+            if len(side_rows):
+                columns, rows = _merge(columns, rows, side, side_rows)
         numbers.prune(frontier)
+        bad_rows = np.concatenate(bad)
+        order = np.argsort(bad_rows, kind="stable")
+        rejects = compact(self.path, bad_rows[order], np.concatenate(codes)[order], self.refused.reasons)
         return Records(columns, rows, rejects)
-
-    def _sort_out(self) -> None:
-        """Records pyarrow skipped, since last time: not records at all, rejects with
-        the csv_records reason, or records of another width to read in Python."""
-        seen, self.seen = self.seen, []
-        if self.stream.nul:
-            raise _GiveUp  # the data could hold the sentinel's text
-        for number, text in seen:
-            if number is None:
-                raise _GiveUp  # pyarrow did not count: numbering would be guesswork
-            self.numbers.skip(number)
-            if text == self.end_row:
-                self.numbers.not_a_record(number)
-                continue
-            if _EOF in text:  # the last record, open at the end of the range
-                opened = text[: text.index("\n" + _EOF)]
-                self.open_bytes = None if self.stream.repaired else len(opened.encode())
-                self.open_end = True
-                self.extra.append((number, None, "unterminated quoted field"))
-                continue
-            fields, reason = _parse(text, self.delimiter)
-            if reason is None and (
-                not fields or (len(fields) == 1 and not fields[0].strip())
-            ):
-                self.numbers.not_a_record(number)  # a blank line
-                continue
-            self.extra.append((number, fields, reason))
 
 
 @dataclass
@@ -574,10 +608,7 @@ class _Range:
 
     def without_last(self) -> _Range:
         """The range without its last record (the open one, a reject)."""
-        parts = [
-            Records(p.columns, p.rows, [r for r in p.rejects if r.row != self.count])
-            for p in self.parts
-        ]
+        parts = [Records(p.columns, p.rows, _dropped(p.rejects, self.count)) for p in self.parts]
         return _Range(parts, self.count - 1, False, None)
 
 
@@ -745,8 +776,26 @@ def _spans(path: str, start: int, size: int) -> Iterator[tuple[int, int | None]]
 def _renumbered(part: Records, before: int) -> Records:
     if not before:
         return part
-    rejects = [replace(r, row=r.row + before) for r in part.rejects]
+    rejects = [
+        replace(r, row=r.row + before) if isinstance(r, Reject) else replace(r, rows=r.rows + before)
+        for r in part.rejects
+    ]
     return Records(part.columns, part.rows + before, rejects)
+
+
+def _dropped(rejects: list[Reject | RejectRun], row: int) -> list[Reject | RejectRun]:
+    """``rejects`` without record number ``row``."""
+    out: list[Reject | RejectRun] = []
+    for r in rejects:
+        if isinstance(r, Reject):
+            if r.row != row:
+                out.append(r)
+        elif row in r.rows:
+            if len(r.rows) > 1:
+                out.append(replace(r, rows=r.rows[r.rows != row]))
+        else:
+            out.append(r)
+    return out
 
 
 def _parse(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
@@ -763,16 +812,16 @@ def _parse(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
 
 
 def _drop_replaced(
-    path: str, columns: dict[str, pa.Array], rows: np.ndarray
-) -> tuple[dict[str, pa.Array], np.ndarray, list[Reject]]:
+    columns: dict[str, pa.Array], rows: np.ndarray
+) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
+    """The records without U+FFFD in a column, and the numbers of those with one."""
     bad = np.zeros(len(rows), dtype=np.bool_)
     for column in columns.values():
         bad |= np.asarray(pc.match_substring(column, _REPLACEMENT), dtype=np.bool_)
     if not bad.any():
-        return columns, rows, []
-    rejects = [Reject(path, int(r), "not valid UTF-8", {}) for r in rows[bad]]
+        return columns, rows, rows[:0]
     keep = pa.array(~bad)
-    return {k: c.filter(keep) for k, c in columns.items()}, rows[~bad], rejects
+    return {k: c.filter(keep) for k, c in columns.items()}, rows[~bad], rows[bad]
 
 
 def _merge(
@@ -790,7 +839,7 @@ def _merge(
 
 def _last_number(records: Records) -> int:
     last = int(records.rows[-1]) if len(records.rows) else 0
-    return max([last] + [r.row for r in records.rejects])
+    return max([last] + [r.row if isinstance(r, Reject) else int(r.rows.max()) for r in records.rejects])
 
 
 class _Numbers:
@@ -802,7 +851,7 @@ class _Numbers:
 
     def __init__(self) -> None:
         self.next = 1  # pyarrow number of the next good row, at the earliest
-        self.skipped: list[int] = []  # skipped pyarrow numbers ≥ next, ascending
+        self.skipped = array("q")  # skipped pyarrow numbers ≥ next, ascending
         self.blank: list[int] = []  # of those and earlier, the ones that are not records
         self.blank_before = 0  # pruned blank numbers (all below any number still to map)
 
@@ -823,7 +872,7 @@ class _Numbers:
             candidates = np.arange(self.next, self.next + n + len(skipped), dtype=np.int64)
             taken = candidates[~np.isin(candidates, skipped)][:n]
         self.next = int(taken[-1]) + 1
-        self.skipped = [s for s in self.skipped if s >= self.next]
+        self.skipped = array("q", skipped[skipped >= self.next].tobytes())
         return taken
 
     def frontier(self) -> int:
@@ -842,7 +891,12 @@ class _Numbers:
         return numbers - self.blank_before - np.searchsorted(blank, numbers)
 
     def prune(self, frontier: int) -> None:
-        """Forget what only numbers below ``frontier`` (all returned) needed."""
+        """Forget what only numbers below ``frontier`` (all returned) needed: the next
+        good row is at or past it (a run of skipped records no good row ends yet)."""
+        if self.skipped and self.skipped[0] < frontier:
+            skipped = np.array(self.skipped, np.int64)
+            self.skipped = array("q", skipped[skipped >= frontier].tobytes())
+        self.next = max(self.next, frontier)
         below = [b for b in self.blank if b < frontier]
         if below:
             self.blank_before += len(below)

@@ -323,10 +323,7 @@ def _csv_block(
     for name, column in raw.items():
         verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
     converted_batch, verdict = to_canonical(raw, n, verdict)
-    described = [r for r in refused if isinstance(r, Reject)]
-    read = split(path, rows, converted_batch, verdict, raw, described)
-    read.rejects += [r for r in refused if not isinstance(r, Reject)]
-    return read
+    return split(path, rows, converted_batch, verdict, raw, refused)
 
 
 def _empty() -> pa.RecordBatch:
