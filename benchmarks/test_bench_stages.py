@@ -222,6 +222,19 @@ def test_memory_10m_vs_40m(figure, bench_dir, cli_env, warm_cli, shape) -> None:
 
 
 @pytest.mark.memory
+def _repeated_run(path: Path, header: bytes, body: bytes, times: int, args: list[str], env, exit_code: int = 0):
+    """Size in bytes, peak RSS (MiB) and seconds of ``telemetry process path *args`` over
+    ``header`` and ``times`` x ``body`` written to ``path`` (removed afterwards)."""
+    with open(path, "wb") as handle:
+        handle.write(header)
+        for _ in range(times):
+            handle.write(body)
+    try:
+        return (path.stat().st_size, *_peak_rss_mib(["process", str(path), *args], env, exit_code=exit_code))
+    finally:
+        path.unlink()
+
+
 @pytest.mark.parametrize("fmt", ["asterisk", "csv"])
 def test_memory_multi_gigabyte_csv(figure, bench_dir, cli_env, warm_cli, asterisk_csv, fmt) -> None:
     """Peak RSS of ``telemetry process`` over multi-gigabyte CSV files: 10 and 20 times
@@ -241,14 +254,8 @@ def test_memory_multi_gigabyte_csv(figure, bench_dir, cli_env, warm_cli, asteris
     args = ["--format", fmt, "--out", out, "--region", "GB"]
     peaks = {}
     for times in (10, 20):
-        big = bench_dir / f"big-{fmt}-{times}.csv"
-        with open(big, "wb") as handle:
-            handle.write(header)
-            for _ in range(times):
-                handle.write(body)
-        size = big.stat().st_size / 2**30
-        peaks[times] = (size, *_peak_rss_mib(["process", str(big), *args], cli_env))
-        big.unlink()
+        size, *peak = _repeated_run(bench_dir / f"big-{fmt}-{times}.csv", header, body, times, args, cli_env)
+        peaks[times] = (size / 2**30, *peak)
     (small, rss_small, s_small), (large, rss_large, s_large) = peaks[10], peaks[20]
     figure(
         f"memory: peak RSS, {large:.1f} vs {small:.1f} GiB "
@@ -304,15 +311,9 @@ def test_memory_bad_csv(figure, bench_dir, cli_env, warm_cli, asterisk_csv, fmt,
     out = str(bench_dir / "bad-out")
     runs = {}
     for times in (1, 2):
-        bad = bench_dir / f"bad-{fmt}-{kind}-{times}.csv"
-        with open(bad, "wb") as handle:
-            handle.write(header)
-            for _ in range(times):
-                handle.write(body)
-        size = bad.stat().st_size / 1e6
-        runs[times] = (size, *_peak_rss_mib(["process", str(bad), "--format", fmt, "--out", out, "--region", "GB"],
-                                            cli_env, exit_code=1))  # fmt: skip
-        bad.unlink()
+        size, *peak = _repeated_run(bench_dir / f"bad-{fmt}-{kind}-{times}.csv", header, body, times,
+                                    ["--format", fmt, "--out", out, "--region", "GB"], cli_env, exit_code=1)  # fmt: skip
+        runs[times] = (size / 1e6, *peak)
     (small, rss_small, s_small), (large, rss_large, s_large) = runs[1], runs[2]
     figure(
         f"memory: peak RSS, bad {'Asterisk' if fmt == 'asterisk' else 'canonical'} CSV "
