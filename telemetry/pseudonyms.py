@@ -164,6 +164,19 @@ DECIDE_MIN = 4096
 SAMPLE_BITS = 6
 
 
+def value_sample(values: pa.Array) -> np.ndarray:
+    """The rows of ``values`` whose value's hash has its top SAMPLE_BITS bits zero: one
+    value in 2^SAMPLE_BITS, with every row that holds it (``kernels.intern.sample``), so
+    the distinct values among them are about that share of the distinct values of the
+    whole array, and a value is in or out wherever it occurs. Nulls are never taken."""
+    from kernels.intern import sample
+    from telemetry.arrowstr import string_views
+
+    views = string_views(values)
+    rows = np.empty(len(values), np.int64)
+    return rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
+
+
 def _regions(region_index: np.ndarray) -> pa.DictionaryArray:
     from telemetry.numbering import region_names
 
@@ -293,14 +306,9 @@ class _Seen:
         An undecided column goes without the table above DIRECT_ABOVE, one without it
         comes back below TABLE_BELOW; fewer than DECIDE_MIN values decide nothing and
         take the table."""
-        from kernels.intern import sample
-        from telemetry.arrowstr import string_views
-
         if len(values) < DECIDE_MIN:
             return self.direct.get(c, False)
-        views = string_views(values)
-        rows = np.empty(len(values), np.int64)
-        rows = rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
+        rows = value_sample(values)
         _, _, new = self.lookup(values.take(rows), [])
         bound = TABLE_BELOW if self.direct.get(c, False) else DIRECT_ABOVE
         self.direct[c] = new > bound * len(rows)
