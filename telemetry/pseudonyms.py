@@ -162,8 +162,8 @@ SEEN_LIMIT = 1 << 20
 #: batch, or by a whole batch's lookup later; one without it whose sample adds fewer than
 #: TABLE_BELOW comes back. Only batches of at least DECIDE_MIN values decide.
 #: Figures: docs/design.md.
-DIRECT_ABOVE = 0.6
-TABLE_BELOW = 0.4
+DIRECT_ABOVE = 0.4
+TABLE_BELOW = 0.25
 DECIDE_MIN = 4096
 #: Without the table, values whose hash has its top SAMPLE_BITS bits zero are still
 #: looked up and added: one value in 64, wherever it occurs.
