@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.intern import HIGH, ONES, word
 from kernels.ipnet import write_decimal
 
 #: The per-row helpers are compiled without Numba's reference counting. With it,
@@ -112,9 +113,20 @@ def _starts_ci(data, s, e, text):
 
 @_lean
 def _find(data, s, e, c):
-    for k in range(s, e):
+    """The first k in s … e - 1 with data[k] == c, or -1; eight bytes at a time (a word
+    with no byte c has no zero byte once xor-ed with c in every lane: the test has no
+    false negatives, and a false positive only hands the rest to the byte loop)."""
+    k = s
+    lanes = ONES * np.uint64(c)
+    while k + 8 <= e:
+        x = word(data, k) ^ lanes
+        if (x - ONES) & ~x & HIGH:
+            break
+        k += 8
+    while k < e:
         if data[k] == c:
             return k
+        k += 1
     return -1
 
 
