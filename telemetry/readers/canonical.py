@@ -126,6 +126,9 @@ def _read_as_text(parquet: Any, names: list[str]) -> set[str]:
         return set()
     def distinct(name: str) -> int:
         values = first[name].combine_chunks()
+        if not any(is_type(values.type) for is_type in (pa.types.is_string, pa.types.is_large_string,
+                                                         pa.types.is_binary, pa.types.is_large_binary)):
+            return pc.count_distinct(values).as_py()  # numbers stored as integers, say: counted
         return pc.count_distinct(values.take(value_sample(values))).as_py() << SAMPLE_BITS
 
     rows = first.num_rows
