@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.intern import HIGH, ONES, word
 from kernels.ipnet import write_decimal
 
 #: The per-row helpers are compiled without Numba's reference counting. With it,
@@ -112,9 +113,20 @@ def _starts_ci(data, s, e, text):
 
 @_lean
 def _find(data, s, e, c):
-    for k in range(s, e):
+    """The first k in s … e - 1 with data[k] == c, or -1; eight bytes at a time (a word
+    with no byte c has no zero byte once xor-ed with c in every lane: the test has no
+    false negatives, and a false positive only hands the rest to the byte loop)."""
+    k = s
+    lanes = ONES * np.uint64(c)
+    while k + 8 <= e:
+        x = word(data, k) ^ lanes
+        if (x - ONES) & ~x & HIGH:
+            break
+        k += 8
+    while k < e:
         if data[k] == c:
             return k
+        k += 1
     return -1
 
 
@@ -490,7 +502,7 @@ def _has_param(data, s, e, param):
 
 
 @_lean
-def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack):
+def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack, first):
     while s < e and _is_space(data[s]):
         s += 1
     while e > s and _is_space(data[e - 1]):
@@ -530,7 +542,18 @@ def _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack):
             c = data[k]
             if not (48 <= c <= 57 or (c == 43 and k == ps)):
                 numeric = False
-        if pe > ps and (numeric or _has_param(data, params, end, USER_PHONE)):
+        if numeric and data[ps] == 43:
+            # a user part of '+' and digits (interconnects' sip:+447700900123@gw;user=phone) is
+            # read as a row of them is (_rows): the full parse only when that cannot tell
+            c, g, p = _e164_as_written(data, ps, pe, tables, first, out, pos, caps, stack)
+            if c:
+                return PHONE, 0, c, g, p
+            if _plus_digits(data, ps, pe, bufs[0]):
+                kind, reason, code, region, p = _e164(pe - ps - 1, tables, dm, first, out, pos, bufs, caps, stack)
+                if kind == PHONE or kind == ERROR:
+                    return kind, reason, code, region, p
+                mode = 3  # _phone would give FALLBACK too: kept as sip:user@host
+        if mode == 2 and pe > ps and (numeric or _has_param(data, params, end, USER_PHONE)):
             cs, ce = _context(data, pe, user_end)
         else:
             mode = 3  # a SIP URI that is not a number
@@ -729,7 +752,7 @@ def _rows(offsets, data, valid, tables, dm, short_max, out, out_offsets, kind, r
             elif _plus_digits(data, s, e, bufs[0]):
                 k, r, c, g, pos = _e164(e - s - 1, tables, dm, first, out, pos, bufs, caps, stack)
             else:
-                k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack)
+                k, r, c, g, pos = _row(data, s, e, tables, dm, short_max, out, pos, bufs, caps, stack, first)
             kind[i] = k
             reason[i] = r
             code[i] = c

@@ -89,10 +89,16 @@ class Pseudonymizer:
         else:
             values, entry = plain_strings(array), None
         seen = self._seen
-        if seen.direct.get(c, True) and seen.sample(c, values):  # undecided, or without the table
+        state = seen.direct.get(c)  # None: undecided
+        if state is None and entry is not None and len(values) >= DECIDE_MIN:
+            # a dictionary's entries are distinct within the batch: its first batch is all new
+            # whether or not they repeat in later batches, so it says nothing; the table it is
+            seen.direct[c] = False
+        elif state is not False and seen.sample(c, values):  # undecided, or without the table
             return self._direct(values, entry, keys)
         number, table, new = seen.lookup(values, [e for e in epochs if e >= 0])
-        seen.observe(c, new, len(values))
+        if state is False:  # on the table the batch before too: this lookup is the column's share
+            seen.observe(c, new, len(values))
         rows = number if entry is None else np.append(number, -1)[entry]
         return _gathered(rows, table, keys, epochs)
 
@@ -153,15 +159,30 @@ class Pseudonymizer:
 SEEN_LIMIT = 1 << 20
 #: A column whose lookups add more than DIRECT_ABOVE new values per value looked up (rows,
 #: or dictionary entries) goes without the table: told by a value sample of its first
-#: batch, or by a whole batch's lookup later; one without it whose sample adds fewer than
-#: TABLE_BELOW comes back. Only batches of at least DECIDE_MIN values decide.
-#: Figures: docs/design.md.
-DIRECT_ABOVE = 0.6
-TABLE_BELOW = 0.4
+#: batch (a dictionary's first batch takes the table: its entries are all new), or by a
+#: whole batch's lookup later; one without it whose sample adds fewer than TABLE_BELOW
+#: comes back. Only batches of at least DECIDE_MIN values decide. The break-even lies
+#: near 0.1 new for E.164 as written and near 0.7 for national notation; at 0.4 the
+#: wrong side costs about 1.5x either way. Figures: docs/design.md.
+DIRECT_ABOVE = 0.4
+TABLE_BELOW = 0.25
 DECIDE_MIN = 4096
 #: Without the table, values whose hash has its top SAMPLE_BITS bits zero are still
 #: looked up and added: one value in 64, wherever it occurs.
 SAMPLE_BITS = 6
+
+
+def value_sample(values: pa.Array) -> np.ndarray:
+    """The rows of ``values`` whose value's hash has its top SAMPLE_BITS bits zero: one
+    value in 2^SAMPLE_BITS, with every row that holds it (``kernels.intern.sample``), so
+    the distinct values among them are about that share of the distinct values of the
+    whole array, and a value is in or out wherever it occurs. Nulls are never taken."""
+    from kernels.intern import sample
+    from telemetry.arrowstr import string_views
+
+    views = string_views(values)
+    rows = np.empty(len(values), np.int64)
+    return rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
 
 
 def _regions(region_index: np.ndarray) -> pa.DictionaryArray:
@@ -227,8 +248,8 @@ class _Seen:
     time are normalized and hashed. The threads of a run share it: a lookup reads the
     table outside the lock (``kernels.intern`` reads it exactly while another thread
     adds to it) and adds what it did not find under the lock, and its results stay
-    valid whatever other threads add later (the result arrays are replaced, never
-    changed in place).
+    valid whatever other threads add later (the arrays are appended to past the end
+    a result holds, never written below it: :class:`_Appended`).
 
     It holds clear identifiers: it lives only as long as its owner (one run's
     :class:`Pseudonymizer`), is never pickled or written anywhere, and is emptied
@@ -248,12 +269,12 @@ class _Seen:
 
         self._generation += 1
         self.slots, self.starts, self.arena, self.fill = empty()
-        self.ids = pa.array([], pa.string())
-        self.kind = np.zeros(0, np.int8)
-        self.reason = np.zeros(0, np.int8)
-        self.cc = np.zeros(0, np.int16)
-        self.region_index = np.zeros(0, np.int16)
-        self.digests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # epoch → (V16 digests, valid)
+        # by value number: the normalized text (bytes, offsets into them, valid), kind, reason,
+        # calling code and region; per epoch (V16 digests, valid), for the values hashed so far
+        self.text, self.offsets, self.valid = _Appended(np.uint8), _Appended(np.int32, [0]), _Appended(np.bool_)
+        self.kind, self.reason = _Appended(np.int8), _Appended(np.int8)
+        self.cc, self.region_index = _Appended(np.int16), _Appended(np.int16)
+        self.digests: dict[int, tuple[_Appended, _Appended]] = {}
 
     def lookup(self, values: pa.Array, epochs: list[int]) -> tuple[np.ndarray, _Table, int]:
         """The number of each of ``values`` (repeats allowed; -1 for a null) in the table as
@@ -275,8 +296,9 @@ class _Seen:
             new = self._numbers(values, number, generation)
             for epoch in epochs:
                 self._hash_new(epoch)
-            held = _Table(self.ids, self.kind, self.reason, self.cc, self.region_index,
-                          {epoch: self.digests[epoch] for epoch in epochs})  # fmt: skip
+            held = _Table(self._ids(0), self.kind.held(), self.reason.held(), self.cc.held(),
+                          self.region_index.held(),
+                          {epoch: (self.digests[epoch][0].held(), self.digests[epoch][1].held()) for epoch in epochs})  # fmt: skip
         return number, held, new
 
     def observe(self, c: int, new: int, looked_up: int) -> None:
@@ -293,14 +315,9 @@ class _Seen:
         An undecided column goes without the table above DIRECT_ABOVE, one without it
         comes back below TABLE_BELOW; fewer than DECIDE_MIN values decide nothing and
         take the table."""
-        from kernels.intern import sample
-        from telemetry.arrowstr import string_views
-
         if len(values) < DECIDE_MIN:
             return self.direct.get(c, False)
-        views = string_views(values)
-        rows = np.empty(len(values), np.int64)
-        rows = rows[: sample(views.offsets, views.data, views.valid, SAMPLE_BITS, rows)]
+        rows = value_sample(values)
         _, _, new = self.lookup(values.take(rows), [])
         bound = TABLE_BELOW if self.direct.get(c, False) else DIRECT_ABOVE
         self.direct[c] = new > bound * len(rows)
@@ -316,11 +333,13 @@ class _Seen:
         todo = np.flatnonzero(number == TODO) if generation == self._generation else np.arange(len(values))
         if not len(todo):
             return 0
-        if self.fill[0] + len(todo) > SEEN_LIMIT:
-            self._clear()
-            todo = np.arange(len(values))
         new = values if len(todo) == len(values) else values.take(todo)
         views = string_views(new)
+        longest = int(views.offsets[-1]) - int(views.offsets[0]) + 32 * len(new)  # normalized, at most
+        if self.fill[0] + len(todo) > SEEN_LIMIT or int(self.offsets.held()[-1]) + longest >= 2**31:
+            self._clear()  # past SEEN_LIMIT values, or past what the text's int32 offsets can say
+            todo = np.arange(len(values))
+            new, views = values, string_views(values)
         got = np.empty(len(new), np.int64)
         before = int(self.fill[0])
         self.slots, self.starts, self.arena = intern(
@@ -333,6 +352,7 @@ class _Seen:
 
     def _normalize(self, before: int, after: int) -> None:
         """Normalize the values numbered ``before`` … ``after - 1``, just added."""
+        from telemetry.arrowstr import string_views
         from telemetry.numbering import normalize_distinct
 
         lo = self.starts[before]
@@ -340,25 +360,63 @@ class _Seen:
         text = self.arena[lo : self.starts[after]]
         new = pa.Array.from_buffers(pa.string(), after - before, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
         norm = normalize_distinct(new, self.region)  # the table's values are distinct
-        self.ids = pa.concat_arrays([self.ids, norm.ids])
-        self.kind = np.concatenate([self.kind, norm.kind])
-        self.reason = np.concatenate([self.reason, norm.reason])
-        self.cc = np.concatenate([self.cc, norm.cc])
-        self.region_index = np.concatenate([self.region_index, norm.region_index])
+        views = string_views(norm.ids)
+        first, last = int(views.offsets[0]), int(views.offsets[-1])
+        end = self.offsets.held()[-1]
+        self.text.append(views.data[first:last])
+        self.offsets.append(views.offsets[1:] - (first - end))
+        self.valid.append(views.valid)
+        self.kind.append(norm.kind)
+        self.reason.append(norm.reason)
+        self.cc.append(norm.cc)
+        self.region_index.append(norm.region_index)
+
+    def _ids(self, start: int) -> pa.Array:
+        """The normalized text of the values numbered from ``start`` on (no copy)."""
+        count = self.valid.count
+        valid = self.valid.held()[start:]
+        nulls = len(valid) - int(np.count_nonzero(valid))
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+        buffers = [bitmap, pa.py_buffer(self.offsets.held()[start:]), pa.py_buffer(self.text.held())]
+        return pa.Array.from_buffers(pa.string(), count - start, buffers, null_count=nulls)
 
     def _hash_new(self, epoch: int) -> None:
         """HMAC under ``epoch`` the values that have no digest for it yet."""
         from telemetry.arrowstr import validity
         from telemetry.hashing import hmac16
 
-        digests, ok = self.digests.get(epoch, (np.zeros(0, "V16"), np.zeros(0, np.bool_)))
-        done = len(digests)
-        if done < len(self.ids):
-            todo = len(self.ids) - done
-            hashed = hmac16(self.ids.slice(done), self.states, np.full(todo, epoch, np.int32))
-            digests = np.concatenate([digests, np.frombuffer(hashed.buffers()[1], "V16", todo)])
-            ok = np.concatenate([ok, validity(hashed)])
-        self.digests[epoch] = digests, ok  # also when nothing is new: a batch of nulls first
+        digests, ok = self.digests.setdefault(epoch, (_Appended("V16"), _Appended(np.bool_)))
+        done = digests.count
+        if done < self.valid.count:
+            todo = self.valid.count - done
+            hashed = hmac16(self._ids(done), self.states, np.full(todo, epoch, np.int32))
+            digests.append(np.frombuffer(hashed.buffers()[1], "V16", todo))
+            ok.append(validity(hashed))
+
+
+class _Appended:
+    """A NumPy array appended to in place: an item once written is never written again,
+    so a prefix handed out (:meth:`held`) stays as it was whatever is appended later,
+    past its end or into a larger array that takes this one's place. An append copies
+    what it appends (and, when it grows, the items before once per doubling), where
+    concatenating copied the whole table, under the lock, every batch that added to it."""
+
+    def __init__(self, dtype: object, first: Sequence[int] = ()) -> None:
+        self.array = np.empty(1024, dtype)
+        self.count = 0
+        self.append(np.asarray(first, self.array.dtype))
+
+    def append(self, items: np.ndarray) -> None:
+        end = self.count + len(items)
+        if end > len(self.array):
+            bigger = np.empty(max(2 * len(self.array), end), self.array.dtype)
+            bigger[: self.count] = self.array[: self.count]
+            self.array = bigger
+        self.array[self.count : end] = items
+        self.count = end
+
+    def held(self) -> np.ndarray:
+        return self.array[: self.count]
 
 
 def pseudonymize(

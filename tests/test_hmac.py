@@ -649,3 +649,26 @@ def test_mostly_new_identifiers_go_without_the_table_and_come_back() -> None:
     check(batch(repeats), rng.integers(0, 2, rows).astype(np.int16), direct=False)
     check(batch(None), np.zeros(rows, np.int16), direct=True)  # looked up, all new: the next goes without
     check(batch(None), np.zeros(rows, np.int16), direct=True)
+
+
+def test_a_dictionary_column_takes_the_table_from_its_first_batch() -> None:
+    # A Parquet dictionary's entries are distinct within their batch, so a first batch is all
+    # new whether or not its values come back: it takes the table (a first sample said 0.98 new
+    # and sent the retail day's numbers without the table, then back, then off again), and the
+    # batches after it, repeats, stay there. Every row as phonenumbers + one HMAC give it.
+    from telemetry import pseudonyms
+    from telemetry.keys import Keyring
+
+    engine = pseudonyms.Pseudonymizer(Keyring.from_key(KEYS[0]), region="GB")
+    subkeys = Keyring.from_key(KEYS[0]).subkeys("subscriber")
+    numbers = [f"07700 {i:06d}" for i in range(pseudonyms.DECIDE_MIN * 2)]
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        values = [numbers[i] for i in rng.integers(0, len(numbers), 4 * len(numbers))]
+        got = engine.identifiers(pa.array(values, pa.string()).dictionary_encode())
+        assert engine._seen.direct[0] is False
+        want = [phonenumbers.format_number(phonenumbers.parse(v, "GB"), phonenumbers.PhoneNumberFormat.E164)
+                for v in values]  # fmt: skip
+        assert got.pseudonyms.to_pylist() == ref_rows(want, subkeys, np.zeros(len(values), np.int16))
+        assert got.normalized.to_pylist() == want
+    assert engine._seen.fill[0] == len(numbers)  # each number added once

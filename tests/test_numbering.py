@@ -358,6 +358,24 @@ def test_plus_and_digits_fast_path_matches_phonenumbers_and_the_general_path(tex
         assert fast.cc[i] == n.country_code and fast.region[i].as_py() == phonenumbers.region_code_for_number(n)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(E164_WRITTEN, min_size=1, max_size=8), st.sampled_from([None, "GB", "US", "BR", "AR"]))
+def test_a_sip_user_of_plus_and_digits_reads_as_the_number_alone(texts, region):
+    # sip:+447700900123@gw;user=phone (interconnects) takes the '+' and digits path on its user
+    # part (kernels.e164._row): the number as the row of it alone reads (held to phonenumbers
+    # above), kept as sip:user@host (host lower-cased) when that is not a phone number
+    plain = normalize(pa.array(texts), region)
+    for form in ("sip:{}@GW.example.net;user=phone", '"Gateway" <sips:{}@gw.example.net:5061>'):
+        sip = normalize(pa.array([form.format(t) for t in texts]), region)
+        for i, text in enumerate(texts):
+            kind = Kind(int(plain.kind[i]))
+            if kind in (Kind.PHONE, Kind.ERROR):
+                assert (sip.kind[i], sip.reason[i], sip.cc[i]) == (plain.kind[i], plain.reason[i], plain.cc[i]), text
+                assert sip.ids[i] == plain.ids[i] and sip.region[i] == plain.region[i], text
+            else:
+                assert Kind(int(sip.kind[i])) == Kind.SIP and sip.ids[i].as_py() == f"sip:{text}@gw.example.net", text
+
+
 def test_two_threads_get_the_same_results():
     rng = random.Random(3)
     values = pa.array(

@@ -386,3 +386,18 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path,
     for name in outputs:
         if name.name != "run.json":
             assert (tmp_path / "together" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
+
+
+def test_parquet_identifiers_stored_as_integers_past_a_dictionary_page(tmp_path):
+    # An identifier column of integers (numbers without their '+') whose writer gave up its
+    # dictionary has its distinct share counted as it is (the value sample reads text only):
+    # the run reads it, as the same numbers written as text give.
+    n = 400_000
+    start = pa.array(np.arange(n, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
+    numbers = 447_700_000_000 + np.arange(n, dtype=np.int64)
+    outputs = []
+    for source in (pa.array(numbers), pa.array(numbers.astype(str))):
+        path = tmp_path / f"{source.type}.parquet"
+        pq.write_table(pa.table({"start_time": start, "source": source, "destination": pa.array(numbers[::-1])}), path)
+        outputs.append(telemetry.process([path], key=TEST_KEY, region="GB", k=1).metrics)
+    assert outputs[0].equals(outputs[1]) and len(outputs[0])
