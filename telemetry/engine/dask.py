@@ -41,6 +41,9 @@ from telemetry.engine import Job, Partial
 FAN_IN = 8
 #: The workers' outputs before the commit: <the run's staging directory>/.telemetry-dask-<run>/
 STAGING = ".telemetry-dask-"
+#: A task's rejects, staged for the commit: an Arrow IPC stream file (never pickle on disk).
+REJECTS_FORMAT = "telemetry-dask-rejects"
+REJECTS_VERSION = 1
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out")
 
 
@@ -361,7 +364,7 @@ def _work_item(run: str, job: Job, sealed: _Sealed) -> list[Partial]:
 class _Outputs:
     """One task's Partials: states merged, counts summed, record batches written under
     the staging folder as ``<pid>-<k>``, rejects kept as they came in ``<pid>.rejects``
-    (pickled), for the commit to pass through one QuarantineWriter in input order (the
+    (an owner-only Arrow IPC file, :data:`REJECTS_FORMAT`), for the commit to pass through one QuarantineWriter in input order (the
     writer summarizes a file's rejects past a number per reason: a file's pieces and
     gathered batches must meet one writer, as on one machine)."""
 
@@ -393,13 +396,12 @@ class _Outputs:
         from telemetry.readers import rejected
 
         if self.rejects:
-            import pickle
+            from telemetry.metrics.persist import write_ipc
 
             target = Path(self.stage) / "quarantine" / f"{self.pid}.rejects"
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(pickle.dumps(self.rejects, protocol=5))
-            os.replace(tmp, target)  # a retried task writes the same file again
+            # a retried task writes the same file again
+            write_ipc(target, _rejects_table(self.rejects), REJECTS_FORMAT, REJECTS_VERSION)
         tail = meta.pop("tail", None)
         shape = None if tail is None else _Shape(tail.batch.num_rows, tail.batch.schema, rejected(tail.rejects))
         return _Done(self.state, _Meta(tuple(self.counts), self.rewritten, self.partials, tail=shape, **meta), tail)
@@ -480,8 +482,7 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
     (seq counting every Partial in input order) and one ``rejects.jsonl`` written from
     every task's rejects in input order. Safe to run again after a lost worker: what is
     renamed is not staged any more, and the rejects file is written afresh."""
-    import pickle
-
+    from telemetry.metrics.persist import read_ipc
     from telemetry.quarantine import QuarantineWriter
 
     stage_dir, out_dir = Path(stage), Path(out)
@@ -507,8 +508,45 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
         quarantine.path.unlink(missing_ok=True)  # an interrupted commit's
         with quarantine:
             for part in parts:
-                quarantine.write(pickle.loads(part.read_bytes()))  # staged by this run's own tasks
+                quarantine.write(_rejects_of(read_ipc(part, REJECTS_FORMAT, REJECTS_VERSION)))
     shutil.rmtree(stage_dir)
+
+
+def _rejects_table(rejects: list) -> Any:
+    """Rejects (:class:`~telemetry.readers.Reject` and ``RejectRun``) as one Arrow table, in
+    order: a Reject's ``row`` and ``fields`` (in their order), a run's ``rows``."""
+    import numpy as np
+    import pyarrow as pa
+
+    from telemetry.readers import RejectRun
+
+    runs = np.array([isinstance(r, RejectRun) for r in rejects], dtype=np.bool_)
+    sizes = np.array([len(r.rows) if run else 0 for r, run in zip(rejects, runs)], dtype=np.int64)
+    offsets = np.zeros(len(rejects) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.concatenate([r.rows for r, run in zip(rejects, runs) if run] or [np.zeros(0, np.int64)])
+    rows = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64()), mask=pa.array(~runs))
+    return pa.Table.from_arrays([
+        pa.array([r.file for r in rejects], pa.string()),
+        pa.array([r.reason for r in rejects], pa.string()),
+        pa.array([None if run else int(r.row) for r, run in zip(rejects, runs)], pa.int64()),
+        rows,
+        pa.array([None if run else list(r.fields.items()) for r, run in zip(rejects, runs)],
+                 pa.map_(pa.string(), pa.string())),
+    ], names=["file", "reason", "row", "rows", "fields"])
+
+
+def _rejects_of(table: Any) -> list:
+    """The rejects of :func:`_rejects_table`."""
+    from telemetry.readers import Reject, RejectRun
+
+    rows = table.column("rows").combine_chunks()
+    return [
+        Reject(file, row, reason, dict(fields)) if row is not None
+        else RejectRun(file, reason, rows[i].values.to_numpy(zero_copy_only=False))
+        for i, (file, reason, row, fields) in enumerate(zip(*(
+            table.column(name).to_pylist() for name in ("file", "reason", "row", "fields"))))
+    ]
 
 
 # --- the worker plugin ---------------------------------------------------------------
