@@ -11,7 +11,7 @@ client plans which of those the local engine would gather into one batch
 them, so every engine works through the same batches. Workers write record
 output and rejects under ``OUT`` in a staging folder, named after the batch, so a
 task retried after a lost worker writes the same files again; partial states are
-merged on the cluster in a tree of fan-in :data:`FAN_IN`, the client receives the
+merged on the cluster in a tree of fan-in :data:`FAN_IN` on one worker (``home``), the client receives the
 merged state and the per-task counts, and a last task renames the record files
 to the local engine's names and joins the rejects in input order.
 
@@ -98,8 +98,7 @@ class DaskEngine:
         pending: collections.deque = collections.deque()
         try:
             for i, item in enumerate(reads):
-                key = f"telemetry-{run}-batch-{i}"
-                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=key))
+                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=_key("batch", run, i)))
                 if len(pending) >= ahead:
                     yield from pending.popleft().result()
             while pending:
@@ -129,14 +128,15 @@ class DaskEngine:
         run = _run_id()
         stage = None if out is None else out / f"{STAGING}{run}"  # out: the run's own staging directory
         plan = _Plan(client, run, job, stage, batch_rows, self.threads or 1, progress)
+        home = {"workers": [plan.home], "allow_other_workers": True}
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
             state, totals, rewritten, order = plan.finish()
-            released = client.submit(_release, run, job, release, state, key=f"telemetry-{run}-release")
+            released = client.submit(_release, run, job, release, state, key=_key("release", run), **home)
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
-                              key=f"telemetry-{run}-commit").result()
+                              key=_key("commit", run)).result()
             released = released.result()
         finally:
             plan.cancel()
@@ -202,6 +202,7 @@ class _Plan:
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
+        self.home = min(client.nthreads())  # where states are merged and released
         self.files: collections.deque = collections.deque()  # (index, path, options, done, meta future)
         self.gather = _gatherer(batch_rows)
         self.groups = 0
@@ -211,13 +212,10 @@ class _Plan:
         self.totals = dict.fromkeys(COUNTS, 0)
         self.rewritten: dict[str, int] = {}
 
-    def _key(self, what: str) -> str:
-        return f"telemetry-{self.run}-{what}"
-
     def submit_file(self, index: int, path: str, fmt: str, options) -> None:
         done = self.client.submit(_file_task, self.run, self.job, index, path, fmt, self.batch_rows, options,
-                                  self.stage, key=self._key(f"file-{index}"))
-        meta = self.client.submit(_meta_of, done, key=self._key(f"file-{index}-meta"))
+                                  self.stage, key=_key("file", self.run, index))
+        meta = self.client.submit(_meta_of, done, key=_key("meta", self.run, "file", index))
         self.files.append((index, path, options, done, meta))
         while len(self.files) > self.ahead:
             self._take_file()
@@ -228,10 +226,11 @@ class _Plan:
         self._count(meta)
         if meta.pieces is not None:
             self._ready(self.gather.flush())
-            for k in range(meta.pieces):
-                piece = self.client.submit(_piece_task, self.run, self.job, index, k, path, meta.fmt,
-                                           self.batch_rows, options, self.stage,
-                                           key=self._key(f"piece-{index}-{k}"))
+            n = meta.pieces  # in one call: the scheduler queues them and hands them to free workers
+            pieces = self.client.map(_piece_task, [self.run] * n, [self.job] * n, [index] * n, range(n), [path] * n,
+                                     [meta.fmt] * n, [self.batch_rows] * n, [options] * n, [self.stage] * n,
+                                     key=[_key("piece", self.run, index, k) for k in range(n)])
+            for k, piece in enumerate(pieces):
                 self._task(piece, f"{_file_pid(index)}p{k:05d}")
             return
         if meta.partials:
@@ -239,7 +238,7 @@ class _Plan:
             self.order.append((_file_pid(index), meta.partials))
             self._merge_in(done)
         if meta.tail is not None:
-            tail = self.client.submit(_tail_of, done, key=self._key(f"file-{index}-tail"))
+            tail = self.client.submit(_tail_of, done, key=_key("tail", self.run, index))
             self._ready(self.gather.add(_Tail(meta.tail, tail)))
 
     def _ready(self, gathered: list) -> None:
@@ -248,11 +247,11 @@ class _Plan:
             g = self.groups
             self.groups += 1
             done = self.client.submit(_group_task, self.run, self.job, g, self.stage,
-                                      *[t.future for t in tails], key=self._key(f"gather-{g}"))
+                                      *[t.future for t in tails], key=_key("gather", self.run, g))
             self._task(done, f"g{g:06d}")
 
     def _task(self, done, pid: str) -> None:
-        self.order.append((pid, self.client.submit(_meta_of, done, key=f"{done.key}-meta")))
+        self.order.append((pid, self.client.submit(_meta_of, done, key=_key("meta", self.run, pid))))
         self._merge_in(done)
 
     def _merge_in(self, done, level: int = 0) -> None:
@@ -266,7 +265,8 @@ class _Plan:
 
     def _merge(self, parts: list):
         self.merges += 1
-        return self.client.submit(_merge, *parts, key=self._key(f"merge-{self.merges}"))
+        return self.client.submit(_merge, *parts, key=_key("merge", self.run, self.merges),
+                                  workers=[self.home], allow_other_workers=True)
 
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
@@ -305,6 +305,13 @@ class _Plan:
 
 def _run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def _key(kind: str, run: str, *at: Any) -> str:
+    """A task's name: ``telemetry-<kind>-<run>-<positions>``. Dask names a task's prefix
+    after the words before the run id (``telemetry-piece``), and learns each prefix's
+    durations, by which it balances queued tasks over workers and steals them."""
+    return "-".join(["telemetry", kind, run, *map(str, at)])
 
 
 def _file_pid(index: int) -> str:
