@@ -324,14 +324,18 @@ def local_cluster(workers: int):
     :func:`telemetry.cli.process.tune_allocators`. Dask's nannies set
     ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off glibc's growing mmap
     threshold: every large NumPy array is then mapped afresh and faulted in, zeroed
-    (a 262,144-row Parquet piece: 4x the page faults, 0.55 -> 0.75 s); it is left unset."""
+    (a 262,144-row Parquet piece: 4x the page faults, 0.55 -> 0.75 s); it is left unset.
+    Its scheduler hands a worker one queued task at a time (``worker-saturation`` 1.0;
+    Dask's default, 1.1, is two for a worker of one thread): with two, a worker holds
+    the next piece while another runs out of work, and finishes both alone at the end."""
     import dask
     import distributed
 
     env = {name: os.environ[name] for name in ("TELEMETRY_CACHE_DIR", "TELEMETRY_AOT") if name in os.environ}
     env.setdefault("MIMALLOC_PURGE_DELAY", os.environ.get("MIMALLOC_PURGE_DELAY", "-1"))
     env.setdefault("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "1"))
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=env)
 
