@@ -342,21 +342,32 @@ def local_cluster(workers: int):
 
 # --- what runs on the workers -----------------------------------------------------
 
-_JOBS: collections.OrderedDict = collections.OrderedDict()
+class _Kept(NamedTuple):
+    """What a worker keeps of a run while it lasts."""
+
+    job: Job  # as this worker first received it: its tables built once per worker, not once per task
+    plans: dict  # path -> the file's pieces: its footer read and planned once per worker, not once per piece
+
+
+_RUNS: collections.OrderedDict = collections.OrderedDict()
+
+
+def _kept(run: str, job: Job) -> _Kept:
+    kept = _RUNS.setdefault(run, _Kept(job, {}))
+    _RUNS.move_to_end(run)
+    while len(_RUNS) > 4:  # runs that ended without a _forget (their client died)
+        _RUNS.popitem(last=False)
+    return kept
 
 
 def _job(run: str, job: Job) -> Job:
     """The run's Job as this worker first received it, so its tables (pseudonymizer,
     rate deck, opt-out list) are built once per worker, not once per task."""
-    kept = _JOBS.setdefault(run, job)
-    _JOBS.move_to_end(run)
-    while len(_JOBS) > 4:  # runs that ended without a _forget (their client died)
-        _JOBS.popitem(last=False)
-    return kept
+    return _kept(run, job).job
 
 
 def _forget(run: str) -> None:
-    _JOBS.pop(run, None)
+    _RUNS.pop(run, None)
 
 
 class _Sealed(NamedTuple):
@@ -425,12 +436,14 @@ def _file_task(run: str, job: Job, index: int, path: str, fmt: str, batch_rows: 
     from telemetry.readers import Coalescer, detect_format, get_format, rebatch
     from telemetry.readers._convert import convert_together
 
-    job = _job(run, job)
+    kept = _kept(run, job)
+    job = kept.job
     name = detect_format(path) if fmt == "auto" else fmt
     reader = get_format(name)
     outputs = _Outputs(stage, _file_pid(index))
     plan = None if reader.plan is None else reader.plan(path, batch_rows, options)
     if isinstance(plan, list):
+        kept.plans[path] = plan  # for the pieces that run here
         return outputs.done(pieces=len(plan), fmt=name)
     reads = reader.read(path, batch_rows, options) if plan is None else iter(convert_together(
         [(plan.file, part) for part in plan.parts]))
@@ -449,8 +462,11 @@ def _piece_task(run: str, job: Job, index: int, k: int, path: str, fmt: str, bat
                 stage: str | None) -> _Done:
     from telemetry.readers import get_format
 
-    job = _job(run, job)
-    piece = get_format(fmt).plan(path, batch_rows, options)[k]
+    kept = _kept(run, job)
+    if path not in kept.plans:
+        kept.plans[path] = get_format(fmt).plan(path, batch_rows, options)
+    piece = kept.plans[path][k]
+    job = kept.job
     outputs = _Outputs(stage, f"{_file_pid(index)}p{k:05d}")
     for read in piece.read():
         outputs.add(job.work(read))
