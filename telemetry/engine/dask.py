@@ -500,12 +500,8 @@ def _merge(*parts):
 
 
 def _release(run: str, job: Job, release: Callable[[Any, Job], Any], state: Any) -> Any:
-    """The release of the merged state, where it lies, on this worker's cores (the other
-    workers are done with the run)."""
-    from telemetry.metrics.state import cores_to_spare
-
-    with cores_to_spare():
-        return release(state if not isinstance(state, _Done) else state.state, _job(run, job))
+    """The release of the merged state, where it lies."""
+    return release(state if not isinstance(state, _Done) else state.state, _job(run, job))
 
 
 def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:

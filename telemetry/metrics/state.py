@@ -14,9 +14,8 @@ This module compiles kernels on first use; ``telemetry.metrics`` imports it lazi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -147,29 +146,12 @@ class Run:
 SIDE_BY_SIDE_MIN = 4096
 
 
-_alone = threading.local()
-
-
-@contextmanager
-def cores_to_spare() -> Iterator[None]:
-    """Within: :func:`side_by_side` may use threads from this thread too, as from the main
-    thread (a Dask worker's release: the last task of a run, the other workers idle)."""
-    _alone.spare = True
-    try:
-        yield
-    finally:
-        _alone.spare = False
-
-
 def side_by_side(groups: int, *tasks: Callable[[], Any]) -> list[Any]:
-    """Results of ``tasks`` in order; on threads when there are ``groups`` enough and
-    this process may use more than one core."""
+    """Results of ``tasks`` in order; on threads when there are ``groups`` enough."""
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(len(tasks), cores)
-    spare = threading.current_thread() is threading.main_thread() or getattr(_alone, "spare", False)
-    if workers < 2 or groups < SIDE_BY_SIDE_MIN or not spare:
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers < 2 or groups < SIDE_BY_SIDE_MIN or threading.current_thread() is not threading.main_thread():
         return [task() for task in tasks]  # an engine's worker thread: the cores are busy already
     with ThreadPoolExecutor(workers, thread_name_prefix="telemetry-merge") as pool:
         return list(pool.map(lambda task: task(), tasks))
