@@ -319,9 +319,11 @@ def test_rejects_staged_as_owner_only_arrow_ipc_never_pickle(tmp_path, monkeypat
 
     for name in ("dumps", "dump", "loads", "load", "Pickler", "Unpickler"):
         monkeypatch.setattr(pickle, name, refused)
-    fields = {"start_time": "2026-11-02T99:00:00", "source": "+** **** ******", "destination": None, "route": "é"}
-    rejects = [Reject("/in/a.csv", row, "start_time is not a time", dict(fields)) for row in range(1, FULL_REJECTS + 1)]
-    rejects += [RejectRun("/in/a.csv", "start_time is not a time", np.arange(2000, 2500, dtype=np.int64)),
+    fields = {"start_time": "2026-11-02T99:00:00", "source": "+** **** ******", "destination": None,
+              "route": "é"}
+    reason = "start_time is not a time"
+    rejects = [Reject("/in/a.csv", row, reason, dict(fields)) for row in range(1, FULL_REJECTS + 1)]
+    rejects += [RejectRun("/in/a.csv", reason, np.arange(2000, 2500, dtype=np.int64)),
                 Reject("/in/b.csv", 7, "wrong number of fields", {})]
     stage, out, ref = tmp_path / "stage", tmp_path / "out", tmp_path / "ref"
     outputs = _Outputs(str(stage), "f000000")
@@ -334,11 +336,13 @@ def test_rejects_staged_as_owner_only_arrow_ipc_never_pickle(tmp_path, monkeypat
     data = staged[0].read_bytes()
     assert not data.startswith(b"\x80")  # no pickle protocol 2+ header
     table = pa.ipc.open_stream(data).read_all()
-    assert table.schema.metadata == {b"format": REJECTS_FORMAT.encode(), b"version": str(REJECTS_VERSION).encode()}
+    assert table.schema.metadata == {b"format": REJECTS_FORMAT.encode(),
+                                     b"version": str(REJECTS_VERSION).encode()}
     assert table.num_rows == len(rejects)
 
     _commit(str(stage), str(out), [("f000000", 1)])
     with QuarantineWriter(ref) as writer:
         writer.write(rejects)
-    assert (out / "quarantine" / "rejects.jsonl").read_bytes() == (ref / "quarantine" / "rejects.jsonl").read_bytes()
+    written = (out / "quarantine" / "rejects.jsonl").read_bytes()
+    assert written == (ref / "quarantine" / "rejects.jsonl").read_bytes()
     assert not stage.exists()

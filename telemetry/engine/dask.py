@@ -11,8 +11,8 @@ client plans which of those the local engine would gather into one batch
 them, so every engine works through the same batches. Workers write record
 output and rejects under ``OUT`` in a staging folder, named after the batch, so a
 task retried after a lost worker writes the same files again; partial states are
-merged on the cluster in a tree of fan-in :data:`FAN_IN` on one worker (``home``), the client receives the
-merged state and the per-task counts, and a last task renames the record files
+merged on the cluster in a tree of fan-in :data:`FAN_IN` on one worker (``home``),
+the client receives the merged state and the per-task counts, and a last task renames the record files
 to the local engine's names and joins the rejects in input order.
 
 Key material reaches the workers only inside task payloads (the pickled Job):
@@ -227,9 +227,9 @@ class _Plan:
         if meta.pieces is not None:
             self._ready(self.gather.flush())
             n = meta.pieces  # in one call: the scheduler queues them and hands them to free workers
-            pieces = self.client.map(_piece_task, [self.run] * n, [self.job] * n, [index] * n, range(n), [path] * n,
-                                     [meta.fmt] * n, [self.batch_rows] * n, [options] * n, [self.stage] * n,
-                                     key=[_key("piece", self.run, index, k) for k in range(n)])
+            pieces = self.client.map(_piece_task, [self.run] * n, [self.job] * n, [index] * n, range(n),
+                                     [path] * n, [meta.fmt] * n, [self.batch_rows] * n, [options] * n,
+                                     [self.stage] * n, key=[_key("piece", self.run, index, k) for k in range(n)])
             for k, piece in enumerate(pieces):
                 self._task(piece, f"{_file_pid(index)}p{k:05d}")
             return
@@ -309,8 +309,8 @@ def _run_id() -> str:
 
 def _key(kind: str, run: str, *at: Any) -> str:
     """A task's name: ``telemetry-<kind>-<run>-<positions>``. Dask names a task's prefix
-    after the words before the run id (``telemetry-piece``), and learns each prefix's
-    durations, by which it balances queued tasks over workers and steals them."""
+    after the words before the run id (``telemetry-piece``) and learns each prefix's
+    durations, which it weighs workers' queues by (and steals by, where it steals)."""
     return "-".join(["telemetry", kind, run, *map(str, at)])
 
 
@@ -355,8 +355,8 @@ def local_cluster(workers: int):
 class _Kept(NamedTuple):
     """What a worker keeps of a run while it lasts."""
 
-    job: Job  # as this worker first received it: its tables built once per worker, not once per task
-    plans: dict  # path -> the file's pieces: its footer read and planned once per worker, not once per piece
+    job: Job  # as this worker first received it: its tables built once per worker, not per task
+    plans: dict  # path -> the file's pieces: its footer read and planned once per worker, not per piece
 
 
 _RUNS: collections.OrderedDict = collections.OrderedDict()
@@ -396,9 +396,10 @@ def _work_item(run: str, job: Job, sealed: _Sealed) -> list[Partial]:
 class _Outputs:
     """One task's Partials: states merged, counts summed, record batches written under
     the staging folder as ``<pid>-<k>``, rejects kept as they came in ``<pid>.rejects``
-    (an owner-only Arrow IPC file, :data:`REJECTS_FORMAT`), for the commit to pass through one QuarantineWriter in input order (the
-    writer summarizes a file's rejects past a number per reason: a file's pieces and
-    gathered batches must meet one writer, as on one machine)."""
+    (an owner-only Arrow IPC file, :data:`REJECTS_FORMAT`), for the commit to pass
+    through one QuarantineWriter in input order (the writer summarizes a file's rejects
+    past a number per reason: a file's pieces and gathered batches must meet one
+    writer, as on one machine)."""
 
     def __init__(self, stage: str | None, pid: str) -> None:
         self.stage, self.pid = stage, pid
