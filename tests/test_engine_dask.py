@@ -346,3 +346,16 @@ def test_rejects_staged_as_owner_only_arrow_ipc_never_pickle(tmp_path, monkeypat
     written = (out / "quarantine" / "rejects.jsonl").read_bytes()
     assert written == (ref / "quarantine" / "rejects.jsonl").read_bytes()
     assert not stage.exists()
+
+
+def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tmp_path):
+    """A cluster that scales up from zero (no worker when the run starts): the run waits
+    for one and gives the same outputs (states are merged where a worker is, not on a
+    worker named at the start)."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        threading.Timer(1.0, cluster.scale, args=(1,)).start()
+        telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=client, **OPTIONS)
+    _same_outputs(tmp_path, reference)

@@ -128,12 +128,11 @@ class DaskEngine:
         run = _run_id()
         stage = None if out is None else out / f"{STAGING}{run}"  # out: the run's own staging directory
         plan = _Plan(client, run, job, stage, batch_rows, self.threads or 1, progress)
-        home = {"workers": [plan.home], "allow_other_workers": True}
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
             state, totals, rewritten, order = plan.finish()
-            released = client.submit(_release, run, job, release, state, key=_key("release", run), **home)
+            released = client.submit(_release, run, job, release, state, key=_key("release", run), **plan.home)
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
                               key=_key("commit", run)).result()
@@ -202,7 +201,9 @@ class _Plan:
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
-        self.home = min(client.nthreads())  # where states are merged and released
+        first = min(client.nthreads(), default=None)  # none yet: a cluster that scales up from zero
+        # where states are merged and released (another worker if it is lost)
+        self.home = {} if first is None else {"workers": [first], "allow_other_workers": True}
         self.files: collections.deque = collections.deque()  # (index, path, options, done, meta future)
         self.gather = _gatherer(batch_rows)
         self.groups = 0
@@ -265,8 +266,7 @@ class _Plan:
 
     def _merge(self, parts: list):
         self.merges += 1
-        return self.client.submit(_merge, *parts, key=_key("merge", self.run, self.merges),
-                                  workers=[self.home], allow_other_workers=True)
+        return self.client.submit(_merge, *parts, key=_key("merge", self.run, self.merges), **self.home)
 
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
