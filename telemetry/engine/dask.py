@@ -131,8 +131,10 @@ class DaskEngine:
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
-            state, totals, rewritten, order = plan.finish()
-            released = client.submit(_release, run, job, release, state, key=_key("release", run), **plan.home)
+            # the release submitted before the client has every task's counts: it waits on the cluster
+            released = client.submit(_release, run, job, release, plan.merged(), key=_key("release", run),
+                                     **plan.home)
+            totals, rewritten, order = plan.counted()
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
                               key=_key("commit", run)).result()
@@ -276,13 +278,21 @@ class _Plan:
         if self.progress is not None and meta.partials:
             self.progress(dict(self.totals))
 
-    def finish(self) -> tuple[Any, dict[str, int], dict[str, int], list[tuple[str, int]]]:
-        """Wait for every task: the merged state (a future on the cluster; None when no
-        batch was read), the totals, the dimension rewrites, and each task's Partials in
-        order."""
+    def merged(self) -> Any:
+        """Every file taken and every task submitted: the merged state (a future on the
+        cluster; None when no batch was read)."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
+        rest = [done for level in self.levels for done in level]
+        self.levels = [[]]
+        while len(rest) > 1:
+            rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
+        return rest[0] if rest else None
+
+    def counted(self) -> tuple[dict[str, int], dict[str, int], list[tuple[str, int]]]:
+        """After :meth:`merged`, wait for every task's counts: the totals, the dimension
+        rewrites, and each task's Partials in order."""
         order = []
         for pid, partials in self.order:
             if not isinstance(partials, int):
@@ -290,11 +300,7 @@ class _Plan:
                 self._count(meta)
                 partials = meta.partials
             order.append((pid, partials))
-        rest = [done for level in self.levels for done in level]
-        self.levels = [[]]
-        while len(rest) > 1:
-            rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
-        return rest[0] if rest else None, dict(self.totals), dict(self.rewritten), order
+        return dict(self.totals), dict(self.rewritten), order
 
     def cancel(self) -> None:
         """Drop what is left (after an error): the cluster forgets the run's tasks."""
