@@ -298,3 +298,64 @@ def test_small_files_of_rejects_gathered_as_on_one_machine(tmp_path, dask_client
     records = sorted(p.name for p in (tmp_path / "local" / "records").rglob("*.parquet"))
     assert len(records) == 2  # two files' rejects pass REJECTS_HELD: the third goes on alone
     _same_outputs(tmp_path / "dask", tmp_path / "local")
+
+
+def test_rejects_staged_as_owner_only_arrow_ipc_never_pickle(tmp_path, monkeypatch):
+    """A task's rejects wait for the commit in an owner-only Arrow IPC file tagged with its
+    format and version (pickle made to fail meanwhile: a pickle staged or loaded breaks the
+    test), and the commit writes from it the quarantine file one writer writes from the
+    rejects themselves: full rejects, fields in their order, runs summarized."""
+    import pickle
+
+    import numpy as np
+
+    from telemetry.engine import Partial
+    from telemetry.engine.dask import REJECTS_FORMAT, REJECTS_VERSION, _commit, _Outputs
+    from telemetry.quarantine import FULL_REJECTS, QuarantineWriter
+    from telemetry.readers import Reject, RejectRun
+
+    def refused(*args, **kwargs):
+        raise AssertionError("pickle used for staged rejects")
+
+    for name in ("dumps", "dump", "loads", "load", "Pickler", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refused)
+    fields = {"start_time": "2026-11-02T99:00:00", "source": "+** **** ******", "destination": None,
+              "route": "é"}
+    reason = "start_time is not a time"
+    rejects = [Reject("/in/a.csv", row, reason, dict(fields)) for row in range(1, FULL_REJECTS + 1)]
+    rejects += [RejectRun("/in/a.csv", reason, np.arange(2000, 2500, dtype=np.int64)),
+                Reject("/in/b.csv", 7, "wrong number of fields", {})]
+    stage, out, ref = tmp_path / "stage", tmp_path / "out", tmp_path / "ref"
+    outputs = _Outputs(str(stage), "f000000")
+    outputs.add(Partial(None, None, rejects, len(rejects), 0, 0, {}))
+    outputs.done()
+
+    staged = list((stage / "quarantine").iterdir())
+    assert [p.name for p in staged] == ["f000000.rejects"]
+    assert staged[0].stat().st_mode & 0o777 == 0o600
+    data = staged[0].read_bytes()
+    assert not data.startswith(b"\x80")  # no pickle protocol 2+ header
+    table = pa.ipc.open_stream(data).read_all()
+    assert table.schema.metadata == {b"format": REJECTS_FORMAT.encode(),
+                                     b"version": str(REJECTS_VERSION).encode()}
+    assert table.num_rows == len(rejects)
+
+    _commit(str(stage), str(out), [("f000000", 1)])
+    with QuarantineWriter(ref) as writer:
+        writer.write(rejects)
+    written = (out / "quarantine" / "rejects.jsonl").read_bytes()
+    assert written == (ref / "quarantine" / "rejects.jsonl").read_bytes()
+    assert not stage.exists()
+
+
+def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tmp_path):
+    """A cluster that scales up from zero (no worker when the run starts): the run waits
+    for one and gives the same outputs (states are merged where a worker is, not on a
+    worker named at the start)."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        threading.Timer(1.0, cluster.scale, args=(1,)).start()
+        telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=client, **OPTIONS)
+    _same_outputs(tmp_path, reference)

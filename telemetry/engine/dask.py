@@ -11,8 +11,8 @@ client plans which of those the local engine would gather into one batch
 them, so every engine works through the same batches. Workers write record
 output and rejects under ``OUT`` in a staging folder, named after the batch, so a
 task retried after a lost worker writes the same files again; partial states are
-merged on the cluster in a tree of fan-in :data:`FAN_IN`, the client receives the
-merged state and the per-task counts, and a last task renames the record files
+merged on the cluster in a tree of fan-in :data:`FAN_IN` on one worker (``home``),
+the client receives the merged state and the per-task counts, and a last task renames the record files
 to the local engine's names and joins the rejects in input order.
 
 Key material reaches the workers only inside task payloads (the pickled Job):
@@ -41,6 +41,9 @@ from telemetry.engine import Job, Partial
 FAN_IN = 8
 #: The workers' outputs before the commit: <the run's staging directory>/.telemetry-dask-<run>/
 STAGING = ".telemetry-dask-"
+#: A task's rejects, staged for the commit: an Arrow IPC stream file (never pickle on disk).
+REJECTS_FORMAT = "telemetry-dask-rejects"
+REJECTS_VERSION = 1
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out")
 
 
@@ -95,8 +98,7 @@ class DaskEngine:
         pending: collections.deque = collections.deque()
         try:
             for i, item in enumerate(reads):
-                key = f"telemetry-{run}-batch-{i}"
-                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=key))
+                pending.append(client.submit(_work_item, run, job, _Sealed(item), key=_key("batch", run, i)))
                 if len(pending) >= ahead:
                     yield from pending.popleft().result()
             while pending:
@@ -129,11 +131,13 @@ class DaskEngine:
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
-            state, totals, rewritten, order = plan.finish()
-            released = client.submit(_release, run, job, release, state, key=f"telemetry-{run}-release")
+            # the release submitted before the client has every task's counts: it waits on the cluster
+            released = client.submit(_release, run, job, release, plan.merged(), key=_key("release", run),
+                                     **plan.home)
+            totals, rewritten, order = plan.counted()
             if stage is not None:
                 client.submit(_commit, os.fspath(stage), os.fspath(out), order,
-                              key=f"telemetry-{run}-commit").result()
+                              key=_key("commit", run)).result()
             released = released.result()
         finally:
             plan.cancel()
@@ -199,6 +203,9 @@ class _Plan:
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
+        first = min(client.nthreads(), default=None)  # none yet: a cluster that scales up from zero
+        # where states are merged and released (another worker if it is lost)
+        self.home = {} if first is None else {"workers": [first], "allow_other_workers": True}
         self.files: collections.deque = collections.deque()  # (index, path, options, done, meta future)
         self.gather = _gatherer(batch_rows)
         self.groups = 0
@@ -208,13 +215,10 @@ class _Plan:
         self.totals = dict.fromkeys(COUNTS, 0)
         self.rewritten: dict[str, int] = {}
 
-    def _key(self, what: str) -> str:
-        return f"telemetry-{self.run}-{what}"
-
     def submit_file(self, index: int, path: str, fmt: str, options) -> None:
         done = self.client.submit(_file_task, self.run, self.job, index, path, fmt, self.batch_rows, options,
-                                  self.stage, key=self._key(f"file-{index}"))
-        meta = self.client.submit(_meta_of, done, key=self._key(f"file-{index}-meta"))
+                                  self.stage, key=_key("file", self.run, index))
+        meta = self.client.submit(_meta_of, done, key=_key("meta", self.run, "file", index))
         self.files.append((index, path, options, done, meta))
         while len(self.files) > self.ahead:
             self._take_file()
@@ -225,10 +229,11 @@ class _Plan:
         self._count(meta)
         if meta.pieces is not None:
             self._ready(self.gather.flush())
-            for k in range(meta.pieces):
-                piece = self.client.submit(_piece_task, self.run, self.job, index, k, path, meta.fmt,
-                                           self.batch_rows, options, self.stage,
-                                           key=self._key(f"piece-{index}-{k}"))
+            n = meta.pieces  # in one call: the scheduler queues them and hands them to free workers
+            pieces = self.client.map(_piece_task, [self.run] * n, [self.job] * n, [index] * n, range(n),
+                                     [path] * n, [meta.fmt] * n, [self.batch_rows] * n, [options] * n,
+                                     [self.stage] * n, key=[_key("piece", self.run, index, k) for k in range(n)])
+            for k, piece in enumerate(pieces):
                 self._task(piece, f"{_file_pid(index)}p{k:05d}")
             return
         if meta.partials:
@@ -236,7 +241,7 @@ class _Plan:
             self.order.append((_file_pid(index), meta.partials))
             self._merge_in(done)
         if meta.tail is not None:
-            tail = self.client.submit(_tail_of, done, key=self._key(f"file-{index}-tail"))
+            tail = self.client.submit(_tail_of, done, key=_key("tail", self.run, index))
             self._ready(self.gather.add(_Tail(meta.tail, tail)))
 
     def _ready(self, gathered: list) -> None:
@@ -245,11 +250,11 @@ class _Plan:
             g = self.groups
             self.groups += 1
             done = self.client.submit(_group_task, self.run, self.job, g, self.stage,
-                                      *[t.future for t in tails], key=self._key(f"gather-{g}"))
+                                      *[t.future for t in tails], key=_key("gather", self.run, g))
             self._task(done, f"g{g:06d}")
 
     def _task(self, done, pid: str) -> None:
-        self.order.append((pid, self.client.submit(_meta_of, done, key=f"{done.key}-meta")))
+        self.order.append((pid, self.client.submit(_meta_of, done, key=_key("meta", self.run, pid))))
         self._merge_in(done)
 
     def _merge_in(self, done, level: int = 0) -> None:
@@ -263,7 +268,7 @@ class _Plan:
 
     def _merge(self, parts: list):
         self.merges += 1
-        return self.client.submit(_merge, *parts, key=self._key(f"merge-{self.merges}"))
+        return self.client.submit(_merge, *parts, key=_key("merge", self.run, self.merges), **self.home)
 
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
@@ -273,13 +278,21 @@ class _Plan:
         if self.progress is not None and meta.partials:
             self.progress(dict(self.totals))
 
-    def finish(self) -> tuple[Any, dict[str, int], dict[str, int], list[tuple[str, int]]]:
-        """Wait for every task: the merged state (a future on the cluster; None when no
-        batch was read), the totals, the dimension rewrites, and each task's Partials in
-        order."""
+    def merged(self) -> Any:
+        """Every file taken and every task submitted: the merged state (a future on the
+        cluster; None when no batch was read)."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
+        rest = [done for level in self.levels for done in level]
+        self.levels = [[]]
+        while len(rest) > 1:
+            rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
+        return rest[0] if rest else None
+
+    def counted(self) -> tuple[dict[str, int], dict[str, int], list[tuple[str, int]]]:
+        """After :meth:`merged`, wait for every task's counts: the totals, the dimension
+        rewrites, and each task's Partials in order."""
         order = []
         for pid, partials in self.order:
             if not isinstance(partials, int):
@@ -287,11 +300,7 @@ class _Plan:
                 self._count(meta)
                 partials = meta.partials
             order.append((pid, partials))
-        rest = [done for level in self.levels for done in level]
-        self.levels = [[]]
-        while len(rest) > 1:
-            rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
-        return rest[0] if rest else None, dict(self.totals), dict(self.rewritten), order
+        return dict(self.totals), dict(self.rewritten), order
 
     def cancel(self) -> None:
         """Drop what is left (after an error): the cluster forgets the run's tasks."""
@@ -304,6 +313,13 @@ def _run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _key(kind: str, run: str, *at: Any) -> str:
+    """A task's name: ``telemetry-<kind>-<run>-<positions>``. Dask names a task's prefix
+    after the words before the run id (``telemetry-piece``) and learns each prefix's
+    durations, which it weighs workers' queues by (and steals by, where it steals)."""
+    return "-".join(["telemetry", kind, run, *map(str, at)])
+
+
 def _file_pid(index: int) -> str:
     return f"f{index:06d}"
 
@@ -314,35 +330,60 @@ def local_cluster(workers: int):
     :func:`telemetry.cli.process.tune_allocators`. Dask's nannies set
     ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off glibc's growing mmap
     threshold: every large NumPy array is then mapped afresh and faulted in, zeroed
-    (a 262,144-row Parquet piece: 4x the page faults, 0.55 -> 0.75 s); it is left unset."""
+    (a 262,144-row Parquet piece: 4x the page faults, 0.55 -> 0.75 s); it is left unset.
+    Its scheduler hands a worker one queued task at a time (``worker-saturation`` 1.0;
+    Dask's default, 1.1, is two for a worker of one thread): with two, a worker holds
+    the next piece while another runs out of work, and finishes both alone at the end.
+    With tasks queued so, stealing has nothing to move: it is off, and the event loop's
+    tick and system monitor run at 1 s and 5 s (20 ms and 0.5 s by default), which takes
+    the scheduler's process (this one) from 0.04 to 0.02 s of CPU a second idle, and
+    from 0.32-0.40 to 0.22-0.24 s a run of 4 M records: CPU the two workers' cores lost.
+    The workers' statistical profiler (a stack sample every 10 ms, for a dashboard this
+    cluster does not have) is off: 2.32-2.41 -> 2.16-2.31 s of worker CPU a run."""
     import dask
     import distributed
 
     env = {name: os.environ[name] for name in ("TELEMETRY_CACHE_DIR", "TELEMETRY_AOT") if name in os.environ}
     env.setdefault("MIMALLOC_PURGE_DELAY", os.environ.get("MIMALLOC_PURGE_DELAY", "-1"))
     env.setdefault("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "1"))
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.scheduler.worker-saturation": 1.0,
+                          "distributed.scheduler.work-stealing": False,
+                          "distributed.admin.tick.interval": "1s",
+                          "distributed.admin.system-monitor.interval": "5s",
+                          "distributed.worker.profile.enabled": False}):
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=env)
 
 
 # --- what runs on the workers -----------------------------------------------------
 
-_JOBS: collections.OrderedDict = collections.OrderedDict()
+class _Kept(NamedTuple):
+    """What a worker keeps of a run while it lasts."""
+
+    job: Job  # as this worker first received it: its tables built once per worker, not per task
+    plans: dict  # path -> the file's pieces: its footer read and planned once per worker, not per piece
+
+
+_RUNS: collections.OrderedDict = collections.OrderedDict()
+
+
+def _kept(run: str, job: Job) -> _Kept:
+    kept = _RUNS.setdefault(run, _Kept(job, {}))
+    _RUNS.move_to_end(run)
+    while len(_RUNS) > 4:  # runs that ended without a _forget (their client died)
+        _RUNS.popitem(last=False)
+    return kept
 
 
 def _job(run: str, job: Job) -> Job:
     """The run's Job as this worker first received it, so its tables (pseudonymizer,
     rate deck, opt-out list) are built once per worker, not once per task."""
-    kept = _JOBS.setdefault(run, job)
-    _JOBS.move_to_end(run)
-    while len(_JOBS) > 4:  # runs that ended without a _forget (their client died)
-        _JOBS.popitem(last=False)
-    return kept
+    return _kept(run, job).job
 
 
 def _forget(run: str) -> None:
-    _JOBS.pop(run, None)
+    _RUNS.pop(run, None)
 
 
 class _Sealed(NamedTuple):
@@ -361,9 +402,10 @@ def _work_item(run: str, job: Job, sealed: _Sealed) -> list[Partial]:
 class _Outputs:
     """One task's Partials: states merged, counts summed, record batches written under
     the staging folder as ``<pid>-<k>``, rejects kept as they came in ``<pid>.rejects``
-    (pickled), for the commit to pass through one QuarantineWriter in input order (the
-    writer summarizes a file's rejects past a number per reason: a file's pieces and
-    gathered batches must meet one writer, as on one machine)."""
+    (an owner-only Arrow IPC file, :data:`REJECTS_FORMAT`), for the commit to pass
+    through one QuarantineWriter in input order (the writer summarizes a file's rejects
+    past a number per reason: a file's pieces and gathered batches must meet one
+    writer, as on one machine)."""
 
     def __init__(self, stage: str | None, pid: str) -> None:
         self.stage, self.pid = stage, pid
@@ -393,13 +435,12 @@ class _Outputs:
         from telemetry.readers import rejected
 
         if self.rejects:
-            import pickle
+            from telemetry.metrics.persist import write_ipc
 
             target = Path(self.stage) / "quarantine" / f"{self.pid}.rejects"
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(pickle.dumps(self.rejects, protocol=5))
-            os.replace(tmp, target)  # a retried task writes the same file again
+            # a retried task writes the same file again
+            write_ipc(target, _rejects_table(self.rejects), REJECTS_FORMAT, REJECTS_VERSION)
         tail = meta.pop("tail", None)
         shape = None if tail is None else _Shape(tail.batch.num_rows, tail.batch.schema, rejected(tail.rejects))
         return _Done(self.state, _Meta(tuple(self.counts), self.rewritten, self.partials, tail=shape, **meta), tail)
@@ -412,12 +453,14 @@ def _file_task(run: str, job: Job, index: int, path: str, fmt: str, batch_rows: 
     from telemetry.readers import Coalescer, detect_format, get_format, rebatch
     from telemetry.readers._convert import convert_together
 
-    job = _job(run, job)
+    kept = _kept(run, job)
+    job = kept.job
     name = detect_format(path) if fmt == "auto" else fmt
     reader = get_format(name)
     outputs = _Outputs(stage, _file_pid(index))
     plan = None if reader.plan is None else reader.plan(path, batch_rows, options)
     if isinstance(plan, list):
+        kept.plans[path] = plan  # for the pieces that run here
         return outputs.done(pieces=len(plan), fmt=name)
     reads = reader.read(path, batch_rows, options) if plan is None else iter(convert_together(
         [(plan.file, part) for part in plan.parts]))
@@ -436,8 +479,11 @@ def _piece_task(run: str, job: Job, index: int, k: int, path: str, fmt: str, bat
                 stage: str | None) -> _Done:
     from telemetry.readers import get_format
 
-    job = _job(run, job)
-    piece = get_format(fmt).plan(path, batch_rows, options)[k]
+    kept = _kept(run, job)
+    if path not in kept.plans:
+        kept.plans[path] = get_format(fmt).plan(path, batch_rows, options)
+    piece = kept.plans[path][k]
+    job = kept.job
     outputs = _Outputs(stage, f"{_file_pid(index)}p{k:05d}")
     for read in piece.read():
         outputs.add(job.work(read))
@@ -480,8 +526,7 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
     (seq counting every Partial in input order) and one ``rejects.jsonl`` written from
     every task's rejects in input order. Safe to run again after a lost worker: what is
     renamed is not staged any more, and the rejects file is written afresh."""
-    import pickle
-
+    from telemetry.metrics.persist import read_ipc
     from telemetry.quarantine import QuarantineWriter
 
     stage_dir, out_dir = Path(stage), Path(out)
@@ -507,8 +552,45 @@ def _commit(stage: str, out: str, order: list[tuple[str, int]]) -> None:
         quarantine.path.unlink(missing_ok=True)  # an interrupted commit's
         with quarantine:
             for part in parts:
-                quarantine.write(pickle.loads(part.read_bytes()))  # staged by this run's own tasks
+                quarantine.write(_rejects_of(read_ipc(part, REJECTS_FORMAT, REJECTS_VERSION)))
     shutil.rmtree(stage_dir)
+
+
+def _rejects_table(rejects: list) -> Any:
+    """Rejects (:class:`~telemetry.readers.Reject` and ``RejectRun``) as one Arrow table, in
+    order: a Reject's ``row`` and ``fields`` (in their order), a run's ``rows``."""
+    import numpy as np
+    import pyarrow as pa
+
+    from telemetry.readers import RejectRun
+
+    runs = np.array([isinstance(r, RejectRun) for r in rejects], dtype=np.bool_)
+    sizes = np.array([len(r.rows) if run else 0 for r, run in zip(rejects, runs)], dtype=np.int64)
+    offsets = np.zeros(len(rejects) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.concatenate([r.rows for r, run in zip(rejects, runs) if run] or [np.zeros(0, np.int64)])
+    rows = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64()), mask=pa.array(~runs))
+    return pa.Table.from_arrays([
+        pa.array([r.file for r in rejects], pa.string()),
+        pa.array([r.reason for r in rejects], pa.string()),
+        pa.array([None if run else int(r.row) for r, run in zip(rejects, runs)], pa.int64()),
+        rows,
+        pa.array([None if run else list(r.fields.items()) for r, run in zip(rejects, runs)],
+                 pa.map_(pa.string(), pa.string())),
+    ], names=["file", "reason", "row", "rows", "fields"])
+
+
+def _rejects_of(table: Any) -> list:
+    """The rejects of :func:`_rejects_table`."""
+    from telemetry.readers import Reject, RejectRun
+
+    rows = table.column("rows").combine_chunks()
+    return [
+        Reject(file, row, reason, dict(fields)) if row is not None
+        else RejectRun(file, reason, rows[i].values.to_numpy(zero_copy_only=False))
+        for i, (file, reason, row, fields) in enumerate(zip(*(
+            table.column(name).to_pylist() for name in ("file", "reason", "row", "fields"))))
+    ]
 
 
 # --- the worker plugin ---------------------------------------------------------------

@@ -293,6 +293,12 @@ class Contributions:
     def __len__(self) -> int:
         return sum(int(b.gid.shape[0]) for b in self.blocks)
 
+    def __sizeof__(self) -> int:
+        """Bytes held (what Dask weighs a state by when it places and moves tasks)."""
+        arrays = [a for b in self.blocks for a in (b.keys, b.gid, b.keep, b.kept, b.distinct, b.counted, b.pending,
+                                                   *b.cols.values())]
+        return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
+
     @property
     def records(self) -> int:
         """The records accumulated (those the blocks hold and those they dropped)."""

@@ -1,5 +1,6 @@
 """A :class:`State` (or a DP state, :class:`telemetry.metrics.dp.Contributions`) on
-disk: NumPy arrays in an ``.npz`` file, never pickle.
+disk: NumPy arrays in an ``.npz`` file, never pickle; and tables as Arrow IPC
+streams (:func:`write_ipc`, the Dask engine's staged rejects).
 
 The stream's window state (docs/stream.md) and anything else that keeps partial
 aggregates between processes store them here. A file that someone else could
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+import pyarrow as pa
 
 from telemetry.errors import InputError
 from telemetry.metrics.sketches import Distinct, Histogram
@@ -140,14 +143,19 @@ def _header(arrays, fmt: str, spec: AggSpec, where: str) -> dict:
     return header
 
 
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_private(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """``fill`` the file ``path``: owner-only, under a temporary name, synced, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, **arrays)
+        fill(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _write_private(path, lambda handle: np.savez(handle, **arrays))
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -156,3 +164,34 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read state file {path.name}: {exc.__class__.__name__}") from None
+
+
+def ipc_bytes(table: pa.Table) -> np.ndarray:
+    """A table as Arrow IPC stream bytes (exact values, no pickle)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return np.frombuffer(sink.getvalue(), np.uint8)
+
+
+def ipc_table(data: np.ndarray | bytes) -> pa.Table:
+    """The table of :func:`ipc_bytes`."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def write_ipc(path: Path, table: pa.Table, fmt: str, version: int) -> None:
+    """``table`` as an Arrow IPC stream file, its schema tagged with ``fmt`` and ``version``."""
+    data = ipc_bytes(table.replace_schema_metadata({"format": fmt, "version": str(version)}))
+    _write_private(path, lambda handle: handle.write(data))
+
+
+def read_ipc(path: Path, fmt: str, version: int) -> pa.Table:
+    """The table of a :func:`write_ipc` file, checked to be ``fmt`` of ``version``."""
+    try:
+        table = ipc_table(path.read_bytes())
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"cannot read {path.name}: {exc.__class__.__name__}") from None
+    meta = table.schema.metadata or {}
+    if meta.get(b"format") != fmt.encode() or meta.get(b"version") != str(version).encode():
+        raise InputError(f"{path.name} is not a {fmt} file of format version {version}")
+    return table

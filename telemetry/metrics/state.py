@@ -214,6 +214,10 @@ class State:
             self._runs = runs
         return self._runs[0]
 
+    def __sizeof__(self) -> int:
+        """Bytes held (what Dask weighs a state by when it places and moves tasks)."""
+        return object.__sizeof__(self) + sum(run.nbytes for run in self._runs)
+
     def __getstate__(self) -> dict:
         # runs as they are: folding them first (0.55 s for 16 batch states of 4 M records)
         # would copy nearly every group, since batches in time order share few windows

@@ -39,6 +39,8 @@ from telemetry.errors import ConfigError, InputError
 from telemetry.metrics.persist import (
     contributions_arrays,
     contributions_from_arrays,
+    ipc_bytes,
+    ipc_table,
     read_npz,
     state_arrays,
     state_from_arrays,
@@ -141,7 +143,7 @@ class Store:
         if self.dp is not None:
             total = part("dp")
             try:
-                table = _table(arrays[f"w{index}/noisy"]) if f"w{index}/noisy" in arrays else None
+                table = ipc_table(arrays[f"w{index}/noisy"]) if f"w{index}/noisy" in arrays else None
             except pa.ArrowInvalid:
                 raise damaged from None
             outcome = info.get("outcome") if isinstance(info, dict) else None
@@ -197,7 +199,7 @@ def _window_arrays(window: Window | DpWindow) -> dict[str, np.ndarray]:
         if window.total is not None:
             arrays.update({f"w{index}/dp/{k}": v for k, v in contributions_arrays(window.total).items()})
         if window.table is not None:
-            arrays[f"w{index}/noisy"] = _ipc(window.table)
+            arrays[f"w{index}/noisy"] = ipc_bytes(window.table)
         info: dict[str, Any] = {"outcome": window.outcome}
     else:
         for kind, state in (("total", window.total), ("delta", window.delta)):
@@ -207,15 +209,3 @@ def _window_arrays(window: Window | DpWindow) -> dict[str, np.ndarray]:
                 "own": [list(k) for k in window.own]}
     arrays[f"w{index}/info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
     return arrays
-
-
-def _ipc(table: pa.Table) -> np.ndarray:
-    """A table as Arrow IPC stream bytes (exact values, no pickle)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return np.frombuffer(sink.getvalue(), np.uint8)
-
-
-def _table(data: np.ndarray) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data.tobytes())).read_all()
