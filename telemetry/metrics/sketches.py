@@ -55,6 +55,11 @@ class Histogram:
         n_groups = int(gmap.max()) + 1 if len(gmap) else 0
         return Histogram(*k.regroup_histogram(self.keys, self.counts, gmap, n_groups))
 
+    def slice(self, a: int, b: int) -> "Histogram":
+        """Groups ``a`` … ``b - 1``, renumbered from 0."""
+        lo, hi = np.searchsorted(self.keys, [a << k.CODE_BITS, b << k.CODE_BITS])
+        return Histogram(self.keys[lo:hi] - (a << k.CODE_BITS), self.counts[lo:hi])
+
     def quantiles(self, n_groups: int, percents: np.ndarray = PERCENTS) -> tuple[np.ndarray, np.ndarray]:
         """(n_groups × len(percents) values, NaN for empty groups; values per group)."""
         return k.quantiles(self.keys, self.counts, n_groups, percents)
@@ -100,13 +105,20 @@ class Distinct:
         return _regrouped(self.off, self.vals, [(gmap[self.hll_groups], self.hll_regs)], gmap, n_groups)
 
     def take(self, groups: np.ndarray) -> "Distinct":
-        """The sets of ``groups`` (increasing), renumbered 0…len(groups)-1."""
+        """The sets of ``groups`` (distinct, in any order), renumbered 0…len(groups)-1."""
         off, vals = k.csr_take(self.off, self.vals, groups)
         pos = np.full(len(self.off) - 1, -1, np.int64)
         pos[groups] = np.arange(len(groups), dtype=np.int64)
         mapped = pos[self.hll_groups]
-        hit = mapped >= 0
+        hit = np.flatnonzero(mapped >= 0)
+        hit = hit[np.argsort(mapped[hit], kind="stable")]  # HLL groups stay sorted
         return Distinct(off, vals, mapped[hit], self.hll_regs[hit])
+
+    def slice(self, a: int, b: int) -> "Distinct":
+        """The sets of groups ``a`` … ``b - 1``, renumbered from 0."""
+        lo, hi = np.searchsorted(self.hll_groups, [a, b])
+        return Distinct(self.off[a : b + 1] - self.off[a], self.vals[self.off[a] : self.off[b]],
+                        self.hll_groups[lo:hi] - a, self.hll_regs[lo:hi])
 
     def counts(self) -> np.ndarray:
         """Distinct count per group: exact for exact groups, rounded HLL estimate otherwise."""

@@ -103,6 +103,7 @@ class Run:
         )
 
     def take(self, groups: np.ndarray) -> "Run":
+        """The groups listed (in any order), renumbered in that order."""
         groups = np.asarray(groups, dtype=np.int64)
         gmap = np.full(self.n_groups, -1, np.int64)
         gmap[groups] = np.arange(len(groups), dtype=np.int64)
@@ -119,6 +120,11 @@ class Run:
                 lambda: self.destinations.take(groups),
             ),
         )
+
+    def slice(self, a: int, b: int) -> "Run":
+        """Groups ``a`` … ``b - 1``, renumbered from 0 (views of this run's arrays where they can be)."""
+        return Run(self.dims, self.keys[a:b], self.counts[a:b], self.pdd.slice(a, b), self.jitter.slice(a, b),
+                   self.latency.slice(a, b), self.sources.slice(a, b), self.destinations.slice(a, b))
 
     def regroup(self, new_keys: np.ndarray) -> "Run":
         new_keys = np.ascontiguousarray(new_keys, dtype=np.int64)
@@ -253,8 +259,25 @@ class State:
         return [(State(self.spec, [run]), alone[a:b]) for run, a, b in zip(self._runs, bounds, bounds[1:])]
 
     def take(self, groups: np.ndarray) -> "State":
-        """The groups listed (increasing indices), renumbered in that order."""
+        """The groups listed, renumbered in that order."""
         return State(self.spec, [self._core().take(groups)])
+
+    def by_window(self) -> dict[int, "State"]:
+        """One state per window, each with its groups in their order here (what
+        ``take`` of each window's groups gives): one stable sort of the groups by
+        window, then a slice per window, rather than a pass over every group per window."""
+        run = self._core()
+        window = run.keys[:, 0]
+        if not len(window):
+            return {}
+        if window.min() == window.max():
+            return {int(window[0]): self}
+        if (np.diff(window) < 0).any():
+            run = run.take(np.argsort(window, kind="stable"))
+            window = run.keys[:, 0]
+        starts = np.flatnonzero(np.diff(window)) + 1
+        bounds = [0, *starts.tolist(), len(window)]
+        return {int(window[a]): State(self.spec, [run.slice(a, b)]) for a, b in zip(bounds, bounds[1:])}
 
     def regroup(self, new_keys: np.ndarray) -> "State":
         """Merge groups that share a row of ``new_keys`` (one row per current group)."""

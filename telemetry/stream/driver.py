@@ -204,7 +204,9 @@ class Stream:
         from telemetry.stream.dpwindow import DpWindow
 
         window_us = self.spec.window_us
-        for w, part in self._by_window(state):
+        # a batch's state as one state per window (DP: each counting its own records, those
+        # the bounding dropped too)
+        for w, part in state.by_window().items():
             book = self.windows.get(w)
             if book is None:
                 book = self.windows[w] = (Window if self.dp is None else DpWindow)(w, part)
@@ -212,18 +214,6 @@ class Stream:
                 book.add(part)
             if watermark is not None and (w + 1) * window_us <= watermark:
                 self.counts["records_late"] += part.records
-
-    def _by_window(self, state) -> Iterator[tuple[int, Any]]:
-        """A batch's state as one state per window (DP: each counting its own records,
-        those the bounding dropped too)."""
-        if self.dp is not None:
-            yield from state.by_window().items()
-            return
-        if not state.n_groups:
-            return
-        index = state.keys[:, 0]
-        for w in np.unique(index).tolist():
-            yield w, state if index.min() == index.max() else state.take(np.flatnonzero(index == w))
 
     def _file_done(self, mark: _Mark) -> list[pa.Table]:
         """A file is in: move the watermark, release and evict at this boundary."""
