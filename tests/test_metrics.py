@@ -448,3 +448,22 @@ def test_by_window_gives_each_window_the_state_of_its_own_records():
         assert finalize(part).equals(finalize(accumulate(to_batch(own), spec)))
     one = accumulate(to_batch([r for r in records if r["start_time"] // spec.window_us == min(parts)]), spec)
     assert one.by_window() == {min(parts): one}
+
+
+def test_concat_of_states_apart_gives_what_merge_gives():
+    """States that share no group (windows apart, some of several runs, with HLL groups
+    and other dimension values) put side by side give the rows of merging them."""
+    from telemetry.metrics.state import concat
+
+    records = _big_records(24_000, seed=6)
+    spec = AggSpec(window="1h", by=("route",))
+    windows = {}
+    for part in (records[:9_000], records[9_000:]):  # each window of two batches: two runs
+        for w, state in accumulate(to_batch(part), spec).by_window().items():
+            windows[w] = windows[w].merge(state) if w in windows else state
+    states = list(windows.values())
+    assert any(len(s.apart()) == 2 for s in states) and any(len(s.sources.hll_groups) for s in states)
+    together = concat(states)
+    assert len(together.apart()) == 1
+    assert finalize(together).equals(finalize(merge(states)))
+    assert finalize(together).equals(finalize(accumulate(to_batch(records), spec)))

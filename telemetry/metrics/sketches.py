@@ -46,9 +46,15 @@ class Histogram:
     def union(cls, parts: list["Histogram"], sizes: list[int], gmap: np.ndarray) -> "Histogram":
         """Histograms of several parts together: part i's group g (of ``sizes[i]``)
         becomes ``gmap[sum(sizes[:i]) + g]``. One counting sort, whatever the number of parts."""
+        return cls.concat(parts, sizes).regroup(gmap)
+
+    @classmethod
+    def concat(cls, parts: list["Histogram"], sizes: list[int]) -> "Histogram":
+        """Histograms of several parts one after the other: part i's group g (of
+        ``sizes[i]``) becomes ``sum(sizes[:i]) + g``."""
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         keys = np.concatenate([h.keys + (b << k.CODE_BITS) for h, b in zip(parts, base)])
-        return cls(keys, np.concatenate([h.counts for h in parts])).regroup(gmap)
+        return cls(keys, np.concatenate([h.counts for h in parts]))
 
     def regroup(self, gmap: np.ndarray) -> "Histogram":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""
@@ -99,6 +105,17 @@ class Distinct:
         # the register rows are combined where they lie: HLL groups' rows are 16 KiB each
         hll = [(gmap[d.hll_groups + b], d.hll_regs) for d, b in zip(parts, base)]
         return _regrouped(off.astype(np.int64), np.concatenate([d.vals for d in parts]), hll, gmap, n_groups)
+
+    @classmethod
+    def concat(cls, parts: list["Distinct"]) -> "Distinct":
+        """Sets of several parts one after the other: part i's group g becomes
+        (groups of parts before i) + g."""
+        base = np.cumsum([0] + [len(d.off) - 1 for d in parts])
+        val_base = np.cumsum([0] + [len(d.vals) for d in parts])
+        off = np.concatenate([d.off[:-1] + vb for d, vb in zip(parts, val_base)] + [val_base[-1:]])
+        return cls(off.astype(np.int64), np.concatenate([d.vals for d in parts]),
+                   np.concatenate([d.hll_groups + b for d, b in zip(parts, base)]),
+                   np.concatenate([d.hll_regs for d in parts]))
 
     def regroup(self, gmap: np.ndarray, n_groups: int) -> "Distinct":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""

@@ -102,6 +102,23 @@ class Run:
             ),
         )
 
+    @classmethod
+    def concat(cls, runs: list["Run"]) -> "Run":
+        """Runs none of whose groups another holds (windows apart) as one run, their
+        groups one after the other: ``union`` up to group order, without grouping."""
+        dims, keys = _recoded(runs)
+        sizes = [r.n_groups for r in runs]
+        return Run(
+            dims,
+            np.vstack(keys),
+            np.vstack([r.counts for r in runs]),
+            Histogram.concat([r.pdd for r in runs], sizes),
+            Histogram.concat([r.jitter for r in runs], sizes),
+            Histogram.concat([r.latency for r in runs], sizes),
+            Distinct.concat([r.sources for r in runs]),
+            Distinct.concat([r.destinations for r in runs]),
+        )
+
     def take(self, groups: np.ndarray) -> "Run":
         """The groups listed (in any order), renumbered in that order."""
         groups = np.asarray(groups, dtype=np.int64)
@@ -295,6 +312,12 @@ def merge(states: Iterable[State]) -> State:
     return out
 
 
+def concat(states: list[State]) -> State:
+    """States none of whose groups another holds (windows apart) as one consolidated
+    state, each consolidated first: what :func:`merge` gives, for a fraction of its work."""
+    return State(states[0].spec, [Run.concat([state._core() for state in states])])
+
+
 def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
     """The state of one prepared batch (canonical columns with 16-byte pseudonyms
     in ``source``/``destination`` plus ``dst_*`` columns; any may be missing)."""
@@ -475,14 +498,20 @@ class _Grouped(NamedTuple):
 
 
 def _grouped(runs: list[Run]) -> _Grouped:
+    dims, keys = _recoded(runs)
+    stacked = np.ascontiguousarray(np.vstack(keys))
+    gid, first = agg.group_rows(stacked)
+    return _Grouped(dims, stacked, gid, first)
+
+
+def _recoded(runs: list[Run]) -> tuple[list[list], list[np.ndarray]]:
+    """Value lists covering every run's dimensions, and each run's keys recoded into them."""
     dims = runs[0].dims
     keys = [runs[0].keys]
     for run in runs[1:]:
         dims, recoded = _unify_dims(dims, run.dims, run.keys)
         keys.append(recoded)
-    stacked = np.ascontiguousarray(np.vstack(keys))
-    gid, first = agg.group_rows(stacked)
-    return _Grouped(dims, stacked, gid, first)
+    return dims, keys
 
 
 def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:
