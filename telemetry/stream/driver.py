@@ -117,7 +117,7 @@ class Stream:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        waker = self._waker = Waker(self.s.watch)
+        waker = self._waker = Waker(None if self.s.once else self.s.watch)  # --once never waits for files
         try:
             while not self.stop.is_set():
                 todo = self._todo()

@@ -72,8 +72,9 @@ def first_files(todo: list[Found], files: int, nbytes: int) -> list[Found]:
 
 
 class Waker:
-    """Waits up to ``poll`` seconds, less when the directory changes (watchdog's
-    inotify / kqueue / polling observer, when the package is installed)."""
+    """Waits up to ``poll`` seconds, less when the directory ``root`` changes (watchdog's
+    inotify / kqueue / polling observer, when the package is installed); with no
+    ``root``, only when :attr:`event` is set."""
 
     def __init__(self, root: Path | None) -> None:
         self.event = threading.Event()
