@@ -446,7 +446,8 @@ def test_by_window_gives_each_window_the_state_of_its_own_records():
                 assert np.array_equal(getattr(getattr(part, name), field), value), (w, name, field)
         own = [r for r in records if r["start_time"] // spec.window_us == w]
         assert finalize(part).equals(finalize(accumulate(to_batch(own), spec)))
-    one = accumulate(to_batch([r for r in records if r["start_time"] // spec.window_us == min(parts)]), spec)
+    first = [r for r in records if r["start_time"] // spec.window_us == min(parts)]
+    one = accumulate(to_batch(first), spec)
     assert one.by_window() == {min(parts): one}
 
 
@@ -462,7 +463,8 @@ def test_concat_of_states_apart_gives_what_merge_gives():
         for w, state in accumulate(to_batch(part), spec).by_window().items():
             windows[w] = windows[w].merge(state) if w in windows else state
     states = list(windows.values())
-    assert any(len(s.apart()) == 2 for s in states) and any(len(s.sources.hll_groups) for s in states)
+    assert any(len(s.apart()) == 2 for s in states)
+    assert any(len(s.sources.hll_groups) for s in states)
     together = concat(states)
     assert len(together.apart()) == 1
     assert finalize(together).equals(finalize(merge(states)))

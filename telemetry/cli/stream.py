@@ -28,9 +28,11 @@ def register(sub) -> None:
     p.add_argument("--once", action="store_true", help="process what is there, release every window, exit")
     p.add_argument("--poll", default="2s", metavar="D", help="directory listing interval (default 2s)")
     p.add_argument("--batch-files", type=int, default=BATCH_FILES, metavar="N",
-                   help=f"at most N files per micro-batch, each ending in a commit (default {BATCH_FILES})")
+                   help=f"at most N files per micro-batch, each ending in a commit "
+                   f"(default {BATCH_FILES})")
     p.add_argument("--batch-mb", type=int, default=BATCH_BYTES >> 20, metavar="M",
-                   help=f"at most M MiB of files per micro-batch (default {BATCH_BYTES >> 20}; at least one file)")
+                   help=f"at most M MiB of files per micro-batch (default {BATCH_BYTES >> 20}; "
+                   "at least one file)")
     p.add_argument("--serve", type=int, metavar="PORT", help="also serve the Prometheus endpoint on PORT")
     add_run_arguments(p)
     add_key_arguments(p)

@@ -139,9 +139,11 @@ class Run:
         )
 
     def slice(self, a: int, b: int) -> "Run":
-        """Groups ``a`` … ``b - 1``, renumbered from 0 (views of this run's arrays where they can be)."""
-        return Run(self.dims, self.keys[a:b], self.counts[a:b], self.pdd.slice(a, b), self.jitter.slice(a, b),
-                   self.latency.slice(a, b), self.sources.slice(a, b), self.destinations.slice(a, b))
+        """Groups ``a`` … ``b - 1``, renumbered from 0 (views of this run's arrays where
+        they can be)."""
+        return Run(self.dims, self.keys[a:b], self.counts[a:b], self.pdd.slice(a, b),
+                   self.jitter.slice(a, b), self.latency.slice(a, b), self.sources.slice(a, b),
+                   self.destinations.slice(a, b))
 
     def regroup(self, new_keys: np.ndarray) -> "Run":
         new_keys = np.ascontiguousarray(new_keys, dtype=np.int64)
@@ -294,7 +296,8 @@ class State:
             window = run.keys[:, 0]
         starts = np.flatnonzero(np.diff(window)) + 1
         bounds = [0, *starts.tolist(), len(window)]
-        return {int(window[a]): State(self.spec, [run.slice(a, b)]) for a, b in zip(bounds, bounds[1:])}
+        return {int(window[a]): State(self.spec, [run.slice(a, b)])
+                for a, b in zip(bounds, bounds[1:])}
 
     def regroup(self, new_keys: np.ndarray) -> "State":
         """Merge groups that share a row of ``new_keys`` (one row per current group)."""

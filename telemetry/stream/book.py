@@ -74,7 +74,8 @@ def first_release(due: list[tuple[Window, State]], k: int) -> pa.Table:
     table = released.table
     starts = table.column("window_start").cast(pa.int64()).to_numpy()
     window_us = due[0][1].spec.window_us
-    bounds = np.searchsorted(starts, [[w.index * window_us, (w.index + 1) * window_us] for w, _ in due])
+    edges = [[w.index * window_us, (w.index + 1) * window_us] for w, _ in due]
+    bounds = np.searchsorted(starts, edges)
     for (window, _), (a, b) in zip(due, bounds.tolist()):  # the rows come sorted by window_start
         window.register(table.slice(a, b - a))
     return with_revisions(table, [0] * table.num_rows)

@@ -117,7 +117,8 @@ class Stream:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        waker = self._waker = Waker(None if self.s.once else self.s.watch)  # --once never waits for files
+        # --once never waits for files: no directory watcher
+        waker = self._waker = Waker(None if self.s.once else self.s.watch)
         try:
             while not self.stop.is_set():
                 todo = self._todo()
