@@ -422,3 +422,50 @@ def test_merging_folds_runs_that_share_groups_and_keeps_time_ordered_ones_apart(
     assert len(merge(ordered).apart()) <= 4  # however they relate, no more runs than that
     for state, records in ((apart, _hourly(range(6))), (folded, _hourly(range(2)) * 6)):
         assert_matches(finalize(state, spec), reference_metrics(records, W15, ("route",)), ("route",))
+
+
+def test_by_window_gives_each_window_the_state_of_its_own_records():
+    """A state split by window (the stream's windows): each window's state is, array for
+    array, the state of that window's groups taken one window at a time, and gives the rows
+    of a state accumulated from that window's records alone; with groups past the exact
+    limit (HLL) in every window, and groups not in window order."""
+    records = _big_records(24_000, seed=5)
+    random.Random(2).shuffle(records)
+    spec = AggSpec(window="1h", by=("route",))
+    state = accumulate(to_batch(records), spec)
+    window = state.keys[:, 0]
+    assert (np.diff(window) < 0).any()
+    parts = state.by_window()
+    assert sorted(parts) == sorted(set(window.tolist())) and len(parts) >= 3
+    for w, part in parts.items():
+        taken = state.take(np.flatnonzero(window == w))
+        assert len(part.sources.hll_groups) > 0
+        assert (part.keys == taken.keys).all() and (part.counts == taken.counts).all()
+        for name in ("pdd", "jitter", "latency", "sources", "destinations"):
+            for field, value in vars(getattr(taken, name)).items():
+                assert np.array_equal(getattr(getattr(part, name), field), value), (w, name, field)
+        own = [r for r in records if r["start_time"] // spec.window_us == w]
+        assert finalize(part).equals(finalize(accumulate(to_batch(own), spec)))
+    first = [r for r in records if r["start_time"] // spec.window_us == min(parts)]
+    one = accumulate(to_batch(first), spec)
+    assert one.by_window() == {min(parts): one}
+
+
+def test_concat_of_states_apart_gives_what_merge_gives():
+    """States that share no group (windows apart, some of several runs, with HLL groups
+    and other dimension values) put side by side give the rows of merging them."""
+    from telemetry.metrics.state import concat
+
+    records = _big_records(24_000, seed=6)
+    spec = AggSpec(window="1h", by=("route",))
+    windows = {}
+    for part in (records[:9_000], records[9_000:]):  # each window of two batches: two runs
+        for w, state in accumulate(to_batch(part), spec).by_window().items():
+            windows[w] = windows[w].merge(state) if w in windows else state
+    states = list(windows.values())
+    assert any(len(s.apart()) == 2 for s in states)
+    assert any(len(s.sources.hll_groups) for s in states)
+    together = concat(states)
+    assert len(together.apart()) == 1
+    assert finalize(together).equals(finalize(merge(states)))
+    assert finalize(together).equals(finalize(accumulate(to_batch(records), spec)))

@@ -66,8 +66,33 @@ def test_once_releases_what_process_releases(tmp_path: Path, key_env, fmt) -> No
     for key in ("records_in", "records_ok", "records_quarantined", "records_opted_out", "rows_released",
                 "rows_withheld", "records_withheld"):
         assert s[key] == p[key], key
-    assert s["commits"] == 4 and s["records_pending"] == 0  # 3 micro-batches of 2 files, then the final release and s["records_open"] == 0
+    # 3 micro-batches of 2 files, the last with the final release
+    assert s["commits"] == 3 and s["records_pending"] == 0 and s["records_open"] == 0
     assert s["records_ok"] == s["records_in"] - s["records_quarantined"] - s["records_opted_out"]
+
+
+def test_micro_batches_end_at_a_number_of_files_or_of_bytes(tmp_path: Path, key_env) -> None:
+    from telemetry.stream.files import Found, first_files
+
+    mib = 1 << 20
+    sizes = [mib // 2, mib // 2, 1, 3 * mib, 5]
+    todo = [Found(f"f{i}", f"/in/f{i}", i, size) for i, size in enumerate(sizes)]
+    assert first_files(todo, 10, mib) == todo[:2]  # 1 MiB exactly: the third file would pass it
+    assert first_files(todo, 10, mib + 1) == todo[:3]
+    assert first_files(todo[3:], 10, mib) == todo[3:4]  # a file larger than the budget goes alone
+    assert first_files(todo, 2, 100 * mib) == todo[:2]
+    assert first_files(todo[4:], 10, mib) == todo[4:]
+    # one 1 MiB budget per micro-batch: two files of 0.6 MiB make two commits
+    watch = tmp_path / "in"
+    watch.mkdir()
+    for i in range(2):
+        (watch / f"calls-{i}.jsonl").write_text("\n" * (600 << 10))
+        _stamp(watch / f"calls-{i}.jsonl", i)
+    res = _stream(key_env, watch, tmp_path / "s", "--batch-mb", "1")
+    assert res.returncode == 0, res.stderr
+    assert _run(tmp_path / "s")["commits"] == 2
+    res = _stream(key_env, watch, tmp_path / "t", "--batch-mb", "0")
+    assert res.returncode == 2 and "--batch-mb must be at least 1" in res.stderr
 
 
 def _jsonl(path: Path, rows: list[dict], order: int) -> None:
@@ -406,7 +431,7 @@ def test_small_files_converted_together_give_what_they_give_one_by_one(tmp_path:
 
     convert_small_files_alone(monkeypatch)
     alone = run(tmp_path / "alone")
-    assert together == alone and together["records_quarantined"] == len(bad) and together["commits"] == 4
+    assert together == alone and together["records_quarantined"] == len(bad) and together["commits"] == 3
     rejects = [json.loads(line) for path in sorted((tmp_path / "together" / "quarantine").iterdir())
                for line in path.read_text().splitlines()]
     assert {(r["file"], r["row"]) for r in rejects} == bad

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from telemetry.cli.keys import add_key_arguments, keyring_from_args
 from telemetry.errors import ConfigError
+from telemetry.stream.files import BATCH_BYTES, BATCH_FILES
 from telemetry.cli.process import add_run_arguments, options_from_args
 
 
@@ -26,8 +27,12 @@ def register(sub) -> None:
                    help="how long after its end a released window still takes late records (default 24h)")
     p.add_argument("--once", action="store_true", help="process what is there, release every window, exit")
     p.add_argument("--poll", default="2s", metavar="D", help="directory listing interval (default 2s)")
-    p.add_argument("--batch-files", type=int, default=256, metavar="N",
-                   help="files read per micro-batch, each ending in a commit (default 256)")
+    p.add_argument("--batch-files", type=int, default=BATCH_FILES, metavar="N",
+                   help=f"at most N files per micro-batch, each ending in a commit "
+                   f"(default {BATCH_FILES})")
+    p.add_argument("--batch-mb", type=int, default=BATCH_BYTES >> 20, metavar="M",
+                   help=f"at most M MiB of files per micro-batch (default {BATCH_BYTES >> 20}; "
+                   "at least one file)")
     p.add_argument("--serve", type=int, metavar="PORT", help="also serve the Prometheus endpoint on PORT")
     add_run_arguments(p)
     add_key_arguments(p)
@@ -56,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
         poll_s=parse_duration("--poll", args.poll) / 1e6,
         spool=spool is not None,
         batch_files=args.batch_files,
+        batch_bytes=args.batch_mb << 20,
     )
-    if args.batch_files < 1:
-        raise ConfigError("--batch-files must be at least 1")
+    if args.batch_files < 1 or args.batch_mb < 1:
+        raise ConfigError("--batch-files and --batch-mb must be at least 1")
     stream = Stream(sopts, keyring, opts)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: (stream.stop.set(), stream.wake()))

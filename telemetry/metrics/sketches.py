@@ -46,14 +46,25 @@ class Histogram:
     def union(cls, parts: list["Histogram"], sizes: list[int], gmap: np.ndarray) -> "Histogram":
         """Histograms of several parts together: part i's group g (of ``sizes[i]``)
         becomes ``gmap[sum(sizes[:i]) + g]``. One counting sort, whatever the number of parts."""
+        return cls.concat(parts, sizes).regroup(gmap)
+
+    @classmethod
+    def concat(cls, parts: list["Histogram"], sizes: list[int]) -> "Histogram":
+        """Histograms of several parts one after the other: part i's group g (of
+        ``sizes[i]``) becomes ``sum(sizes[:i]) + g``."""
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         keys = np.concatenate([h.keys + (b << k.CODE_BITS) for h, b in zip(parts, base)])
-        return cls(keys, np.concatenate([h.counts for h in parts])).regroup(gmap)
+        return cls(keys, np.concatenate([h.counts for h in parts]))
 
     def regroup(self, gmap: np.ndarray) -> "Histogram":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""
         n_groups = int(gmap.max()) + 1 if len(gmap) else 0
         return Histogram(*k.regroup_histogram(self.keys, self.counts, gmap, n_groups))
+
+    def slice(self, a: int, b: int) -> "Histogram":
+        """Groups ``a`` … ``b - 1``, renumbered from 0."""
+        lo, hi = np.searchsorted(self.keys, [a << k.CODE_BITS, b << k.CODE_BITS])
+        return Histogram(self.keys[lo:hi] - (a << k.CODE_BITS), self.counts[lo:hi])
 
     def quantiles(self, n_groups: int, percents: np.ndarray = PERCENTS) -> tuple[np.ndarray, np.ndarray]:
         """(n_groups × len(percents) values, NaN for empty groups; values per group)."""
@@ -95,18 +106,36 @@ class Distinct:
         hll = [(gmap[d.hll_groups + b], d.hll_regs) for d, b in zip(parts, base)]
         return _regrouped(off.astype(np.int64), np.concatenate([d.vals for d in parts]), hll, gmap, n_groups)
 
+    @classmethod
+    def concat(cls, parts: list["Distinct"]) -> "Distinct":
+        """Sets of several parts one after the other: part i's group g becomes
+        (groups of parts before i) + g."""
+        base = np.cumsum([0] + [len(d.off) - 1 for d in parts])
+        val_base = np.cumsum([0] + [len(d.vals) for d in parts])
+        off = np.concatenate([d.off[:-1] + vb for d, vb in zip(parts, val_base)] + [val_base[-1:]])
+        return cls(off.astype(np.int64), np.concatenate([d.vals for d in parts]),
+                   np.concatenate([d.hll_groups + b for d, b in zip(parts, base)]),
+                   np.concatenate([d.hll_regs for d in parts]))
+
     def regroup(self, gmap: np.ndarray, n_groups: int) -> "Distinct":
         """Group g → gmap[g] (many-to-one allowed, -1 drops)."""
         return _regrouped(self.off, self.vals, [(gmap[self.hll_groups], self.hll_regs)], gmap, n_groups)
 
     def take(self, groups: np.ndarray) -> "Distinct":
-        """The sets of ``groups`` (increasing), renumbered 0…len(groups)-1."""
+        """The sets of ``groups`` (distinct, in any order), renumbered 0…len(groups)-1."""
         off, vals = k.csr_take(self.off, self.vals, groups)
         pos = np.full(len(self.off) - 1, -1, np.int64)
         pos[groups] = np.arange(len(groups), dtype=np.int64)
         mapped = pos[self.hll_groups]
-        hit = mapped >= 0
+        hit = np.flatnonzero(mapped >= 0)
+        hit = hit[np.argsort(mapped[hit], kind="stable")]  # HLL groups stay sorted
         return Distinct(off, vals, mapped[hit], self.hll_regs[hit])
+
+    def slice(self, a: int, b: int) -> "Distinct":
+        """The sets of groups ``a`` … ``b - 1``, renumbered from 0."""
+        lo, hi = np.searchsorted(self.hll_groups, [a, b])
+        return Distinct(self.off[a : b + 1] - self.off[a], self.vals[self.off[a] : self.off[b]],
+                        self.hll_groups[lo:hi] - a, self.hll_regs[lo:hi])
 
     def counts(self) -> np.ndarray:
         """Distinct count per group: exact for exact groups, rounded HLL estimate otherwise."""

@@ -102,7 +102,25 @@ class Run:
             ),
         )
 
+    @classmethod
+    def concat(cls, runs: list["Run"]) -> "Run":
+        """Runs none of whose groups another holds (windows apart) as one run, their
+        groups one after the other: ``union`` up to group order, without grouping."""
+        dims, keys = _recoded(runs)
+        sizes = [r.n_groups for r in runs]
+        return Run(
+            dims,
+            np.vstack(keys),
+            np.vstack([r.counts for r in runs]),
+            Histogram.concat([r.pdd for r in runs], sizes),
+            Histogram.concat([r.jitter for r in runs], sizes),
+            Histogram.concat([r.latency for r in runs], sizes),
+            Distinct.concat([r.sources for r in runs]),
+            Distinct.concat([r.destinations for r in runs]),
+        )
+
     def take(self, groups: np.ndarray) -> "Run":
+        """The groups listed (in any order), renumbered in that order."""
         groups = np.asarray(groups, dtype=np.int64)
         gmap = np.full(self.n_groups, -1, np.int64)
         gmap[groups] = np.arange(len(groups), dtype=np.int64)
@@ -119,6 +137,13 @@ class Run:
                 lambda: self.destinations.take(groups),
             ),
         )
+
+    def slice(self, a: int, b: int) -> "Run":
+        """Groups ``a`` … ``b - 1``, renumbered from 0 (views of this run's arrays where
+        they can be)."""
+        return Run(self.dims, self.keys[a:b], self.counts[a:b], self.pdd.slice(a, b),
+                   self.jitter.slice(a, b), self.latency.slice(a, b), self.sources.slice(a, b),
+                   self.destinations.slice(a, b))
 
     def regroup(self, new_keys: np.ndarray) -> "Run":
         new_keys = np.ascontiguousarray(new_keys, dtype=np.int64)
@@ -257,8 +282,26 @@ class State:
         return [(State(self.spec, [run]), alone[a:b]) for run, a, b in zip(self._runs, bounds, bounds[1:])]
 
     def take(self, groups: np.ndarray) -> "State":
-        """The groups listed (increasing indices), renumbered in that order."""
+        """The groups listed, renumbered in that order."""
         return State(self.spec, [self._core().take(groups)])
+
+    def by_window(self) -> dict[int, "State"]:
+        """One state per window, each with its groups in their order here (what
+        ``take`` of each window's groups gives): one stable sort of the groups by
+        window, then a slice per window, rather than a pass over every group per window."""
+        run = self._core()
+        window = run.keys[:, 0]
+        if not len(window):
+            return {}
+        if window.min() == window.max():
+            return {int(window[0]): self}
+        if (np.diff(window) < 0).any():
+            run = run.take(np.argsort(window, kind="stable"))
+            window = run.keys[:, 0]
+        starts = np.flatnonzero(np.diff(window)) + 1
+        bounds = [0, *starts.tolist(), len(window)]
+        return {int(window[a]): State(self.spec, [run.slice(a, b)])
+                for a, b in zip(bounds, bounds[1:])}
 
     def regroup(self, new_keys: np.ndarray) -> "State":
         """Merge groups that share a row of ``new_keys`` (one row per current group)."""
@@ -274,6 +317,12 @@ def merge(states: Iterable[State]) -> State:
     for item in items[1:]:
         out = out.merge(item)
     return out
+
+
+def concat(states: list[State]) -> State:
+    """States none of whose groups another holds (windows apart) as one consolidated
+    state, each consolidated first: what :func:`merge` gives, for a fraction of its work."""
+    return State(states[0].spec, [Run.concat([state._core() for state in states])])
 
 
 def accumulate(batch: pa.RecordBatch | pa.Table, spec: AggSpec) -> State:
@@ -456,14 +505,20 @@ class _Grouped(NamedTuple):
 
 
 def _grouped(runs: list[Run]) -> _Grouped:
+    dims, keys = _recoded(runs)
+    stacked = np.ascontiguousarray(np.vstack(keys))
+    gid, first = agg.group_rows(stacked)
+    return _Grouped(dims, stacked, gid, first)
+
+
+def _recoded(runs: list[Run]) -> tuple[list[list], list[np.ndarray]]:
+    """Value lists covering every run's dimensions, and each run's keys recoded into them."""
     dims = runs[0].dims
     keys = [runs[0].keys]
     for run in runs[1:]:
         dims, recoded = _unify_dims(dims, run.dims, run.keys)
         keys.append(recoded)
-    stacked = np.ascontiguousarray(np.vstack(keys))
-    gid, first = agg.group_rows(stacked)
-    return _Grouped(dims, stacked, gid, first)
+    return dims, keys
 
 
 def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from kernels import aggregate as agg
 from telemetry.metrics.frame import OTHER, dimension_text, metric_rows
-from telemetry.metrics.state import OTHER_CODE, State, merge
+from telemetry.metrics.state import OTHER_CODE, State, concat
 from telemetry.metrics.threshold import passes, release
 from telemetry.schema import CHANNELS
 
@@ -70,11 +70,14 @@ def first_release(due: list[tuple[Window, State]], k: int) -> pa.Table:
     its end (:meth:`Window.begin_release`), as ``process`` releases them: one release
     over all of them (a window's rows depend only on its own state), each window's
     rows then registered as its revision 0."""
-    released = release(merge([state for _, state in due]), k=k)
+    released = release(concat([state for _, state in due]), k=k)
     table = released.table
     starts = table.column("window_start").cast(pa.int64()).to_numpy()
-    for window, state in due:
-        window.register(table.filter(pa.array(starts == window.index * state.spec.window_us)))
+    window_us = due[0][1].spec.window_us
+    edges = [[w.index * window_us, (w.index + 1) * window_us] for w, _ in due]
+    bounds = np.searchsorted(starts, edges)
+    for (window, _), (a, b) in zip(due, bounds.tolist()):  # the rows come sorted by window_start
+        window.register(table.slice(a, b - a))
     return with_revisions(table, [0] * table.num_rows)
 
 

@@ -31,15 +31,13 @@ from telemetry import __version__
 from telemetry.config import Options, thread_count
 from telemetry.errors import ConfigError, InputError
 from telemetry.keys import Keyring
-from telemetry.stream.files import Found, Waker, listing
+from telemetry.stream.files import BATCH_BYTES, BATCH_FILES, Found, Waker, first_files, listing
 from telemetry.stream.store import Store, commit_tag
 
 log = logging.getLogger("telemetry")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
-#: Files read per micro-batch before a commit, by default (a commit costs a few ms: syncs, renames).
-BATCH_FILES = 256
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out", "records_late")
 TOO_LATE = "too late: its window was already evicted"
 TOO_LATE_DP = "too late: its window was already released under differential privacy"
@@ -65,6 +63,7 @@ class StreamOptions:
     poll_s: float = 2.0
     spool: bool = False  # the watched directory is the stream's own (--stdin): consumed files are removed
     batch_files: int = BATCH_FILES
+    batch_bytes: int = BATCH_BYTES
 
 
 @dataclass
@@ -118,12 +117,14 @@ class Stream:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        waker = self._waker = Waker(self.s.watch)
+        # --once never waits for files: no directory watcher
+        waker = self._waker = Waker(None if self.s.once else self.s.watch)
         try:
             while not self.stop.is_set():
-                todo = [f for f in listing(self.s.watch) if f.name not in self.consumed]
+                todo = self._todo()
                 if todo:
-                    self.micro_batch(todo[: self.s.batch_files])
+                    if self.micro_batch(first_files(todo, self.s.batch_files, self.s.batch_bytes)):
+                        break
                     continue
                 if self.finish_when_idle:
                     self.finish()
@@ -139,8 +140,14 @@ class Stream:
         if self._waker is not None:
             self._waker.event.set()
 
-    def micro_batch(self, files: list[Found]) -> None:
-        """Read, aggregate and release ``files`` in order, then commit."""
+    def _todo(self) -> list[Found]:
+        """Files ready and not consumed, in order."""
+        return [f for f in listing(self.s.watch) if f.name not in self.consumed]
+
+    def micro_batch(self, files: list[Found]) -> bool:
+        """Read, aggregate and release ``files`` in order, then commit. When the stream
+        finishes once idle (``--once``, end of standard input) and nothing else is left
+        to read, every window is released in the same commit: whether it finished."""
         from telemetry.quarantine import QuarantineWriter
         from telemetry.readers import rejected
 
@@ -175,19 +182,27 @@ class Stream:
             quarantine.write(gen.failed)
             self.files_failed += len(gen.failed)
         quarantine.close()
+        finished = self.finish_when_idle and not self.stop.is_set() and not self._todo()
+        if finished:
+            self._release_all()
         self._commit(outputs)
+        return finished
 
     def finish(self) -> None:
-        """``--once``: release every window still open as if the watermark had passed it
-        (under DP that makes it final: its later records are too late)."""
+        """``--once`` with nothing to read: release every window still open, and commit."""
+        if self._release_all() or not self.commit_n:
+            self._commit([])
+
+    def _release_all(self) -> bool:
+        """Release every window still open as if the watermark had passed it (under DP
+        that makes it final: its later records are too late); whether there was one."""
         due = [book for _, book in sorted(self.windows.items()) if not book.released]
         if self.dp is not None:
             for book in due:
                 book.release()
         else:
-            self._due = [(book, book.begin_release()) for book in due]
-        if due or not self.commit_n:
-            self._commit([])
+            self._due += [(book, book.begin_release()) for book in due]
+        return bool(due)
 
     def _release_due(self) -> list[pa.Table]:
         """Revision 0 of the windows the watermark passed since the last time (one
@@ -204,7 +219,9 @@ class Stream:
         from telemetry.stream.dpwindow import DpWindow
 
         window_us = self.spec.window_us
-        for w, part in self._by_window(state):
+        # a batch's state as one state per window (DP: each counting its own records, those
+        # the bounding dropped too)
+        for w, part in state.by_window().items():
             book = self.windows.get(w)
             if book is None:
                 book = self.windows[w] = (Window if self.dp is None else DpWindow)(w, part)
@@ -212,18 +229,6 @@ class Stream:
                 book.add(part)
             if watermark is not None and (w + 1) * window_us <= watermark:
                 self.counts["records_late"] += part.records
-
-    def _by_window(self, state) -> Iterator[tuple[int, Any]]:
-        """A batch's state as one state per window (DP: each counting its own records,
-        those the bounding dropped too)."""
-        if self.dp is not None:
-            yield from state.by_window().items()
-            return
-        if not state.n_groups:
-            return
-        index = state.keys[:, 0]
-        for w in np.unique(index).tolist():
-            yield w, state if index.min() == index.max() else state.take(np.flatnonzero(index == w))
 
     def _file_done(self, mark: _Mark) -> list[pa.Table]:
         """A file is in: move the watermark, release and evict at this boundary."""

@@ -20,6 +20,10 @@ log = logging.getLogger("telemetry")
 #: Names a writer uses while a file is incomplete (SPEC section 9): never read.
 HIDDEN_PREFIXES = (".", "_")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial")
+#: A micro-batch (one commit) ends after this many files or this many bytes of them, by
+#: default: its work, and what a restart does again, grows with its bytes, not its files.
+BATCH_FILES = 4096
+BATCH_BYTES = 256 << 20
 
 
 def ready(name: str) -> bool:
@@ -32,6 +36,7 @@ class Found:
     name: str
     path: str
     mtime_ns: int
+    size: int
 
 
 def listing(root: Path) -> list[Found]:
@@ -47,16 +52,29 @@ def listing(root: Path) -> list[Found]:
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
-            found.append(Found(entry.name, entry.path, entry.stat(follow_symlinks=False).st_mtime_ns))
+            stat = entry.stat(follow_symlinks=False)
+            found.append(Found(entry.name, entry.path, stat.st_mtime_ns, stat.st_size))
         except FileNotFoundError:  # renamed away between the listing and the stat
             continue
     found.sort(key=lambda f: (f.mtime_ns, f.name))
     return found
 
 
+def first_files(todo: list[Found], files: int, nbytes: int) -> list[Found]:
+    """The next micro-batch: the first files of ``todo``, at most ``files`` of them and
+    ``nbytes`` bytes together (at least one file)."""
+    total = 0
+    for n, found in enumerate(todo[:files]):
+        total += found.size
+        if n and total > nbytes:
+            return todo[:n]
+    return todo[:files]
+
+
 class Waker:
-    """Waits up to ``poll`` seconds, less when the directory changes (watchdog's
-    inotify / kqueue / polling observer, when the package is installed)."""
+    """Waits up to ``poll`` seconds, less when the directory ``root`` changes (watchdog's
+    inotify / kqueue / polling observer, when the package is installed); with no
+    ``root``, only when :attr:`event` is set."""
 
     def __init__(self, root: Path | None) -> None:
         self.event = threading.Event()
