@@ -106,8 +106,10 @@ def _workload(folder: Path) -> list[tuple[str, Callable[[], object]]]:
                           emit_records=True, ip_mode="cryptopan", batch_rows=2048)  # fmt: skip
 
     def transit() -> None:  # identifiers read as text, mostly new ones hashed without the table
+        # enough records that the writer gives up the destinations' dictionary page, so the
+        # reader's value sample (telemetry.readers.canonical._read_as_text) runs too
         path = folder / "transit.parquet"
-        write(path, 30_000, seed=3, shape="transit")
+        write(path, 70_000, seed=3, shape="transit")
         telemetry.process([path], key=key, out=folder / "out-transit", region="GB", batch_rows=8192)
 
     def dp() -> None:  # differential privacy: bounding, noise, the DP release (docs/privacy.md)
