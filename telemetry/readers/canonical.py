@@ -93,8 +93,9 @@ DICTIONARY_PAGE_MAX = 1 << 20
 TEXT_SHARE = 0.4
 
 
-def _read_as_text(parquet: Any, names: list[str]) -> set[str]:
-    """The identifier columns among ``names`` better read as text than as dictionaries.
+def _read_as_text(parquet: Any, names: list[str], leaves: list[str]) -> set[str]:
+    """The identifier columns among ``names`` better read as text than as dictionaries
+    (``leaves``: the path of each column of the file, in order).
 
     Read as dictionaries, a column whose writer gave up its dictionary page (more bytes
     than the page and four-byte indices can take: the chunk then holds plain pages) has
@@ -110,7 +111,6 @@ def _read_as_text(parquet: Any, names: list[str]) -> set[str]:
     from telemetry.pseudonyms import SAMPLE_BITS, value_sample
 
     meta = parquet.metadata
-    leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
 
     def gave_up(name: str) -> bool:
         column = leaves.index(name)
@@ -159,6 +159,7 @@ class _ParquetInput(NamedTuple):
             parquet = _parquet_reader(path)
             schema, meta = parquet.schema_arrow, parquet.metadata
             names = set(schema.names)
+            paths = parquet.column_paths  # each column's, a nested one's as several names
         except (pa.ArrowException, OSError, UnicodeDecodeError):  # a column name in the footer not UTF-8
             raise InputError(
                 f"{path} is not a readable Parquet file; pass --format if it is another format"
@@ -170,12 +171,12 @@ class _ParquetInput(NamedTuple):
         present = [name for name in CANONICAL.names if name in names and _wanted(name, options)]
         # identifiers and dimensions are read as their dictionary pages (schema.READ); a
         # nested column (list, struct) has none and its rows are quarantined by to_canonical
-        nested = {f.name for f in schema if pa.types.is_nested(f.type)}
+        nested = {name for name, kind in zip(schema.names, schema.types) if pa.types.is_nested(kind)}
         dictionaries = [name for name in DICTIONARY_TEXT if name in present and name not in nested]
-        text = _read_as_text(parquet, dictionaries)
+        text = _read_as_text(parquet, dictionaries, [".".join(path) for path in paths])
         dictionaries = [name for name in dictionaries if name not in text]
         wanted = set(present)
-        leaves = [i for i, leaf in enumerate(parquet.column_paths) if leaf[0] in wanted]
+        leaves = [i for i, path in enumerate(paths) if path[0] in wanted]
         return cls(path, meta, present, leaves, dictionaries)
 
     def decode(self, groups: range, start: int, batch_rows: int, *, threads: bool) -> Iterator[ReadBatch]:
