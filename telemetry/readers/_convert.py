@@ -243,8 +243,10 @@ def convert_together(parts: Sequence[tuple[str, RawPart]]) -> list[ReadBatch]:
             at = 0
             for file, (batch, rows) in parts[i:j]:
                 n = batch.num_rows
-                mine = {name: column.slice(at, n) for name, column in raw.items()}
-                out.append(split(file, rows, canonical.slice(at, n), verdict.part(at, n), mine))
+                part = verdict.part(at, n)
+                # split shows a bad row's fields as read: the columns sliced for a part with one
+                mine = {name: column.slice(at, n) for name, column in raw.items()} if part.bad.any() else {}
+                out.append(split(file, rows, canonical.slice(at, n), part, mine))
                 at += n
         i = j
     return out
