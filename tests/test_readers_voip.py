@@ -31,6 +31,11 @@ from telemetry.readers.freeswitch import EXAMPLE, template_names
 from tests import projections
 from tests.conftest import run_cli
 
+# pyarrow calls the reader's handler of skipped records on its own thread, while batches are
+# numbered on this one: an exception there is only "ignored" by pyarrow, and a skip it loses
+# numbers rows wrongly, so it fails the test here (a race the reader's lock closes)
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "voip"
 VOICE = ("voice", "voicemail", "conference")
 UTC = dt.timezone.utc

@@ -847,60 +847,70 @@ class _Numbers:
 
     pyarrow numbers every record it parses from 1; the good rows of a batch carry
     no number, so they are the numbers not skipped. pyarrow parses one block ahead,
-    so skips may be known before the batch they precede is delivered."""
+    so skips may be known before the batch they precede is delivered: its reading
+    thread calls :meth:`skip` and :meth:`not_a_record` while this thread takes
+    numbers, hence the lock (without it a skip appended between a snapshot and its
+    replacement was lost, and a NumPy view of the array refused the append)."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.next = 1  # pyarrow number of the next good row, at the earliest
         self.skipped = array("q")  # skipped pyarrow numbers ≥ next, ascending
         self.blank: list[int] = []  # of those and earlier, the ones that are not records
         self.blank_before = 0  # pruned blank numbers (all below any number still to map)
 
     def skip(self, number: int) -> None:
-        self.skipped.append(number)
+        with self.lock:
+            self.skipped.append(number)
 
     def not_a_record(self, number: int) -> None:
-        self.blank.append(number)
+        with self.lock:
+            self.blank.append(number)
 
     def take(self, n: int) -> np.ndarray:
         """pyarrow numbers of the next ``n`` good rows."""
         if not n:
             return np.zeros(0, np.int64)
-        skipped = np.asarray(self.skipped, np.int64)
-        if not len(skipped):
-            taken = np.arange(self.next, self.next + n, dtype=np.int64)
-        else:
-            candidates = np.arange(self.next, self.next + n + len(skipped), dtype=np.int64)
-            taken = candidates[~np.isin(candidates, skipped)][:n]
-        self.next = int(taken[-1]) + 1
-        self.skipped = array("q", skipped[skipped >= self.next].tobytes())
+        with self.lock:
+            skipped = np.array(self.skipped, np.int64)
+            if not len(skipped):
+                taken = np.arange(self.next, self.next + n, dtype=np.int64)
+            else:
+                candidates = np.arange(self.next, self.next + n + len(skipped), dtype=np.int64)
+                taken = candidates[~np.isin(candidates, skipped)][:n]
+            self.next = int(taken[-1]) + 1
+            self.skipped = array("q", skipped[skipped >= self.next].tobytes())
         return taken
 
     def frontier(self) -> int:
         """The pyarrow number of the next good row, given the skips known now: every
         skipped record below it can be returned without breaking record order."""
-        skipped = np.asarray(self.skipped, np.int64)
+        with self.lock:
+            skipped = np.array(self.skipped, np.int64)
         if not len(skipped):
             return self.next
         gaps = np.flatnonzero(skipped - np.arange(len(skipped)) != self.next)
         return self.next + (int(gaps[0]) if len(gaps) else len(skipped))
 
     def ours(self, numbers: np.ndarray) -> np.ndarray:
-        if not self.blank:
+        with self.lock:
+            blank = np.array(self.blank, np.int64)
+        if not len(blank):
             return numbers - self.blank_before
-        blank = np.asarray(self.blank, np.int64)
         return numbers - self.blank_before - np.searchsorted(blank, numbers)
 
     def prune(self, frontier: int) -> None:
         """Forget what only numbers below ``frontier`` (all returned) needed: the next
         good row is at or past it (a run of skipped records no good row ends yet)."""
-        if self.skipped and self.skipped[0] < frontier:
-            skipped = np.array(self.skipped, np.int64)
-            self.skipped = array("q", skipped[skipped >= frontier].tobytes())
-        self.next = max(self.next, frontier)
-        below = [b for b in self.blank if b < frontier]
-        if below:
-            self.blank_before += len(below)
-            self.blank = self.blank[len(below) :]
+        with self.lock:
+            if self.skipped and self.skipped[0] < frontier:
+                skipped = np.array(self.skipped, np.int64)
+                self.skipped = array("q", skipped[skipped >= frontier].tobytes())
+            self.next = max(self.next, frontier)
+            below = [b for b in self.blank if b < frontier]
+            if below:
+                self.blank_before += len(below)
+                self.blank = self.blank[len(below) :]
 
 
 # -- where the data starts, and its usual width ----------------------------------------------------
