@@ -54,8 +54,11 @@ CAPS = 8  # group slots 2g, 2g+1; metadata uses at most 3 groups (checked at bui
 M_GSTART, M_NPP, M_GROUPS, M_TLEN, M_IDD, M_CC, M_TMPL, M_LEN = 0, 1, 2, 3, 4, 5, 6, 14
 # ccinfo[cc]: main metadata entry (-1: no such code), region (-2: DFA), DFA start
 # gtrans[s]: next state by digit (10 columns), accepting (column 10)
-# rtrans[s]: next state by digit (10 columns), winning region by length (columns 10..27)
+# rtrans[s]: next state by digit (10 columns), winning region by length (columns 10..27), the
+#            region by length whatever digits follow s (columns 28..45; UNSETTLED: they matter)
 LEN_SLOTS = 65
+R_WIN, R_SETTLED = 10, 10 + MAX_NSN + 1
+UNSETTLED = -2
 
 _WORDS = ("anonymous", "unknown", "restricted", "withheld", "private", "unavailable")
 WITHHELD_WORDS = np.zeros((len(_WORDS), 16), dtype=np.uint8)
@@ -365,7 +368,9 @@ def parse_digits(tables, dm, x, n, plus, nsn, tmp, caps, stack):
 @_inline
 def region_of(tables, code, x, lo, k, zero):
     """``region_code_for_number`` as a region index (-1: none) of the national number
-    whose ``k`` digits are ``x[lo + j] - zero`` (``zero`` 0 for digit values, 48 for text)."""
+    whose ``k`` digits are ``x[lo + j] - zero`` (``zero`` 0 for digit values, 48 for text).
+    A shared code's DFA is walked until its state settles the region for ``k`` digits
+    (mostly three or four: the walk is a chain of dependent loads)."""
     ccinfo = tables[1]
     r = ccinfo[code, 1]
     if r != -2:
@@ -373,8 +378,11 @@ def region_of(tables, code, x, lo, k, zero):
     rtrans = tables[3]
     s = ccinfo[code, 2]
     for j in range(k):
+        r = rtrans[s, R_SETTLED + k]
+        if r != UNSETTLED:
+            return r
         s = rtrans[s, x[lo + j] - zero]
-    return rtrans[s, 10 + k]
+    return rtrans[s, R_WIN + k]
 
 
 # ----------------------------------------------------------------- rows
