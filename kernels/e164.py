@@ -54,8 +54,11 @@ CAPS = 8  # group slots 2g, 2g+1; metadata uses at most 3 groups (checked at bui
 M_GSTART, M_NPP, M_GROUPS, M_TLEN, M_IDD, M_CC, M_TMPL, M_LEN = 0, 1, 2, 3, 4, 5, 6, 14
 # ccinfo[cc]: main metadata entry (-1: no such code), region (-2: DFA), DFA start
 # gtrans[s]: next state by digit (10 columns), accepting (column 10)
-# rtrans[s]: next state by digit (10 columns), winning region by length (columns 10..27)
+# rtrans[s]: next state by digit (10 columns), winning region by length (columns 10..27), the
+#            region by length whatever digits follow s (columns 28..45; UNSETTLED: they matter)
 LEN_SLOTS = 65
+R_WIN, R_SETTLED = 10, 10 + MAX_NSN + 1
+UNSETTLED = -2
 
 _WORDS = ("anonymous", "unknown", "restricted", "withheld", "private", "unavailable")
 WITHHELD_WORDS = np.zeros((len(_WORDS), 16), dtype=np.uint8)
@@ -365,7 +368,9 @@ def parse_digits(tables, dm, x, n, plus, nsn, tmp, caps, stack):
 @_inline
 def region_of(tables, code, x, lo, k, zero):
     """``region_code_for_number`` as a region index (-1: none) of the national number
-    whose ``k`` digits are ``x[lo + j] - zero`` (``zero`` 0 for digit values, 48 for text)."""
+    whose ``k`` digits are ``x[lo + j] - zero`` (``zero`` 0 for digit values, 48 for text).
+    A shared code's DFA is walked until its state settles the region for ``k`` digits
+    (mostly three or four: the walk is a chain of dependent loads)."""
     ccinfo = tables[1]
     r = ccinfo[code, 1]
     if r != -2:
@@ -373,8 +378,11 @@ def region_of(tables, code, x, lo, k, zero):
     rtrans = tables[3]
     s = ccinfo[code, 2]
     for j in range(k):
+        r = rtrans[s, R_SETTLED + k]
+        if r != UNSETTLED:
+            return r
         s = rtrans[s, x[lo + j] - zero]
-    return rtrans[s, 10 + k]
+    return rtrans[s, R_WIN + k]
 
 
 # ----------------------------------------------------------------- rows
@@ -609,64 +617,108 @@ def _plus_digits(data, s, e, dig):
     return True
 
 
-#: Bit of :func:`npp_first`'s masks: the program can match without reading a digit.
+#: Bit of :func:`npp_first`'s masks: the program can match without reading a(nother) digit.
 EMPTY_MATCH = 1 << 10
 
 
 @njit
 def npp_first(tables):
-    """Per metadata entry, the digits its national-prefix-for-parsing program can read
-    first (bit d), and EMPTY_MATCH when it can match reading none; 0 when it has no such
-    program. A number whose first digit is not among them keeps its digits in
-    ``_strip_np`` (the program finds no match)."""
+    """Per metadata entry (row), what its national-prefix-for-parsing program can read
+    of a national number of at least MIN_NSN digits: column 0, the digits it can read
+    first (bit d), and EMPTY_MATCH when it can match reading none; column 1 + d, the
+    digits it can read after a first d, and EMPTY_MATCH when it can match after that d
+    alone. All 0 when it has no such program. A number whose first digit, or first two
+    digits, the program cannot read (and that it cannot match before) keeps its digits
+    in ``_strip_np``: the program finds no match."""
     meta = tables[0]
     prog = tables[4]
-    out = np.zeros(meta.shape[0], np.int32)
+    out = np.zeros((meta.shape[0], 11), np.int32)
     stamp = np.zeros(prog.shape[0], np.int64)
     todo = np.empty(2 * prog.shape[0] + 2, np.int64)
+    firsts = np.empty(prog.shape[0], np.int64)
+    seconds = np.empty(prog.shape[0], np.int64)
+    mark = 0
     for m in range(meta.shape[0]):
         if meta[m, M_NPP] < 0:
             continue
-        mask = 0
-        todo[0] = meta[m, M_NPP]
-        top = 1
-        while top:
-            top -= 1
-            pc = todo[top]
-            if stamp[pc] == m + 1:
-                continue
-            stamp[pc] = m + 1
-            op = prog[pc, 0]
-            if op == OP_CLASS:
-                mask |= prog[pc, 1] & 0x3FF
-            elif op == OP_SPLIT:
-                todo[top] = prog[pc, 1]
-                todo[top + 1] = prog[pc, 2]
-                top += 2
-            elif op == OP_JMP:
-                todo[top] = prog[pc, 1]
-                top += 1
-            elif op == OP_SAVE:
-                todo[top] = pc + 1
-                top += 1
-            elif op == OP_MATCH:
-                mask |= EMPTY_MATCH
-            # OP_END: '$' before any digit fails, the number being longer than none
-        out[m] = mask
+        mark += 1
+        count, match = _reach(prog, meta[m, M_NPP], stamp, mark, todo, firsts)
+        if match:
+            out[m, 0] |= EMPTY_MATCH
+        for a in range(count):
+            digits = prog[firsts[a], 1] & 0x3FF
+            out[m, 0] |= digits
+            mark += 1
+            more, match = _reach(prog, firsts[a] + 1, stamp, mark, todo, seconds)
+            then = EMPTY_MATCH if match else 0
+            for b in range(more):
+                then |= prog[seconds[b], 1] & 0x3FF
+            for d in range(10):
+                if (digits >> d) & 1:
+                    out[m, 1 + d] |= then
     return out
+
+
+@njit
+def _reach(prog, pc, stamp, mark, todo, found):
+    """The OP_CLASS instructions a program reaches from ``pc`` without reading a digit,
+    listed in ``found``: (how many, whether it reaches OP_MATCH so). ``stamp``: the
+    instructions seen, marked with ``mark`` (new for each call)."""
+    todo[0] = pc
+    top = 1
+    count = 0
+    match = False
+    while top:
+        top -= 1
+        pc = todo[top]
+        if stamp[pc] == mark:
+            continue
+        stamp[pc] = mark
+        op = prog[pc, 0]
+        if op == OP_CLASS:
+            found[count] = pc
+            count += 1
+        elif op == OP_SPLIT:
+            todo[top] = prog[pc, 1]
+            todo[top + 1] = prog[pc, 2]
+            top += 2
+        elif op == OP_JMP:
+            todo[top] = prog[pc, 1]
+            top += 1
+        elif op == OP_SAVE:
+            todo[top] = pc + 1
+            top += 1
+        elif op == OP_MATCH:
+            match = True
+        # OP_END: '$' before the last digit fails, the numbers having at least MIN_NSN
+    return count, match
+
+
+@_inline
+def _npp_may_match(first, m, x, lo, zero):
+    """Whether entry ``m``'s national-prefix program (``first``: :func:`npp_first`) may
+    match a national number of at least MIN_NSN digits ``x[lo + j] - zero``: False
+    when it can read neither its first digit nor its first two (and cannot match before)."""
+    reads = first[m, 0]
+    if reads & EMPTY_MATCH:
+        return True
+    d = np.int64(x[lo]) - zero
+    if not (reads >> d) & 1:
+        return False
+    return (first[m, 1 + d] & (EMPTY_MATCH | (1 << (np.int64(x[lo + 1]) - zero)))) != 0
 
 
 @_lean
 def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
     """``_phone`` of a '+' and ``n`` digits (3 ≤ n < MAX_INPUT) already in ``bufs[0]``.
     When the calling code's national-prefix program cannot read the national number's
-    first digit (``first``: :func:`npp_first`), ``parse_digits`` would keep the number
-    as it is: only its length is checked."""
+    first digit or first two (``first``: :func:`npp_first`), ``parse_digits`` would keep
+    the number as it is: only its length is checked."""
     dig = bufs[0]
     nsn = bufs[1]
     tmp = bufs[2]
     reason, code, k = _extract_country(tables, dm, dig, n, True, nsn, tmp, caps, stack)
-    if reason != 0 or k < MIN_NSN or first[tables[1][code, 0]] & (EMPTY_MATCH | (1 << np.int64(nsn[0]))):
+    if reason != 0 or k < MIN_NSN or _npp_may_match(first, tables[1][code, 0], nsn, 0, 0):
         reason, code, k = parse_digits(tables, dm, dig, n, True, nsn, tmp, caps, stack)
     elif k > MAX_NSN:
         reason = R_TOO_LONG
@@ -677,7 +729,7 @@ def _e164(n, tables, dm, first, out, pos, bufs, caps, stack):
 def _e164_as_written(data, s, e, tables, first, out, pos, caps, stack):
     """The common row of an interconnect: '+' and digits, a known calling code (first
     digit not 0), a national number of MIN_NSN to MAX_NSN digits that the code's
-    national-prefix program does not match (told by its first digit, ``first``:
+    national-prefix program does not match (told by its first two digits, ``first``:
     :func:`npp_first`, else by running it). Such a number is its own E.164
     (``parse_digits`` keeps its digits), so its text is copied as it stands and read
     once, where :func:`_e164` copies digit values three times. Returns (calling code,
@@ -703,10 +755,7 @@ def _e164_as_written(data, s, e, tables, first, out, pos, caps, stack):
         if data[k] < 48 or data[k] > 57:
             return 0, -1, pos
     m = ccinfo[code, 0]
-    reads = first[m]
-    if reads & EMPTY_MATCH:
-        return 0, -1, pos
-    if reads & (1 << (np.int64(data[lo]) - 48)):
+    if _npp_may_match(first, m, data, lo, 48):
         if _vm(tables[4], tables[0][m, M_NPP], data, lo, n, 48, caps, stack) != -1:
             return 0, -1, pos
     region = region_of(tables, code, data, lo, n, 48)

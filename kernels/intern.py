@@ -95,7 +95,7 @@ def empty(slots: int = 1 << 16, arena_bytes: int = 1 << 20) -> tuple[np.ndarray,
     )
 
 
-@njit
+@njit(_nrt=False)
 def _place(slots, h, number):
     """Put ``number`` (hash ``h``) into the first free slot of its probe sequence."""
     mask = np.uint64(len(slots) - 1)
@@ -109,9 +109,14 @@ def _place(slots, h, number):
 def _grown_slots(slots, starts, arena, count):
     """A table twice as large holding the same ``count`` values."""
     bigger = np.full(2 * len(slots), EMPTY, np.int64)
-    for m in range(count):
-        _place(bigger, _hash(arena, starts[m], starts[m + 1]), m)
+    _placed(bigger, starts, arena, count)
     return bigger
+
+
+@njit(_nrt=False)
+def _placed(slots, starts, arena, count):
+    for m in range(count):
+        _place(slots, _hash(arena, starts[m], starts[m + 1]), m)
 
 
 @njit
@@ -126,6 +131,12 @@ def sample(offsets, data, valid, bits, rows):
     """Writes to ``rows`` the rows whose value's hash has its top ``bits`` bits zero
     (about one value in 2^bits, and a value wherever it occurs: a value sample, not
     a row sample); returns how many. Nulls are never taken."""
+    return _sampled(offsets, data, valid, bits, rows)
+
+
+@njit(_nrt=False)
+def _sampled(offsets, data, valid, bits, rows):
+    # sample's loop, compiled without reference counting (see _rows)
     k = 0
     top = np.uint64(64 - bits)
     for i in range(len(valid)):
@@ -140,7 +151,7 @@ def sample(offsets, data, valid, bits, rows):
 BLOCK = 64
 
 
-@njit
+@njit(_nrt=False)
 def _warm(offsets, data, valid, slots, starts, arena, count, hashes, lo, hi):
     """Hash rows lo … hi - 1, then load the lines their lookups will touch, one pass
     per level: loads that do not wait on each other overlap, where a lookup's three
@@ -173,14 +184,37 @@ def intern(offsets, data, valid, slots, starts, arena, fill, number, insert):
     first ``fill[0]`` gets TODO. Such a lookup may run while one call with ``insert``
     adds to the same table (see the module docstring), given a ``fill`` of its own
     copied before, while no call was adding."""
+    hashes = np.empty(len(valid), np.uint64)
+    i = 0
+    while True:
+        i = _rows(offsets, data, valid, slots, starts, arena, fill, number, insert, hashes, i)
+        if i == len(valid):
+            return slots, starts, arena
+        # row i is a new value the table has no room for: grow what it lacks, then go on
+        size = np.int64(offsets[i + 1]) - np.int64(offsets[i])
+        if fill[1] + size > len(arena):
+            arena = _grown(arena, fill[1] + size)
+        if fill[0] + 2 > len(starts):
+            starts = _grown(starts, fill[0] + 2)
+        if 2 * (fill[0] + 1) > len(slots):  # keep the load under one half
+            slots = _grown_slots(slots, starts, arena, fill[0])
+
+
+@njit(_nrt=False)
+def _rows(offsets, data, valid, slots, starts, arena, fill, number, insert, hashes, i):
+    """:func:`intern`'s loop from row ``i`` on, compiled without reference counting:
+    with it, each array handed to a helper per row (``_equal``; ``_hash`` from ``_warm``)
+    cost an atomic incref/decref pair, a third of a lookup's time. Returns the number of
+    rows done: all of them, or the row of a new value the table must grow for first
+    (``fill`` then holds the counts so far)."""
     count = fill[0]
     used = fill[1]
-    hashes = np.empty(len(valid), np.uint64)
-    for i in range(len(valid)):
-        if i % BLOCK == 0:
+    while i < len(valid):
+        if i % BLOCK == 0:  # (a call resumed inside a block has its rows' hashes already)
             _warm(offsets, data, valid, slots, starts, arena, count, hashes, i, min(i + BLOCK, len(valid)))
         if not valid[i]:
             number[i] = -1
+            i += 1
             continue
         s = np.int64(offsets[i])
         e = np.int64(offsets[i + 1])
@@ -201,23 +235,20 @@ def intern(offsets, data, valid, slots, starts, arena, fill, number, insert):
             slot = (slot + 1) & (len(slots) - 1)
         if found < 0 and not insert:
             number[i] = TODO
+            i += 1
             continue
         if found < 0:
-            if used + (e - s) > len(arena):
-                arena = _grown(arena, used + (e - s))
-            if count + 2 > len(starts):
-                starts = _grown(starts, count + 2)
+            if used + (e - s) > len(arena) or count + 2 > len(starts) or 2 * (count + 1) > len(slots):
+                break
             for k in range(e - s):
                 arena[used + k] = data[s + k]
             used += e - s
             starts[count + 1] = used
             found = count
             count += 1
-            if 2 * count > len(slots):  # keep the load under one half
-                slots = _grown_slots(slots, starts, arena, count)
-            else:
-                slots[slot] = (tag << 32) | found
+            slots[slot] = (tag << 32) | found
         number[i] = found
+        i += 1
     fill[0] = count
     fill[1] = used
-    return slots, starts, arena
+    return i

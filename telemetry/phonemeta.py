@@ -237,7 +237,7 @@ def _build() -> Tables:
     cc_region = np.full(1000, -1, dtype=np.int16)
     rstart = np.zeros(1000, dtype=np.int32)
     regional = _Concat()
-    wins: list[np.ndarray] = [np.full((1, MAX_NSN + 1), -1, dtype=np.int16)]
+    wins: list[np.ndarray] = [np.full((1, 2 * (MAX_NSN + 1)), -1, dtype=np.int16)]  # the dead state: none
     for cc, regions in COUNTRY_CODE_TO_REGION_CODE.items():
         if cc not in cc_main:
             continue
@@ -314,12 +314,46 @@ def _region_dfa(cc: int, regions, regional: _Concat, name) -> tuple[int, np.ndar
 
     dfa = regexdfa.build_dfa(patterns)
     start = regional.add(dfa)
-    win = np.full((len(dfa.trans) - 1, MAX_NSN + 1), -1, dtype=np.int16)
+    win = np.full((len(dfa.trans), MAX_NSN + 1), -1, dtype=np.int16)
     for state in range(1, len(dfa.trans)):
         tags = dfa.accepts[state]
         for length in range(MAX_NSN + 1):
-            win[state - 1, length] = _winner(regions, plans, tags, length, name)
-    return start, win
+            win[state, length] = _winner(regions, plans, tags, length, name)
+    return start, np.concatenate([win, _settled(dfa.trans, win)], axis=1)[1:]
+
+
+def _settled(trans: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Per state of a region DFA (``trans``, start 1, dead 0) and national number length
+    ``k``: the winner (``win[end state, k]``) whatever digits follow, on every path of
+    ``k`` digits through the state; ``kernels.e164.UNSETTLED`` where they still matter.
+    Once a walk is settled it stops (``kernels.e164.region_of``): a shared code's region
+    is mostly told by its first three or four digits, the rest of the number only
+    counted. Exact: for each length at which the state can be reached (every depth its
+    paths from the start have), each string of the remaining length must end in a state
+    with that winner."""
+    from kernels.e164 import UNSETTLED
+
+    n, lengths = win.shape
+    depth = np.zeros((lengths, n), dtype=np.bool_)  # depth[j, s]: some path of j digits reaches s
+    depth[0, 1] = True
+    for j in range(1, lengths):
+        depth[j, np.unique(trans[depth[j - 1]])] = True
+    unset = -(1 << 40)  # no depth seen yet
+    settled = np.full((n, lengths), UNSETTLED, dtype=np.int16)
+    for k in range(lengths):
+        # after[r][s]: the winner for k of every r-digit string read from s, or UNSETTLED
+        after = [win[:, k].astype(np.int64)]
+        for _ in range(k):
+            nxt = after[-1][trans]
+            after.append(np.where((nxt == nxt[:, :1]).all(axis=1), nxt[:, 0], UNSETTLED))
+        agreed = np.full(n, unset, dtype=np.int64)
+        for j in range(k + 1):
+            at = depth[j]
+            here = after[k - j][at]
+            seen = agreed[at]
+            agreed[at] = np.where((seen == unset) | (seen == here), here, UNSETTLED)
+        settled[:, k] = np.where(agreed == unset, UNSETTLED, agreed)
+    return settled
 
 
 def _winner(regions, plans, tags, length: int, name) -> int:

@@ -418,6 +418,65 @@ def _walk(dfa, digits):
     return dfa.accepts[s]
 
 
+def test_regions_of_shared_codes_deep_in_their_dfa_match_phonenumbers():
+    # kernels.e164.region_of stops walking a shared code's DFA where its state settles the
+    # region for the number's length (telemetry.phonemeta._settled). Numbers made by random
+    # walks that mostly keep to live states reach every depth of each code's DFA, where the
+    # digits left may or may not still matter; the region must be region_code_for_number's
+    from telemetry.phonemeta import tables
+
+    ccinfo, rtrans = tables().kernel[1], tables().kernel[3]
+    rng = random.Random(17)
+    texts = []
+    for code in np.flatnonzero(ccinfo[:, 1] == -2).tolist():
+        for _ in range(150):
+            state, digits = int(ccinfo[code, 2]), ""
+            for _ in range(rng.randint(4, 15)):
+                live = [d for d in range(10) if rtrans[state, d] != 0]
+                d = rng.choice(live) if live and rng.random() < 0.97 else rng.randrange(10)
+                digits += str(d)
+                state = int(rtrans[state, d])
+            texts.append(f"+{code}{digits}")
+    got = normalize(pa.array(texts), None)
+    for i, text in enumerate(texts):
+        try:
+            n = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            assert Kind(int(got.kind[i])) == Kind.ERROR, text
+            continue
+        assert got.cc[i] == n.country_code and got.region[i].as_py() == phonenumbers.region_code_for_number(n), text
+
+
+def test_a_settled_state_holds_one_winner_for_every_way_on():
+    # telemetry.phonemeta._settled against sets of states: from each state, for each depth it
+    # is reached at, the states every string of the digits left can end in. Small random DFAs
+    # (few digits lead anywhere but the dead state 0) reach states at several depths, which
+    # the metadata's DFAs seldom do
+    from telemetry.phonemeta import _settled
+
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        n, lengths = int(rng.integers(3, 9)), int(rng.integers(1, 7))
+        trans = np.where(rng.random((n, 10)) < 0.3, rng.integers(1, n, (n, 10)), 0).astype(np.int32)
+        trans[0] = 0
+        win = rng.integers(-1, 2, (n, lengths)).astype(np.int16)
+        win[0] = -1
+        depths = [{1}]
+        for _ in range(lengths - 1):
+            depths.append({int(t) for s in depths[-1] for t in trans[s]})
+        got = _settled(trans, win)
+        for s in range(n):
+            for k in range(lengths):
+                winners = set()
+                for j in range(k + 1):
+                    if s in depths[j]:
+                        ends = {s}
+                        for _ in range(k - j):
+                            ends = {int(t) for e in ends for t in trans[e]}
+                        winners |= {int(win[e, k]) for e in ends}
+                assert got[s, k] == (winners.pop() if len(winners) == 1 else e164.UNSETTLED), (trans, win, s, k)
+
+
 def test_dfa_fullmatch_agrees_with_re():
     rng = random.Random(5)
     for pattern in _metadata_patterns():
