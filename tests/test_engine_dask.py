@@ -359,3 +359,21 @@ def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tm
         threading.Timer(1.0, cluster.scale, args=(1,)).start()
         telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=client, **OPTIONS)
     _same_outputs(tmp_path, reference)
+
+
+def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):
+    """A LocalCluster's client fetches results from the workers (a released table is MBs:
+    relayed by the scheduler it is serialized twice); a client connected by address does so
+    only when its own direct_to_workers, Dask's setting, says so."""
+    import distributed
+
+    from telemetry.engine.dask import _direct
+
+    assert _direct(dask_client)
+    address = dask_client.scheduler.address
+    with distributed.Client(address) as by_address:
+        assert not _direct(by_address)
+    with distributed.Client(address, direct_to_workers=True) as told:
+        assert _direct(told)
+    with distributed.Client(dask_client.cluster, direct_to_workers=False) as refused:
+        assert not _direct(refused)
