@@ -157,6 +157,25 @@ def test_late_records_wait_for_k_then_give_a_new_revision(tmp_path: Path, key_en
     assert sorted(all_revisions["revision"].to_list()) == [0, 1]  # each revision once, never rewritten
 
 
+def test_late_records_that_leave_the_watermark_where_it_was_are_released_at_their_file(
+        tmp_path: Path, key_env) -> None:
+    """A file of late records moves the watermark past no window end (nothing passes, nothing
+    is evicted), yet its records reach k for a released window: its next revision is released
+    at that file, in the same run and micro-batch as revision 0, hand-counted."""
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    _jsonl(watch / "a.jsonl", _calls(1, range(0, 8)), 0)  # window 10:00-10:15, 8 callers
+    _jsonl(watch / "b.jsonl", _calls(40, range(100, 108)), 1)  # watermark 10:30: 10:00 window released
+    _jsonl(watch / "c.jsonl", _calls(3, range(9, 14), status="busy"), 2)  # 5 late callers; watermark stays
+    res = _stream(key_env, watch, out, "--lateness", "10m", "--retention", "2h")
+    assert res.returncode == 0, res.stderr
+    window = pl.read_parquet(out / "metrics", hive_partitioning=False).filter(pl.col("window_start") == T0)
+    assert window.sort("revision").select("revision", "attempts", "answered", "busy").rows() == [(0, 8, 8, 0),
+                                                                                                  (1, 13, 8, 5)]
+    run = _run(out)
+    assert run["commits"] == 1 and run["records_late"] == 5 and run["records_pending"] == 0
+
+
 def test_records_for_an_evicted_window_are_quarantined_as_too_late(tmp_path: Path, key_env) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     watch.mkdir()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +40,18 @@ class Found:
     size: int
 
 
-def listing(root: Path) -> list[Found]:
-    """Ready regular files directly in ``root``, by modification time, then name."""
+def listing(root: Path, skip: Container[str] = ()) -> list[Found]:
+    """Ready regular files directly in ``root``, by modification time, then name; a
+    name in ``skip`` (a file consumed) is passed over before its ``stat``: a stream
+    lists its directory at every poll and after every micro-batch, and the files it
+    consumed, a day of them, are still there."""
     found = []
     try:
         entries = list(os.scandir(root))
     except FileNotFoundError:
         return []
     for entry in entries:
-        if not ready(entry.name):
+        if entry.name in skip or not ready(entry.name):
             continue
         try:
             if not entry.is_file(follow_symlinks=False):
