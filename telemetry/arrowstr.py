@@ -79,6 +79,13 @@ def filled_values(array: pa.Array, dtype: type, null: float) -> np.ndarray:
     return out
 
 
+def bitmap(valid: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    """The Arrow validity bitmap of ``valid`` (bool per row) and its null count; no
+    bitmap when no row is null (:func:`validity`'s inverse)."""
+    nulls = len(valid) - int(np.count_nonzero(valid))
+    return (pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None), nulls
+
+
 def validity(array: pa.Array) -> np.ndarray:
     """``True`` per non-null row (bool array), unpacked from the validity bitmap at
     once: ``is_valid()`` + NumPy conversion go bit by bit, ten times slower."""

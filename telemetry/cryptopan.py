@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry.arrowstr import bitmap
+
 KEY_BYTES = 32
 #: Prefix blocks per AES call: 2 MiB of blocks, few calls, cache-sized buffers.
 CHUNK_BLOCKS = 1 << 17
@@ -106,12 +108,11 @@ class CryptoPAn:
         offsets = np.zeros(len(texts) + 1, np.int64)
         data = np.empty(len(texts) * ipnet.MAX_TEXT, np.uint8)
         used = ipnet.format_rows(kind, words, offsets, data)
-        ok = kind > 0
-        bitmap = None if ok.all() else pa.py_buffer(np.packbits(ok, bitorder="little"))
+        present, nulls = bitmap(kind > 0)
         text_type, offsets = (pa.string(), offsets.astype(np.int32)) if used < 2**31 else (pa.large_string(), offsets)
         anonymized = pa.Array.from_buffers(
-            text_type, len(texts), [bitmap, pa.py_buffer(offsets), pa.py_buffer(data[:used].copy())],
-            null_count=len(texts) - int(ok.sum()),
+            text_type, len(texts), [present, pa.py_buffer(offsets), pa.py_buffer(data[:used].copy())],
+            null_count=nulls,
         )
         indices = encoded.indices
         out = anonymized.take(indices)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from kernels import sha256 as _k
 from kernels import shani
-from telemetry.arrowstr import string_views
+from telemetry.arrowstr import bitmap, string_views
 
 PSEUDONYM_BYTES = 16
 PSEUDONYM_TYPE = pa.binary(PSEUDONYM_BYTES)
@@ -156,9 +156,8 @@ def hmac_digests(
             valid[start : start + m],
         )
         start += m
-    nulls = n - int(np.count_nonzero(valid))
-    bitmap = None if nulls == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(pa.binary(size), n, [bitmap, pa.py_buffer(out)], null_count=nulls)
+    present, nulls = bitmap(valid)
+    return pa.Array.from_buffers(pa.binary(size), n, [present, pa.py_buffer(out)], null_count=nulls)
 
 
 def hmac16(

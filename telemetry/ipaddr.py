@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import ipnet as _k
-from telemetry.arrowstr import string_views
+from telemetry.arrowstr import bitmap, string_views
 
 V4_PREFIX = 24
 V6_PREFIX = 48
@@ -69,13 +69,12 @@ def truncate_ips(
             out_offsets[row : row + m + 1] = pos
         row += m
     text = out_data[:pos].copy()  # release the worst-case allocation
-    nulls = n - int(np.count_nonzero(out_valid))
-    bitmap = None if nulls == 0 else pa.py_buffer(np.packbits(out_valid, bitorder="little"))
+    present, nulls = bitmap(out_valid)
     if pos < 2**31:
         kind_out, offs = pa.string(), out_offsets.astype(np.int32)
     else:
         kind_out, offs = pa.large_string(), out_offsets
     networks = pa.Array.from_buffers(
-        kind_out, n, [bitmap, pa.py_buffer(offs), pa.py_buffer(text)], null_count=nulls
+        kind_out, n, [present, pa.py_buffer(offs), pa.py_buffer(text)], null_count=nulls
     )
     return networks, invalid

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from telemetry.arrowstr import bitmap
 from telemetry.errors import ConfigError
 
 
@@ -230,13 +231,12 @@ def _string_array(out: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> pa
     total = int(offsets[-1])
     if total >= 2**31:
         raise ValueError("a batch of identifiers must hold less than 2 GiB of text; use smaller batches")
-    validity = None
-    if not valid.all():
-        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    present, nulls = bitmap(valid)
     return pa.Array.from_buffers(
         pa.string(),
         n,
-        [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out[:total].copy())],
+        [present, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out[:total].copy())],
+        null_count=nulls,
     )
 
 

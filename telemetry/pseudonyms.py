@@ -186,22 +186,22 @@ def value_sample(values: pa.Array) -> np.ndarray:
 
 
 def _regions(region_index: np.ndarray) -> pa.DictionaryArray:
+    from telemetry.arrowstr import bitmap
     from telemetry.numbering import region_names
 
     # the indices made from their buffers: pa.array(index, mask=...) took twice as long
     # (0.40 vs 0.19 ms per 262,144 rows), holding the GIL
     index = region_index.astype(np.int32)
-    valid = index >= 0
-    n = len(index)
-    nulls = n - int(np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(index)], null_count=nulls)
+    present, nulls = bitmap(index >= 0)
+    indices = pa.Array.from_buffers(pa.int32(), len(index), [present, pa.py_buffer(index)], null_count=nulls)
     return pa.DictionaryArray.from_arrays(indices, region_names())
 
 
 def _gathered(rows: np.ndarray, table: "_Table", keys: np.ndarray, epochs: list[int]) -> Identifiers:
     """Per row what the table holds for its number in ``rows`` (-1: a null row), the
     pseudonym under the row's epoch of ``keys`` (null where the epoch is -1)."""
+    from telemetry.arrowstr import bitmap
+
     n = len(rows)
     null = rows < 0
     nulls = bool(null.any())
@@ -222,9 +222,8 @@ def _gathered(rows: np.ndarray, table: "_Table", keys: np.ndarray, epochs: list[
             digests[sel], valid[sel] = d[at[sel]], ok[at[sel]]
     if nulls:
         kind[null], reason[null], cc[null], region_index[null], valid[null] = 0, 0, 0, -1, False
-    missing = n - int(np.count_nonzero(valid))
-    bitmap = None if missing == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    pseudo = pa.Array.from_buffers(pa.binary(16), n, [bitmap, pa.py_buffer(digests)], null_count=missing)
+    present, missing = bitmap(valid)
+    pseudo = pa.Array.from_buffers(pa.binary(16), n, [present, pa.py_buffer(digests)], null_count=missing)
     normalized = pa.DictionaryArray.from_arrays(pa.array(at.astype(np.int32), mask=null if nulls else None), table.ids)
     return Identifiers(pseudo, kind, reason, cc, _regions(region_index), normalized)
 
@@ -380,11 +379,11 @@ class _Seen:
 
     def _ids(self, start: int) -> pa.Array:
         """The normalized text of the values numbered from ``start`` on (no copy)."""
+        from telemetry.arrowstr import bitmap
+
         count = self.valid.count
-        valid = self.valid.held()[start:]
-        nulls = len(valid) - int(np.count_nonzero(valid))
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-        buffers = [bitmap, pa.py_buffer(self.offsets.held()[start:]), pa.py_buffer(self.text.held())]
+        present, nulls = bitmap(self.valid.held()[start:])
+        buffers = [present, pa.py_buffer(self.offsets.held()[start:]), pa.py_buffer(self.text.held())]
         return pa.Array.from_buffers(pa.string(), count - start, buffers, null_count=nulls)
 
     def _hash_new(self, epoch: int) -> None:

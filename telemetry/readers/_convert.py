@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import StringViews, filled_values, numeric_values, string_views, validity
+from telemetry.arrowstr import StringViews, bitmap, filled_values, numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import FULL_REJECTS, detailed, masked
 from telemetry.readers import RawPart, ReadBatch, Reject, RejectRun, reject_runs
@@ -632,8 +632,8 @@ def _plain(text: pa.Array, kernel: Callable, target: pa.DataType) -> pa.Array | 
     values = np.zeros(len(text), np.int64)
     if not kernel(views.offsets, views.data, views.valid, values):
         return None
-    bitmap = pa.py_buffer(np.packbits(views.valid, bitorder="little")) if text.null_count else None
-    return pa.Array.from_buffers(target, len(text), [bitmap, pa.py_buffer(values)], text.null_count)
+    present, nulls = bitmap(views.valid)
+    return pa.Array.from_buffers(target, len(text), [present, pa.py_buffer(values)], nulls)
 
 
 def _digits(text: pa.Array) -> pa.Array | None:

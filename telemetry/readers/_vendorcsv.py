@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry.arrowstr import bitmap
 from telemetry.errors import InputError
 from telemetry.readers import Reject, RejectRun, rejected
 from telemetry.readers._convert import Refused, blocks, compact, csv_records, not_utf8
@@ -665,11 +666,9 @@ def _scan_range(
             columns[key] = pa.nulls(records, pa.string())  # a field this width lacks is empty
             continue
         c = int(column[i])
-        empty = sizes[c, :records] == 0  # an empty field is null, quoted or not
-        nulls = int(np.count_nonzero(empty))
-        bitmap = pa.py_buffer(np.packbits(~empty, bitorder="little")) if nulls else None
+        present, nulls = bitmap(sizes[c, :records] != 0)  # an empty field is null, quoted or not
         size = (records + 1) * 4
-        buffers = [bitmap, offsets_buffer.slice(c * size, size), out_buffer.slice(bases[c], lengths[c])]
+        buffers = [present, offsets_buffer.slice(c * size, size), out_buffer.slice(bases[c], lengths[c])]
         columns[key] = pa.Array.from_buffers(pa.string(), records, buffers, null_count=nulls)
     rows = np.arange(1, records + 1, dtype=np.int64)
     return _Range([Records(columns, rows, [])], records, False, None)
