@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from telemetry.errors import ConfigError
 from telemetry.keys import fsync_dir
 from telemetry.schema import RECORDS_METADATA
+from telemetry.sinks.parquet import write_file
 
 LOG_NAME = "erasures.jsonl"
 _TMP_SUFFIX = ".erase.tmp"
@@ -187,7 +188,7 @@ def _statistics(meta: pq.FileMetaData, columns: tuple[str, ...]) -> dict[str, li
 def _replace(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}{_TMP_SUFFIX}")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        write_file(table, tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
