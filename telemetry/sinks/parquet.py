@@ -20,6 +20,17 @@ def _dates(table: pa.Table, time_column: str) -> np.ndarray:
     return np.floor_divide(days.to_numpy(zero_copy_only=False), 86_400_000_000)
 
 
+def _by_date(table: pa.Table, day: np.ndarray) -> list[tuple[int, pa.Table]]:
+    """(day, its rows) for each day of ``day``, in order: slices of ``table`` where its
+    rows are in date order (metrics, sorted by window: no copy, where a filter copied the
+    whole table, 6-25 ms for a day of transit metrics at the end of a run), else copies."""
+    if np.all(day[1:] >= day[:-1]):
+        cuts = np.flatnonzero(np.diff(day)) + 1
+        starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(day)]])
+        return [(day[a], table.slice(a, b - a)) for a, b in zip(starts, ends)]
+    return [(d, table.filter(pa.array(day == d))) for d in np.unique(day)]
+
+
 def write_file(table: pa.Table, path: Path) -> None:
     """``table`` as the zstd Parquet file ``path``: what ``pyarrow.parquet.write_table``
     writes, byte for byte, through the writer it wraps. Importing the wrapper (with
@@ -38,10 +49,8 @@ def write_partitioned(table: pa.Table, root: Path, time_column: str, name: str) 
     """Write ``table`` under ``root/date=…/name.parquet``; one file per date."""
     if table.num_rows == 0:
         return []
-    day = _dates(table, time_column)
     written = []
-    for d in np.unique(day):
-        part = table.filter(pa.array(day == d))
+    for d, part in _by_date(table, _dates(table, time_column)):
         date = np.datetime_as_string(np.datetime64(int(d), "D"))
         folder = root / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
