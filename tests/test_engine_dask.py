@@ -123,6 +123,60 @@ def test_same_dp_release_as_a_plain_loop(inputs, tmp_path, dask_client):
     _same_outputs(tmp_path / "dask", tmp_path / "local")
 
 
+def _count_pools(low: bool) -> int:
+    """On a worker: from now on (``low``) side_by_side goes on threads from one group up and
+    counts the pools it starts; the pools counted so far, and back to as it was (not ``low``)."""
+    import telemetry.metrics.state as state
+
+    if low:
+        class Counted(state.ThreadPoolExecutor):
+            started = 0
+
+            def __init__(self, *args, **kwargs):
+                Counted.started += 1
+                super().__init__(*args, **kwargs)
+
+        state._saved = (state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor)
+        state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor = 1, Counted
+        return 0
+    started = state.ThreadPoolExecutor.started
+    state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor = state._saved
+    return started
+
+
+def _confine(cores: set[int]) -> set[int]:
+    """On a worker: every thread of its process on ``cores`` (``taskset``); the cores it had."""
+    had = os.sched_getaffinity(0)
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cores)
+    return had
+
+
+@pytest.mark.parametrize("confined", [False, True], ids=["all-cores", "one-core"])
+def test_release_on_the_workers_own_cores_same_outputs(confined, inputs, reference, tmp_path, dask_client):
+    """The release task spreads the release's parts over the worker's own cores (its CPU
+    affinity), the run's pieces all done by then: on thread pools with every core given,
+    none with the worker held to one; the outputs are the plain loop's byte for
+    byte either way. Merges, which run beside the pieces, stay on their task's thread."""
+    import telemetry.engine.dask as engine
+
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: the release has none to spread over")
+    had = dask_client.run(_confine, {min(cores)} if confined else cores)
+    dask_client.run(_count_pools, True)
+    try:
+        own = dask_client.run(engine._own_cores)
+        telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=dask_client, **OPTIONS)
+    finally:
+        started = dask_client.run(_count_pools, False)
+        for worker, affinity in had.items():
+            dask_client.run(_confine, affinity, workers=[worker])
+    _same_outputs(tmp_path, reference)
+    assert set(own.values()) == {1 if confined else len(cores)}
+    assert (sum(started.values()) > 0) is not confined
+
+
 def test_cli_with_a_scheduler_address(inputs, reference, tmp_path, dask_client, key_env):
     address = dask_client.scheduler.address
     args = ["process", *inputs[0], "--out", str(tmp_path), "--region", "GB", "--window", "1h",
