@@ -415,6 +415,35 @@ def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tm
     _same_outputs(tmp_path, reference)
 
 
+def _arenas() -> int:
+    """On a worker, after a task of NumPy work on its task thread: glibc's malloc arenas
+    (``malloc_stats`` lists them on stderr, caught here in a file)."""
+    import ctypes
+    import tempfile
+
+    import numpy as np
+
+    np.ones(1 << 20).sum()
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            ctypes.CDLL(None).malloc_stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        return sum(line.startswith(b"Arena ") for line in caught)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_stats")
+def test_local_cluster_workers_share_one_malloc_arena(dask_client):
+    """MALLOC_ARENA_MAX=1 reaches glibc in the workers (set before they start, not after):
+    the task thread allocates from the one arena the event loop's thread uses."""
+    assert set(dask_client.gather([dask_client.submit(_arenas, pure=False, workers=[worker])
+                                   for worker in dask_client.nthreads()])) == {1}
+
+
 def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):
     """A LocalCluster's client fetches results from the workers (a released table is MBs:
     relayed by the scheduler it is serialized twice); a client connected by address does so
