@@ -203,7 +203,14 @@ def side_by_side(groups: int, *tasks: Callable[[], Any]) -> list[Any]:
     if workers < 2 or groups < SIDE_BY_SIDE_MIN:
         return [task() for task in tasks]
     with ThreadPoolExecutor(workers, thread_name_prefix="telemetry-merge") as pool:
-        return list(pool.map(lambda task: task(), tasks))
+        return list(pool.map(_alone, tasks))
+
+
+def _alone(task: Callable[[], Any]) -> Any:
+    """A task of :func:`side_by_side` on its thread, whose own calls do not spread again
+    (where threads inherit their creator's context, as they may from Python 3.14)."""
+    with cores_free(1):
+        return task()
 
 
 class State:
