@@ -123,6 +123,60 @@ def test_same_dp_release_as_a_plain_loop(inputs, tmp_path, dask_client):
     _same_outputs(tmp_path / "dask", tmp_path / "local")
 
 
+def _count_pools(low: bool) -> int:
+    """On a worker: from now on (``low``) side_by_side goes on threads from one group up and
+    counts the pools it starts; the pools counted so far, and back to as it was (not ``low``)."""
+    import telemetry.metrics.state as state
+
+    if low:
+        class Counted(state.ThreadPoolExecutor):
+            started = 0
+
+            def __init__(self, *args, **kwargs):
+                Counted.started += 1
+                super().__init__(*args, **kwargs)
+
+        state._saved = (state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor)
+        state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor = 1, Counted
+        return 0
+    started = state.ThreadPoolExecutor.started
+    state.SIDE_BY_SIDE_MIN, state.ThreadPoolExecutor = state._saved
+    return started
+
+
+def _confine(cores: set[int]) -> set[int]:
+    """On a worker: every thread of its process on ``cores`` (``taskset``); the cores it had."""
+    had = os.sched_getaffinity(0)
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cores)
+    return had
+
+
+@pytest.mark.parametrize("confined", [False, True], ids=["all-cores", "one-core"])
+def test_release_on_the_workers_own_cores_same_outputs(confined, inputs, reference, tmp_path, dask_client):
+    """The release task spreads the release's parts over the worker's own cores (its CPU
+    affinity), the run's pieces all done by then: on thread pools with every core given,
+    none with the worker held to one; the outputs are the plain loop's byte for
+    byte either way. Merges, which run beside the pieces, stay on their task's thread."""
+    import telemetry.engine.dask as engine
+
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: the release has none to spread over")
+    had = dask_client.run(_confine, {min(cores)} if confined else cores)
+    dask_client.run(_count_pools, True)
+    try:
+        own = dask_client.run(engine._own_cores)
+        telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=dask_client, **OPTIONS)
+    finally:
+        started = dask_client.run(_count_pools, False)
+        for worker, affinity in had.items():
+            dask_client.run(_confine, affinity, workers=[worker])
+    _same_outputs(tmp_path, reference)
+    assert set(own.values()) == {1 if confined else len(cores)}
+    assert (sum(started.values()) > 0) is not confined
+
+
 def test_cli_with_a_scheduler_address(inputs, reference, tmp_path, dask_client, key_env):
     address = dask_client.scheduler.address
     args = ["process", *inputs[0], "--out", str(tmp_path), "--region", "GB", "--window", "1h",
@@ -359,6 +413,35 @@ def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tm
         threading.Timer(1.0, cluster.scale, args=(1,)).start()
         telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=client, **OPTIONS)
     _same_outputs(tmp_path, reference)
+
+
+def _arenas() -> int:
+    """On a worker, after a task of NumPy work on its task thread: glibc's malloc arenas
+    (``malloc_stats`` lists them on stderr, caught here in a file)."""
+    import ctypes
+    import tempfile
+
+    import numpy as np
+
+    np.ones(1 << 20).sum()
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            ctypes.CDLL(None).malloc_stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        return sum(line.startswith(b"Arena ") for line in caught)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_stats")
+def test_local_cluster_workers_share_one_malloc_arena(dask_client):
+    """MALLOC_ARENA_MAX=1 reaches glibc in the workers (set before they start, not after):
+    the task thread allocates from the one arena the event loop's thread uses."""
+    assert set(dask_client.gather([dask_client.submit(_arenas, pure=False, workers=[worker])
+                                   for worker in dask_client.nthreads()])) == {1}
 
 
 def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):

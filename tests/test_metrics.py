@@ -9,6 +9,7 @@ import datetime as dt
 import pickle
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -325,6 +326,44 @@ def test_large_states_consolidated_on_threads_equal_one_thread(monkeypatch):
     serial = consolidated()
     assert threaded[0].equals(serial[0]) and threaded[1].equals(serial[1])
     assert threaded[0].equals(finalize(accumulate(to_batch(records), spec)))
+
+
+def test_release_on_another_thread_uses_the_cores_it_is_given(monkeypatch):
+    # Off the main thread (an engine's worker) the release's parts run one after another,
+    # unless the caller says cores are free (cores_free, as the Dask release task does):
+    # then on a pool of that many threads, with the same rows as on one thread.
+    import telemetry.metrics.state as state_module
+    from telemetry.metrics import release
+
+    pools = []
+
+    class Counted(state_module.ThreadPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    monkeypatch.setattr(state_module, "ThreadPoolExecutor", Counted)
+    records = [r | {"route": f"carrier-{i % 16}"} for i, r in enumerate(_big_records(12_000, seed=5))]
+    spec = AggSpec(window="1m", by=("route",))
+    merged = merge([accumulate(to_batch(records[i::2]), spec) for i in range(2)])
+    assert merged.n_groups > state_module.SIDE_BY_SIDE_MIN
+
+    def on_a_thread(cores):
+        def run():
+            if cores is None:
+                return release(merged, spec, k=2).table
+            with state_module.cores_free(cores):
+                return release(merged, spec, k=2).table
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(run).result()
+
+    pools.clear()  # the merge above, on the main thread
+    serial = on_a_thread(None)
+    assert pools == []
+    assert on_a_thread(1).equals(serial) and pools == []
+    assert on_a_thread(2).equals(serial) and pools and set(pools) == {2}
+    assert serial.equals(release(merge([accumulate(to_batch(records), spec)]), spec, k=2).table)
 
 
 @settings(max_examples=80, deadline=None)

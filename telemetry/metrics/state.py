@@ -14,8 +14,10 @@ This module compiles kernels on first use; ``telemetry.metrics`` imports it lazi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -171,15 +173,44 @@ class Run:
 SIDE_BY_SIDE_MIN = 4096
 
 
+#: The cores :func:`side_by_side` may spread over in this context (see :func:`cores_free`).
+_CORES: ContextVar[int | None] = ContextVar("telemetry_cores_free", default=None)
+
+
+@contextmanager
+def cores_free(cores: int) -> Iterator[None]:
+    """Within this block, :func:`side_by_side` on this thread may use ``cores`` cores.
+    Outside one it uses the machine's cores on the main thread and one core on any other
+    (an engine's worker thread: the cores are busy with the run's other batches). A
+    caller that knows the cores are free says so: the Dask engine's release task, which
+    runs on a worker thread once every piece of the run is done."""
+    token = _CORES.set(max(1, cores))
+    try:
+        yield
+    finally:
+        _CORES.reset(token)
+
+
 def side_by_side(groups: int, *tasks: Callable[[], Any]) -> list[Any]:
-    """Results of ``tasks`` in order; on threads when there are ``groups`` enough."""
+    """Results of ``tasks`` in order; on threads when there are ``groups`` enough and
+    cores free (:func:`cores_free`). The tasks' own calls run one after another."""
     import os
 
-    workers = min(len(tasks), os.cpu_count() or 1)
-    if workers < 2 or groups < SIDE_BY_SIDE_MIN or threading.current_thread() is not threading.main_thread():
-        return [task() for task in tasks]  # an engine's worker thread: the cores are busy already
+    cores = _CORES.get()
+    if cores is None:
+        cores = (os.cpu_count() or 1) if threading.current_thread() is threading.main_thread() else 1
+    workers = min(len(tasks), cores)
+    if workers < 2 or groups < SIDE_BY_SIDE_MIN:
+        return [task() for task in tasks]
     with ThreadPoolExecutor(workers, thread_name_prefix="telemetry-merge") as pool:
-        return list(pool.map(lambda task: task(), tasks))
+        return list(pool.map(_alone, tasks))
+
+
+def _alone(task: Callable[[], Any]) -> Any:
+    """A task of :func:`side_by_side` on its thread, whose own calls do not spread again
+    (where threads inherit their creator's context, as they may from Python 3.14)."""
+    with cores_free(1):
+        return task()
 
 
 class State:
