@@ -892,6 +892,30 @@ def test_rejects_do_not_wait_for_good_rows():
     assert rest == list(range(REJECTS_HELD + 1, 3 * REJECTS_HELD + 1))
 
 
+def test_csv_describes_only_the_files_first_rejects_of_a_reason(tmp_path):
+    """Canonical CSV read in many blocks: only the file's first FULL_REJECTS rejects of
+    a reason are described (their fields masked, ~1 ms each); the rest come as runs,
+    in every block after them. Each block used to describe its own first ones, which the
+    writer then dropped. Reference: the rows written with a bad start time."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject
+
+    n = 5 * FULL_REJECTS // 2  # rows with a bad start time, every other row
+    lines = ["start_time,source"]
+    for i in range(n):
+        lines += [f"2026-11-02T00:{i % 60:02d}:00Z,+1555010{i % 10}", f"not a time,+1555010{i % 10}"]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    _, _, rows, rejects = read_all([path], "csv", batch_rows=512, options=ReaderOptions(block_bytes=4096))
+    bad = list(range(2, 2 * n + 1, 2))  # data rows 2, 4, ...
+    described = [r for r in rejects if isinstance(r, Reject)]
+    assert [r.row for r in described] == bad[:FULL_REJECTS]
+    assert len({r.reason for r in rejects}) == 1 and all(r.fields for r in described)
+    runs = [r for r in rejects if not isinstance(r, Reject)]
+    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
+    assert rejected(rejects) == n and list(rows) == list(range(1, 2 * n + 1, 2))
+
+
 # -- bounded read-ahead (issue 16) --------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ import functools
 import math
 import re
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -264,12 +265,15 @@ def split(
     raw: Mapping[str, pa.Array],
     rejects: list[Reject | RejectRun] | None = None,
     fields_of: Callable[[int], Mapping[str, Any]] | None = None,
+    seen: Counter[str] | None = None,
 ) -> ReadBatch:
     """Good rows as a :class:`ReadBatch`; bad rows as rejects with masked fields — those
     of ``raw``, or what ``fields_of(i)`` gives when the reader keeps the originals —
     and, past the first few of a reason, as a :class:`RejectRun`. ``rejects``: those met
     before (the parser's, in :func:`compact` form): its described ones are sorted in
-    with the bad rows', its runs come after them, before the bad rows' runs."""
+    with the bad rows', its runs come after them, before the bad rows' runs. ``seen``:
+    the file's count of each reason so far, as :func:`~telemetry.quarantine.detailed`
+    takes it."""
     runs = [r for r in rejects or [] if not isinstance(r, Reject)]
     rejects = [r for r in rejects or [] if isinstance(r, Reject)]
     if not verdict.bad.any():
@@ -277,7 +281,7 @@ def split(
     names = [name for name in CANONICAL.names if name in raw]
     bad = np.flatnonzero(verdict.bad)
     reasons = verdict.reasons[bad]
-    full = np.array(detailed(reasons.tolist()), dtype=np.bool_)
+    full = np.array(detailed(reasons.tolist(), seen), dtype=np.bool_)
     for i, reason in zip(bad[full].tolist(), reasons[full].tolist(), strict=True):
         shown = fields_of(i) if fields_of is not None else {name: _cell(raw[name], i) for name in names}
         rejects.append(Reject(file, int(rows[i]), str(reason), masked(shown)))

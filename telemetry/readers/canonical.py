@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from functools import partial
 from typing import Any, NamedTuple
@@ -341,7 +342,8 @@ def _csv_batches(
             if len(rows) or taken:
                 yield batch, rows, taken
 
-    yield from converted(parsed(), lambda block: _csv_block(path, positions, *block))
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
+    yield from converted(parsed(), lambda block: _csv_block(path, positions, seen, *block))
     with lock:
         taken = refused.take()
     if taken:
@@ -351,6 +353,7 @@ def _csv_batches(
 def _csv_block(
     path: str,
     positions: dict[str, int],
+    seen: Counter[str],
     batch: pa.RecordBatch,
     rows: np.ndarray,
     refused: list[Reject | RejectRun],
@@ -361,7 +364,7 @@ def _csv_block(
     for name, column in raw.items():
         verdict.flag(pc.match_substring(column, _REPLACEMENT), f"{name}: not valid UTF-8")
     converted_batch, verdict = to_canonical(raw, n, verdict)
-    return split(path, rows, converted_batch, verdict, raw, refused)
+    return split(path, rows, converted_batch, verdict, raw, refused, seen=seen)
 
 
 def _empty() -> pa.RecordBatch:
