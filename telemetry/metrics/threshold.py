@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import as_frame, metric_rows, sort_rows
+from telemetry.metrics.frame import as_frame, distinct_counts, metric_rows, sort_rows
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State, merge, side_by_side
 
@@ -41,9 +41,11 @@ class Released:
         return as_frame(self.table)
 
 
-def passes(state: State, k: int) -> np.ndarray:
-    """Groups with at least k distinct sources and k distinct destinations."""
-    return (state.sources.counts() >= k) & (state.destinations.counts() >= k)
+def passes(distinct: tuple[np.ndarray, np.ndarray], k: int) -> np.ndarray:
+    """Groups with at least k distinct sources and k distinct destinations, from a
+    state's :func:`~telemetry.metrics.frame.distinct_counts`."""
+    sources, destinations = distinct
+    return (sources >= k) & (destinations >= k)
 
 
 def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
@@ -61,8 +63,9 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     shared = [(part, np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
 
     def rows_and_below(part: State, alone: np.ndarray) -> tuple[pa.Table, State]:
-        ok = passes(part, k) & alone
-        return metric_rows(part, ok), part.take(np.flatnonzero(alone & ~ok))
+        distinct = distinct_counts(part)
+        ok = passes(distinct, k) & alone
+        return metric_rows(part, ok, distinct), part.take(np.flatnonzero(alone & ~ok))
 
     def shared_rows_and_below() -> tuple[pa.Table, State]:
         merged = merge([part.take(groups) for part, groups in shared])
@@ -84,11 +87,12 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
         rollup = below.regroup(keys)
         # which below-k groups landed in a roll-up that reaches k
         gmap, _ = agg.group_rows(np.ascontiguousarray(keys))
-        rollup_ok = passes(rollup, k)
+        distinct = distinct_counts(rollup)
+        rollup_ok = passes(distinct, k)
         published = rollup_ok[gmap]
         rolled_up = int(published.sum())
         withheld_rows = int((~published).sum())
         withheld_records = int(records[~published].sum())
-        rows.append(metric_rows(rollup, rollup_ok))
+        rows.append(metric_rows(rollup, rollup_ok, distinct))
     table = sort_rows(pa.concat_tables(rows), state.spec.by)
     return Released(table, table.num_rows, withheld_rows, withheld_records, rolled_up, k)
