@@ -565,6 +565,13 @@ def _tau(x):
             return z / 3.0
 
 
+#: Histograms :func:`hll_estimate` counts a row's registers into, register j into lane
+#: j % HLL_LANES: consecutive registers of equal rank (most are) then increment different
+#: counters, where one histogram makes each increment wait for the one before (1-2.6 ns
+#: a register, 0.3 ns with 8 lanes).
+HLL_LANES = 8
+
+
 @njit
 def hll_estimate(regs):
     """Ertl's improved raw estimator (arXiv:1702.01284, algorithm 6) per register
@@ -572,11 +579,17 @@ def hll_estimate(regs):
     h = regs.shape[0]
     out = np.empty(h, np.float64)
     m = float(HLL_M)
+    lanes = np.zeros((HLL_LANES, 256), np.int32)  # any uint8 is a column: no index out of range
     hist = np.zeros(HLL_Q + 2, np.int64)
     for r in range(h):
-        hist[:] = 0
-        for j in range(HLL_M):
-            hist[regs[r, j]] += 1
+        lanes[:] = 0
+        for j in range(0, HLL_M, HLL_LANES):
+            for t in range(HLL_LANES):
+                lanes[t, regs[r, j + t]] += 1
+        for v in range(HLL_Q + 2):
+            hist[v] = 0
+            for t in range(HLL_LANES):
+                hist[v] += lanes[t, v]
         z = m * _tau(1.0 - hist[HLL_Q + 1] / m)
         for k in range(HLL_Q, 0, -1):
             z = 0.5 * (z + hist[k])
