@@ -106,6 +106,15 @@ class Measures(NamedTuple):
     destinations: np.ndarray
     interval: Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+    def take(self, rows: np.ndarray) -> "Measures":
+        """The measures of the groups ``rows`` only."""
+        return Measures(*(values[rows] for values in self[:-1]), self.interval)
+
+    @staticmethod
+    def stacked(parts: list["Measures"]) -> "Measures":
+        """The measures of several sets of groups one after the other (the first's interval)."""
+        return Measures(*(np.concatenate(values) for values in zip(*(m[:-1] for m in parts))), parts[0].interval)
+
 
 def distinct_counts(state: State) -> tuple[np.ndarray, np.ndarray]:
     """Distinct sources and destinations per group. A group in HyperLogLog form costs an
@@ -114,13 +123,12 @@ def distinct_counts(state: State) -> tuple[np.ndarray, np.ndarray]:
     return state.sources.counts(), state.destinations.counts()
 
 
-def metric_rows(state: State, keep: np.ndarray | None = None,
-                distinct: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Table:
-    """The metric row of each group (only those where ``keep`` is True), in group order;
-    ``distinct``: the state's :func:`distinct_counts`, when at hand."""
+def measures(state: State, distinct: tuple[np.ndarray, np.ndarray] | None = None) -> Measures:
+    """What the rows of the state's groups are computed from; ``distinct``: the state's
+    :func:`distinct_counts`, when at hand."""
     g = state.n_groups
     sources, destinations = distinct if distinct is not None else distinct_counts(state)
-    measures = Measures(
+    return Measures(
         state.counts,
         state.pdd.quantiles(g)[0],
         state.jitter.quantiles(g)[0],
@@ -129,7 +137,13 @@ def metric_rows(state: State, keep: np.ndarray | None = None,
         destinations,
         lambda _name, num, den: wilson(num, den),
     )
-    return rows_of(state.spec, state.keys, state.dims, measures, keep)
+
+
+def metric_rows(state: State, keep: np.ndarray | None = None,
+                distinct: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Table:
+    """The metric row of each group (only those where ``keep`` is True), in group order;
+    ``distinct``: the state's :func:`distinct_counts`, when at hand."""
+    return rows_of(state.spec, state.keys, state.dims, measures(state, distinct), keep)
 
 
 def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None) -> pa.Table:

@@ -106,7 +106,7 @@ class Run:
     def concat(cls, runs: list["Run"]) -> "Run":
         """Runs none of whose groups another holds (windows apart) as one run, their
         groups one after the other: ``union`` up to group order, without grouping."""
-        dims, keys = _recoded(runs)
+        dims, keys = recoded([(run.dims, run.keys) for run in runs])
         sizes = [r.n_groups for r in runs]
         return Run(
             dims,
@@ -507,19 +507,20 @@ class _Grouped(NamedTuple):
 
 
 def _grouped(runs: list[Run]) -> _Grouped:
-    dims, keys = _recoded(runs)
+    dims, keys = recoded([(run.dims, run.keys) for run in runs])
     stacked = np.ascontiguousarray(np.vstack(keys))
     gid, first = agg.group_rows(stacked)
     return _Grouped(dims, stacked, gid, first)
 
 
-def _recoded(runs: list[Run]) -> tuple[list[list], list[np.ndarray]]:
-    """Value lists covering every run's dimensions, and each run's keys recoded into them."""
-    dims = runs[0].dims
-    keys = [runs[0].keys]
-    for run in runs[1:]:
-        dims, recoded = _unify_dims(dims, run.dims, run.keys)
-        keys.append(recoded)
+def recoded(parts: list[tuple[list[list], np.ndarray]]) -> tuple[list[list], list[np.ndarray]]:
+    """Value lists covering the dimensions of every part (its value lists and key rows),
+    and each part's keys recoded into them."""
+    dims, first = parts[0]
+    keys = [first]
+    for part_dims, part_keys in parts[1:]:
+        dims, part_keys = _unify_dims(dims, part_dims, part_keys)
+        keys.append(part_keys)
     return dims, keys
 
 
