@@ -194,6 +194,56 @@ def test_distinct_union_and_regroup_of_many_register_rows_equal_a_direct_build()
         np.testing.assert_array_equal(getattr(dropped, name), getattr(again, name))
 
 
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_parts=st.integers(1, 4), n_groups=st.integers(1, 12),
+       n_targets=st.integers(1, 6))
+def test_union_and_take_equal_a_direct_build(seed, n_parts, n_groups, n_targets):
+    # groups mapped many to one or dropped (-1), so a group receives no block, one, two (merged)
+    # or more (sorted); few distinct values, so equal buckets and pseudonyms meet
+    rng = np.random.default_rng(seed)
+    gmap = rng.integers(-1, n_targets, n_parts * n_groups)
+    n_out = int(gmap.max()) + 1
+    hists, sets, kept = [], [], []
+    for part in range(n_parts):
+        n = int(rng.integers(0, 300))
+        gid = rng.integers(0, n_groups, n)
+        values = rng.choice([0.0, 1.0, 2.5, 100.0, 1e4, np.nan], n) * rng.choice([1.0, -1.0], n)
+        ids = rng.integers(0, 50, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        hists.append(Histogram.build(gid, values, n_groups))
+        sets.append(Distinct.build(gid, ids, n_groups))
+        target = gmap[part * n_groups + gid]
+        kept.append((target[target >= 0], values[target >= 0], ids[target >= 0]))
+    gid, values, ids = (np.concatenate(column) for column in zip(*kept))
+    union = Histogram.union(hists, [n_groups] * n_parts, gmap)
+    direct = Histogram.build(gid, values, n_out)
+    np.testing.assert_array_equal(union.keys, direct.keys)
+    np.testing.assert_array_equal(union.counts, direct.counts)
+    merged = Distinct.union(sets, gmap, n_out)
+    for g in range(n_out):
+        np.testing.assert_array_equal(merged.vals[merged.off[g]:merged.off[g + 1]], np.unique(ids[gid == g]))
+    # take: some groups in any order, renumbered in that order
+    groups = rng.permutation(n_out)[: int(rng.integers(0, n_out + 1))]
+    pos = np.full(n_out, -1, np.int64)
+    pos[groups] = np.arange(len(groups))
+    taken = union.take(groups)
+    again = Histogram.build(pos[gid][pos[gid] >= 0], values[pos[gid] >= 0], len(groups))
+    np.testing.assert_array_equal(taken.keys, again.keys)
+    np.testing.assert_array_equal(taken.counts, again.counts)
+
+
+def test_quantiles_of_percents_in_any_order_are_the_nearest_ranks_of_the_buckets():
+    rng = np.random.default_rng(11)
+    gid = rng.integers(0, 40, 20_000)
+    hist = Histogram.build(gid, rng.lognormal(4, 1.5, len(gid)))
+    percents = np.array([99, 50, 95, 50, 100, 1, 0, 75], np.int64)
+    got, n = hist.quantiles(40, percents)
+    for g in range(40):
+        rows = (hist.keys >> k.CODE_BITS) == g
+        reps = np.repeat([k.bucket_value(c) for c in hist.keys[rows] & k.CODE_MASK], hist.counts[rows])
+        assert n[g] == len(reps)
+        assert got[g].tolist() == [nearest_rank(reps, int(p)) for p in percents]
+
+
 def ertl_estimate(row: np.ndarray) -> float:
     """Ertl's improved raw estimator (arXiv:1702.01284, algorithm 6) of one register row,
     statement by statement in plain Python: the rank histogram by np.bincount, σ and τ

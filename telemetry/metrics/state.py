@@ -122,17 +122,15 @@ class Run:
     def take(self, groups: np.ndarray) -> "Run":
         """The groups listed (in any order), renumbered in that order."""
         groups = np.asarray(groups, dtype=np.int64)
-        gmap = np.full(self.n_groups, -1, np.int64)
-        gmap[groups] = np.arange(len(groups), dtype=np.int64)
         return Run(
             self.dims,
             self.keys[groups],
             self.counts[groups],
             *side_by_side(
                 self.n_groups,
-                lambda: self.pdd.regroup(gmap),
-                lambda: self.jitter.regroup(gmap),
-                lambda: self.latency.regroup(gmap),
+                lambda: self.pdd.take(groups),
+                lambda: self.jitter.take(groups),
+                lambda: self.latency.take(groups),
                 lambda: self.sources.take(groups),
                 lambda: self.destinations.take(groups),
             ),
