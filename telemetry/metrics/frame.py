@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import aggregate as agg
+from telemetry.arrowstr import bitmap
 from telemetry.metrics.intervals import bounds, wilson
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
@@ -171,7 +172,7 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
         return c[:, agg.STATUS0 + STATUSES.index(name)]
 
     def count(values: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return pa.array(values.astype(np.int64), pa.int64(), mask=~rows)
+        return _masked(values.astype(np.int64), pa.int64(), ~rows)
 
     def ratio(name: str, num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> None:
         """The ratio column ``name`` and its Wilson bounds, null where ``den`` is 0."""
@@ -179,12 +180,12 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
             value = np.minimum(num.astype(np.float64) / den.astype(np.float64), 1.0)  # noisy parts (DP)
         mask = ~rows | (den <= 0)
         lo, hi = m.interval(name, num, den)
-        columns[name] = pa.array(value, pa.float64(), mask=mask)
+        columns[name] = _masked(value, pa.float64(), mask)
         for bound, values in zip(bounds(name), (lo, hi)):
-            columns[bound] = pa.array(values, pa.float64(), mask=mask)
+            columns[bound] = _masked(values, pa.float64(), mask)
 
     def floats(value: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return pa.array(value, pa.float64(), mask=~rows | np.isnan(value))
+        return _masked(value, pa.float64(), ~rows | np.isnan(value))
 
     answered = status("answered")
     columns["attempts"] = count(records, voice)
@@ -230,8 +231,17 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
     return table
 
 
+def _masked(values: np.ndarray, kind: pa.DataType, mask: np.ndarray) -> pa.Array:
+    """``values`` (int64 or float64) as an Arrow array, null where ``mask`` is True: what
+    ``pa.array(values, kind, mask=mask)`` gives, with the validity bitmap packed at once
+    rather than value by value (about 30 against 5 µs a column of 30,000 rows)."""
+    bits, nulls = bitmap(~mask)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(values), [bits, pa.py_buffer(values)], nulls)
+
+
 def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:
     """Mean of values summed in 1e-6 fixed point: exact sum, one rounding at the end."""
     with np.errstate(divide="ignore", invalid="ignore"):
         value = total.astype(np.float64) / agg.FIXED_POINT / n
-    return pa.array(value, pa.float64(), mask=~rows | (n == 0))
+    return _masked(value, pa.float64(), ~rows | (n == 0))
