@@ -89,8 +89,13 @@ def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
 
 def sort_rows(table: pa.Table, by: tuple[str, ...]) -> pa.Table:
     """Metric rows in :func:`finalize` order (a stable sort: ties keep their order)."""
+    return table.take(_order(table, by))
+
+
+def _order(table: pa.Table, by: tuple[str, ...]) -> pa.Array:
+    """The indices of ``table``'s rows in :func:`finalize` order."""
     keys = [(name, "ascending", "at_end") for name in ("window_start", "channel", *by)]
-    return table.take(pc.sort_indices(table, sort_keys=keys))
+    return pc.sort_indices(table, sort_keys=keys)
 
 
 class Measures(NamedTuple):
@@ -147,12 +152,18 @@ def metric_rows(state: State, keep: np.ndarray | None = None,
     return rows_of(state.spec, state.keys, state.dims, measures(state, distinct), keep)
 
 
-def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None) -> pa.Table:
+def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None,
+            ordered: bool = False) -> pa.Table:
     """The metric rows of groups given by their key rows (window index, channel code,
-    codes into ``dims``) and :class:`Measures`; only those where ``keep`` is True."""
+    codes into ``dims``) and :class:`Measures`; only those where ``keep`` is True; in
+    :func:`finalize` order when ``ordered`` (what :func:`sort_rows` gives: the order is
+    found from the key columns alone, and the others are built in it rather than taken,
+    about 7 ms for 30,000 rows)."""
+    if keep is not None:
+        kept = np.flatnonzero(keep)
+        keys, m = keys[kept], m.take(kept)
     by = spec.by
     g = len(keys)
-    c = m.counts
     columns: dict[str, pa.Array] = {}
     start = keys[:, 0] * spec.window_us
     columns["window_start"] = pa.array(start, _TS)
@@ -163,6 +174,12 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
         codes = keys[:, 2 + j]
         codes = np.where(codes == OTHER_CODE, len(table) - 2, np.where(codes < 0, len(table) - 1, codes))
         columns[name] = pa.array(table[codes] if g else [], pa.string())
+    if ordered:
+        order = _order(pa.table(columns), by)
+        columns = {name: column.take(order) for name, column in columns.items()}
+        order = order.to_numpy()
+        keys, m = keys[order], m.take(order)
+    c = m.counts
 
     message = np.isin(keys[:, 1], [CHANNELS.index(ch) for ch in MESSAGE_CHANNELS])
     voice = ~message
@@ -225,10 +242,7 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
     columns["distinct_sources"] = count(m.sources, everyone)
     columns["distinct_destinations"] = count(m.destinations, everyone)
 
-    table = pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
-    if keep is not None:
-        table = table.filter(pa.array(keep))
-    return table
+    return pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
 
 
 def _masked(values: np.ndarray, kind: pa.DataType, mask: np.ndarray) -> pa.Array:

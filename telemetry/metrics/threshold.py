@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import Measures, as_frame, distinct_counts, measures, rows_of, sort_rows
+from telemetry.metrics.frame import Measures, as_frame, distinct_counts, measures, rows_of
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State, merge, recoded, side_by_side
 
@@ -96,8 +96,7 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
         rows.append(_rows(rollup, rollup_ok, distinct))
     # one table of every part's rows: building columns costs about 2 ms a call whatever the rows
     dims, keys = recoded([(part_dims, part_keys) for part_dims, part_keys, _ in rows])
-    table = rows_of(state.spec, np.vstack(keys), dims, Measures.stacked([m for _, _, m in rows]))
-    table = sort_rows(table, state.spec.by)
+    table = rows_of(state.spec, np.vstack(keys), dims, Measures.stacked([m for _, _, m in rows]), ordered=True)
     return Released(table, table.num_rows, withheld_rows, withheld_records, rolled_up, k)
 
 
