@@ -60,23 +60,29 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     # Rows come straight from the state's runs: no copy of the groups that pass, and no
     # consolidation of the runs; only groups that several runs hold are merged first.
     parts = state.apart()
-    shared = [(part, np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
 
     def rows_and_below(part: State, alone: np.ndarray) -> tuple[Rows, State]:
         distinct = distinct_counts(part)
         ok = passes(distinct, k) & alone
         return _rows(part, ok, distinct), part.take(np.flatnonzero(alone & ~ok))
 
-    def shared_rows_and_below() -> tuple[Rows, State]:
-        merged = merge([part.take(groups) for part, groups in shared])
-        return rows_and_below(merged, np.ones(merged.n_groups, np.bool_))
+    def with_shared(part: State, alone: np.ndarray) -> tuple[Rows, State, State | None]:
+        """The part's rows and groups below k among those no other part holds, and a copy
+        of those it shares (None: it shares none)."""
+        return *rows_and_below(part, alone), (None if alone.all() else part.take(np.flatnonzero(~alone)))
 
-    # the parts side by side on the cores (release runs after the workers are done), the
-    # merge of the shared groups first: it is the longest
-    tasks = ([shared_rows_and_below] if shared else []) + [partial(rows_and_below, *p) for p in parts]
-    done = side_by_side(sum(len(alone) for _, alone in parts), *tasks)
-    rows = [part_rows for part_rows, _ in done]
-    below = merge([part for _, part in done])
+    # the parts side by side on the cores (release runs after the workers are done); then the
+    # groups several parts hold, merged here, where the merge spreads its sketches over the cores
+    done = side_by_side(sum(len(alone) for _, alone in parts), *(partial(with_shared, *p) for p in parts))
+    rows = [part_rows for part_rows, _, _ in done]
+    below = [part_below for _, part_below, _ in done]
+    shared = [copy for _, _, copy in done if copy is not None]
+    if shared:
+        merged = merge(shared)
+        merged_rows, merged_below = rows_and_below(merged, np.ones(merged.n_groups, np.bool_))
+        rows.insert(0, merged_rows)
+        below.insert(0, merged_below)
+    below = merge(below)
     records = below.counts[:, agg.RECORDS]
     rolled_up = 0
     withheld_rows = below.n_groups
