@@ -104,7 +104,7 @@ def _grouped(gids, codes, weights, n_groups):
     k = 0
     for g in range(n_groups):
         _sort_segment(c, w, start[g], start[g + 1])
-        k = _append_summed(c, w, start[g], start[g + 1], g, out_k, out_c, k)
+        k = _append_summed(c, w, start[g], start[g + 1], start[g + 1], g, out_k, out_c, k)
     return out_k[:k].copy(), out_c[:k].copy()
 
 
@@ -137,9 +137,18 @@ def _sort_segment(c, w, a, b):
 
 
 @njit
-def _append_summed(c, w, a, b, g, out_k, out_c, k):
-    """Append group g's sorted codes c[a:b] as keys at out_k[k:], summing equal ones; the new k."""
-    for t in range(a, b):
+def _append_summed(c, w, a, m, b, g, out_k, out_c, k):
+    """Append group g's codes, the sorted runs c[a:m] and c[m:b] merged (m = b: one run),
+    as keys at out_k[k:], summing equal ones; the new k."""
+    i = a
+    j = m
+    while i < m or j < b:
+        if j >= b or (i < m and c[i] <= c[j]):
+            t = i
+            i += 1
+        else:
+            t = j
+            j += 1
         key = (g << CODE_BITS) | c[t]
         if k > 0 and out_k[k - 1] == key:
             out_c[k - 1] += w[t]
@@ -304,9 +313,9 @@ def _block_targets(seg, gmap, n_groups):
 def regroup_histogram(keys, counts, gmap, n_groups):
     """Move every bucket of group g to group gmap[g] (-1 drops it); sums duplicates.
     ``keys`` are sorted by group (any histogram, and the concatenation of several
-    with increasing group bases): each group's buckets move as one block, and only
-    groups that receive blocks from several sources are sorted and summed. Linear
-    when groups do not meet (merging time-ordered batches)."""
+    with increasing group bases): each group's buckets move as one block; a group
+    that receives two blocks merges them, one that receives more sorts them. Linear
+    when groups do not meet or meet in pairs (merging time-ordered batches)."""
     n = keys.shape[0]
     n_src = gmap.shape[0]
     seg = np.zeros(n_src + 1, np.int64)  # source group g's buckets: [seg[g], seg[g + 1])
@@ -316,6 +325,7 @@ def regroup_histogram(keys, counts, gmap, n_groups):
         seg[g + 1] += seg[g]
     start, sources = _block_targets(seg, gmap, n_groups)
     fill = start[:-1].copy()
+    first_end = start[1:].copy()  # where the first block a group receives ends
     c = np.empty(start[-1], np.int64)
     w = np.empty(start[-1], np.int64)
     for g in range(n_src):
@@ -326,15 +336,48 @@ def regroup_histogram(keys, counts, gmap, n_groups):
                 c[p] = keys[i] & CODE_MASK
                 w[p] = counts[i]
                 p += 1
+            if fill[t] == start[t]:
+                first_end[t] = p
             fill[t] = p
     out_k = np.empty(start[-1], np.int64)
     out_c = np.empty(start[-1], np.int64)
     k = 0
     for t in range(n_groups):
-        if sources[t] > 1:
+        m = start[t + 1]
+        if sources[t] == 2:
+            m = first_end[t]
+        elif sources[t] > 2:
             _sort_segment(c, w, start[t], start[t + 1])
-        k = _append_summed(c, w, start[t], start[t + 1], t, out_k, out_c, k)
-    return out_k[:k].copy(), out_c[:k].copy()
+        k = _append_summed(c, w, start[t], m, start[t + 1], t, out_k, out_c, k)
+    return _trimmed(out_k, k), _trimmed(out_c, k)
+
+
+@njit
+def _trimmed(out, k):
+    """``out[:k]`` as an array of its own (not a view keeping the rest alive)."""
+    if k == out.shape[0]:
+        return out
+    return out[:k].copy()
+
+
+@njit
+def histogram_take(keys, counts, groups):
+    """The buckets of ``groups`` (distinct, in any order) with group ``groups[t]``
+    renumbered t: each group's run found by binary search, not a pass over every key."""
+    lo = np.searchsorted(keys, groups << CODE_BITS)
+    hi = np.searchsorted(keys, (groups + 1) << CODE_BITS)
+    n = 0
+    for t in range(groups.shape[0]):
+        n += hi[t] - lo[t]
+    out_k = np.empty(n, np.int64)
+    out_c = np.empty(n, np.int64)
+    p = 0
+    for t in range(groups.shape[0]):
+        for i in range(lo[t], hi[t]):
+            out_k[p] = (np.int64(t) << CODE_BITS) | (keys[i] & CODE_MASK)
+            out_c[p] = counts[i]
+            p += 1
+    return out_k, out_c
 
 
 @njit
@@ -343,25 +386,32 @@ def quantiles(keys, counts, n_groups, percents):
     Returns (values (n_groups × len(percents)), NaN where a group is empty; n per group)."""
     out = np.full((n_groups, percents.shape[0]), np.nan)
     totals = np.zeros(n_groups, np.int64)
-    for i in range(keys.shape[0]):
-        totals[keys[i] >> CODE_BITS] += counts[i]
     i = 0
     while i < keys.shape[0]:
         g = keys[i] >> CODE_BITS
         j = i
+        n = 0
         while j < keys.shape[0] and (keys[j] >> CODE_BITS) == g:
+            n += counts[j]
             j += 1
-        n = totals[g]
+        totals[g] = n
+        # one scan of the group's buckets for ascending percents (a smaller rank starts over)
+        t = i
+        seen = counts[i]
+        last = np.int64(0)
         for q in range(percents.shape[0]):
             rank = (percents[q] * n + 99) // 100  # integer ceil: no float rounding at .0
             if rank < 1:
                 rank = 1
-            seen = 0
-            for t in range(i, j):
+            if rank < last:
+                t = i
+                seen = counts[i]
+            last = rank
+            while seen < rank and t + 1 < j:
+                t += 1
                 seen += counts[t]
-                if seen >= rank:
-                    out[g, q] = bucket_value(keys[t] & CODE_MASK)
-                    break
+            if seen >= rank:
+                out[g, q] = bucket_value(keys[t] & CODE_MASK)
         i = j
     return out, totals
 
@@ -461,11 +511,13 @@ def distinct_build(gid, vals, n_groups):
 @njit
 def csr_regroup(off, vals, gmap, n_groups):
     """CSR sets regrouped: group g's sorted unique run moves as one block to group
-    ``gmap[g]`` (-1 drops it); only groups that receive several runs are sorted
-    and deduplicated. Linear when groups do not meet (merging time-ordered batches)."""
+    ``gmap[g]`` (-1 drops it); a group that receives two runs merges them, one that
+    receives more sorts them, each value kept once. Linear when groups do not meet or
+    meet in pairs (merging time-ordered batches)."""
     n_src = off.shape[0] - 1
     start, sources = _block_targets(off, gmap, n_groups)
     fill = start[:-1].copy()
+    first_end = start[1:].copy()  # where the first run a group receives ends
     buf = np.empty(start[-1], np.uint64)
     for g in range(n_src):
         t = gmap[g]
@@ -474,24 +526,41 @@ def csr_regroup(off, vals, gmap, n_groups):
             for i in range(off[g], off[g + 1]):
                 buf[p] = vals[i]
                 p += 1
+            if fill[t] == start[t]:
+                first_end[t] = p
             fill[t] = p
+    out = np.empty(start[-1], np.uint64)
     new_off = np.zeros(n_groups + 1, np.int64)
     k = 0
     for t in range(n_groups):
-        a = start[t]
-        b = start[t + 1]
-        if sources[t] > 1:
-            _sort_uniform(buf, a, b)
-            for i in range(a, b):
-                if i == a or buf[i] != buf[k - 1]:
-                    buf[k] = buf[i]
-                    k += 1
-        else:
-            for i in range(a, b):  # k <= a: a forward copy never overwrites what it reads
-                buf[k] = buf[i]
-                k += 1
+        m = start[t + 1]
+        if sources[t] == 2:
+            m = first_end[t]
+        elif sources[t] > 2:
+            _sort_uniform(buf, start[t], start[t + 1])
+        k = _append_unique(buf, start[t], m, start[t + 1], out, k)
         new_off[t + 1] = k
-    return new_off, buf[:k].copy()
+    return new_off, _trimmed(out, k)
+
+
+@njit
+def _append_unique(buf, a, m, b, out, k):
+    """Append the sorted runs buf[a:m] and buf[m:b] merged (m = b: one run) at out[k:],
+    each value once; the new k."""
+    first = k
+    i = a
+    j = m
+    while i < m or j < b:
+        if j >= b or (i < m and buf[i] <= buf[j]):
+            v = buf[i]
+            i += 1
+        else:
+            v = buf[j]
+            j += 1
+        if k == first or out[k - 1] != v:
+            out[k] = v
+            k += 1
+    return k
 
 
 @njit
@@ -565,6 +634,13 @@ def _tau(x):
             return z / 3.0
 
 
+#: Histograms :func:`hll_estimate` counts a row's registers into, register j into lane
+#: j % HLL_LANES: consecutive registers of equal rank (most are) then increment different
+#: counters, where one histogram makes each increment wait for the one before (1-2.6 ns
+#: a register, 0.3 ns with 8 lanes).
+HLL_LANES = 8
+
+
 @njit
 def hll_estimate(regs):
     """Ertl's improved raw estimator (arXiv:1702.01284, algorithm 6) per register
@@ -572,11 +648,17 @@ def hll_estimate(regs):
     h = regs.shape[0]
     out = np.empty(h, np.float64)
     m = float(HLL_M)
+    lanes = np.zeros((HLL_LANES, 256), np.int32)  # any uint8 is a column: no index out of range
     hist = np.zeros(HLL_Q + 2, np.int64)
     for r in range(h):
-        hist[:] = 0
-        for j in range(HLL_M):
-            hist[regs[r, j]] += 1
+        lanes[:] = 0
+        for j in range(0, HLL_M, HLL_LANES):
+            for t in range(HLL_LANES):
+                lanes[t, regs[r, j + t]] += 1
+        for v in range(HLL_Q + 2):
+            hist[v] = 0
+            for t in range(HLL_LANES):
+                hist[v] += lanes[t, v]
         z = m * _tau(1.0 - hist[HLL_Q + 1] / m)
         for k in range(HLL_Q, 0, -1):
             z = 0.5 * (z + hist[k])

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import aggregate as agg
+from telemetry.arrowstr import bitmap
 from telemetry.metrics.intervals import bounds, wilson
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
@@ -88,8 +89,13 @@ def finalize(state: State, spec: AggSpec | None = None) -> pl.DataFrame:
 
 def sort_rows(table: pa.Table, by: tuple[str, ...]) -> pa.Table:
     """Metric rows in :func:`finalize` order (a stable sort: ties keep their order)."""
+    return table.take(_order(table, by))
+
+
+def _order(table: pa.Table, by: tuple[str, ...]) -> pa.Array:
+    """The indices of ``table``'s rows in :func:`finalize` order."""
     keys = [(name, "ascending", "at_end") for name in ("window_start", "channel", *by)]
-    return table.take(pc.sort_indices(table, sort_keys=keys))
+    return pc.sort_indices(table, sort_keys=keys)
 
 
 class Measures(NamedTuple):
@@ -106,28 +112,58 @@ class Measures(NamedTuple):
     destinations: np.ndarray
     interval: Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+    def take(self, rows: np.ndarray) -> "Measures":
+        """The measures of the groups ``rows`` only."""
+        return Measures(*(values[rows] for values in self[:-1]), self.interval)
 
-def metric_rows(state: State, keep: np.ndarray | None = None) -> pa.Table:
-    """The metric row of each group (only those where ``keep`` is True), in group order."""
+    @staticmethod
+    def stacked(parts: list["Measures"]) -> "Measures":
+        """The measures of several sets of groups one after the other (the first's interval)."""
+        return Measures(*(np.concatenate(values) for values in zip(*(m[:-1] for m in parts))), parts[0].interval)
+
+
+def distinct_counts(state: State) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct sources and destinations per group. A group in HyperLogLog form costs an
+    estimate over its 16384 registers: a caller that needs the counts twice (the release
+    rule, then the rows) computes them once and passes them on."""
+    return state.sources.counts(), state.destinations.counts()
+
+
+def measures(state: State, distinct: tuple[np.ndarray, np.ndarray] | None = None) -> Measures:
+    """What the rows of the state's groups are computed from; ``distinct``: the state's
+    :func:`distinct_counts`, when at hand."""
     g = state.n_groups
-    measures = Measures(
+    sources, destinations = distinct if distinct is not None else distinct_counts(state)
+    return Measures(
         state.counts,
         state.pdd.quantiles(g)[0],
         state.jitter.quantiles(g)[0],
         state.latency.quantiles(g)[0],
-        state.sources.counts(),
-        state.destinations.counts(),
+        sources,
+        destinations,
         lambda _name, num, den: wilson(num, den),
     )
-    return rows_of(state.spec, state.keys, state.dims, measures, keep)
 
 
-def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None) -> pa.Table:
+def metric_rows(state: State, keep: np.ndarray | None = None,
+                distinct: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Table:
+    """The metric row of each group (only those where ``keep`` is True), in group order;
+    ``distinct``: the state's :func:`distinct_counts`, when at hand."""
+    return rows_of(state.spec, state.keys, state.dims, measures(state, distinct), keep)
+
+
+def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep: np.ndarray | None = None,
+            ordered: bool = False) -> pa.Table:
     """The metric rows of groups given by their key rows (window index, channel code,
-    codes into ``dims``) and :class:`Measures`; only those where ``keep`` is True."""
+    codes into ``dims``) and :class:`Measures`; only those where ``keep`` is True; in
+    :func:`finalize` order when ``ordered`` (what :func:`sort_rows` gives: the order is
+    found from the key columns alone, and the others are built in it rather than taken,
+    about 7 ms for 30,000 rows)."""
+    if keep is not None:
+        kept = np.flatnonzero(keep)
+        keys, m = keys[kept], m.take(kept)
     by = spec.by
     g = len(keys)
-    c = m.counts
     columns: dict[str, pa.Array] = {}
     start = keys[:, 0] * spec.window_us
     columns["window_start"] = pa.array(start, _TS)
@@ -138,6 +174,12 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
         codes = keys[:, 2 + j]
         codes = np.where(codes == OTHER_CODE, len(table) - 2, np.where(codes < 0, len(table) - 1, codes))
         columns[name] = pa.array(table[codes] if g else [], pa.string())
+    if ordered:
+        order = _order(pa.table(columns), by)
+        columns = {name: column.take(order) for name, column in columns.items()}
+        order = order.to_numpy()
+        keys, m = keys[order], m.take(order)
+    c = m.counts
 
     message = np.isin(keys[:, 1], [CHANNELS.index(ch) for ch in MESSAGE_CHANNELS])
     voice = ~message
@@ -147,7 +189,7 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
         return c[:, agg.STATUS0 + STATUSES.index(name)]
 
     def count(values: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return pa.array(values.astype(np.int64), pa.int64(), mask=~rows)
+        return _masked(values.astype(np.int64), pa.int64(), ~rows)
 
     def ratio(name: str, num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> None:
         """The ratio column ``name`` and its Wilson bounds, null where ``den`` is 0."""
@@ -155,12 +197,12 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
             value = np.minimum(num.astype(np.float64) / den.astype(np.float64), 1.0)  # noisy parts (DP)
         mask = ~rows | (den <= 0)
         lo, hi = m.interval(name, num, den)
-        columns[name] = pa.array(value, pa.float64(), mask=mask)
+        columns[name] = _masked(value, pa.float64(), mask)
         for bound, values in zip(bounds(name), (lo, hi)):
-            columns[bound] = pa.array(values, pa.float64(), mask=mask)
+            columns[bound] = _masked(values, pa.float64(), mask)
 
     def floats(value: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return pa.array(value, pa.float64(), mask=~rows | np.isnan(value))
+        return _masked(value, pa.float64(), ~rows | np.isnan(value))
 
     answered = status("answered")
     columns["attempts"] = count(records, voice)
@@ -200,14 +242,20 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
     columns["distinct_sources"] = count(m.sources, everyone)
     columns["distinct_destinations"] = count(m.destinations, everyone)
 
-    table = pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
-    if keep is not None:
-        table = table.filter(pa.array(keep))
-    return table
+    return pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
+
+
+def _masked(values: np.ndarray, kind: pa.DataType, mask: np.ndarray) -> pa.Array:
+    """``values`` (int64 or float64) as an Arrow array, null where ``mask`` is True: what
+    ``pa.array(values, kind, mask=mask)`` gives, with the validity bitmap packed at once
+    rather than value by value (about 30 against 5 µs a column of 30,000 rows)."""
+    bits, nulls = bitmap(~mask)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(values), [bits, pa.py_buffer(values)], nulls)
 
 
 def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:
     """Mean of values summed in 1e-6 fixed point: exact sum, one rounding at the end."""
     with np.errstate(divide="ignore", invalid="ignore"):
         value = total.astype(np.float64) / agg.FIXED_POINT / n
-    return pa.array(value, pa.float64(), mask=~rows | (n == 0))
+    return _masked(value, pa.float64(), ~rows | (n == 0))

@@ -61,6 +61,10 @@ class Histogram:
         n_groups = int(gmap.max()) + 1 if len(gmap) else 0
         return Histogram(*k.regroup_histogram(self.keys, self.counts, gmap, n_groups))
 
+    def take(self, groups: np.ndarray) -> "Histogram":
+        """The buckets of ``groups`` (distinct, in any order), renumbered 0…len(groups)-1."""
+        return Histogram(*k.histogram_take(self.keys, self.counts, np.ascontiguousarray(groups, dtype=np.int64)))
+
     def slice(self, a: int, b: int) -> "Histogram":
         """Groups ``a`` … ``b - 1``, renumbered from 0."""
         lo, hi = np.searchsorted(self.keys, [a << k.CODE_BITS, b << k.CODE_BITS])

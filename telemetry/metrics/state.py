@@ -108,7 +108,7 @@ class Run:
     def concat(cls, runs: list["Run"]) -> "Run":
         """Runs none of whose groups another holds (windows apart) as one run, their
         groups one after the other: ``union`` up to group order, without grouping."""
-        dims, keys = _recoded(runs)
+        dims, keys = recoded([(run.dims, run.keys) for run in runs])
         sizes = [r.n_groups for r in runs]
         return Run(
             dims,
@@ -124,17 +124,15 @@ class Run:
     def take(self, groups: np.ndarray) -> "Run":
         """The groups listed (in any order), renumbered in that order."""
         groups = np.asarray(groups, dtype=np.int64)
-        gmap = np.full(self.n_groups, -1, np.int64)
-        gmap[groups] = np.arange(len(groups), dtype=np.int64)
         return Run(
             self.dims,
             self.keys[groups],
             self.counts[groups],
             *side_by_side(
                 self.n_groups,
-                lambda: self.pdd.regroup(gmap),
-                lambda: self.jitter.regroup(gmap),
-                lambda: self.latency.regroup(gmap),
+                lambda: self.pdd.take(groups),
+                lambda: self.jitter.take(groups),
+                lambda: self.latency.take(groups),
                 lambda: self.sources.take(groups),
                 lambda: self.destinations.take(groups),
             ),
@@ -538,19 +536,20 @@ class _Grouped(NamedTuple):
 
 
 def _grouped(runs: list[Run]) -> _Grouped:
-    dims, keys = _recoded(runs)
+    dims, keys = recoded([(run.dims, run.keys) for run in runs])
     stacked = np.ascontiguousarray(np.vstack(keys))
     gid, first = agg.group_rows(stacked)
     return _Grouped(dims, stacked, gid, first)
 
 
-def _recoded(runs: list[Run]) -> tuple[list[list], list[np.ndarray]]:
-    """Value lists covering every run's dimensions, and each run's keys recoded into them."""
-    dims = runs[0].dims
-    keys = [runs[0].keys]
-    for run in runs[1:]:
-        dims, recoded = _unify_dims(dims, run.dims, run.keys)
-        keys.append(recoded)
+def recoded(parts: list[tuple[list[list], np.ndarray]]) -> tuple[list[list], list[np.ndarray]]:
+    """Value lists covering the dimensions of every part (its value lists and key rows),
+    and each part's keys recoded into them."""
+    dims, first = parts[0]
+    keys = [first]
+    for part_dims, part_keys in parts[1:]:
+        dims, part_keys = _unify_dims(dims, part_dims, part_keys)
+        keys.append(part_keys)
     return dims, keys
 
 

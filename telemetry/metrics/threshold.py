@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import as_frame, metric_rows, sort_rows
+from telemetry.metrics.frame import Measures, as_frame, distinct_counts, measures, rows_of
 from telemetry.metrics.spec import AggSpec
-from telemetry.metrics.state import OTHER_CODE, State, merge, side_by_side
+from telemetry.metrics.state import OTHER_CODE, State, merge, recoded, side_by_side
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,9 +41,11 @@ class Released:
         return as_frame(self.table)
 
 
-def passes(state: State, k: int) -> np.ndarray:
-    """Groups with at least k distinct sources and k distinct destinations."""
-    return (state.sources.counts() >= k) & (state.destinations.counts() >= k)
+def passes(distinct: tuple[np.ndarray, np.ndarray], k: int) -> np.ndarray:
+    """Groups with at least k distinct sources and k distinct destinations, from a
+    state's :func:`~telemetry.metrics.frame.distinct_counts`."""
+    sources, destinations = distinct
+    return (sources >= k) & (destinations >= k)
 
 
 def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
@@ -58,22 +60,29 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
     # Rows come straight from the state's runs: no copy of the groups that pass, and no
     # consolidation of the runs; only groups that several runs hold are merged first.
     parts = state.apart()
-    shared = [(part, np.flatnonzero(~alone)) for part, alone in parts if not alone.all()]
 
-    def rows_and_below(part: State, alone: np.ndarray) -> tuple[pa.Table, State]:
-        ok = passes(part, k) & alone
-        return metric_rows(part, ok), part.take(np.flatnonzero(alone & ~ok))
+    def rows_and_below(part: State, alone: np.ndarray) -> tuple[Rows, State]:
+        distinct = distinct_counts(part)
+        ok = passes(distinct, k) & alone
+        return _rows(part, ok, distinct), part.take(np.flatnonzero(alone & ~ok))
 
-    def shared_rows_and_below() -> tuple[pa.Table, State]:
-        merged = merge([part.take(groups) for part, groups in shared])
-        return rows_and_below(merged, np.ones(merged.n_groups, np.bool_))
+    def with_shared(part: State, alone: np.ndarray) -> tuple[Rows, State, State | None]:
+        """The part's rows and groups below k among those no other part holds, and a copy
+        of those it shares (None: it shares none)."""
+        return *rows_and_below(part, alone), (None if alone.all() else part.take(np.flatnonzero(~alone)))
 
-    # the parts side by side on the cores (release runs after the workers are done), the
-    # merge of the shared groups first: it is the longest
-    tasks = ([shared_rows_and_below] if shared else []) + [partial(rows_and_below, *p) for p in parts]
-    done = side_by_side(sum(len(alone) for _, alone in parts), *tasks)
-    rows = [table for table, _ in done]
-    below = merge([part for _, part in done])
+    # the parts side by side on the cores (release runs after the workers are done); then the
+    # groups several parts hold, merged here, where the merge spreads its sketches over the cores
+    done = side_by_side(sum(len(alone) for _, alone in parts), *(partial(with_shared, *p) for p in parts))
+    rows = [part_rows for part_rows, _, _ in done]
+    below = [part_below for _, part_below, _ in done]
+    shared = [copy for _, _, copy in done if copy is not None]
+    if shared:
+        merged = merge(shared)
+        merged_rows, merged_below = rows_and_below(merged, np.ones(merged.n_groups, np.bool_))
+        rows.insert(0, merged_rows)
+        below.insert(0, merged_below)
+    below = merge(below)
     records = below.counts[:, agg.RECORDS]
     rolled_up = 0
     withheld_rows = below.n_groups
@@ -84,11 +93,25 @@ def release(state: State, spec: AggSpec | None = None, k: int = 5) -> Released:
         rollup = below.regroup(keys)
         # which below-k groups landed in a roll-up that reaches k
         gmap, _ = agg.group_rows(np.ascontiguousarray(keys))
-        rollup_ok = passes(rollup, k)
+        distinct = distinct_counts(rollup)
+        rollup_ok = passes(distinct, k)
         published = rollup_ok[gmap]
         rolled_up = int(published.sum())
         withheld_rows = int((~published).sum())
         withheld_records = int(records[~published].sum())
-        rows.append(metric_rows(rollup, rollup_ok))
-    table = sort_rows(pa.concat_tables(rows), state.spec.by)
+        rows.append(_rows(rollup, rollup_ok, distinct))
+    # one table of every part's rows: building columns costs about 2 ms a call whatever the rows
+    dims, keys = recoded([(part_dims, part_keys) for part_dims, part_keys, _ in rows])
+    table = rows_of(state.spec, np.vstack(keys), dims, Measures.stacked([m for _, _, m in rows]), ordered=True)
     return Released(table, table.num_rows, withheld_rows, withheld_records, rolled_up, k)
+
+
+#: The rows a state's part releases: its value lists, and the key rows and measures of
+#: the groups released.
+Rows = tuple[list[list], np.ndarray, Measures]
+
+
+def _rows(state: State, ok: np.ndarray, distinct: tuple[np.ndarray, np.ndarray]) -> Rows:
+    """The rows of the groups where ``ok`` is True (``distinct``: the state's distinct counts)."""
+    groups = np.flatnonzero(ok)
+    return state.dims, state.keys[groups], measures(state, distinct).take(groups)

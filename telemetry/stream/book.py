@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels import aggregate as agg
-from telemetry.metrics.frame import OTHER, dimension_text, metric_rows
+from telemetry.metrics.frame import OTHER, dimension_text, distinct_counts, metric_rows
 from telemetry.metrics.state import OTHER_CODE, State, concat
 from telemetry.metrics.threshold import passes, release
 from telemetry.schema import CHANNELS
@@ -132,7 +132,8 @@ class Window:
         delta, delta_keys = self._rows_of(self.delta)
         total, total_keys = self._rows_of(self.total)
         index = {key: i for i, key in enumerate(total_keys)}
-        delta_ok, total_ok = passes(delta, k), passes(total, k)
+        total_distinct = distinct_counts(total)
+        delta_ok, total_ok = passes(distinct_counts(delta), k), passes(total_distinct, k)
         ready = sorted(
             index[key] for i, key in enumerate(delta_keys)
             if (delta_ok[i] if key in self.rows else total_ok[index[key]])
@@ -141,7 +142,7 @@ class Window:
             return None
         keep = np.zeros(total.n_groups, np.bool_)
         keep[ready] = True
-        table = metric_rows(total, keep)
+        table = metric_rows(total, keep, total_distinct)
         revisions = []
         for key, n in zip(table_keys(table, self.total.spec.by), records_of(table)):
             revision = self.rows[key][0] + 1 if key in self.rows else 0
