@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from kernels import aggregate as agg
 from kernels import dpbound as kb
-from telemetry.metrics.frame import Measures, as_frame, rows_of, sort_rows
+from telemetry.metrics.frame import Measures, as_frame, rows_of
 from telemetry.metrics.intervals import wilson
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import (
@@ -557,7 +557,7 @@ def release(c: Contributions) -> DpReleased:
     measures = Measures(counts, hist["pdd"], hist["jitter"], hist["latency"], sources, destinations,
                         _interval(scales))  # fmt: skip
     dims, keys = _named(keys, c.names)
-    table = sort_rows(rows_of(spec, keys, dims, measures), spec.by)
+    table = rows_of(spec, keys, dims, measures, ordered=True)
     meta = p.metadata(COLUMNS)
     return DpReleased(table, n, len(candidates) - n, records_withheld, truncated, meta)
 
