@@ -86,6 +86,15 @@ def bitmap(valid: np.ndarray) -> tuple[pa.Buffer | None, int]:
     return (pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None), nulls
 
 
+def fixed_width(kind: pa.DataType, values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """``values`` (one row per element, or per ``kind``'s bytes) as an Arrow array of
+    ``kind``, null where ``valid`` is False, made from their buffers: ``pa.array(values,
+    mask=...)`` converts the mask value by value (about 30 against 5 µs a column of
+    30,000 rows) and holds the GIL meanwhile."""
+    present, nulls = bitmap(valid)
+    return pa.Array.from_buffers(kind, len(valid), [present, pa.py_buffer(np.ascontiguousarray(values))], nulls)
+
+
 def validity(array: pa.Array) -> np.ndarray:
     """``True`` per non-null row (bool array), unpacked from the validity bitmap at
     once: ``is_valid()`` + NumPy conversion go bit by bit, ten times slower."""

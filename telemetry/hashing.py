@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from kernels import sha256 as _k
 from kernels import shani
-from telemetry.arrowstr import bitmap, string_views
+from telemetry.arrowstr import fixed_width, string_views
 
 PSEUDONYM_BYTES = 16
 PSEUDONYM_TYPE = pa.binary(PSEUDONYM_BYTES)
@@ -156,8 +156,7 @@ def hmac_digests(
             valid[start : start + m],
         )
         start += m
-    present, nulls = bitmap(valid)
-    return pa.Array.from_buffers(pa.binary(size), n, [present, pa.py_buffer(out)], null_count=nulls)
+    return fixed_width(pa.binary(size), out, valid)
 
 
 def hmac16(

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import aggregate as agg
-from telemetry.arrowstr import bitmap
+from telemetry.arrowstr import fixed_width
 from telemetry.metrics.intervals import bounds, wilson
 from telemetry.metrics.spec import AggSpec
 from telemetry.metrics.state import OTHER_CODE, State
@@ -189,20 +189,20 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
         return c[:, agg.STATUS0 + STATUSES.index(name)]
 
     def count(values: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return _masked(values.astype(np.int64), pa.int64(), ~rows)
+        return fixed_width(pa.int64(), values.astype(np.int64), rows)
 
     def ratio(name: str, num: np.ndarray, den: np.ndarray, rows: np.ndarray) -> None:
         """The ratio column ``name`` and its Wilson bounds, null where ``den`` is 0."""
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.minimum(num.astype(np.float64) / den.astype(np.float64), 1.0)  # noisy parts (DP)
-        mask = ~rows | (den <= 0)
+        valid = rows & (den > 0)
         lo, hi = m.interval(name, num, den)
-        columns[name] = _masked(value, pa.float64(), mask)
+        columns[name] = fixed_width(pa.float64(), value, valid)
         for bound, values in zip(bounds(name), (lo, hi)):
-            columns[bound] = _masked(values, pa.float64(), mask)
+            columns[bound] = fixed_width(pa.float64(), values, valid)
 
     def floats(value: np.ndarray, rows: np.ndarray) -> pa.Array:
-        return _masked(value, pa.float64(), ~rows | np.isnan(value))
+        return fixed_width(pa.float64(), value, rows & ~np.isnan(value))
 
     answered = status("answered")
     columns["attempts"] = count(records, voice)
@@ -245,17 +245,8 @@ def rows_of(spec: AggSpec, keys: np.ndarray, dims: list[list], m: Measures, keep
     return pa.table({name: columns[name] for name in metric_columns(by)}, schema=schema(by))
 
 
-def _masked(values: np.ndarray, kind: pa.DataType, mask: np.ndarray) -> pa.Array:
-    """``values`` (int64 or float64) as an Arrow array, null where ``mask`` is True: what
-    ``pa.array(values, kind, mask=mask)`` gives, with the validity bitmap packed at once
-    rather than value by value (about 30 against 5 µs a column of 30,000 rows)."""
-    bits, nulls = bitmap(~mask)
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(kind, len(values), [bits, pa.py_buffer(values)], nulls)
-
-
 def _fixed_mean(total: np.ndarray, n: np.ndarray, rows: np.ndarray) -> pa.Array:
     """Mean of values summed in 1e-6 fixed point: exact sum, one rounding at the end."""
     with np.errstate(divide="ignore", invalid="ignore"):
         value = total.astype(np.float64) / agg.FIXED_POINT / n
-    return _masked(value, pa.float64(), ~rows | (n == 0))
+    return fixed_width(pa.float64(), value, rows & (n != 0))

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry.arrowstr import StringViews, bitmap, filled_values, numeric_values, string_views, validity
+from telemetry.arrowstr import StringViews, filled_values, fixed_width, numeric_values, string_views, validity
 from telemetry.errors import InputError
 from telemetry.quarantine import FULL_REJECTS, detailed, masked
 from telemetry.readers import RawPart, ReadBatch, Reject, RejectRun, reject_runs
@@ -636,8 +636,7 @@ def _plain(text: pa.Array, kernel: Callable, target: pa.DataType) -> pa.Array | 
     values = np.zeros(len(text), np.int64)
     if not kernel(views.offsets, views.data, views.valid, values):
         return None
-    present, nulls = bitmap(views.valid)
-    return pa.Array.from_buffers(target, len(text), [present, pa.py_buffer(values)], nulls)
+    return fixed_width(target, values, views.valid)
 
 
 def _digits(text: pa.Array) -> pa.Array | None:
