@@ -7,9 +7,12 @@ whose default threading layer can abort when entered from several threads.
 
 Compiled code is cached on disk so that a short run does not pay the compile
 time again. The cache is keyed so a stale entry can never be loaded: its
-directory is named after the Python, Numba and llvmlite versions, and inside it
-Numba keys every entry on the kernel's source file (path, size, modification
-time) and the CPU. ``TELEMETRY_CACHE_DIR`` chooses the directory (default
+directory is named after the Python, Numba and llvmlite versions, Numba's own
+entries sit in a subdirectory named after a digest of every kernel source and the
+CPU (:func:`digest`: Numba itself checks an entry against the kernel's own file
+only, not the files whose code it inlines, such as :mod:`kernels.shani`'s code
+generators), and inside it Numba keys every entry on the kernel's source file (path,
+size, modification time) and the CPU. ``TELEMETRY_CACHE_DIR`` chooses the directory (default
 ``$XDG_CACHE_HOME/telemetry`` or ``~/.cache/telemetry``); ``TELEMETRY_CACHE_DIR=off``
 turns caching off. An unwritable directory also turns it off, with no error.
 
@@ -114,7 +117,10 @@ def _numba():
                         pass
 
                 if CACHE_DIR:
-                    numba.config.CACHE_DIR = CACHE_DIR
+                    # Numba checks a cached kernel against its own file only: one named
+                    # after every kernel source (an intrinsic's code generator in another
+                    # file, say) is compiled again when any of them changes
+                    numba.config.CACHE_DIR = os.path.join(CACHE_DIR, f"numba-{digest()}")
                 typeof_impl.register(Kernel)(lambda kernel, c: types.Dispatcher(kernel.dispatcher))
                 typeof_impl.register(Intrinsic)(lambda intrinsic, c: intrinsic.numba_type)
                 event.register("numba:compile", Compiles())

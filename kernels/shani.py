@@ -109,24 +109,32 @@ def padded_block(builder, pointer, length) -> list:
     """The HMAC inner block of the ``length`` (i64, at most 55) bytes at ``pointer``:
     the message, 0x80, zeros, and its bit length counting the 64-byte key block in
     front; as :func:`load_words` gives it. 64 bytes must be readable at ``pointer``
-    (the bytes past the message are read, then replaced)."""
+    (the bytes past the message are read, then replaced). 128-bit vectors only, like
+    :func:`store_words`: the SHA instructions have no VEX form, and on some CPUs legacy
+    SSE code after wider vectors that left their upper halves in use runs a hundred
+    times slower (docs/design.md)."""
     import llvmlite.ir as ir
 
     i8, i32 = ir.IntType(8), ir.IntType(32)
-    bytes64 = ir.VectorType(i8, 64)
-    raw = builder.load(builder.bitcast(pointer, bytes64.as_pointer()), align=1)
-    where = ir.Constant(bytes64, [ir.Constant(i8, j) for j in range(64)])
-    n = _splat(builder, builder.trunc(length, i8), 64)
-    marker = ir.Constant(bytes64, [ir.Constant(i8, 0x80)] * 64)
-    pad = builder.select(builder.icmp_unsigned("==", where, n), marker, ir.Constant(bytes64, None))
-    block = builder.select(builder.icmp_unsigned("<", where, n), raw, pad)
+    bytes16 = ir.VectorType(i8, 16)
+    n = _splat(builder, builder.trunc(length, i8), 16)
+    marker = ir.Constant(bytes16, [ir.Constant(i8, 0x80)] * 16)
+    zero = ir.Constant(bytes16, None)
+    base = builder.bitcast(pointer, bytes16.as_pointer())
     wide = length.type
     bits = builder.mul(builder.add(length, ir.Constant(wide, 64)), ir.Constant(wide, 8))
-    high = builder.trunc(builder.lshr(bits, ir.Constant(wide, 8)), i8)
-    block = builder.insert_element(block, high, ir.Constant(i32, 62))
-    block = builder.insert_element(block, builder.trunc(bits, i8), ir.Constant(i32, 63))
-    words = _intrinsic(builder, "bswap.v16i32", builder.bitcast(block, ir.VectorType(i32, 16)))
-    return [_shuffle(builder, words, words, tuple(range(4 * j, 4 * j + 4))) for j in range(4)]
+    words = []
+    for j in range(4):
+        raw = builder.load(builder.gep(base, [_i64(j)]), align=1)
+        where = ir.Constant(bytes16, [ir.Constant(i8, 16 * j + b) for b in range(16)])
+        pad = builder.select(builder.icmp_unsigned("==", where, n), marker, zero)
+        block = builder.select(builder.icmp_unsigned("<", where, n), raw, pad)
+        if j == 3:
+            high = builder.trunc(builder.lshr(bits, ir.Constant(wide, 8)), i8)
+            block = builder.insert_element(block, high, ir.Constant(i32, 14))
+            block = builder.insert_element(block, builder.trunc(bits, i8), ir.Constant(i32, 15))
+        words.append(_intrinsic(builder, "bswap.v4i32", builder.bitcast(block, _vector())))
+    return words
 
 
 def load_state(builder, pointer) -> tuple:
@@ -137,17 +145,19 @@ def load_state(builder, pointer) -> tuple:
 
 def store_words(builder, digest: tuple, pointer, count) -> None:
     """The first ``count`` (i64, 1 to 8) words of a digest as SHA-256 writes them
-    (big-endian) at ``pointer``, nothing past them."""
+    (big-endian) at ``pointer``, nothing past them (two 128-bit masked stores)."""
     import llvmlite.ir as ir
 
     i32 = ir.IntType(32)
-    eight = ir.VectorType(i32, 8)
-    words = _intrinsic(builder, "bswap.v8i32", _shuffle(builder, digest[0], digest[1], tuple(range(8))))
-    which = ir.Constant(eight, [ir.Constant(i32, j) for j in range(8)])
-    mask = builder.icmp_unsigned("<", which, _splat(builder, builder.trunc(count, i32), 8))
-    target = builder.bitcast(pointer, eight.as_pointer())
+    target = builder.bitcast(pointer, _vector().as_pointer())
     align = ir.Constant(i32, 1)
-    _intrinsic(builder, "masked.store.v8i32.p0", words, target, align, mask, result=ir.VoidType())
+    limit = _splat(builder, builder.trunc(count, i32), 4)
+    for half, words in enumerate(digest):
+        which = _constant(range(4 * half, 4 * half + 4))
+        mask = builder.icmp_unsigned("<", which, limit)
+        swapped = _intrinsic(builder, "bswap.v4i32", words)
+        _intrinsic(builder, "masked.store.v4i32.p0", swapped, builder.gep(target, [_i64(half)]), align, mask,
+                   result=ir.VoidType())  # fmt: skip
 
 
 def _i64(value: int):

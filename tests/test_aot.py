@@ -188,3 +188,32 @@ def test_progress_is_rewritten_on_a_terminal_and_thinned_in_a_log(monkeypatch) -
     progress.show("short")
     progress.done("end")
     assert terminal.getvalue() == "\rx: a longer line\rx: short        \rx: end  \n"
+
+
+def test_numba_compiles_again_when_a_file_whose_code_a_kernel_inlines_changes(tmp_path) -> None:
+    # Numba checks a cached kernel against its own file only; kernels.sha256's SHA-NI
+    # kernel inlines code generated in kernels/shani.py, so an edit there alone must
+    # not load the old machine code (it did: the 128-bit rewrite of shani's padding
+    # ran the old code until the cache was cleared)
+    package = tmp_path / "src" / "kernels"
+    package.mkdir(parents=True)
+    for source in _jit._KERNELS.glob("*.py"):
+        (package / source.name).write_bytes(source.read_bytes())
+    (package / "zz_constant.py").write_text("VALUE = 1\n")
+    (package / "zz_kernel.py").write_text(
+        "from kernels._jit import njit\nfrom kernels.zz_constant import VALUE\n\n\n@njit\ndef value():\n    return VALUE\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"), "TELEMETRY_CACHE_DIR": str(tmp_path / "cache"),
+           "TELEMETRY_AOT": "off"}  # fmt: skip
+    probe = "from kernels import zz_kernel; print(zz_kernel.value())"
+
+    def value() -> str:
+        done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert value() == "1"
+    assert value() == "1"  # from the cache
+    (package / "zz_constant.py").write_text("VALUE = 2\n")  # the kernel's own file untouched
+    assert value() == "2"
