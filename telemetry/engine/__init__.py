@@ -47,10 +47,12 @@ class Job:
             from telemetry.pseudonyms import Pseudonymizer
             from telemetry.ratedeck import RateDeck
 
-            from telemetry.metrics.dp import Params
+            from telemetry.metrics.dp import Params, preload
 
             opts = self.options
             dp = Params.from_options(opts)
+            if dp is not None:
+                preload()  # OpenDP, which only the release needs, imported meanwhile
             self._ready.update(
                 pseudonymizer=Pseudonymizer(self.keyring, region=opts.region),
                 spec=AggSpec(window=opts.window, by=opts.by, short_call_s=opts.short_call_s),

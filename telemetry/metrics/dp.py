@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -460,14 +461,7 @@ def laplace(values: np.ndarray, scale: float) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return values.copy()
-    # the modules themselves, not opendp.prelude: that also imports its NumPy, Polars and
-    # scikit-learn extras, about 0.2 s of CPU a run
-    from opendp.domains import atom_domain, vector_domain
-    from opendp.measurements import make_laplace
-    from opendp.metrics import l1_distance
-    from opendp.mod import enable_features
-
-    enable_features("contrib")
+    atom_domain, vector_domain, make_laplace, l1_distance = _opendp()
     mechanism = make_laplace(vector_domain(atom_domain(T="i64")), l1_distance(T="i64"), scale=scale)
     flat = values.reshape(-1)
     # OpenDP's exact sampler takes tens of µs a value and releases the GIL: chunks side by side
@@ -478,6 +472,27 @@ def laplace(values: np.ndarray, scale: float) -> np.ndarray:
 
 #: Values per chunk of noise drawn on its own thread.
 NOISE_CHUNK = 4096
+
+
+@cache
+def _opendp():
+    """OpenDP's constructors of the noise, with its ``contrib`` features on. The modules
+    themselves, not opendp.prelude: that also imports its NumPy, Polars and scikit-learn
+    extras, about 0.2 s of CPU a run."""
+    from opendp.domains import atom_domain, vector_domain
+    from opendp.measurements import make_laplace
+    from opendp.metrics import l1_distance
+    from opendp.mod import enable_features
+
+    enable_features("contrib")
+    return atom_domain, vector_domain, make_laplace, l1_distance
+
+
+def preload() -> None:
+    """Import OpenDP on a thread of its own (about 50 ms of CPU, most of it holding the GIL),
+    so that a run's release, its serial end, does not wait for it: called when a DP job
+    starts, while the batches are being read."""
+    threading.Thread(target=_opendp, name="telemetry-opendp", daemon=True).start()
 
 
 def _sample(mechanism, values: np.ndarray) -> np.ndarray:
