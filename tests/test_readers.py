@@ -916,6 +916,40 @@ def test_csv_describes_only_the_files_first_rejects_of_a_reason(tmp_path):
     assert rejected(rejects) == n and list(rows) == list(range(1, 2 * n + 1, 2))
 
 
+@pytest.mark.parametrize("path_taken", ["pyarrow", "line by line"])
+def test_jsonl_describes_only_the_files_first_rejects_of_a_reason(
+    tmp_path, monkeypatch, path_taken
+):
+    """JSON lines read in many blocks, by pyarrow or line by line: only the file's first
+    FULL_REJECTS rejects of a reason are described (their fields masked, ~1 ms each); the
+    rest come as runs, in every block after them. Each block used to describe its own first
+    ones, which the writer then dropped. Reference: the lines written with a bad start time."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject
+
+    if path_taken == "line by line":
+        monkeypatch.setattr(canonical_reader, "_json_block_arrow", lambda *args: None)
+    n = 5 * FULL_REJECTS // 2  # lines with a bad start time, every other line
+    lines = []
+    for i in range(n):
+        source = f"+1555010{i % 10}"
+        lines += [
+            json.dumps({"start_time": f"2026-11-02T00:{i % 60:02d}:00Z", "source": source}),
+            json.dumps({"start_time": "not a time", "source": source}),
+        ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    parts, _, rows, rejects = read_all([path], "jsonl", batch_rows=512)
+    assert len(parts) > 2
+    bad = list(range(2, 2 * n + 1, 2))  # lines 2, 4, ...
+    described = [r for r in rejects if isinstance(r, Reject)]
+    assert [r.row for r in described] == bad[:FULL_REJECTS]
+    assert len({r.reason for r in rejects}) == 1 and all(r.fields for r in described)
+    runs = [r for r in rejects if not isinstance(r, Reject)]
+    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
+    assert rejected(rejects) == n and list(rows) == list(range(1, 2 * n + 1, 2))
+
+
 # -- bounded read-ahead (issue 16) --------------------------------------------------------------
 
 

@@ -258,6 +258,36 @@ def test_asterisk_bad_rows_are_rejected_with_reasons(tmp_path) -> None:
         assert "555" not in json.dumps(r.fields)
 
 
+def test_asterisk_describes_only_the_files_first_rejects_of_a_reason(
+    tmp_path, monkeypatch
+) -> None:
+    """A vendor CSV file converted in many blocks: only the file's first FULL_REJECTS rejects
+    of a reason are described (their fields masked, ~1 ms each); the rest come as runs, in
+    every block after them. Each block used to describe its own first ones, which the writer
+    then dropped. Reference: the records written with a bad start time."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject, _vendorcsv, rejected
+
+    monkeypatch.setattr(_vendorcsv, "_ROWS", 512)  # records joined before a conversion
+    n = 5 * FULL_REJECTS // 2  # records with a bad start time, every other record
+    bad_start = ast_line().replace("2026-12-01 10:00:00", "not a time")
+    path = tmp_path / "Master.csv"
+    path.write_text("\n".join([ast_line(), bad_start] * n) + "\n", encoding="utf-8")
+    options = ReaderOptions(block_bytes=4096)
+    parts = list(open_inputs([path], "asterisk", batch_rows=512, options=options))
+    assert len(parts) > 2
+    rows = np.concatenate([p.rows for p in parts]).tolist()
+    rejects = [r for p in parts for r in p.rejects]
+    bad = list(range(2, 2 * n + 1, 2))  # records 2, 4, ...
+    described = [r for r in rejects if isinstance(r, Reject)]
+    assert [r.row for r in described] == bad[:FULL_REJECTS]
+    assert {r.reason for r in rejects} == {"start: not an ISO 8601 time or epoch seconds"}
+    assert all(r.fields for r in described)
+    runs = [r for r in rejects if not isinstance(r, Reject)]
+    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
+    assert rejected(rejects) == n and rows == list(range(1, 2 * n + 1, 2))
+
+
 def test_freeswitch_bad_rows(tmp_path) -> None:
     ok = (FIXTURES / "freeswitch_example.csv").read_text(encoding="utf-8").splitlines()[0]
     lines = [

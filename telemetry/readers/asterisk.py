@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -185,7 +186,8 @@ def layout(options: ReaderOptions) -> Layout:
 def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
     records = read_records(path, layout(options), block_bytes=options.block_bytes)
-    yield from converted(records, lambda block: _block(path, block, timezone))
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
+    yield from converted(records, lambda block: _block(path, block, timezone, seen))
 
 
 _SHOWN = ("tenant", "source", "destination", "record_id")
@@ -193,7 +195,7 @@ _SHOWN += ("start_time", "answer_time", "end_time", "status")
 _TIMES = {"start_time": "start", "answer_time": "answer", "end_time": "end"}
 
 
-def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+def _block(path: str, records: Records, timezone: str, seen: Counter[str]) -> ReadBatch:
     text = records.columns
     n = len(records.rows)
     verdict = Verdict(n)
@@ -218,7 +220,7 @@ def _block(path: str, records: Records, timezone: str) -> ReadBatch:
     def fields_of(i: int) -> dict[str, str | None]:
         return {name: values[i].as_py() for name, values in shown.items()}
 
-    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of, seen)
 
 
 # -- writing -------------------------------------------------------------------------------------

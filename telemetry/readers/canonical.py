@@ -455,6 +455,7 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     with handle:
         lines = _lines(handle)
+        seen: Counter[str] = Counter()  # the file's rejects per reason: blocks go in order
 
         def chunks() -> Iterator[list[tuple[int, bytes | None]]]:
             while chunk := [item for _, item in zip(range(block), lines, strict=False)]:
@@ -462,7 +463,7 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
 
         def parsed(numbered: tuple[int, list[tuple[int, bytes | None]]]) -> ReadBatch:
             index, chunk = numbered
-            part = _json_block(path, chunk)
+            part = _json_block(path, chunk, seen)
             if index == 0 and part.objects == 0:
                 raise InputError(
                     f"{path} is not JSON lines: none of its first {len(chunk)} records "
@@ -501,11 +502,17 @@ class _JsonPart(NamedTuple):
     objects: int  # lines that were JSON objects
 
 
-def _json_block(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart:
-    return _json_block_arrow(path, chunk) or _json_block_python(path, chunk)
+def _json_block(
+    path: str, chunk: list[tuple[int, bytes | None]], seen: Counter[str] | None = None
+) -> _JsonPart:
+    """A block of lines converted. ``seen``: the file's count of rejects per reason so
+    far, as :func:`_convert.split` takes it (updated)."""
+    return _json_block_arrow(path, chunk, seen) or _json_block_python(path, chunk, seen)
 
 
-def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart | None:
+def _json_block_arrow(
+    path: str, chunk: list[tuple[int, bytes | None]], seen: Counter[str] | None = None
+) -> _JsonPart | None:
     """The fast path: pyarrow parses the whole block. It gives up (None) on anything
     unusual — a bad line, a type that changes between rows, a nested canonical value —
     and the line-by-line path then says which rows are at fault. A block whose first
@@ -545,17 +552,19 @@ def _json_block_arrow(path: str, chunk: list[tuple[int, bytes | None]]) -> _Json
     n = table.num_rows
     converted, verdict = to_canonical(raw, n)
     rows = np.fromiter((number for number, _ in chunk), dtype=np.int64, count=n)
-    return _JsonPart(split(path, rows, converted, verdict, raw), n)
+    return _JsonPart(split(path, rows, converted, verdict, raw, seen=seen), n)
 
 
-def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _JsonPart:
+def _json_block_python(
+    path: str, chunk: list[tuple[int, bytes | None]], seen: Counter[str] | None = None
+) -> _JsonPart:
     rejects: list[Reject] = []
     rows: list[int] = []
     objects: list[dict] = []
     size = len(chunk)
     values: dict[str, list[Any]] = {name: [None] * size for name in CANONICAL.names}
     nested: list[tuple[int, str]] = []
-    seen: set[str] = set()
+    keys: set[str] = set()  # canonical keys given in the block
     for number, line in chunk:
         if line is None:
             rejects.append(Reject(path, number, f"line longer than {_MAX_LINE >> 20} MiB", {}))
@@ -581,7 +590,7 @@ def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _Jso
             column = values.get(key)
             if column is None:
                 continue
-            seen.add(key)  # a null value still gives the key (see _json_block_arrow)
+            keys.add(key)  # a null value still gives the key (see _json_block_arrow)
             if value is None:
                 continue
             kind = type(value)
@@ -594,7 +603,7 @@ def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _Jso
             else:
                 column[index] = _json_text(value)
     n = len(rows)
-    present = [name for name in CANONICAL.names if name in seen]
+    present = [name for name in CANONICAL.names if name in keys]
     raw = {name: pa.array(values[name][:n], type=pa.string()) for name in present}
     verdict = Verdict(n)
     for index, name in nested:
@@ -606,7 +615,9 @@ def _json_block_python(path: str, chunk: list[tuple[int, bytes | None]]) -> _Jso
     def fields(i: int) -> dict[str, Any]:
         return {name: _shown(objects[i].get(name)) for name in present}
 
-    read = split(path, np.asarray(rows, dtype=np.int64), converted, verdict, raw, rejects, fields)
+    read = split(
+        path, np.asarray(rows, dtype=np.int64), converted, verdict, raw, rejects, fields, seen
+    )
     return _JsonPart(read, n)
 
 

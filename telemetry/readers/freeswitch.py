@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -149,10 +150,11 @@ def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Itera
     names = template_names(setting(options, "freeswitch", "template"))
     timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
     records = read_records(path, layout(names, options), block_bytes=options.block_bytes)
-    yield from converted(records, lambda block: _block(path, block, timezone))
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
+    yield from converted(records, lambda block: _block(path, block, timezone, seen))
 
 
-def _block(path: str, records: Records, timezone: str) -> ReadBatch:
+def _block(path: str, records: Records, timezone: str, seen: Counter[str]) -> ReadBatch:
     n = len(records.rows)
     column = records.columns.get
     verdict = Verdict(n)
@@ -185,7 +187,7 @@ def _block(path: str, records: Records, timezone: str) -> ReadBatch:
     def fields_of(i: int) -> dict[str, str | None]:
         return {name: values[i].as_py() for name, values in shown.items()}
 
-    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of, seen)
 
 
 def _moment(column, moment: str, canonical: str, verdict: Verdict, timezone: str):

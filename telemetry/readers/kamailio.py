@@ -47,6 +47,7 @@ are answered and the others failed.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -170,7 +171,8 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
         )
     else:
         records = mysql_records(path, layout, nulls, header=True)
-    yield from converted(records, lambda block: _block(path, block, timezone, confirmed))
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
+    yield from converted(records, lambda block: _block(path, block, timezone, confirmed, seen))
 
 
 def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -221,7 +223,9 @@ def _delimiter(path: str) -> str:
     return max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _block(path: str, records: Records, timezone: str, confirmed: bool) -> ReadBatch:
+def _block(
+    path: str, records: Records, timezone: str, confirmed: bool, seen: Counter[str]
+) -> ReadBatch:
     n = len(records.rows)
     text = records.columns
     verdict = Verdict(n)
@@ -252,7 +256,7 @@ def _block(path: str, records: Records, timezone: str, confirmed: bool) -> ReadB
     def fields_of(i: int) -> dict[str, str | None]:
         return {name: values[i].as_py() for name, values in text.items() if name != "duration"}
 
-    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of)
+    return split(path, records.rows, batch, verdict, raw, records.rejects, fields_of, seen)
 
 
 # -- writing -------------------------------------------------------------------------------------
