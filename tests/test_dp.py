@@ -394,6 +394,13 @@ def test_cli_and_config(groups, tmp_path, key_env) -> None:
     assert ok.returncode == 0, ok.stderr
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert (run["dp"]["bounds"]["max_groups"], run["dp"]["bounds"]["max_records"]) == (3, 10)
+    assert run["rows_released"] > 0 and "no row reached" not in ok.stdout
+    # nothing released: the summary says what a row needs, the threshold of run.json
+    none = run_cli("process", str(groups), "--out", str(tmp_path / "n"), "--dp-epsilon", "0.01", env=key_env)
+    assert none.returncode == 0, none.stderr
+    run = json.loads((tmp_path / "n" / "run.json").read_text())
+    assert run["rows_released"] == 0 and run["rows_withheld"] > 0
+    assert f"no row reached the release threshold of {run['dp']['selection']['threshold']:,} records" in none.stdout
 
 
 # --- differencing attacks ----------------------------------------------------------------

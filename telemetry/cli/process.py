@@ -104,6 +104,16 @@ def tune_allocators() -> None:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+def dp_nothing(s: dict) -> str:
+    """Why a DP run released no row, when it had rows to weigh: an analyst's first
+    question, since a row needs thousands of records at the usual epsilons."""
+    if s["rows_released"] or not s.get("rows_withheld", 1):
+        return ""
+    return (f"; no row reached the release threshold of {s['dp']['selection']['threshold']:,} records "
+            "(after bounding): a longer --window, fewer --by columns or a larger --dp-epsilon put more "
+            "records in each row (docs/privacy.md, \"When to prefer k\")")
+
+
 def summary_line(s: dict, out: str) -> str:
     line = (
         f"{s['records_in']:,} records in {s['seconds']:.2f} s ({s['records_per_second'] or 0:,.0f}/s): "
@@ -113,7 +123,7 @@ def summary_line(s: dict, out: str) -> str:
     )
     if "dp" in s:
         line += (f"; differential privacy at epsilon {s['dp']['epsilon']:g}: "
-                 f"{s['records_dp_truncated']:,} records over the contribution bounds left out")
+                 f"{s['records_dp_truncated']:,} records over the contribution bounds left out{dp_nothing(s)}")
     if s["records_quarantined"]:
         line += f" (see {out}/quarantine/rejects.jsonl)"
     return line

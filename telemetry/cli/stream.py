@@ -10,7 +10,7 @@ from pathlib import Path
 from telemetry.cli.keys import add_key_arguments, keyring_from_args
 from telemetry.errors import ConfigError
 from telemetry.stream.files import BATCH_BYTES, BATCH_FILES
-from telemetry.cli.process import add_run_arguments, options_from_args
+from telemetry.cli.process import add_run_arguments, dp_nothing, options_from_args
 
 
 def register(sub) -> None:
@@ -89,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
           f"output in {out}")
     if "dp" in s:
         print(f"differential privacy at epsilon {s['dp']['epsilon']:g} per window: "
-              f"{s['records_dp_truncated']:,} records over the contribution bounds left out")
+              f"{s['records_dp_truncated']:,} records over the contribution bounds left out{dp_nothing(s)}")
     return code
