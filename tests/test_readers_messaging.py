@@ -314,6 +314,56 @@ def test_mapped_missing_header_column(tmp_path):
         read_all("mapped", path, ReaderOptions(extra={"mapping": mapping}))
 
 
+# -- many blocks ---------------------------------------------------------------------------------
+
+_TWILIO_CALL = {"sid": "CA1", "from": "+15555550100", "to": "+15555550101", "status": "completed",
+                "start_time": "Sun, 01 Nov 2026 10:00:00 +0000", "duration": "5",
+                "end_time": "Sun, 01 Nov 2026 10:00:09 +0000"}
+_RECEIPT = json.loads((FIXTURES / "smpp-dlr.jsonl").read_text().splitlines()[0])
+# format, file name, (header, good record, record with a bad time), reason, options
+_MANY_BLOCKS = {
+    "mapped": ("m.csv", ("Ref,Started,Caller", "r1,01/11/2026 10:00:00,+15555550130",
+                         "r1,not a time,+15555550130"),
+               "start_time: does not match [mapping] time_format",
+               {"mapping": {"record_id": "Ref", "start_time": "Started", "source": "Caller",
+                            "time_format": "%d/%m/%Y %H:%M:%S"}}),
+    "smpp-dlr": ("dlr.jsonl", (None, json.dumps(_RECEIPT), json.dumps(_RECEIPT | {
+        "receipt": _RECEIPT["receipt"].replace("submit date:2611011000", "submit date:no")})),
+        "receipt submit date: not 10, 12 or 14 digits", {}),
+    "twilio-calls": ("calls.jsonl", (None, json.dumps(_TWILIO_CALL),
+                                     json.dumps(_TWILIO_CALL | {"start_time": "not a time"})),
+                     "start_time: not an RFC 2822 or ISO 8601 time", {}),
+}
+
+
+@pytest.mark.parametrize("fmt", list(_MANY_BLOCKS))
+def test_describes_only_the_files_first_rejects_of_a_reason(tmp_path, monkeypatch, fmt):
+    """A file read in many blocks: only the file's first FULL_REJECTS rejects of a reason
+    are described (their fields masked, ~1 ms each); the rest come as runs, in every block
+    after them. Each block used to describe its own first ones, which the writer then
+    dropped. Reference: the records written with a bad time."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject, mapped, rejected, smpp, twilio
+
+    for module in (mapped, smpp, twilio):
+        monkeypatch.setattr(module, "_BLOCK", 512)
+    name, (header, good, bad_time), reason, extra = _MANY_BLOCKS[fmt]
+    n = 5 * FULL_REJECTS // 2  # records with a bad time, every other record
+    path = tmp_path / name
+    path.write_text("\n".join(([header] if header else []) + [good, bad_time] * n) + "\n")
+    parts = list(get_format(fmt).read(os.fspath(path), 65536, ReaderOptions(extra=extra)))
+    assert len(parts) > 2
+    rows = [int(row) for part in parts for row in part.rows]
+    rejects = [r for part in parts for r in part.rejects]
+    bad = list(range(2, 2 * n + 1, 2))  # records 2, 4, ...
+    described = [r for r in rejects if isinstance(r, Reject)]
+    assert [r.row for r in described] == bad[:FULL_REJECTS]
+    assert {r.reason for r in rejects} == {reason} and all(r.fields for r in described)
+    runs = [r for r in rejects if not isinstance(r, Reject)]
+    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
+    assert rejected(rejects) == n and rows == list(range(1, 2 * n + 1, 2))
+
+
 # -- end to end ----------------------------------------------------------------------------------
 
 

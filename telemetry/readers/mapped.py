@@ -36,6 +36,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -373,12 +374,13 @@ def read_mapped(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[
     mapping = mapping_of(options)
     columns = {k: v for k, v in mapping.items() if k not in _SETTINGS}
     checked = False
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
     for block in blocks(keyed_records(path), max(1, min(batch_rows, _BLOCK))):
         rows, objects, rejects = triage(path, block)
         if not checked and objects:
             _check_columns(path, objects[0], columns)
             checked = True
-        yield _mapped_block(path, rows, objects, rejects, columns, mapping)
+        yield _mapped_block(path, rows, objects, rejects, columns, mapping, seen)
 
 
 def _check_columns(path: str, first: Mapping[str, Any], columns: Mapping[str, str]) -> None:
@@ -400,6 +402,7 @@ def _mapped_block(
     rejects: list[Reject],
     columns: Mapping[str, str],
     mapping: Mapping[str, str],
+    seen: Counter[str],
 ) -> ReadBatch:
     n = len(objects)
     verdict = Verdict(n)
@@ -415,7 +418,7 @@ def _mapped_block(
     def fields_of(i: int) -> dict[str, Any]:
         return {name: column[i].as_py() for name, column in text.items()}
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of, seen)
 
 
 def _mapped_time(

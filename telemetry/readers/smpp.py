@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -167,13 +168,19 @@ def _date(digits: str, label: str) -> dt.datetime | None:
 def read_smpp(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "smpp-dlr", "timezone", "UTC"))
     records = keyed_records(path, fold=True)
+    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
     for block in blocks(records, max(1, min(batch_rows, _BLOCK))):
         rows, objects, rejects = triage(path, block)
-        yield _block(path, rows, objects, rejects, timezone)
+        yield _block(path, rows, objects, rejects, timezone, seen)
 
 
 def _block(
-    path: str, rows: list[int], objects: list[dict[str, Any]], rejects: list[Reject], tz: str
+    path: str,
+    rows: list[int],
+    objects: list[dict[str, Any]],
+    rejects: list[Reject],
+    tz: str,
+    seen: Counter[str],
 ) -> ReadBatch:
     n = len(objects)
     verdict = Verdict(n)
@@ -222,7 +229,7 @@ def _block(
         shown = {name: column[i].as_py() for name, column in text.items()}
         return shown | {"record_id": ids[i], "status": statuses[i]}
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of, seen)
 
 
 # -- writing -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import email.utils
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -304,9 +305,10 @@ def _messages(objects: list[dict[str, Any]], verdict: Verdict) -> dict[str, pa.A
 def _reader(page: str, convert: Callable) -> Callable[..., Iterator[ReadBatch]]:
     def read(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
         records = keyed_records(path, pages=(page,), fold=True)
+        seen: Counter[str] = Counter()  # the file's rejects per reason: blocks go in order
         for block in blocks(records, max(1, min(batch_rows, _BLOCK))):
             rows, objects, rejects = triage(path, block)
-            yield _block(path, rows, objects, rejects, convert)
+            yield _block(path, rows, objects, rejects, convert, seen)
 
     return read
 
@@ -317,6 +319,7 @@ def _block(
     objects: list[dict[str, Any]],
     rejects: list[Reject],
     convert: Callable,
+    seen: Counter[str],
 ) -> ReadBatch:
     n = len(objects)
     verdict = Verdict(n)
@@ -329,7 +332,7 @@ def _block(
             "start_time": raw["start_time"][i].as_py()
         }
 
-    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of)
+    return split(path, np.asarray(rows, np.int64), batch, verdict, raw, rejects, fields_of, seen)
 
 
 # -- writing -------------------------------------------------------------------------------------
