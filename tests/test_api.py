@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
 import telemetry
 from telemetry.generate import write
@@ -96,6 +97,16 @@ def test_process_command_shares_one_malloc_arena_unless_the_operator_says(tmp_pa
 
     assert arenas(drop="MALLOC_ARENA_MAX") == 1
     assert arenas(MALLOC_ARENA_MAX="4") > 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc")
+def test_process_command_runs_without_transparent_huge_pages(tmp_path):
+    # the kernel's own word for the process, read at its exit; the test's process keeps them
+    write(tmp_path / "cdr.parquet", 500)
+    args = ["process", tmp_path / "cdr.parquet", "--out", tmp_path / "out", "--region", "GB"]
+    thp = 'open("/proc/self/status").read().split("THP_enabled:")[1].split()[0]'
+    assert _at_exit(thp, args) == ["0"]
+    assert open("/proc/self/status").read().split("THP_enabled:")[1].split()[0] == "1"
 
 
 def test_process_command_writes_metrics_without_polars(tmp_path):

@@ -444,6 +444,20 @@ def test_local_cluster_workers_share_one_malloc_arena(dask_client):
                                    for worker in dask_client.nthreads()])) == {1}
 
 
+def _thp_enabled() -> str:
+    with open("/proc/self/status") as status:
+        return status.read().split("THP_enabled:")[1].split()[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc")
+def test_workers_run_without_transparent_huge_pages(dask_client, tmp_path):
+    """The warm-up plugin, which a run registers, turns them off in each worker, as the
+    command does in its own process (and so in a cluster it starts)."""
+    write(tmp_path / "cdr.parquet", 200)
+    telemetry.process([tmp_path / "cdr.parquet"], key=TEST_KEY, engine="dask", client=dask_client, region="GB")
+    assert set(dask_client.run(_thp_enabled).values()) == {"0"}
+
+
 def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):
     """A LocalCluster's client fetches results from the workers (a released table is MBs:
     relayed by the scheduler it is serialized twice); a client connected by address does so

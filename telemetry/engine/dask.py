@@ -630,7 +630,8 @@ class Warmup(WorkerPlugin):
     """Loads the compiled kernels once per worker, from the cache directory the client
     names (``TELEMETRY_CACHE_DIR``; the worker's own default otherwise): 16 made-up
     records through a Job with a throwaway key, so the first task of a run does not
-    pay for compiling or loading them."""
+    pay for compiling or loading them. Turns transparent huge pages off in the worker
+    (:func:`telemetry.cli.process.no_huge_pages`)."""
 
     name = "telemetry-warmup"
 
@@ -638,8 +639,11 @@ class Warmup(WorkerPlugin):
         self.cache_dir = cache_dir
 
     def setup(self, worker) -> None:
+        from telemetry.cli.process import no_huge_pages
+
         if self.cache_dir:
             os.environ.setdefault("TELEMETRY_CACHE_DIR", self.cache_dir)  # before kernels._jit is imported
+        no_huge_pages()  # as in the process that started the cluster, on a cluster of its own or not
         warm()
 
 
