@@ -101,3 +101,22 @@ def convert_small_files_alone(monkeypatch) -> None:
 
     parquet = readers.get_format("parquet")
     monkeypatch.setitem(readers._REGISTRY, "parquet", dataclasses.replace(parquet, plan=one_by_one))
+
+
+def assert_first_rejects_described(rows, rejects, n: int, reason: str | None = None) -> None:
+    """A file of 2n records, every second one (2, 4, …) refused for one reason, read in
+    many blocks: only the file's first FULL_REJECTS of them are described, with fields;
+    the others come as runs, in more than one block; every record is accounted for
+    (``rows`` the good ones: 1, 3, …). ``reason``: the reason expected, if given."""
+    from telemetry.quarantine import FULL_REJECTS
+    from telemetry.readers import Reject, rejected
+
+    bad = list(range(2, 2 * n + 1, 2))
+    described = [r for r in rejects if isinstance(r, Reject)]
+    assert [r.row for r in described] == bad[:FULL_REJECTS]
+    reasons = {r.reason for r in rejects}
+    assert len(reasons) == 1 and (reason is None or reasons == {reason})
+    assert all(r.fields for r in described)
+    runs = [r for r in rejects if not isinstance(r, Reject)]
+    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
+    assert rejected(rejects) == n and [int(r) for r in rows] == list(range(1, 2 * n + 1, 2))

@@ -25,7 +25,7 @@ from telemetry.generate import generate, write
 from telemetry.readers import FORMATS, ReaderOptions, detect_format, open_inputs, rejected
 from telemetry.readers import canonical as canonical_reader
 from telemetry.schema import CANONICAL, READ
-from tests.conftest import reader_schemas
+from tests.conftest import assert_first_rejects_described, reader_schemas
 
 UTC = dt.timezone.utc
 
@@ -898,7 +898,6 @@ def test_csv_describes_only_the_files_first_rejects_of_a_reason(tmp_path):
     in every block after them. Each block used to describe its own first ones, which the
     writer then dropped. Reference: the rows written with a bad start time."""
     from telemetry.quarantine import FULL_REJECTS
-    from telemetry.readers import Reject
 
     n = 5 * FULL_REJECTS // 2  # rows with a bad start time, every other row
     lines = ["start_time,source"]
@@ -907,13 +906,7 @@ def test_csv_describes_only_the_files_first_rejects_of_a_reason(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines) + "\n")
     _, _, rows, rejects = read_all([path], "csv", batch_rows=512, options=ReaderOptions(block_bytes=4096))
-    bad = list(range(2, 2 * n + 1, 2))  # data rows 2, 4, ...
-    described = [r for r in rejects if isinstance(r, Reject)]
-    assert [r.row for r in described] == bad[:FULL_REJECTS]
-    assert len({r.reason for r in rejects}) == 1 and all(r.fields for r in described)
-    runs = [r for r in rejects if not isinstance(r, Reject)]
-    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
-    assert rejected(rejects) == n and list(rows) == list(range(1, 2 * n + 1, 2))
+    assert_first_rejects_described(rows, rejects, n)
 
 
 @pytest.mark.parametrize("path_taken", ["pyarrow", "line by line"])
@@ -925,7 +918,6 @@ def test_jsonl_describes_only_the_files_first_rejects_of_a_reason(
     rest come as runs, in every block after them. Each block used to describe its own first
     ones, which the writer then dropped. Reference: the lines written with a bad start time."""
     from telemetry.quarantine import FULL_REJECTS
-    from telemetry.readers import Reject
 
     if path_taken == "line by line":
         monkeypatch.setattr(canonical_reader, "_json_block_arrow", lambda *args: None)
@@ -941,13 +933,7 @@ def test_jsonl_describes_only_the_files_first_rejects_of_a_reason(
     path.write_text("\n".join(lines) + "\n")
     parts, _, rows, rejects = read_all([path], "jsonl", batch_rows=512)
     assert len(parts) > 2
-    bad = list(range(2, 2 * n + 1, 2))  # lines 2, 4, ...
-    described = [r for r in rejects if isinstance(r, Reject)]
-    assert [r.row for r in described] == bad[:FULL_REJECTS]
-    assert len({r.reason for r in rejects}) == 1 and all(r.fields for r in described)
-    runs = [r for r in rejects if not isinstance(r, Reject)]
-    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
-    assert rejected(rejects) == n and list(rows) == list(range(1, 2 * n + 1, 2))
+    assert_first_rejects_described(rows, rejects, n)
 
 
 # -- bounded read-ahead (issue 16) --------------------------------------------------------------

@@ -28,7 +28,7 @@ from telemetry.readers.smpp import parse_receipt
 from telemetry.readers.twilio import parse_time
 from telemetry.schema import CANONICAL, MESSAGE_CHANNELS, VOICE_CHANNELS
 from tests import projections
-from tests.conftest import run_cli
+from tests.conftest import assert_first_rejects_described, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "messaging"
 UTC = dt.timezone.utc
@@ -343,7 +343,7 @@ def test_describes_only_the_files_first_rejects_of_a_reason(tmp_path, monkeypatc
     after them. Each block used to describe its own first ones, which the writer then
     dropped. Reference: the records written with a bad time."""
     from telemetry.quarantine import FULL_REJECTS
-    from telemetry.readers import Reject, mapped, rejected, smpp, twilio
+    from telemetry.readers import mapped, smpp, twilio
 
     for module in (mapped, smpp, twilio):
         monkeypatch.setattr(module, "_BLOCK", 512)
@@ -355,13 +355,7 @@ def test_describes_only_the_files_first_rejects_of_a_reason(tmp_path, monkeypatc
     assert len(parts) > 2
     rows = [int(row) for part in parts for row in part.rows]
     rejects = [r for part in parts for r in part.rejects]
-    bad = list(range(2, 2 * n + 1, 2))  # records 2, 4, ...
-    described = [r for r in rejects if isinstance(r, Reject)]
-    assert [r.row for r in described] == bad[:FULL_REJECTS]
-    assert {r.reason for r in rejects} == {reason} and all(r.fields for r in described)
-    runs = [r for r in rejects if not isinstance(r, Reject)]
-    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
-    assert rejected(rejects) == n and rows == list(range(1, 2 * n + 1, 2))
+    assert_first_rejects_described(rows, rejects, n, reason)
 
 
 # -- end to end ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from telemetry.readers.asterisk import LAYOUT as ASTERISK_LAYOUT
 from telemetry.readers.asterisk import route_of, routes_of
 from telemetry.readers.freeswitch import EXAMPLE, template_names
 from tests import projections
-from tests.conftest import run_cli
+from tests.conftest import assert_first_rejects_described, run_cli
 
 # pyarrow calls the reader's handler of skipped records on its own thread, while batches are
 # numbered on this one: an exception there is only "ignored" by pyarrow, and a skip it loses
@@ -266,7 +266,7 @@ def test_asterisk_describes_only_the_files_first_rejects_of_a_reason(
     every block after them. Each block used to describe its own first ones, which the writer
     then dropped. Reference: the records written with a bad start time."""
     from telemetry.quarantine import FULL_REJECTS
-    from telemetry.readers import Reject, _vendorcsv, rejected
+    from telemetry.readers import _vendorcsv
 
     monkeypatch.setattr(_vendorcsv, "_ROWS", 512)  # records joined before a conversion
     n = 5 * FULL_REJECTS // 2  # records with a bad start time, every other record
@@ -278,14 +278,7 @@ def test_asterisk_describes_only_the_files_first_rejects_of_a_reason(
     assert len(parts) > 2
     rows = np.concatenate([p.rows for p in parts]).tolist()
     rejects = [r for p in parts for r in p.rejects]
-    bad = list(range(2, 2 * n + 1, 2))  # records 2, 4, ...
-    described = [r for r in rejects if isinstance(r, Reject)]
-    assert [r.row for r in described] == bad[:FULL_REJECTS]
-    assert {r.reason for r in rejects} == {"start: not an ISO 8601 time or epoch seconds"}
-    assert all(r.fields for r in described)
-    runs = [r for r in rejects if not isinstance(r, Reject)]
-    assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
-    assert rejected(rejects) == n and rows == list(range(1, 2 * n + 1, 2))
+    assert_first_rejects_described(rows, rejects, n, "start: not an ISO 8601 time or epoch seconds")
 
 
 def test_freeswitch_bad_rows(tmp_path) -> None:
@@ -944,7 +937,6 @@ def test_vendor_file_of_bad_records_costs_its_ranges_not_its_rows(tmp_path) -> N
     once, in order (the reference: every line of the file is a record, all refused)."""
     import tracemalloc
 
-    from telemetry.quarantine import FULL_REJECTS
     from telemetry.readers import Reject
 
     count = 300_000

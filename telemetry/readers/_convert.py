@@ -907,12 +907,16 @@ def lone_surrogate(value: Any) -> bool:
     return False
 
 
-def converted(items: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:
-    """``convert(item)`` for each parsed block, in order, on a second thread while the
-    next blocks are parsed (:func:`telemetry.ordered.ordered_map`)."""
+def converted(items: Iterator[Any], convert: Callable[[Any, Counter[str]], Any]) -> Iterator[Any]:
+    """``convert(item, seen)`` for each parsed block of one file, in order, on a second
+    thread while the next blocks are parsed (:func:`telemetry.ordered.ordered_map`).
+    ``seen``: the file's rejects per reason so far, one count for all its blocks (they
+    are converted one after another), for :func:`split`: only the file's first
+    FULL_REJECTS of a reason are described."""
     from telemetry.ordered import ordered_map
 
-    return ordered_map(convert, items, name="telemetry-convert")
+    seen: Counter[str] = Counter()
+    return ordered_map(lambda item: convert(item, seen), items, name="telemetry-convert")
 
 
 def blocks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -186,8 +186,7 @@ def layout(options: ReaderOptions) -> Layout:
 def read_asterisk(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "asterisk", "timezone", "UTC"))
     records = read_records(path, layout(options), block_bytes=options.block_bytes)
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    yield from converted(records, lambda block: _block(path, block, timezone, seen))
+    yield from converted(records, lambda block, seen: _block(path, block, timezone, seen))
 
 
 _SHOWN = ("tenant", "source", "destination", "record_id")

@@ -342,8 +342,7 @@ def _csv_batches(
             if len(rows) or taken:
                 yield batch, rows, taken
 
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    yield from converted(parsed(), lambda block: _csv_block(path, positions, seen, *block))
+    yield from converted(parsed(), lambda block, seen: _csv_block(path, positions, seen, *block))
     with lock:
         taken = refused.take()
     if taken:
@@ -455,13 +454,14 @@ def read_jsonl(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[R
         raise InputError(f"cannot open input {path}: {exc.strerror or exc}") from None
     with handle:
         lines = _lines(handle)
-        seen: Counter[str] = Counter()  # the file's rejects per reason: blocks go in order
 
         def chunks() -> Iterator[list[tuple[int, bytes | None]]]:
             while chunk := [item for _, item in zip(range(block), lines, strict=False)]:
                 yield chunk
 
-        def parsed(numbered: tuple[int, list[tuple[int, bytes | None]]]) -> ReadBatch:
+        def parsed(
+            numbered: tuple[int, list[tuple[int, bytes | None]]], seen: Counter[str]
+        ) -> ReadBatch:
             index, chunk = numbered
             part = _json_block(path, chunk, seen)
             if index == 0 and part.objects == 0:

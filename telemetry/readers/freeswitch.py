@@ -150,8 +150,7 @@ def read_freeswitch(path: str, batch_rows: int, options: ReaderOptions) -> Itera
     names = template_names(setting(options, "freeswitch", "template"))
     timezone = check_timezone(setting(options, "freeswitch", "timezone", "UTC"))
     records = read_records(path, layout(names, options), block_bytes=options.block_bytes)
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    yield from converted(records, lambda block: _block(path, block, timezone, seen))
+    yield from converted(records, lambda block, seen: _block(path, block, timezone, seen))
 
 
 def _block(path: str, records: Records, timezone: str, seen: Counter[str]) -> ReadBatch:

@@ -171,8 +171,9 @@ def read_kamailio(path: str, batch_rows: int, options: ReaderOptions) -> Iterato
         )
     else:
         records = mysql_records(path, layout, nulls, header=True)
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    yield from converted(records, lambda block: _block(path, block, timezone, confirmed, seen))
+    yield from converted(
+        records, lambda block, seen: _block(path, block, timezone, confirmed, seen)
+    )
 
 
 def _mapping(extra: Mapping[str, str] | None) -> dict[str, str]:
