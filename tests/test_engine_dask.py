@@ -458,6 +458,24 @@ def test_workers_run_without_transparent_huge_pages(dask_client, tmp_path):
     assert set(dask_client.run(_thp_enabled).values()) == {"0"}
 
 
+def test_warm_up_registered_once_per_client(dask_client, monkeypatch):
+    """A client's scheduler keeps the warm-up plugin (and gives it to workers that join
+    later): engines made on the same client, one a run, register it once, not once each."""
+    from telemetry.engine.dask import DaskEngine, Warmup
+
+    registered = []
+    real = dask_client.register_plugin
+
+    def register(plugin, name=None, **kwargs):
+        registered.append(name)
+        return real(plugin, name=name, **kwargs)
+
+    monkeypatch.setattr(dask_client, "register_plugin", register)
+    for _ in range(3):
+        assert DaskEngine(client=dask_client).client is dask_client
+    assert registered in ([], [Warmup.name])  # once at most: the session's runs may have done it
+
+
 def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):
     """A LocalCluster's client fetches results from the workers (a released table is MBs:
     relayed by the scheduler it is serialized twice); a client connected by address does so

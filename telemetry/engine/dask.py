@@ -29,6 +29,7 @@ import collections
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +46,10 @@ STAGING = ".telemetry-dask-"
 REJECTS_FORMAT = "telemetry-dask-rejects"
 REJECTS_VERSION = 1
 COUNTS = ("records_in", "records_ok", "records_quarantined", "records_opted_out")
+#: Clients that registered the warm-up plugin: their scheduler keeps it, and gives it to
+#: workers that join later, so a run on a long-lived client (a notebook's) does not register
+#: it again (a round trip to every worker and a warm-up there: 7-15 ms before each run).
+_WARMED: weakref.WeakSet = weakref.WeakSet()
 
 
 class DaskEngine:
@@ -75,7 +80,9 @@ class DaskEngine:
                 self._cluster = local_cluster(self._workers)
                 self._client = distributed.Client(self._cluster)
         if self.threads is None:
-            self._client.register_plugin(Warmup(os.environ.get("TELEMETRY_CACHE_DIR")), name=Warmup.name)
+            if self._client not in _WARMED:
+                self._client.register_plugin(Warmup(os.environ.get("TELEMETRY_CACHE_DIR")), name=Warmup.name)
+                _WARMED.add(self._client)
             self.threads = sum(self._client.nthreads().values())
             self.direct = _direct(self._client)
         return self._client
@@ -142,7 +149,7 @@ class DaskEngine:
             released = plan.result(released)
         finally:
             plan.cancel()
-            client.run(_forget, run, on_error="ignore")
+            client.run(_forget, run, on_error="ignore", wait=False)
         return released, totals, rewritten
 
 
