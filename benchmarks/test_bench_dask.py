@@ -8,6 +8,7 @@ so both see the same load from whatever else shares the machine.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -82,32 +83,33 @@ def csv_files(bench_dir: Path) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def clusters():
-    one, two = _cluster(1), _cluster(2)
-    yield one[1], two[1]
-    for cluster, client in (one, two):
-        client.close()
-        cluster.close()
-
-
-@pytest.fixture(scope="module")
-def pinned_clusters():
-    """As ``clusters``, each worker process held to one core of its own (sched_setaffinity):
-    unpinned, one worker's reader threads (CSV conversion, Arrow's pool) already use both."""
-    one, two = _cluster(1), _cluster(2)
-    _one_core_each(one[1])
-    _one_core_each(two[1])
-    yield one[1], two[1]
-    for cluster, client in (one, two):
-        client.close()
-        cluster.close()
+@contextlib.contextmanager
+def _clusters(*workers: int, pinned: bool = False):
+    """Clients of clusters of ``workers`` processes each, alive only while the runs that
+    compare them go on: an idle cluster costs CPU (its scheduler's and workers' event
+    loops: 0.02-0.07 CPU seconds a second), which a side using both cores pays and a
+    side of one worker does not. ``pinned``: each worker process held to one core of its
+    own (sched_setaffinity): unpinned, one worker's reader threads (CSV conversion,
+    Arrow's pool) already use both."""
+    made = [_cluster(n) for n in workers]
+    try:
+        if pinned:
+            for _, client in made:
+                _one_core_each(client)
+        yield [client for _, client in made]
+    finally:
+        for cluster, client in made:
+            client.close()
+            cluster.close()
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "one-core-each"])
-def test_dask_one_vs_two_workers(figure, parquet_4m, csv_files, bench_dir, clusters, pinned_clusters, pinned,
-                                 warm_cli) -> None:
-    one, two = pinned_clusters if pinned else clusters
+def test_dask_one_vs_two_workers(figure, parquet_4m, csv_files, bench_dir, pinned, warm_cli) -> None:
+    with _clusters(1, 2, pinned=pinned) as (one, two):
+        _one_vs_two(figure, parquet_4m, csv_files, bench_dir, one, two, pinned)
+
+
+def _one_vs_two(figure, parquet_4m, csv_files, bench_dir, one, two, pinned: bool) -> None:
     how = ", one core per worker" if pinned else ""
     for name, inputs, rows in (("Parquet file", [parquet_4m], PROCESS_ROWS),
                                (f"{CSV_FILES} CSV files", csv_files, CSV_FILES * CSV_ROWS)):
@@ -135,24 +137,25 @@ def test_dask_one_vs_two_workers(figure, parquet_4m, csv_files, bench_dir, clust
                f"2 worker processes: {t2:.2f} s (workers' CPU {min(cpu[2]):.2f} s)",
                f"1 worker process: {t1:.2f} s (CPU {min(cpu[1]):.2f} s)", round(t1 / t2, 2),
                "≥ 1.7x", t1 / t2 >= 1.7, f"best of {ROUNDS} each, in turns; 2 cores shared with other jobs")
+    if not pinned:
+        peaks = two.run(_peak_rss_mib)
+        worst = max(peaks.values())
+        figure("Dask engine, peak RSS per worker process (the runs above)",
+               f"{worst:.0f} MiB (workers: {', '.join(f'{v:.0f}' for v in peaks.values())})", "—", None,
+               "≤ 1,536 MiB per worker", worst <= 1536, "bounded by batch_rows, not by the input")
 
 
-def test_dask_overhead_vs_local_threads(figure, parquet_4m, bench_dir, clusters, warm_cli) -> None:
-    _, two = clusters
-    dask_s, local_s = [], []
-    _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=two)
-    for _ in range(ROUNDS):
-        local_s.append(_timed([parquet_4m], bench_dir / "local-out", engine="local", threads=2))
-        dask_s.append(_timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=two))
+def test_dask_overhead_vs_local_threads(figure, parquet_4m, bench_dir, warm_cli) -> None:
+    with _clusters(2) as (two,):
+        dask_s, local_s = [], []
+        _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=two)
+        for _ in range(ROUNDS):
+            local_s.append(_timed([parquet_4m], bench_dir / "local-out", engine="local", threads=2))
+            dask_s.append(_timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=two))
     d, loc = min(dask_s), min(local_s)
     figure(f"Dask engine overhead, {PROCESS_ROWS / 1e6:g} M Parquet records",
            f"Dask, 2 worker processes: {d:.2f} s", f"local engine, 2 threads: {loc:.2f} s", round(loc / d, 2),
            "reported", None, f"best of {ROUNDS} each, in turns; ratio < 1: Dask slower")
-    peaks = two.run(_peak_rss_mib)
-    worst = max(peaks.values())
-    figure("Dask engine, peak RSS per worker process (all runs of this module)",
-           f"{worst:.0f} MiB (workers: {', '.join(f'{v:.0f}' for v in peaks.values())})", "—", None,
-           "≤ 1,536 MiB per worker", worst <= 1536, "bounded by batch_rows, not by the input")
 
 
 def test_fresh_cluster_first_run(figure, parquet_4m, bench_dir, warm_cli) -> None:

@@ -444,6 +444,18 @@ def test_local_cluster_workers_share_one_malloc_arena(dask_client):
                                    for worker in dask_client.nthreads()])) == {1}
 
 
+def _memory_check_seconds(dask_worker) -> float:
+    return dask_worker.memory_manager.memory_monitor_interval
+
+
+def test_local_cluster_checks_memory_every_second(dask_client):
+    """Workers and their nannies check a worker's memory every second, not Dask's 100 ms:
+    an idle cluster's checks took a few percent of a small machine's cores."""
+    assert set(dask_client.run(_memory_check_seconds).values()) == {1.0}
+    nannies = dask_client.cluster.workers.values()
+    assert {nanny.memory_manager.memory_monitor_interval for nanny in nannies} == {1.0}
+
+
 def _thp_enabled() -> str:
     with open("/proc/self/status") as status:
         return status.read().split("THP_enabled:")[1].split()[0]
