@@ -448,10 +448,28 @@ def _memory_check_seconds(dask_worker) -> float:
     return dask_worker.memory_manager.memory_monitor_interval
 
 
-def test_local_cluster_checks_memory_every_second(dask_client):
-    """Workers and their nannies check a worker's memory every second, not Dask's 100 ms:
-    an idle cluster's checks took a few percent of a small machine's cores."""
+def _profiling(dask_worker) -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_local_cluster_settings_hold_for_a_restarted_worker(dask_client):
+    """Workers and their nannies check a worker's memory every second, not Dask's 100 ms
+    (an idle cluster's checks took a few percent of a small machine's cores), and workers
+    do not profile; a worker the nanny starts again after its process died runs so too
+    (Dask's settings around the cluster's start reached only the first processes)."""
+    killed = next(iter(dask_client.run(os.getpid).values()))
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        pids = set(dask_client.run(os.getpid, on_error="ignore").values())
+        if len(pids) == 2 and killed not in pids:
+            break
+        assert time.monotonic() < deadline, "the killed worker was not started again"
+        time.sleep(0.2)
     assert set(dask_client.run(_memory_check_seconds).values()) == {1.0}
+    assert set(dask_client.run(_profiling).values()) == {False}
     nannies = dask_client.cluster.workers.values()
     assert {nanny.memory_manager.memory_monitor_interval for nanny in nannies} == {1.0}
 
@@ -486,6 +504,21 @@ def test_warm_up_registered_once_per_client(dask_client, monkeypatch):
     for _ in range(3):
         assert DaskEngine(client=dask_client).client is dask_client
     assert registered in ([], [Warmup.name])  # once at most: the session's runs may have done it
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc")
+def test_a_cluster_of_threads_leaves_the_callers_huge_pages_alone(tmp_path):
+    """Workers in the caller's own process (a cluster of threads): the warm-up plugin
+    leaves the process's transparent huge pages as its user set them, as the Python API
+    does."""
+    import distributed
+
+    write(tmp_path / "cdr.parquet", 200)
+    assert _thp_enabled() == "1"
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        telemetry.process([tmp_path / "cdr.parquet"], key=TEST_KEY, engine="dask", client=client, region="GB")
+    assert _thp_enabled() == "1"
 
 
 def test_results_fetched_straight_from_a_local_clusters_workers(dask_client):

@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry.cli.process import tune_allocators
+    from telemetry.allocators import tune_allocators
 
     tune_allocators()
     from telemetry.config import make_options

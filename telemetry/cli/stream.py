@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry.cli.process import tune_allocators
+    from telemetry.allocators import tune_allocators
     from telemetry.config import load_config, make_options
     from telemetry.stream.driver import Stream, StreamOptions, parse_duration
     from telemetry.stream.stdin import Spool

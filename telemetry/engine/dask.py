@@ -26,6 +26,7 @@ Dask never tokenizes the keyring into a key, a log line or the dashboard.
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import shutil
 import uuid
@@ -355,7 +356,7 @@ def _file_pid(index: int) -> str:
 def local_cluster(workers: int):
     """A ``LocalCluster`` of ``workers`` processes of one thread each, whose workers take
     this process's kernel cache settings and the allocator settings of
-    :func:`telemetry.cli.process.tune_allocators`. Dask's nannies set
+    :func:`telemetry.allocators.tune_allocators`. Dask's nannies set
     ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off glibc's growing mmap
     threshold: every large NumPy array is then mapped afresh and faulted in, zeroed
     (a 262,144-row Parquet piece: 4x the page faults, 0.55 -> 0.75 s); it is left unset.
@@ -389,6 +390,10 @@ def local_cluster(workers: int):
     # glibc reads its variables as the process starts: the nanny's pre-spawn environment (set in
     # this process, inherited by the worker's), not ``env`` (set by the worker once it runs)
     arenas = None if "arena_max" in os.environ.get("GLIBC_TUNABLES", "") else "1"
+    # the scheduler and the nannies read theirs as they are made; a nanny hands a worker process
+    # its ``config`` each time it starts one, Dask's configuration by default, whose parts it
+    # shares (a shallow merge): set here for a moment, the settings reached only the first
+    # processes, and a worker started again after its process died ran with Dask's defaults
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                           "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": arenas,
                           "distributed.scheduler.worker-saturation": 1.0,
@@ -398,7 +403,7 @@ def local_cluster(workers: int):
                           "distributed.worker.memory.monitor-interval": "1s",
                           "distributed.worker.profile.enabled": False}):
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env=env)
+                                        dashboard_address=None, env=env, config=copy.deepcopy(dask.config.config))
 
 
 # --- what runs on the workers -----------------------------------------------------
@@ -644,20 +649,22 @@ class Warmup(WorkerPlugin):
     """Loads the compiled kernels once per worker, from the cache directory the client
     names (``TELEMETRY_CACHE_DIR``; the worker's own default otherwise): 16 made-up
     records through a Job with a throwaway key, so the first task of a run does not
-    pay for compiling or loading them. Turns transparent huge pages off in the worker
-    (:func:`telemetry.cli.process.no_huge_pages`)."""
+    pay for compiling or loading them. Turns transparent huge pages off in a worker
+    process of its own (:func:`telemetry.allocators.no_huge_pages`)."""
 
     name = "telemetry-warmup"
 
     def __init__(self, cache_dir: str | None) -> None:
         self.cache_dir = cache_dir
+        self.client_pid = os.getpid()
 
     def setup(self, worker) -> None:
-        from telemetry.cli.process import no_huge_pages
+        from telemetry.allocators import no_huge_pages
 
         if self.cache_dir:
             os.environ.setdefault("TELEMETRY_CACHE_DIR", self.cache_dir)  # before kernels._jit is imported
-        no_huge_pages()  # as in the process that started the cluster, on a cluster of its own or not
+        if os.getpid() != self.client_pid:  # a worker in the client's process (a cluster of threads)
+            no_huge_pages()  # leaves the process as its user set it, as the Python API does
         warm()
 
 
