@@ -114,6 +114,20 @@ def test_same_outputs_as_a_plain_loop(engine, inputs, reference, tmp_path, dask_
     assert not list(tmp_path.rglob(".telemetry-dask-*"))  # staging committed and removed
 
 
+def test_progress_as_counts_come_each_counted_once(inputs, reference, tmp_path, dask_client):
+    """Counts reach the client with the merge tree (every 8 tasks' while the run goes on,
+    for a progress display, and the rest with the merged state): each task's counted
+    once, the totals growing to the run's own."""
+    seen: list[dict] = []
+    telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=dask_client,
+                      progress=seen.append, **OPTIONS)
+    _same_outputs(tmp_path, reference)
+    ins = [totals["records_in"] for totals in seen]
+    assert ins == sorted(ins) and len(set(ins)) > 2  # grows, in several steps
+    final = {name: seen[-1][name] for name in ("records_in", "records_ok", "records_quarantined")}
+    assert final == {name: _counts(reference)[name] for name in final}
+
+
 def test_same_dp_release_as_a_plain_loop(inputs, tmp_path, dask_client):
     """Differential privacy (SPEC 11): the same noisy rows whichever engine merged the contributions."""
     dp = dict(OPTIONS, dp_epsilon=1.0)

@@ -194,6 +194,14 @@ class _Meta(NamedTuple):
     tail: _Shape | None = None
 
 
+class _Merged(NamedTuple):
+    """A node of the merge tree: the state of its inputs, and the counts of every task
+    below it that the client has not had (by partition id)."""
+
+    state: Any
+    metas: dict[str, _Meta]
+
+
 class _Done(NamedTuple):
     state: Any
     meta: _Meta
@@ -219,8 +227,9 @@ class _Plan:
         self.files: collections.deque = collections.deque()  # (index, done, meta future)
         self.gather = _gatherer(batch_rows)
         self.groups = 0
-        self.order: list = []  # (partition id, its Partials or the meta future of its task)
-        self.levels: list[list] = [[]]  # the merge tree's pending states, per level
+        self.order: list = []  # (partition id, its Partials; None: the merge tree brings its task's counts)
+        self.levels: list[list] = [[]]  # the merge tree's pending (state future, partition id or None), per level
+        self.metas: list = []  # futures of counts the merge tree brings, in the order they come
         self.merges = 0
         self.totals = dict.fromkeys(COUNTS, 0)
         self.rewritten: dict[str, int] = {}
@@ -251,7 +260,7 @@ class _Plan:
         if meta.partials:
             self._ready(self.gather.flush())
             self.order.append((_file_pid(index), meta.partials))
-            self._merge_in(done)
+            self._merge_in((done, None))
         if meta.tail is not None:
             tail = self.client.submit(_tail_of, done, key=_key("tail", self.run, index))
             self._ready(self.gather.add(_Tail(meta.tail, tail)))
@@ -266,21 +275,35 @@ class _Plan:
             self._task(done, f"g{g:06d}")
 
     def _task(self, done, pid: str) -> None:
-        self.order.append((pid, self.client.submit(_meta_of, done, key=_key("meta", self.run, pid))))
-        self._merge_in(done)
+        """A piece or gathered batch's task: its counts come with the merge tree (a task of
+        its own per piece cost each piece a round trip to the scheduler before the next
+        could start on its worker: 4-5 ms a piece)."""
+        self.order.append((pid, None))
+        self._merge_in((done, pid))
 
-    def _merge_in(self, done, level: int = 0) -> None:
-        """Add a state to the tree: every FAN_IN states of a level become one of the next."""
+    def _merge_in(self, entry: tuple, level: int = 0) -> None:
+        """Add a state to the tree: every FAN_IN states of a level become one of the next.
+        A merge of tasks' states tells the client their counts while the run goes on
+        (for its progress), when it has progress to show."""
         if level == len(self.levels):
             self.levels.append([])
-        self.levels[level].append(done)
+        self.levels[level].append(entry)
         if len(self.levels[level]) == FAN_IN:
             parts, self.levels[level] = self.levels[level], []
-            self._merge_in(self._merge(parts), level + 1)
+            merged = self._merge(parts)
+            if level == 0 and self.progress is not None:
+                self.metas.append(self._metas_of(merged))
+            self._merge_in(merged, level + 1)
 
-    def _merge(self, parts: list):
+    def _merge(self, parts: list) -> tuple:
         self.merges += 1
-        return self.client.submit(_merge, *parts, key=_key("merge", self.run, self.merges), **self.home)
+        futures, pids = zip(*parts)
+        return self.client.submit(_merge, pids, *futures, key=_key("merge", self.run, self.merges),
+                                  **self.home), None
+
+    def _metas_of(self, entry: tuple):
+        future, pid = entry
+        return self.client.submit(_metas_of, future, pid, key=_key("metas", self.run, len(self.metas)), **self.home)
 
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
@@ -292,26 +315,30 @@ class _Plan:
 
     def merged(self) -> Any:
         """Every file taken and every task submitted: the merged state (a future on the
-        cluster; None when no batch was read)."""
+        cluster; None when no batch was read). Its tasks' counts are asked for first, so
+        the worker holding it answers before it starts the release."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
-        rest = [done for level in self.levels for done in level]
+        rest = [entry for level in self.levels for entry in level]
         self.levels = [[]]
         while len(rest) > 1:
             rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
-        return rest[0] if rest else None
+        if not rest:
+            return None
+        self.metas.append(self._metas_of(rest[0]))
+        return rest[0][0]
 
     def counted(self) -> tuple[dict[str, int], dict[str, int], list[tuple[str, int]]]:
         """After :meth:`merged`, wait for every task's counts: the totals, the dimension
         rewrites, and each task's Partials in order."""
-        order = []
-        for pid, partials in self.order:
-            if not isinstance(partials, int):
-                meta = self.result(partials)
-                self._count(meta)
-                partials = meta.partials
-            order.append((pid, partials))
+        metas: dict[str, _Meta] = {}
+        for future in self.metas:
+            for pid, meta in self.result(future).items():
+                if pid not in metas:
+                    metas[pid] = meta
+                    self._count(meta)
+        order = [(pid, metas[pid].partials if partials is None else partials) for pid, partials in self.order]
         return dict(self.totals), dict(self.rewritten), order
 
     def result(self, future) -> Any:
@@ -323,6 +350,7 @@ class _Plan:
         self.files.clear()
         self.levels = [[]]
         self.order = []
+        self.metas = []
 
 
 def _direct(client) -> bool:
@@ -543,13 +571,25 @@ def _tail_of(done: _Done):
     return done.tail
 
 
-def _merge(*parts):
-    """One node of the merge tree: task results or states in, their state out (None: none)."""
+def _merge(pids: tuple, *parts) -> _Merged:
+    """One node of the merge tree: task results (``pids``: the partition id of each whose
+    counts the client waits for, else None) and merge nodes in, their state (None: none)
+    and those counts out."""
     from telemetry.metrics.state import merge
 
-    states = [p.state if isinstance(p, _Done) else p for p in parts]
-    states = [s for s in states if s is not None]
-    return merge(states) if states else None
+    metas: dict[str, _Meta] = {}
+    for part, pid in zip(parts, pids):
+        metas.update(_metas_of(part, pid))
+    states = [p.state for p in parts if p.state is not None]
+    return _Merged(merge(states) if states else None, metas)
+
+
+def _metas_of(part: Any, pid: str | None) -> dict[str, _Meta]:
+    """The counts a task result (``pid``: its partition id, None: the client has them)
+    or merge node holds for the client."""
+    if isinstance(part, _Merged):
+        return part.metas
+    return {} if pid is None else {pid: part.meta}
 
 
 def _release(run: str, job: Job, release: Callable[[Any, Job], Any], state: Any) -> Any:
@@ -560,7 +600,7 @@ def _release(run: str, job: Job, release: Callable[[Any, Job], Any], state: Any)
     from telemetry.metrics.state import cores_free
 
     with cores_free(_own_cores()):
-        return release(state if not isinstance(state, _Done) else state.state, _job(run, job))
+        return release(None if state is None else state.state, _job(run, job))
 
 
 def _own_cores() -> int:
