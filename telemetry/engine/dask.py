@@ -221,6 +221,7 @@ class _Plan:
         self.stage = None if stage is None else os.fspath(stage)
         self.progress = progress
         self.ahead = 4 * threads
+        self.last = threads  # the tasks likely to end the run: one per worker thread
         first = min(client.nthreads(), default=None)  # none yet: a cluster that scales up from zero
         # where states are merged and released (another worker if it is lost)
         self.home = {} if first is None else {"workers": [first], "allow_other_workers": True}
@@ -282,14 +283,15 @@ class _Plan:
         self._merge_in((done, pid))
 
     def _merge_in(self, entry: tuple, level: int = 0) -> None:
-        """Add a state to the tree: every FAN_IN states of a level become one of the next.
-        A merge of tasks' states tells the client their counts while the run goes on
-        (for its progress), when it has progress to show."""
+        """Add a state to the tree: every FAN_IN states of a level become one of the next,
+        the tasks' own once ``last`` more have come (see :meth:`merged`). A merge of tasks'
+        states tells the client their counts while the run goes on (for its progress), when
+        it has progress to show."""
         if level == len(self.levels):
             self.levels.append([])
         self.levels[level].append(entry)
-        if len(self.levels[level]) == FAN_IN:
-            parts, self.levels[level] = self.levels[level], []
+        if len(self.levels[level]) == FAN_IN + (self.last if level == 0 else 0):
+            parts, self.levels[level] = self.levels[level][:FAN_IN], self.levels[level][FAN_IN:]
             merged = self._merge(parts)
             if level == 0 and self.progress is not None:
                 self.metas.append(self._metas_of(merged))
@@ -303,7 +305,9 @@ class _Plan:
 
     def _metas_of(self, entry: tuple):
         future, pid = entry
-        return self.client.submit(_metas_of, future, pid, key=_key("metas", self.run, len(self.metas)), **self.home)
+        # before the release, which its worker might otherwise run first (the commit waits for the counts)
+        return self.client.submit(_metas_of, future, pid, key=_key("metas", self.run, len(self.metas)), priority=1,
+                                  **self.home)
 
     def _count(self, meta: _Meta) -> None:
         for name, n in zip(COUNTS, meta.counts):
@@ -316,11 +320,19 @@ class _Plan:
     def merged(self) -> Any:
         """Every file taken and every task submitted: the merged state (a future on the
         cluster; None when no batch was read). Its tasks' counts are asked for first, so
-        the worker holding it answers before it starts the release."""
+        the worker holding it answers before it starts the release. The tasks submitted
+        last, which likely end the run, are merged last: the states of those before them
+        are merged in one task, which takes them from the other workers while the last
+        tasks run (a 2-worker run of 4 M records: 15-20 ms of states moved after the last
+        piece, a piece's 1-5 ms so)."""
         while self.files:
             self._take_file()
         self._ready(self.gather.flush())
-        rest = [entry for level in self.levels for entry in level]
+        tasks, *levels = self.levels
+        rest = [entry for level in levels for entry in level]
+        early, tasks = tasks[: -self.last], tasks[-self.last :]
+        rest += [self._merge(early)] if len(early) > 1 else early
+        rest += tasks
         self.levels = [[]]
         while len(rest) > 1:
             rest = [self._merge(rest[i : i + FAN_IN]) for i in range(0, len(rest), FAN_IN)]
