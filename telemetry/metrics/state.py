@@ -544,31 +544,29 @@ def _grouped(runs: list[Run]) -> _Grouped:
 
 def recoded(parts: list[tuple[list[list], np.ndarray]]) -> tuple[list[list], list[np.ndarray]]:
     """Value lists covering the dimensions of every part (its value lists and key rows),
-    and each part's keys recoded into them."""
-    dims, first = parts[0]
+    and each part's keys recoded into them. Each dimension's values are looked up in one
+    index kept across the parts (built afresh for each part, it cost a release of 18
+    parts 7-8 ms), and a part whose values begin the list as they are keeps its codes."""
+    first_dims, first = parts[0]
+    dims = [list(values) for values in first_dims]
+    index = [{value: i for i, value in enumerate(values)} for values in dims]
     keys = [first]
     for part_dims, part_keys in parts[1:]:
-        dims, part_keys = _unify_dims(dims, part_dims, part_keys)
-        keys.append(part_keys)
+        recoded_keys = None
+        for j, values in enumerate(part_dims):
+            merged, seen = dims[j], index[j]
+            if values == merged[: len(values)]:
+                continue  # the same codes
+            lut = np.empty(len(values) + 2, np.int64)
+            for i, value in enumerate(values):
+                code = seen.get(value)
+                if code is None:
+                    code = seen[value] = len(merged)
+                    merged.append(value)
+                lut[i] = code
+            lut[-2], lut[-1] = OTHER_CODE, NULL_CODE  # negative codes index from the end: -2 → OTHER, -1 → NULL
+            if recoded_keys is None:
+                recoded_keys = part_keys.copy()
+            recoded_keys[:, _FIXED_KEYS + j] = lut[part_keys[:, _FIXED_KEYS + j]]
+        keys.append(part_keys if recoded_keys is None else recoded_keys)
     return dims, keys
-
-
-def _unify_dims(a_dims: list[list], b_dims: list[list], b_keys: np.ndarray) -> tuple[list[list], np.ndarray]:
-    """Value lists covering both sides, and b's keys recoded into them."""
-    dims = []
-    b_keys = b_keys.copy()
-    for j, (a_vals, b_vals) in enumerate(zip(a_dims, b_dims)):
-        index = {v: i for i, v in enumerate(a_vals)}
-        merged = list(a_vals)
-        lut = np.empty(len(b_vals) + 2, np.int64)
-        for i, value in enumerate(b_vals):
-            code = index.get(value)
-            if code is None:
-                code = index[value] = len(merged)
-                merged.append(value)
-            lut[i] = code
-        lut[-2], lut[-1] = OTHER_CODE, NULL_CODE  # negative codes index from the end: -2 → OTHER, -1 → NULL
-        col = b_keys[:, _FIXED_KEYS + j]
-        b_keys[:, _FIXED_KEYS + j] = lut[col]
-        dims.append(merged)
-    return dims, b_keys
