@@ -12,7 +12,8 @@ them, so every engine works through the same batches. Workers write record
 output and rejects under ``OUT`` in a staging folder, named after the batch, so a
 task retried after a lost worker writes the same files again; partial states are
 merged on the cluster in a tree of fan-in :data:`FAN_IN` on one worker (``home``),
-the client receives the merged state and the per-task counts, and a last task renames the record files
+which also brings the client each task's counts; the merged state is released there
+and the client receives the released table; a last task renames the record files
 to the local engine's names and joins the rejects in input order.
 
 Key material reaches the workers only inside task payloads (the pickled Job):
