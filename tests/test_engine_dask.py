@@ -422,8 +422,7 @@ def test_a_cluster_without_workers_yet_runs_once_one_joins(inputs, reference, tm
     worker named at the start)."""
     import distributed
 
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         threading.Timer(1.0, cluster.scale, args=(1,)).start()
         telemetry.process(inputs[0], key=TEST_KEY, out=tmp_path, engine="dask", client=client, **OPTIONS)
@@ -533,8 +532,7 @@ def test_a_cluster_of_threads_leaves_the_callers_huge_pages_alone(tmp_path):
     write(tmp_path / "cdr.parquet", 200)
     ctypes.CDLL(None).prctl(41, 0, 0, 0, 0)  # PR_SET_THP_DISABLE 0: as a user's process starts (an in-process
     assert _thp_enabled() == "1"  # command of an earlier test may have turned them off in this one)
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         telemetry.process([tmp_path / "cdr.parquet"], key=TEST_KEY, engine="dask", client=client, region="GB")
     assert _thp_enabled() == "1"
