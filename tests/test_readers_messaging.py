@@ -343,10 +343,9 @@ def test_describes_only_the_files_first_rejects_of_a_reason(tmp_path, monkeypatc
     after them. Each block used to describe its own first ones, which the writer then
     dropped. Reference: the records written with a bad time."""
     from telemetry.quarantine import FULL_REJECTS
-    from telemetry.readers import mapped, smpp, twilio
+    from telemetry.readers import mapped
 
-    for module in (mapped, smpp, twilio):
-        monkeypatch.setattr(module, "_BLOCK", 512)
+    monkeypatch.setattr(mapped, "_BLOCK", 512)  # the block of every reader of keyed records
     name, (header, good, bad_time), reason, extra = _MANY_BLOCKS[fmt]
     n = 5 * FULL_REJECTS // 2  # records with a bad time, every other record
     path = tmp_path / name

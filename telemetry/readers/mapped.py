@@ -37,7 +37,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -325,6 +325,19 @@ def text_column(objects: Sequence[Mapping[str, Any]], key: str, verdict: Verdict
     return pa.array(out, pa.string())
 
 
+def triaged(
+    path: str, records: Iterator[Record], batch_rows: int,
+    convert: Callable[[list[int], list[dict[str, Any]], list[Reject], Counter[str]], ReadBatch],
+) -> Iterator[ReadBatch]:
+    """A file's keyed records in blocks (up to ``batch_rows`` and _BLOCK), each triaged
+    and given to ``convert(rows, objects, rejects, seen)``; ``seen``: the file's rejects
+    per reason so far, one count for all its blocks (they are converted in order), for
+    :func:`_convert.split`: only the file's first FULL_REJECTS of a reason are described."""
+    seen: Counter[str] = Counter()
+    for block in blocks(records, max(1, min(batch_rows, _BLOCK))):
+        yield convert(*triage(path, block), seen)
+
+
 def triage(path: str, block: list[Record]) -> tuple[list[int], list[dict[str, Any]], list[Reject]]:
     """Split a block of records into (rows, objects) that parsed and rejects that did not."""
     rows: list[int] = []
@@ -374,13 +387,16 @@ def read_mapped(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[
     mapping = mapping_of(options)
     columns = {k: v for k, v in mapping.items() if k not in _SETTINGS}
     checked = False
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    for block in blocks(keyed_records(path), max(1, min(batch_rows, _BLOCK))):
-        rows, objects, rejects = triage(path, block)
+
+    def convert(rows: list[int], objects: list[dict[str, Any]], rejects: list[Reject],
+                seen: Counter[str]) -> ReadBatch:
+        nonlocal checked
         if not checked and objects:
             _check_columns(path, objects[0], columns)
             checked = True
-        yield _mapped_block(path, rows, objects, rejects, columns, mapping, seen)
+        return _mapped_block(path, rows, objects, rejects, columns, mapping, seen)
+
+    yield from triaged(path, keyed_records(path), batch_rows, convert)
 
 
 def _check_columns(path: str, first: Mapping[str, Any], columns: Mapping[str, str]) -> None:

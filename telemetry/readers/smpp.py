@@ -37,7 +37,6 @@ import pyarrow as pa
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
 from telemetry.readers._convert import (
     Verdict,
-    blocks,
     check_timezone,
     first_csv_record,
     local_time,
@@ -45,10 +44,8 @@ from telemetry.readers._convert import (
     split,
     to_canonical,
 )
-from telemetry.readers.mapped import keyed_records, text_column, triage
+from telemetry.readers.mapped import keyed_records, text_column, triaged
 from telemetry.schema import MESSAGE_CHANNELS, MESSAGE_FINAL_STATUSES
-
-_BLOCK = 16384
 
 #: ``stat:`` values → SPEC 2.1 statuses: appendix B's seven-letter states, the
 #: spellings some SMSCs send instead, and the ``message_state`` numbers (SMPP 5.2.28).
@@ -167,11 +164,8 @@ def _date(digits: str, label: str) -> dt.datetime | None:
 
 def read_smpp(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
     timezone = check_timezone(setting(options, "smpp-dlr", "timezone", "UTC"))
-    records = keyed_records(path, fold=True)
-    seen: Counter[str] = Counter()  # the file's rejects per reason: blocks are converted in order
-    for block in blocks(records, max(1, min(batch_rows, _BLOCK))):
-        rows, objects, rejects = triage(path, block)
-        yield _block(path, rows, objects, rejects, timezone, seen)
+    yield from triaged(path, keyed_records(path, fold=True), batch_rows,
+                       lambda rows, objects, rejects, seen: _block(path, rows, objects, rejects, timezone, seen))
 
 
 def _block(

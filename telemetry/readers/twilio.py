@@ -45,11 +45,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry.readers import ReadBatch, ReaderFormat, ReaderOptions, Reject, register
-from telemetry.readers._convert import Verdict, blocks, milliseconds, split, to_canonical
-from telemetry.readers.mapped import keyed_records, text_column, triage
+from telemetry.readers._convert import Verdict, milliseconds, split, to_canonical
+from telemetry.readers.mapped import keyed_records, text_column, triaged
 from telemetry.schema import MESSAGE_CHANNELS, MESSAGE_FINAL_STATUSES, TS, VOICE_CHANNELS
-
-_BLOCK = 16384
 
 #: Twilio call status → SPEC 2.1 (None: not finished, quarantined).
 CALL_STATUSES: dict[str, str | None] = {
@@ -304,11 +302,8 @@ def _messages(objects: list[dict[str, Any]], verdict: Verdict) -> dict[str, pa.A
 
 def _reader(page: str, convert: Callable) -> Callable[..., Iterator[ReadBatch]]:
     def read(path: str, batch_rows: int, options: ReaderOptions) -> Iterator[ReadBatch]:
-        records = keyed_records(path, pages=(page,), fold=True)
-        seen: Counter[str] = Counter()  # the file's rejects per reason: blocks go in order
-        for block in blocks(records, max(1, min(batch_rows, _BLOCK))):
-            rows, objects, rejects = triage(path, block)
-            yield _block(path, rows, objects, rejects, convert, seen)
+        yield from triaged(path, keyed_records(path, pages=(page,), fold=True), batch_rows,
+                           lambda rows, objects, rejects, seen: _block(path, rows, objects, rejects, convert, seen))
 
     return read
 
