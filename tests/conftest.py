@@ -120,3 +120,17 @@ def assert_first_rejects_described(rows, rejects, n: int, reason: str | None = N
     runs = [r for r in rejects if not isinstance(r, Reject)]
     assert len(runs) > 1 and sorted(int(x) for r in runs for x in r.rows) == bad[FULL_REJECTS:]
     assert rejected(rejects) == n and [int(r) for r in rows] == list(range(1, 2 * n + 1, 2))
+
+
+#: The kernel's word for a process's transparent huge pages, as Python reads it ("1": on).
+THP_ENABLED = 'open("/proc/self/status").read().split("THP_enabled:")[1].split()[0]'
+
+
+def huge_pages_on() -> None:
+    """Transparent huge pages back on in this process, as a user's process starts
+    (``PR_SET_THP_DISABLE`` 0): an earlier test's in-process command turns them off in
+    pytest's own process, which a test of who turns them off must not inherit."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(41, 0, 0, 0, 0)
+    assert eval(THP_ENABLED) == "1"

@@ -15,6 +15,7 @@ import pytest
 
 import telemetry
 from telemetry.generate import write
+from tests.conftest import THP_ENABLED, huge_pages_on
 
 
 def test_every_name_in_all_resolves():
@@ -104,9 +105,9 @@ def test_process_command_runs_without_transparent_huge_pages(tmp_path):
     # the kernel's own word for the process, read at its exit; the test's process keeps them
     write(tmp_path / "cdr.parquet", 500)
     args = ["process", tmp_path / "cdr.parquet", "--out", tmp_path / "out", "--region", "GB"]
-    thp = 'open("/proc/self/status").read().split("THP_enabled:")[1].split()[0]'
-    assert _at_exit(thp, args) == ["0"]
-    assert open("/proc/self/status").read().split("THP_enabled:")[1].split()[0] == "1"
+    huge_pages_on()
+    assert _at_exit(THP_ENABLED, args) == ["0"]
+    assert eval(THP_ENABLED) == "1"
 
 
 def test_process_command_writes_metrics_without_polars(tmp_path):

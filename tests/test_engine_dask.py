@@ -19,7 +19,7 @@ import pytest
 
 import telemetry
 from telemetry.generate import generate, write
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, THP_ENABLED, huge_pages_on, run_cli
 
 BATCH_ROWS = 1000
 OPTIONS = dict(region="GB", emit_records=True, window="1h", batch_rows=BATCH_ROWS)
@@ -489,8 +489,7 @@ def test_local_cluster_settings_hold_for_a_restarted_worker(dask_client):
 
 
 def _thp_enabled() -> str:
-    with open("/proc/self/status") as status:
-        return status.read().split("THP_enabled:")[1].split()[0]
+    return eval(THP_ENABLED)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc")
@@ -525,13 +524,10 @@ def test_a_cluster_of_threads_leaves_the_callers_huge_pages_alone(tmp_path):
     """Workers in the caller's own process (a cluster of threads): the warm-up plugin
     leaves the process's transparent huge pages as its user set them, as the Python API
     does."""
-    import ctypes
-
     import distributed
 
     write(tmp_path / "cdr.parquet", 200)
-    ctypes.CDLL(None).prctl(41, 0, 0, 0, 0)  # PR_SET_THP_DISABLE 0: as a user's process starts (an in-process
-    assert _thp_enabled() == "1"  # command of an earlier test may have turned them off in this one)
+    huge_pages_on()
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         telemetry.process([tmp_path / "cdr.parquet"], key=TEST_KEY, engine="dask", client=client, region="GB")
