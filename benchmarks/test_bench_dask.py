@@ -159,20 +159,16 @@ def test_dask_overhead_vs_local_threads(figure, parquet_4m, bench_dir, warm_cli)
 
 
 def test_fresh_cluster_first_run(figure, parquet_4m, bench_dir, warm_cli) -> None:
-    start = time.perf_counter()
-    cluster, client = _cluster(2)
-    started = time.perf_counter() - start
-    try:
-        from telemetry.engine.dask import DaskEngine
+    from telemetry.engine.dask import DaskEngine
 
+    start = time.perf_counter()
+    with _clusters(2) as (client,):
+        started = time.perf_counter() - start
         start = time.perf_counter()
         DaskEngine(client=client).client  # registers the warm-up plugin, as a run's first step does
         warmed = time.perf_counter() - start
         first = _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=client)
         second = _timed([parquet_4m], bench_dir / "dask-out", engine="dask", client=client)
-    finally:
-        client.close()
-        cluster.close()
     figure(f"Dask engine, fresh 2-worker cluster, first run of {PROCESS_ROWS / 1e6:g} M Parquet records",
            f"warm-up {warmed:.1f} s + first run {first:.2f} s (cluster start {started:.1f} s before)",
            f"second run: {second:.2f} s", round(second / (warmed + first), 2), "no tens of seconds of compiling",
